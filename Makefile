@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# tesseract: out-of-tree build, tests and tools.
+#
+#   make                  build tesseract.ko for the running kernel
+#   make KVER=<version>   ... for an installed Debian kernel
+#   make KDIR=<dir>       ... against any prepared kernel tree
+#   make check            lint + build and test on the 6.1 and 6.12 matrix
+#   make demo             boot the 6.1 test kernel and show the module
+#   make lint             checkpatch --strict and sparse on our sources
+
+KVER ?= $(shell uname -r)
+KDIR ?= /lib/modules/$(KVER)/build
+TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+# The kernel series (6.1, 6.12) picks the linux-source tarball.
+SERIES := $(shell echo $(KVER) | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
+BUILD := $(TOP)/build/$(KVER)
+KSRC := $(TOP)/build/ksrc-$(SERIES)
+
+KSRC_FILES := drivers/vhost/vhost.h \
+	tools/testing/selftests/kselftest.h \
+	tools/testing/selftests/kselftest_harness.h \
+	scripts/checkpatch.pl scripts/spelling.txt \
+	scripts/const_structs.checkpatch
+
+MOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch]) $(TOP)/Kbuild \
+	$(wildcard $(TOP)/include/uapi/linux/*.h)
+
+.PHONY: all modules selftests tools clean deps check demo lint ksrc
+
+all: modules selftests
+
+ksrc: $(KSRC)/.stamp
+$(KSRC)/.stamp:
+	@$(TOP)/tools/extract-ksrc.sh $(KVER) $(KSRC) $(KSRC_FILES)
+	@touch $@
+
+# A symlink tree per kernel keeps objects of different kernels apart.
+$(BUILD)/.tree: $(MOD_SRCS) | $(KSRC)/.stamp
+	@rm -rf $(BUILD)/kmod
+	@mkdir -p $(BUILD)/kmod
+	@ln -sfn $(TOP)/Kbuild $(BUILD)/Kbuild
+	@ln -sfn $(TOP)/include $(BUILD)/include
+	@ln -sfn $(KSRC)/drivers/vhost $(BUILD)/ksrc
+	@ln -sf $(TOP)/kmod/*.[ch] $(BUILD)/kmod/
+	@touch $@
+
+modules: $(BUILD)/.tree
+	$(MAKE) -C $(KDIR) M=$(BUILD) modules
+
+selftests: $(KSRC)/.stamp
+	$(MAKE) -C $(TOP)/selftests OUT=$(BUILD)/selftests KSRC=$(KSRC)
+
+tools:
+	$(MAKE) -C $(TOP)/tools OUT=$(TOP)/build/tools
+
+deps:
+	@$(TOP)/tools/deps.sh
+
+check: deps
+	@$(TOP)/tools/run-tests
+
+demo: deps
+	@$(TOP)/tools/run-tests --demo
+
+lint: deps
+	@$(TOP)/tools/lint.sh
+
+clean:
+	rm -rf $(TOP)/build

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tesseract: removes double paging on KVM hosts.
+ *
+ * Module entry points, load-time parameters and the debugfs root. Each part
+ * of the design (store, swap device, vhost-blk, ...) lives in its own file
+ * and is started from here in dependency order.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/debugfs.h>
+#include <linux/kobject.h>
+#include <linux/limits.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/string.h>
+#include <linux/sysfs.h>
+#include <uapi/linux/tesseract.h>
+
+#include "tesseract.h"
+
+struct dentry *ts_debugfs_root;
+
+static char backing[PATH_MAX];
+
+/*
+ * Reject a bad path at insmod time: later parts open it by name, and an
+ * operator is better served by a failed insmod naming the parameter than by
+ * a half-configured module.
+ */
+static int backing_set(const char *val, const struct kernel_param *kp)
+{
+	size_t len = strcspn(val, "\n");
+
+	if (len >= sizeof(backing)) {
+		pr_err("backing: path longer than %zu bytes\n",
+		       sizeof(backing) - 1);
+		return -ENAMETOOLONG;
+	}
+	if (len && val[0] != '/') {
+		pr_err("backing=%.*s: not an absolute path\n", (int)len, val);
+		return -EINVAL;
+	}
+	memcpy(backing, val, len);
+	backing[len] = '\0';
+	return 0;
+}
+
+static const struct kernel_param_ops backing_ops = {
+	.set = backing_set,
+	.get = param_get_string,
+};
+
+static struct kparam_string backing_param = {
+	.maxlen = sizeof(backing),
+	.string = backing,
+};
+
+module_param_cb(backing, &backing_ops, &backing_param, 0444);
+MODULE_PARM_DESC(backing,
+		 "Block device holding the store, e.g. /dev/vdb (default: none; attach one later)");
+
+/* 16 TiB of 4 KiB slots: far beyond any swap device we expect. */
+#define TS_SWAP_SIZE_MIB_MAX	(16U << 20)
+
+static unsigned int swap_size_mib;
+
+static int swap_size_mib_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int mib;
+	int ret;
+
+	ret = kstrtouint(val, 0, &mib);
+	if (ret) {
+		pr_err("swap_size_mib=%s: not a number\n", val);
+		return ret;
+	}
+	if (mib > TS_SWAP_SIZE_MIB_MAX) {
+		pr_err("swap_size_mib=%u: larger than the maximum %u\n",
+		       mib, TS_SWAP_SIZE_MIB_MAX);
+		return -ERANGE;
+	}
+	*(unsigned int *)kp->arg = mib;
+	return 0;
+}
+
+static const struct kernel_param_ops swap_size_mib_ops = {
+	.set = swap_size_mib_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(swap_size_mib, &swap_size_mib_ops, &swap_size_mib, 0444);
+MODULE_PARM_DESC(swap_size_mib,
+		 "Size of /dev/tsswap0 in MiB (default 0: one slot per store block)");
+
+static ssize_t abi_version_show(struct module_attribute *mattr,
+				struct module_kobject *mk, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", TESSERACT_ABI_VERSION);
+}
+
+static struct module_attribute abi_version_attr = __ATTR_RO(abi_version);
+
+static int __init tesseract_init(void)
+{
+	int ret;
+
+	ret = sysfs_create_file(&THIS_MODULE->mkobj.kobj,
+				&abi_version_attr.attr);
+	if (ret)
+		return ret;
+
+	/* debugfs is diagnostics only: a failure here must not block loading. */
+	ts_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
+
+	pr_info("loaded (ABI %d)\n", TESSERACT_ABI_VERSION);
+	return 0;
+}
+
+static void __exit tesseract_exit(void)
+{
+	debugfs_remove_recursive(ts_debugfs_root);
+	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
+	pr_info("unloaded\n");
+}
+
+module_init(tesseract_init);
+module_exit(tesseract_exit);
+
+MODULE_AUTHOR("The tesseract developers");
+MODULE_DESCRIPTION("Double-paging elimination for KVM hosts: swap device, refcounted store and vhost-blk");
+MODULE_LICENSE("GPL");

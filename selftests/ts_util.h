@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the tesseract selftests: loading the module under test,
+ * reading sysfs/debugfs values and watching the kernel log.
+ */
+#ifndef _TS_UTIL_H
+#define _TS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TS_MODNAME	"tesseract"
+#define TS_SYSMOD	"/sys/module/" TS_MODNAME
+#define TS_DEBUGFS	"/sys/kernel/debug/" TS_MODNAME
+
+/* Path of tesseract.ko under test ($TS_MODULE). */
+const char *ts_module_path(void);
+
+/* Load with a parameter string; 0 or -errno from finit_module(2). */
+int ts_module_load(const char *params);
+/* Unload; 0 or -errno from delete_module(2). */
+int ts_module_unload(void);
+bool ts_module_loaded(void);
+/* Unload if loaded, so that each test starts from a known state. */
+void ts_module_ensure_unloaded(void);
+
+/* Read a small file into buf, newline stripped; 0 or -errno. */
+int ts_read_str(const char *path, char *buf, size_t len);
+/* Read a file holding one integer; 0 or -errno. */
+int ts_read_ll(const char *path, long long *val);
+int ts_write_str(const char *path, const char *val);
+
+/*
+ * Kernel log watcher: opened at the current end of /dev/kmsg, it then sees
+ * only messages logged afterwards.
+ */
+int ts_kmsg_open(void);
+/* True if a message logged since ts_kmsg_open() contains needle. */
+bool ts_kmsg_contains(int fd, const char *needle);
+
+/* Sum of active objects over all slab caches (for leak checks). */
+long long ts_slab_active_objects(void);
+
+/* Run a shell command; its exit status, or -1 if it did not exit. */
+int ts_system(const char *cmd);
+
+#endif /* _TS_UTIL_H */

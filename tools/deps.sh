@@ -1,0 +1,96 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install what building and testing tesseract needs, idempotently and quietly:
+# QEMU, busybox, fio, dmsetup, sparse, dkms, and the two Debian 12 test
+# kernels (6.1 from bookworm, 6.12 from bookworm-backports) with their headers
+# and source tarballs. Costs about a second when everything is present.
+
+set -euo pipefail
+
+BPO_SOURCES=/etc/apt/sources.list.d/tesseract-backports.sources
+
+tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
+	   sparse kmod dkms xz-utils util-linux e2fsprogs python3
+	   python3-docutils python3-matplotlib)
+k61_pkgs=(linux-image-amd64 linux-headers-amd64 linux-source-6.1)
+
+missing_pkgs() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q '^install ok installed$' || echo "$p"
+	done
+}
+
+installed_612_abi() {
+	dpkg-query -W -f='${Package} ${Status}\n' 'linux-image-6.12.*-amd64' \
+		2>/dev/null | awk '/install ok installed/ { print $1 }' |
+		sed -e 's/^linux-image-//' -e 's/-amd64$//' | sort -V | tail -n1
+}
+
+have_everything() {
+	local abi
+
+	[ -z "$(missing_pkgs "${tool_pkgs[@]}" "${k61_pkgs[@]}")" ] || return 1
+	abi=$(installed_612_abi)
+	[ -n "$abi" ] || return 1
+	[ -z "$(missing_pkgs "linux-headers-$abi-amd64" linux-source-6.12)" ] ||
+		return 1
+	[ -f /usr/src/linux-source-6.1.tar.xz ] &&
+		[ -f /usr/src/linux-source-6.12.tar.xz ]
+}
+
+ensure_backports_suite() {
+	grep -rqs 'bookworm-backports' /etc/apt/sources.list \
+		/etc/apt/sources.list.d/ && return 0
+	cat >"$BPO_SOURCES" <<'EOS'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
+}
+
+apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		-o Dpkg::Options::=--force-confdef \
+		-o Dpkg::Options::=--force-confold \
+		--no-install-recommends "$@" >/dev/null
+}
+
+# The backports kernel ABI name (e.g. 6.12.95+deb12) and its source version,
+# read from the backports metapackage so image, headers and source match.
+install_612() {
+	local image srcver
+
+	image=$(apt-cache show -t bookworm-backports linux-image-amd64 |
+		sed -n 's/^Depends: .*\(linux-image-6\.12\.[^ ,]*-amd64\).*/\1/p' |
+		sort -V | tail -n1)
+	srcver=$(apt-cache madison linux-source-6.12 |
+		awk -F' [|] ' '/bookworm-backports/ { print $2; exit }')
+	if [ -z "$image" ] || [ -z "$srcver" ]; then
+		echo "deps: bookworm-backports offers no 6.12 kernel" >&2
+		exit 1
+	fi
+	apt_install "$image" "${image/linux-image-/linux-headers-}" \
+		"linux-source-6.12=$srcver"
+}
+
+main() {
+	have_everything && return 0
+
+	echo "deps: installing build and test dependencies (apt)" >&2
+	ensure_backports_suite
+	apt-get update -q >/dev/null
+	apt_install "${tool_pkgs[@]}" "${k61_pkgs[@]}"
+	[ -n "$(installed_612_abi)" ] && [ -f /usr/src/linux-source-6.12.tar.xz ] ||
+		install_612
+	have_everything || {
+		echo "deps: dependencies still missing after apt" >&2
+		exit 1
+	}
+}
+
+main "$@"

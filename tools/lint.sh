@@ -1,0 +1,57 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# lint.sh: checkpatch --strict on every C source and header of ours, and
+# sparse (make C=2) on the module for each kernel of the test matrix. Prints
+# what it finds; exits non-zero if anything is found.
+
+set -uo pipefail
+
+top=$(dirname "$(dirname "$(readlink -f "$0")")")
+status=0
+
+newest_kernel() {
+	find /boot -maxdepth 1 -name "vmlinuz-$1.*" -printf '%f\n' |
+		sed 's/^vmlinuz-//' | grep -E "^$1\.[0-9]" | sort -V | tail -n1
+}
+
+kernels=()
+for series in 6.1 6.12; do
+	k=$(newest_kernel "$series")
+	[ -n "$k" ] && kernels+=("$k")
+done
+if [ ${#kernels[@]} -eq 0 ]; then
+	echo "lint: no test kernel installed (run tools/deps.sh)"
+	exit 1
+fi
+
+# checkpatch from the newest kernel source knows the newest rules.
+newest=${kernels[${#kernels[@]}-1]}
+make -s -C "$top" KVER="$newest" ksrc || exit 1
+series=$(echo "$newest" | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
+checkpatch=$top/build/ksrc-$series/scripts/checkpatch.pl
+
+mapfile -t sources < <(cd "$top" && git ls-files --cached --others \
+	--exclude-standard -- '*.c' '*.h')
+if [ ${#sources[@]} -gt 0 ]; then
+	out=$(cd "$top" && perl "$checkpatch" --strict --no-tree --quiet \
+		--show-types -f "${sources[@]}" 2>&1)
+	if [ -n "$out" ]; then
+		echo "$out"
+		status=1
+	fi
+	echo "checkpatch --strict: ${#sources[@]} files"
+fi
+
+for k in "${kernels[@]}"; do
+	# C=2 runs sparse on every file, built or not.
+	out=$(make -s -C "$top" KVER="$k" modules C=2 CHECK=sparse 2>&1 |
+		grep -E '(warning|error):' | grep -v '^/usr/src/' || true)
+	if [ -n "$out" ]; then
+		echo "sparse ($k):"
+		echo "$out"
+		status=1
+	fi
+	echo "sparse: $k"
+done
+exit $status

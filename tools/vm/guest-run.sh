@@ -1,0 +1,72 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs as PID 1 inside the test kernel, on the host's root shared read-only.
+# Prepares writable scratch space, then runs the selftests (TS_MODE=test) or
+# the demo (TS_MODE=demo), writing their output to the second serial port;
+# the kernel's own console stays on the first, which the host scans for oopses.
+
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+mount -t tmpfs -o mode=700 tmpfs /root
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+
+# A task stuck for a minute is a hang: report it (the host fails the run).
+echo 60 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+export TS_KVER="$(uname -r)"
+export TS_BUILD="$TS_DIR/build/$TS_KVER"
+export TS_MODULE="$TS_BUILD/tesseract.ko"
+
+stty -F /dev/ttyS1 raw -echo 115200 2>/dev/null
+exec >/dev/ttyS1 2>&1 </dev/null
+
+# Scratch disks the host attached (sparse files on the host).
+modprobe virtio_blk
+# The module uses the vhost core; load it as a packaged module would be.
+modprobe vhost 2>/dev/null
+
+echo "# tesseract-guest: kernel $TS_KVER, $(nproc) cpus, $(free -m | awk '/Mem:/ {print $2}') MiB"
+
+run_tests() {
+	list="$TS_BUILD/selftests/tests.list"
+	per_test_timeout=${TS_TEST_TIMEOUT:-900}
+
+	if [ ! -r "$list" ]; then
+		echo "# tesseract-error: $list missing (selftests not built)"
+		return
+	fi
+	while read -r prog; do
+		if [ -n "$TS_FILTER" ]; then
+			case ",$TS_FILTER," in
+			*",$prog,"*) ;;
+			*) continue ;;
+			esac
+		fi
+		echo "# tesseract-start: $prog"
+		(cd /tmp && timeout -k 10 "$per_test_timeout" \
+			"$TS_BUILD/selftests/$prog")
+		echo "# tesseract-exit: $prog $?"
+	done <"$list"
+}
+
+case "$TS_MODE" in
+demo)
+	sh "$TS_DIR/tools/demo.sh"
+	;;
+*)
+	run_tests
+	;;
+esac
+
+echo "# tesseract-done"
+sync
+/bin/busybox poweroff -f
