@@ -8,6 +8,7 @@
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
 #   make demo             boot the 6.1 test kernel and show the module
 #   make lint             checkpatch --strict and sparse on our sources
+#   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
@@ -26,7 +27,7 @@ KSRC_FILES := drivers/vhost/vhost.h \
 MOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch]) $(TOP)/Kbuild \
 	$(wildcard $(TOP)/include/uapi/linux/*.h)
 
-.PHONY: all modules selftests tools clean deps check demo lint ksrc
+.PHONY: all modules selftests tools clean deps check demo lint ksrc bench-swap
 
 all: modules selftests
 
@@ -62,6 +63,9 @@ check: deps
 
 demo: deps
 	@$(TOP)/tools/run-tests --demo
+
+bench-swap: deps
+	@$(TOP)/tools/run-tests --bench swap
 
 lint: deps
 	@$(TOP)/tools/lint.sh

@@ -21,6 +21,9 @@
 
 struct dentry *ts_debugfs_root;
 
+static struct ts_store *ts_store;
+static struct ts_swapdev *ts_swapdev;
+
 static char backing[PATH_MAX];
 
 /*
@@ -101,6 +104,36 @@ static ssize_t abi_version_show(struct module_attribute *mattr,
 
 static struct module_attribute abi_version_attr = __ATTR_RO(abi_version);
 
+/* The store on the backing device and the swap device on top of it. */
+static int ts_start_store(void)
+{
+	u64 nr_slots;
+	int ret;
+
+	ret = ts_store_open(backing, &ts_store);
+	if (ret)
+		return ret;
+	nr_slots = swap_size_mib ?
+		(u64)swap_size_mib << (20 - TS_BLOCK_SHIFT) :
+		ts_store->nr_blocks;
+	ret = ts_swapdev_create(ts_store, nr_slots, &ts_swapdev);
+	if (ret) {
+		ts_store_close(ts_store);
+		ts_store = NULL;
+	}
+	return ret;
+}
+
+static void ts_stop_store(void)
+{
+	if (ts_swapdev)
+		ts_swapdev_destroy(ts_swapdev);
+	if (ts_store)
+		ts_store_close(ts_store);
+	ts_swapdev = NULL;
+	ts_store = NULL;
+}
+
 static int __init tesseract_init(void)
 {
 	int ret;
@@ -113,12 +146,24 @@ static int __init tesseract_init(void)
 	/* debugfs is diagnostics only: a failure here must not block loading. */
 	ts_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
 
+	if (backing[0]) {
+		ret = ts_start_store();
+		if (ret)
+			goto undo;
+	}
+
 	pr_info("loaded (ABI %d)\n", TESSERACT_ABI_VERSION);
 	return 0;
+
+undo:
+	debugfs_remove_recursive(ts_debugfs_root);
+	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
+	return ret;
 }
 
 static void __exit tesseract_exit(void)
 {
+	ts_stop_store();
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
 	pr_info("unloaded\n");

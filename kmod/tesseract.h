@@ -5,11 +5,70 @@
 #ifndef _TESSERACT_H
 #define _TESSERACT_H
 
+#include <linux/atomic.h>
+#include <linux/bio.h>
+#include <linux/limits.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
 
-struct dentry;
+#include "compat.h"
 
-/* Root of /sys/kernel/debug/tesseract/, NULL if debugfs is unavailable. */
+struct dentry;
+struct gendisk;
+
+/* Root of /sys/kernel/debug/tesseract/; an ERR_PTR if debugfs is off. */
 extern struct dentry *ts_debugfs_root;
+
+/* Store blocks and swap slots are 4 KiB, whatever the page size. */
+#define TS_BLOCK_SHIFT		12
+#define TS_BLOCK_SIZE		BIT(TS_BLOCK_SHIFT)
+#define TS_SECTORS_PER_BLOCK	(TS_BLOCK_SIZE >> SECTOR_SHIFT)
+
+/* Marks a slot that maps to no block. */
+#define TS_NO_BLOCK		U32_MAX
+
+/* Smallest usable store, in blocks: room for mkswap and a few pages. */
+#define TS_STORE_MIN_BLOCKS	256
+
+/*
+ * The refcounted block store on the backing device. Block numbers count
+ * data blocks from data_start; blocks before it are reserved for the
+ * on-disk metadata (superblock, journal).
+ *
+ * lock protects refcount, the allocator and everything that maps names
+ * (swap slots) to blocks. It is taken in the swap write path and in
+ * swap_slot_free_notify, which runs in atomic context: never sleep or
+ * allocate under it.
+ */
+struct ts_store {
+	struct ts_bdev_handle backing;
+	char path[PATH_MAX];
+	u64 data_start;			/* first data block, in 4 KiB units */
+	u32 nr_blocks;			/* data blocks */
+
+	spinlock_t lock;		/* see above */
+	u32 *refcount;			/* per data block; 0 = free */
+	unsigned long *in_use;		/* bitmap: refcount != 0 */
+	u32 alloc_hint;			/* where the next free-block search starts */
+	u32 blocks_in_use;
+};
+
+int ts_store_open(const char *path, struct ts_store **storep);
+void ts_store_close(struct ts_store *store);
+
+bool ts_store_alloc_locked(struct ts_store *store, u32 *block);
+void ts_store_get_locked(struct ts_store *store, u32 block);
+void ts_store_put_locked(struct ts_store *store, u32 block);
+
+static inline sector_t ts_store_sector(const struct ts_store *store, u32 block)
+{
+	return (store->data_start + block) * TS_SECTORS_PER_BLOCK;
+}
+
+struct ts_swapdev;
+
+int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
+		      struct ts_swapdev **swapdevp);
+void ts_swapdev_destroy(struct ts_swapdev *swapdev);
 
 #endif /* _TESSERACT_H */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -156,4 +157,134 @@ int ts_system(const char *cmd)
 	if (ret == -1 || !WIFEXITED(ret))
 		return -1;
 	return WEXITSTATUS(ret);
+}
+
+long long ts_swapdev_counter(const char *name)
+{
+	char path[256];
+	long long val;
+
+	snprintf(path, sizeof(path), TS_DEBUGFS "/tsswap0/%s", name);
+	return ts_read_ll(path, &val) ? -1 : val;
+}
+
+long long ts_vmstat(const char *name)
+{
+	char key[64];
+	long long val;
+	FILE *f;
+
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %lld", key, &val) == 2) {
+		if (!strcmp(key, name)) {
+			fclose(f);
+			return val;
+		}
+	}
+	fclose(f);
+	return -1;
+}
+
+#define TS_CGROOT "/sys/fs/cgroup"
+
+int ts_cgroup_write(const char *name, const char *file, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), TS_CGROOT "/%s/%s", name, file);
+	return ts_write_str(path, val);
+}
+
+int ts_cgroup_enter(const char *name)
+{
+	char path[256], pid[32];
+
+	/* Controllers must be enabled for children of the root group. */
+	ts_write_str(TS_CGROOT "/cgroup.subtree_control", "+memory");
+	snprintf(path, sizeof(path), TS_CGROOT "/%s", name);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return -errno;
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	return ts_cgroup_write(name, "cgroup.procs", pid);
+}
+
+void ts_cgroup_leave(const char *name)
+{
+	char path[256], pid[32];
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	ts_write_str(TS_CGROOT "/cgroup.procs", pid);
+	snprintf(path, sizeof(path), TS_CGROOT "/%s", name);
+	rmdir(path);
+}
+
+size_t ts_resident_pages(void *addr, size_t len)
+{
+	size_t pages = len / 4096, i, resident = 0;
+	unsigned char *vec = malloc(pages);
+
+	if (!vec || mincore(addr, len, vec)) {
+		free(vec);
+		return pages;
+	}
+	for (i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	free(vec);
+	return resident;
+}
+
+size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
+{
+	size_t resident, before;
+	char amount[32];
+	int tries;
+
+	madvise(addr, len, MADV_PAGEOUT);
+	resident = ts_resident_pages(addr, len);
+	/* Stop when a round makes no progress: the rest cannot be swapped. */
+	for (tries = 0; tries < 10 && resident; tries++) {
+		snprintf(amount, sizeof(amount), "%zu", len + (1 << 20));
+		/* EAGAIN just means less than asked for was reclaimed. */
+		ts_cgroup_write(cgroup, "memory.reclaim", amount);
+		before = resident;
+		resident = ts_resident_pages(addr, len);
+		if (resident == before)
+			break;
+	}
+	return resident;
+}
+
+static unsigned long ts_mix(unsigned long x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdUL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53UL;
+	x ^= x >> 33;
+	return x;
+}
+
+void ts_fill_page(void *page, unsigned long tag, unsigned long index,
+		  unsigned long version)
+{
+	unsigned long *w = page, seed = ts_mix(tag * 0x9e3779b97f4a7c15UL ^
+						ts_mix(index) ^ (version << 48));
+	size_t i;
+
+	w[0] = tag;
+	w[1] = index;
+	w[2] = version;
+	for (i = 3; i < 4096 / sizeof(*w); i++)
+		w[i] = ts_mix(seed + i);
+}
+
+bool ts_check_page(const void *page, unsigned long tag, unsigned long index,
+		   unsigned long version)
+{
+	unsigned long expect[4096 / sizeof(unsigned long)];
+
+	ts_fill_page(expect, tag, index, version);
+	return !memcmp(expect, page, sizeof(expect));
 }

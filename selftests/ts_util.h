@@ -44,4 +44,35 @@ long long ts_slab_active_objects(void);
 /* Run a shell command; its exit status, or -1 if it did not exit. */
 int ts_system(const char *cmd);
 
+/* A debugfs counter of /dev/tsswap0, or -1 if unreadable. */
+long long ts_swapdev_counter(const char *name);
+/* A /proc/vmstat field, or -1. */
+long long ts_vmstat(const char *name);
+
+/*
+ * Create a cgroup v2 group under /sys/fs/cgroup and move the caller into
+ * it. Pages are charged to the group their first toucher was in, so join
+ * before touching memory that is to be reclaimed. 0 or -errno.
+ */
+int ts_cgroup_enter(const char *name);
+/* Move the caller back to the root group and remove the group. */
+void ts_cgroup_leave(const char *name);
+/* Write a cgroup control file of group name. 0 or -errno. */
+int ts_cgroup_write(const char *name, const char *file, const char *val);
+
+/*
+ * Push [addr, addr + len) to swap: MADV_PAGEOUT starts writeback, then
+ * memory.reclaim of the caller's group frees what is left in the swap
+ * cache. Returns the number of pages still resident.
+ */
+size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len);
+size_t ts_resident_pages(void *addr, size_t len);
+
+/* Fill a 4 KiB page with a pattern determined by (tag, index, version). */
+void ts_fill_page(void *page, unsigned long tag, unsigned long index,
+		  unsigned long version);
+/* True if the page holds exactly the pattern of (tag, index, version). */
+bool ts_check_page(const void *page, unsigned long tag, unsigned long index,
+		   unsigned long version);
+
 #endif /* _TS_UTIL_H */

@@ -62,6 +62,9 @@ case "$TS_MODE" in
 demo)
 	sh "$TS_DIR/tools/demo.sh"
 	;;
+bench)
+	sh "$TS_DIR/tools/bench/$TS_BENCH.sh"
+	;;
 *)
 	run_tests
 	;;

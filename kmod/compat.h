@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * tesseract: the one place for differences between the kernels we support
+ * (Debian 6.1 and 6.12). Everything else calls these helpers.
+ */
+#ifndef _TESSERACT_COMPAT_H
+#define _TESSERACT_COMPAT_H
+
+#include <linux/blkdev.h>
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/version.h>
+
+/*
+ * An exclusively opened backing block device. 6.12 hands out a struct file
+ * for it (bdev_file_open_by_path), 6.1 the block_device itself.
+ */
+struct ts_bdev_handle {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+	struct file *file;
+#endif
+	struct block_device *bdev;
+};
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+
+static inline int ts_bdev_open(const char *path, void *holder,
+			       struct ts_bdev_handle *h)
+{
+	struct file *file;
+
+	file = bdev_file_open_by_path(path, BLK_OPEN_READ | BLK_OPEN_WRITE,
+				      holder, NULL);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	h->file = file;
+	h->bdev = file_bdev(file);
+	return 0;
+}
+
+static inline void ts_bdev_close(struct ts_bdev_handle *h)
+{
+	/* bdev_fput releases the exclusive claim now, not at the last fput. */
+	bdev_fput(h->file);
+	h->file = NULL;
+	h->bdev = NULL;
+}
+
+/* Limits of a bio-based disk of 4 KiB blocks with discard. */
+static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
+{
+	struct queue_limits lim = {
+		.logical_block_size	= PAGE_SIZE,
+		.physical_block_size	= PAGE_SIZE,
+		.io_min			= PAGE_SIZE,
+		.io_opt			= PAGE_SIZE,
+		.max_hw_discard_sectors	= max_discard_sectors,
+		.discard_granularity	= PAGE_SIZE,
+	};
+
+	return blk_alloc_disk(&lim, NUMA_NO_NODE);
+}
+
+#else /* 6.1 */
+
+#define TS_BDEV_MODE	(FMODE_READ | FMODE_WRITE | FMODE_EXCL)
+
+static inline int ts_bdev_open(const char *path, void *holder,
+			       struct ts_bdev_handle *h)
+{
+	struct block_device *bdev;
+
+	bdev = blkdev_get_by_path(path, TS_BDEV_MODE, holder);
+	if (IS_ERR(bdev))
+		return PTR_ERR(bdev);
+	h->bdev = bdev;
+	return 0;
+}
+
+static inline void ts_bdev_close(struct ts_bdev_handle *h)
+{
+	blkdev_put(h->bdev, TS_BDEV_MODE);
+	h->bdev = NULL;
+}
+
+static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
+{
+	struct gendisk *disk = blk_alloc_disk(NUMA_NO_NODE);
+	struct request_queue *q;
+
+	if (!disk)
+		return ERR_PTR(-ENOMEM);
+	q = disk->queue;
+	blk_queue_logical_block_size(q, PAGE_SIZE);
+	blk_queue_physical_block_size(q, PAGE_SIZE);
+	blk_queue_io_min(q, PAGE_SIZE);
+	blk_queue_io_opt(q, PAGE_SIZE);
+	q->limits.discard_granularity = PAGE_SIZE;
+	blk_queue_max_discard_sectors(q, max_discard_sectors);
+	/* Swap clusters and THP swap-out need a non-rotational device. */
+	blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
+	return disk;
+}
+
+#endif
+
+#endif /* _TESSERACT_COMPAT_H */

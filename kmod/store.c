@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The store: 4 KiB blocks on a backing block device, each with a reference
+ * count. Swap slots (and, later, guest-disk blocks) are names that point at
+ * blocks; a block whose last reference goes returns to the free pool.
+ *
+ * All state lives in memory that is allocated once, when the store is
+ * opened, so that the swap write path, which runs under memory reclaim,
+ * never allocates to find or free a block.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/blkdev.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "tesseract.h"
+
+/* Blocks before the data area, kept for the superblock. */
+#define TS_STORE_METADATA_BLOCKS	1
+
+static const char *ts_open_error(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "no such file";
+	case -ENOTBLK:
+		return "not a block device";
+	case -EBUSY:
+		return "in use (mounted, active swap, or claimed by another driver)";
+	case -EACCES:
+	case -EROFS:
+		return "read-only or not accessible for writing";
+	case -ENXIO:
+		return "no such device";
+	default:
+		return "cannot open";
+	}
+}
+
+static int ts_store_check_backing(struct ts_store *store)
+{
+	struct block_device *bdev = store->backing.bdev;
+	u64 blocks;
+
+	if (bdev_read_only(bdev)) {
+		pr_err("backing=%s: read-only\n", store->path);
+		return -EROFS;
+	}
+	if (bdev_logical_block_size(bdev) > TS_BLOCK_SIZE) {
+		pr_err("backing=%s: logical block size %u is larger than %u\n",
+		       store->path, bdev_logical_block_size(bdev),
+		       TS_BLOCK_SIZE);
+		return -EINVAL;
+	}
+	blocks = bdev_nr_bytes(bdev) >> TS_BLOCK_SHIFT;
+	if (blocks < TS_STORE_METADATA_BLOCKS + TS_STORE_MIN_BLOCKS) {
+		pr_err("backing=%s: too small (%llu KiB, need at least %u KiB)\n",
+		       store->path, bdev_nr_bytes(bdev) >> 10,
+		       (TS_STORE_METADATA_BLOCKS + TS_STORE_MIN_BLOCKS) *
+		       (TS_BLOCK_SIZE >> 10));
+		return -ENOSPC;
+	}
+	store->data_start = TS_STORE_METADATA_BLOCKS;
+	/* Block numbers are u32 and TS_NO_BLOCK is reserved. */
+	store->nr_blocks = min_t(u64, blocks - store->data_start,
+				 TS_NO_BLOCK - 1);
+	return 0;
+}
+
+int ts_store_open(const char *path, struct ts_store **storep)
+{
+	struct ts_store *store;
+	int ret;
+
+	store = kzalloc(sizeof(*store), GFP_KERNEL);
+	if (!store)
+		return -ENOMEM;
+	strscpy(store->path, path, sizeof(store->path));
+	spin_lock_init(&store->lock);
+
+	ret = ts_bdev_open(path, store, &store->backing);
+	if (ret) {
+		pr_err("backing=%s: %s (%d)\n", path, ts_open_error(ret), ret);
+		goto free_store;
+	}
+	ret = ts_store_check_backing(store);
+	if (ret)
+		goto close_backing;
+
+	store->refcount = kvcalloc(store->nr_blocks, sizeof(*store->refcount),
+				   GFP_KERNEL);
+	store->in_use = kvcalloc(BITS_TO_LONGS(store->nr_blocks),
+				 sizeof(unsigned long), GFP_KERNEL);
+	if (!store->refcount || !store->in_use) {
+		pr_err("backing=%s: no memory for %u block reference counts\n",
+		       path, store->nr_blocks);
+		ret = -ENOMEM;
+		goto free_refcount;
+	}
+	pr_info("store on %s: %u blocks of %u bytes\n", path,
+		store->nr_blocks, TS_BLOCK_SIZE);
+	*storep = store;
+	return 0;
+
+free_refcount:
+	kvfree(store->in_use);
+	kvfree(store->refcount);
+close_backing:
+	ts_bdev_close(&store->backing);
+free_store:
+	kfree(store);
+	return ret;
+}
+
+void ts_store_close(struct ts_store *store)
+{
+	WARN_ON(store->blocks_in_use);
+	kvfree(store->in_use);
+	kvfree(store->refcount);
+	ts_bdev_close(&store->backing);
+	kfree(store);
+}
+
+/*
+ * Take a free block, searching from where the last allocation ended so that
+ * consecutive allocations (a THP swap-out, a sequential stream) get
+ * consecutive blocks and the lower bios can be merged.
+ */
+bool ts_store_alloc_locked(struct ts_store *store, u32 *block)
+{
+	unsigned long b;
+
+	lockdep_assert_held(&store->lock);
+	b = find_next_zero_bit(store->in_use, store->nr_blocks,
+			       store->alloc_hint);
+	if (b >= store->nr_blocks)
+		b = find_first_zero_bit(store->in_use, store->nr_blocks);
+	if (b >= store->nr_blocks)
+		return false;
+	__set_bit(b, store->in_use);
+	store->refcount[b] = 1;
+	store->blocks_in_use++;
+	store->alloc_hint = b + 1 < store->nr_blocks ? b + 1 : 0;
+	*block = b;
+	return true;
+}
+
+void ts_store_get_locked(struct ts_store *store, u32 block)
+{
+	lockdep_assert_held(&store->lock);
+	WARN_ON_ONCE(!store->refcount[block]);
+	store->refcount[block]++;
+}
+
+void ts_store_put_locked(struct ts_store *store, u32 block)
+{
+	lockdep_assert_held(&store->lock);
+	if (WARN_ON_ONCE(!store->refcount[block]))
+		return;
+	if (!--store->refcount[block]) {
+		__clear_bit(block, store->in_use);
+		store->blocks_in_use--;
+	}
+}

@@ -1,0 +1,638 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/tsswap0: a bio-based block device for host swap whose 4 KiB slots
+ * map to store blocks. It is the module's hook on host swap-out: every page
+ * swapped out to it lands in the store, and swap_slot_free_notify tells it
+ * when a slot dies.
+ *
+ * Runs under memory reclaim: the I/O path allocates only from the store's
+ * bio_set (mempool-backed, GFP_NOIO) and waits for nothing but the backing
+ * device. A full store fails the write; the kernel then keeps the page.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/debugfs.h>
+#include <linux/highmem.h>
+#include <linux/slab.h>
+
+#include "tesseract.h"
+
+#define TS_SWAPDEV_NAME		"tsswap0"
+
+/* Lower bios kept in reserve so that swap-out progresses under pressure. */
+#define TS_SWAPDEV_BIO_POOL	64
+
+#define TS_SWAPDEV_MAX_HOLDS	64
+
+struct ts_swapdev_stats {
+	atomic64_t writes;		/* slots written */
+	atomic64_t reads;		/* slots read from the store */
+	atomic64_t zero_reads;		/* slots read that were never written */
+	atomic64_t frees;		/* slots freed by swap_slot_free_notify */
+	atomic64_t discards;		/* slots freed by discard */
+	atomic64_t redirected_writes;	/* writes moved off a shared block */
+	atomic64_t store_full;		/* writes refused: no free block */
+	atomic64_t write_errors;	/* backing device write failures */
+	atomic64_t read_errors;		/* backing device read failures */
+};
+
+struct ts_swapdev {
+	struct ts_store *store;
+	struct gendisk *disk;
+	int major;
+	u64 nr_slots;
+
+	/* Under store->lock: */
+	u32 *slot_block;		/* TS_NO_BLOCK if the slot is unmapped */
+	u64 slots_in_use;
+
+	/*
+	 * Set when the slot's block holds the data of its last completed
+	 * write; cleared while a write is in flight or failed. Reconciliation
+	 * may reference a slot's block only while this is set.
+	 */
+	unsigned long *slot_complete;
+
+	/* Lower bios to the backing device, usable from reclaim. */
+	struct bio_set bio_set;
+
+	/*
+	 * Extra references taken through debugfs ("hold"), standing in for
+	 * the guest-disk references that reconciliation takes, so that
+	 * redirect-on-write can be exercised on its own. Under store->lock.
+	 */
+	u32 holds[TS_SWAPDEV_MAX_HOLDS];
+	unsigned int nr_holds;
+
+	struct ts_swapdev_stats stats;
+	struct dentry *debugfs;
+};
+
+/* One lower bio: a run of slots on consecutive store blocks. */
+struct ts_swap_io {
+	struct ts_swapdev *swapdev;
+	struct bio *upper;
+	u64 first_slot;
+	u32 nr_slots;
+	struct bio bio;			/* must be last: bio_set front_pad */
+};
+
+static struct ts_swapdev *ts_swapdev_of(struct bio *bio)
+{
+	return bio->bi_bdev->bd_disk->private_data;
+}
+
+static void ts_swap_io_endio(struct bio *bio)
+{
+	struct ts_swap_io *io = container_of(bio, struct ts_swap_io, bio);
+	struct ts_swapdev *swapdev = io->swapdev;
+	struct bio *upper = io->upper;
+	bool write = op_is_write(bio_op(bio));
+	u32 i;
+
+	if (bio->bi_status) {
+		atomic64_add(io->nr_slots, write ? &swapdev->stats.write_errors :
+						   &swapdev->stats.read_errors);
+		/* Racy like bio_chain's own propagation: any error will do. */
+		if (!upper->bi_status)
+			upper->bi_status = bio->bi_status;
+	} else if (write) {
+		/*
+		 * The slot cannot be freed or rewritten while this write is in
+		 * flight: its swap-cache folio is under writeback.
+		 */
+		for (i = 0; i < io->nr_slots; i++)
+			set_bit(io->first_slot + i, swapdev->slot_complete);
+	}
+	bio_put(bio);
+	bio_endio(upper);
+}
+
+/*
+ * Choose the block a write to @slot goes to. A block referenced only by
+ * this slot is overwritten in place; one that something else also
+ * references keeps its contents for them and the slot moves to a fresh
+ * block (redirect-on-write).
+ */
+static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
+				 u32 *block)
+{
+	struct ts_store *store = swapdev->store;
+	u32 old, fresh;
+	bool ok = true;
+
+	spin_lock(&store->lock);
+	old = swapdev->slot_block[slot];
+	clear_bit(slot, swapdev->slot_complete);
+	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
+		*block = old;
+	} else if (!ts_store_alloc_locked(store, &fresh)) {
+		ok = false;
+	} else {
+		if (old != TS_NO_BLOCK) {
+			ts_store_put_locked(store, old);
+			atomic64_inc(&swapdev->stats.redirected_writes);
+		} else {
+			swapdev->slots_in_use++;
+		}
+		swapdev->slot_block[slot] = fresh;
+		*block = fresh;
+	}
+	spin_unlock(&store->lock);
+	return ok;
+}
+
+static u32 ts_swapdev_map_read(struct ts_swapdev *swapdev, u64 slot)
+{
+	struct ts_store *store = swapdev->store;
+	u32 block;
+
+	spin_lock(&store->lock);
+	block = swapdev->slot_block[slot];
+	spin_unlock(&store->lock);
+	return block;
+}
+
+static void ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
+{
+	u32 block = swapdev->slot_block[slot];
+
+	clear_bit(slot, swapdev->slot_complete);
+	if (block == TS_NO_BLOCK)
+		return;
+	swapdev->slot_block[slot] = TS_NO_BLOCK;
+	swapdev->slots_in_use--;
+	ts_store_put_locked(swapdev->store, block);
+}
+
+/* Count the page segments the next @bytes of @iter span. */
+static unsigned int ts_segments(struct bio *bio, struct bvec_iter iter,
+				unsigned int bytes)
+{
+	unsigned int segs = 0, len;
+
+	while (bytes) {
+		len = min(bytes, bio_iter_iovec(bio, iter).bv_len);
+		bio_advance_iter_single(bio, &iter, len);
+		bytes -= len;
+		segs++;
+	}
+	return segs;
+}
+
+static void ts_zero_slot(struct bio *bio, struct bvec_iter *iter)
+{
+	unsigned int bytes = TS_BLOCK_SIZE, len;
+	struct bio_vec bv;
+
+	while (bytes) {
+		bv = bio_iter_iovec(bio, *iter);
+		len = min(bytes, bv.bv_len);
+		memzero_page(bv.bv_page, bv.bv_offset, len);
+		bio_advance_iter_single(bio, iter, len);
+		bytes -= len;
+	}
+}
+
+static void ts_swap_io_submit(struct ts_swap_io *io)
+{
+	bio_inc_remaining(io->upper);
+	submit_bio_noacct(&io->bio);
+}
+
+static struct ts_swap_io *ts_swap_io_alloc(struct ts_swapdev *swapdev,
+					   struct bio *upper, u64 slot,
+					   u32 block, unsigned int nr_vecs)
+{
+	struct ts_store *store = swapdev->store;
+	struct ts_swap_io *io;
+	struct bio *bio;
+
+	bio = bio_alloc_bioset(store->backing.bdev, nr_vecs,
+			       bio_op(upper) | (upper->bi_opf & REQ_SYNC),
+			       GFP_NOIO, &swapdev->bio_set);
+	io = container_of(bio, struct ts_swap_io, bio);
+	io->swapdev = swapdev;
+	io->upper = upper;
+	io->first_slot = slot;
+	io->nr_slots = 0;
+	bio->bi_iter.bi_sector = ts_store_sector(store, block);
+	bio->bi_end_io = ts_swap_io_endio;
+	return io;
+}
+
+/*
+ * Split a read or write into lower bios, one per run of slots whose blocks
+ * are consecutive in the store. Each lower bio holds a reference on the
+ * upper one (bio_inc_remaining), so the upper bio completes when the last
+ * of them and this function are done.
+ */
+static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
+{
+	bool write = op_is_write(bio_op(upper));
+	struct bvec_iter iter = upper->bi_iter;
+	struct ts_swap_io *io = NULL;
+	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
+	u32 block, next_block = TS_NO_BLOCK;
+	unsigned int segs, len;
+	struct bio_vec bv;
+
+	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
+	    !IS_ALIGNED(iter.bi_size, TS_BLOCK_SIZE)) {
+		bio_io_error(upper);
+		return;
+	}
+
+	for (; iter.bi_size; slot++) {
+		if (write) {
+			if (!ts_swapdev_map_write(swapdev, slot, &block)) {
+				atomic64_inc(&swapdev->stats.store_full);
+				upper->bi_status = BLK_STS_NOSPC;
+				bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
+				next_block = TS_NO_BLOCK;
+				continue;
+			}
+			atomic64_inc(&swapdev->stats.writes);
+		} else {
+			block = ts_swapdev_map_read(swapdev, slot);
+			if (block == TS_NO_BLOCK) {
+				atomic64_inc(&swapdev->stats.zero_reads);
+				ts_zero_slot(upper, &iter);
+				next_block = TS_NO_BLOCK;
+				continue;
+			}
+			atomic64_inc(&swapdev->stats.reads);
+		}
+
+		segs = ts_segments(upper, iter, TS_BLOCK_SIZE);
+		if (io && (block != next_block ||
+			   io->bio.bi_vcnt + segs > io->bio.bi_max_vecs)) {
+			ts_swap_io_submit(io);
+			io = NULL;
+		}
+		if (!io)
+			io = ts_swap_io_alloc(swapdev, upper, slot, block,
+					      min_t(unsigned int, BIO_MAX_VECS,
+						    bio_segments(upper)));
+
+		for (len = TS_BLOCK_SIZE; len; len -= bv.bv_len) {
+			bv = bio_iter_iovec(upper, iter);
+			bv.bv_len = min(bv.bv_len, len);
+			/* Room was checked above: this cannot come up short. */
+			if (bio_add_page(&io->bio, bv.bv_page, bv.bv_len,
+					 bv.bv_offset) != bv.bv_len)
+				WARN_ON_ONCE(1);
+			bio_advance_iter_single(upper, &iter, bv.bv_len);
+		}
+		io->nr_slots++;
+		next_block = block + 1;
+	}
+	if (io)
+		ts_swap_io_submit(io);
+	bio_endio(upper);
+}
+
+static void ts_swapdev_discard(struct ts_swapdev *swapdev, struct bio *bio)
+{
+	u64 first = DIV_ROUND_UP_ULL(bio->bi_iter.bi_sector,
+				     TS_SECTORS_PER_BLOCK);
+	u64 end = bio_end_sector(bio) / TS_SECTORS_PER_BLOCK;
+	struct ts_store *store = swapdev->store;
+	u64 slot;
+
+	/* Only whole slots can be dropped; partial ones keep their data. */
+	for (slot = first; slot < end; slot++) {
+		spin_lock(&store->lock);
+		if (swapdev->slot_block[slot] != TS_NO_BLOCK)
+			atomic64_inc(&swapdev->stats.discards);
+		ts_swapdev_unmap_locked(swapdev, slot);
+		spin_unlock(&store->lock);
+		cond_resched();
+	}
+	bio_endio(bio);
+}
+
+static void ts_swapdev_submit_bio(struct bio *bio)
+{
+	struct ts_swapdev *swapdev = ts_swapdev_of(bio);
+
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+	case REQ_OP_WRITE:
+		ts_swapdev_rw(swapdev, bio);
+		break;
+	case REQ_OP_DISCARD:
+		ts_swapdev_discard(swapdev, bio);
+		break;
+	default:
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		break;
+	}
+}
+
+/*
+ * Called by the swap code, under swap_lock and sometimes a page-table lock,
+ * with interrupts possibly off, once per slot that becomes free.
+ */
+static void ts_swapdev_slot_free_notify(struct block_device *bdev,
+					unsigned long slot)
+{
+	struct ts_swapdev *swapdev = bdev->bd_disk->private_data;
+	struct ts_store *store = swapdev->store;
+
+	if (slot >= swapdev->nr_slots)
+		return;
+	spin_lock(&store->lock);
+	if (swapdev->slot_block[slot] != TS_NO_BLOCK)
+		atomic64_inc(&swapdev->stats.frees);
+	ts_swapdev_unmap_locked(swapdev, slot);
+	spin_unlock(&store->lock);
+}
+
+static const struct block_device_operations ts_swapdev_fops = {
+	.owner			= THIS_MODULE,
+	.submit_bio		= ts_swapdev_submit_bio,
+	.swap_slot_free_notify	= ts_swapdev_slot_free_notify,
+};
+
+static ssize_t backing_show(struct device *dev, struct device_attribute *attr,
+			    char *buf)
+{
+	struct ts_swapdev *swapdev = dev_to_disk(dev)->private_data;
+
+	return sysfs_emit(buf, "%s\n", swapdev->store->path);
+}
+static DEVICE_ATTR_RO(backing);
+
+static ssize_t slots_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	struct ts_swapdev *swapdev = dev_to_disk(dev)->private_data;
+
+	return sysfs_emit(buf, "%llu\n", swapdev->nr_slots);
+}
+static DEVICE_ATTR_RO(slots);
+
+static ssize_t store_blocks_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	struct ts_swapdev *swapdev = dev_to_disk(dev)->private_data;
+
+	return sysfs_emit(buf, "%u\n", swapdev->store->nr_blocks);
+}
+static DEVICE_ATTR_RO(store_blocks);
+
+static ssize_t block_size_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", TS_BLOCK_SIZE);
+}
+static DEVICE_ATTR_RO(block_size);
+
+static struct attribute *ts_swapdev_attrs[] = {
+	&dev_attr_backing.attr,
+	&dev_attr_slots.attr,
+	&dev_attr_store_blocks.attr,
+	&dev_attr_block_size.attr,
+	NULL,
+};
+
+static const struct attribute_group ts_swapdev_attr_group = {
+	.name	= "tesseract",
+	.attrs	= ts_swapdev_attrs,
+};
+
+static const struct attribute_group *ts_swapdev_attr_groups[] = {
+	&ts_swapdev_attr_group,
+	NULL,
+};
+
+static int ts_atomic64_get(void *data, u64 *val)
+{
+	*val = atomic64_read(data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_atomic64_fops, ts_atomic64_get, NULL, "%llu\n");
+
+static int ts_slots_in_use_get(void *data, u64 *val)
+{
+	struct ts_swapdev *swapdev = data;
+
+	spin_lock(&swapdev->store->lock);
+	*val = swapdev->slots_in_use;
+	spin_unlock(&swapdev->store->lock);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_slots_in_use_fops, ts_slots_in_use_get, NULL,
+			 "%llu\n");
+
+static int ts_blocks_in_use_get(void *data, u64 *val)
+{
+	struct ts_store *store = data;
+
+	spin_lock(&store->lock);
+	*val = store->blocks_in_use;
+	spin_unlock(&store->lock);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_blocks_in_use_fops, ts_blocks_in_use_get, NULL,
+			 "%llu\n");
+
+/* Writing a slot number takes a reference on the block it maps to. */
+static int ts_hold_set(void *data, u64 slot)
+{
+	struct ts_swapdev *swapdev = data;
+	struct ts_store *store = swapdev->store;
+	int ret = 0;
+	u32 block;
+
+	if (slot >= swapdev->nr_slots)
+		return -EINVAL;
+	spin_lock(&store->lock);
+	block = swapdev->slot_block[slot];
+	if (block == TS_NO_BLOCK) {
+		ret = -ENODATA;
+	} else if (swapdev->nr_holds == TS_SWAPDEV_MAX_HOLDS) {
+		ret = -ENOSPC;
+	} else {
+		ts_store_get_locked(store, block);
+		swapdev->holds[swapdev->nr_holds++] = block;
+	}
+	spin_unlock(&store->lock);
+	return ret;
+}
+
+static int ts_hold_get(void *data, u64 *val)
+{
+	struct ts_swapdev *swapdev = data;
+
+	spin_lock(&swapdev->store->lock);
+	*val = swapdev->nr_holds;
+	spin_unlock(&swapdev->store->lock);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_hold_fops, ts_hold_get, ts_hold_set, "%llu\n");
+
+static void ts_swapdev_release_holds(struct ts_swapdev *swapdev)
+{
+	struct ts_store *store = swapdev->store;
+
+	spin_lock(&store->lock);
+	while (swapdev->nr_holds)
+		ts_store_put_locked(store, swapdev->holds[--swapdev->nr_holds]);
+	spin_unlock(&store->lock);
+}
+
+static int ts_release_holds_set(void *data, u64 val)
+{
+	ts_swapdev_release_holds(data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_release_holds_fops, NULL, ts_release_holds_set,
+			 "%llu\n");
+
+static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
+{
+	struct ts_swapdev_stats *st = &swapdev->stats;
+	static const struct {
+		const char *name;
+		size_t offset;
+	} counters[] = {
+		{ "writes", offsetof(struct ts_swapdev_stats, writes) },
+		{ "reads", offsetof(struct ts_swapdev_stats, reads) },
+		{ "zero_reads", offsetof(struct ts_swapdev_stats, zero_reads) },
+		{ "frees", offsetof(struct ts_swapdev_stats, frees) },
+		{ "discards", offsetof(struct ts_swapdev_stats, discards) },
+		{ "redirected_writes",
+		  offsetof(struct ts_swapdev_stats, redirected_writes) },
+		{ "store_full", offsetof(struct ts_swapdev_stats, store_full) },
+		{ "write_errors",
+		  offsetof(struct ts_swapdev_stats, write_errors) },
+		{ "read_errors", offsetof(struct ts_swapdev_stats, read_errors) },
+	};
+	struct dentry *dir;
+	size_t i;
+
+	dir = debugfs_create_dir(TS_SWAPDEV_NAME, ts_debugfs_root);
+	swapdev->debugfs = dir;
+	for (i = 0; i < ARRAY_SIZE(counters); i++)
+		debugfs_create_file_unsafe(counters[i].name, 0444, dir,
+					   (char *)st + counters[i].offset,
+					   &ts_atomic64_fops);
+	debugfs_create_file_unsafe("slots_in_use", 0444, dir, swapdev,
+				   &ts_slots_in_use_fops);
+	debugfs_create_file_unsafe("blocks_in_use", 0444, dir, swapdev->store,
+				   &ts_blocks_in_use_fops);
+	debugfs_create_u64("slots_total", 0444, dir, &swapdev->nr_slots);
+	debugfs_create_u32("blocks_total", 0444, dir,
+			   &swapdev->store->nr_blocks);
+	debugfs_create_file_unsafe("hold", 0600, dir, swapdev, &ts_hold_fops);
+	debugfs_create_file_unsafe("release_holds", 0200, dir, swapdev,
+				   &ts_release_holds_fops);
+}
+
+int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
+		      struct ts_swapdev **swapdevp)
+{
+	struct ts_swapdev *swapdev;
+	struct gendisk *disk;
+	int ret;
+
+	swapdev = kzalloc(sizeof(*swapdev), GFP_KERNEL);
+	if (!swapdev)
+		return -ENOMEM;
+	swapdev->store = store;
+	swapdev->nr_slots = nr_slots;
+
+	swapdev->slot_block = kvmalloc_array(nr_slots,
+					     sizeof(*swapdev->slot_block),
+					     GFP_KERNEL);
+	swapdev->slot_complete = kvcalloc(BITS_TO_LONGS(nr_slots),
+					  sizeof(unsigned long), GFP_KERNEL);
+	if (!swapdev->slot_block || !swapdev->slot_complete) {
+		pr_err("%s: no memory for a table of %llu slots\n",
+		       TS_SWAPDEV_NAME, nr_slots);
+		ret = -ENOMEM;
+		goto free_tables;
+	}
+	memset(swapdev->slot_block, 0xff,
+	       nr_slots * sizeof(*swapdev->slot_block));
+
+	/* The rescuer keeps bios flowing when allocated inside submit_bio. */
+	ret = bioset_init(&swapdev->bio_set, TS_SWAPDEV_BIO_POOL,
+			  offsetof(struct ts_swap_io, bio),
+			  BIOSET_NEED_BVECS | BIOSET_NEED_RESCUER);
+	if (ret)
+		goto free_tables;
+
+	ret = register_blkdev(0, "tsswap");
+	if (ret < 0)
+		goto exit_bioset;
+	swapdev->major = ret;
+
+	disk = ts_alloc_disk(UINT_MAX);
+	if (IS_ERR(disk)) {
+		ret = PTR_ERR(disk);
+		goto unregister;
+	}
+	disk->major = swapdev->major;
+	disk->first_minor = 0;
+	disk->minors = 1;
+	disk->flags |= GENHD_FL_NO_PART;
+	disk->fops = &ts_swapdev_fops;
+	disk->private_data = swapdev;
+	strscpy(disk->disk_name, TS_SWAPDEV_NAME, DISK_NAME_LEN);
+	set_capacity(disk, nr_slots * TS_SECTORS_PER_BLOCK);
+	swapdev->disk = disk;
+
+	ret = device_add_disk(NULL, disk, ts_swapdev_attr_groups);
+	if (ret)
+		goto put_disk;
+
+	ts_swapdev_debugfs_init(swapdev);
+	pr_info("%s: %llu slots of %u bytes on %s\n", TS_SWAPDEV_NAME,
+		nr_slots, TS_BLOCK_SIZE, store->path);
+	*swapdevp = swapdev;
+	return 0;
+
+put_disk:
+	put_disk(disk);
+unregister:
+	unregister_blkdev(swapdev->major, "tsswap");
+exit_bioset:
+	bioset_exit(&swapdev->bio_set);
+free_tables:
+	kvfree(swapdev->slot_complete);
+	kvfree(swapdev->slot_block);
+	kfree(swapdev);
+	return ret;
+}
+
+void ts_swapdev_destroy(struct ts_swapdev *swapdev)
+{
+	struct ts_store *store = swapdev->store;
+	u64 slot;
+
+	debugfs_remove(swapdev->debugfs);
+	del_gendisk(swapdev->disk);
+	put_disk(swapdev->disk);
+	unregister_blkdev(swapdev->major, "tsswap");
+
+	ts_swapdev_release_holds(swapdev);
+	/* Whatever mkswap or a plain writer left behind. */
+	for (slot = 0; slot < swapdev->nr_slots; slot++) {
+		spin_lock(&store->lock);
+		ts_swapdev_unmap_locked(swapdev, slot);
+		spin_unlock(&store->lock);
+		if (!(slot % 4096))
+			cond_resched();
+	}
+
+	bioset_exit(&swapdev->bio_set);
+	kvfree(swapdev->slot_complete);
+	kvfree(swapdev->slot_block);
+	kfree(swapdev);
+}

@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/tsswap0 and the store: host swap through the module's swap device,
+ * under pressure, with a full store and with a failing backing device; and
+ * refusal of unusable backing devices.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/swap.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "ts_util.h"
+
+#define PAGE		4096UL
+#define SWAPDEV		"/dev/tsswap0"
+#define SCRATCH		"/dev/vdb"
+#define CGROUP		"ts-swap"
+#define DM		"DM_DISABLE_UDEV=1 dmsetup --noudevsync "
+#define DM_SECTORS	"1048576"	/* 512 MiB */
+
+static void quiet_system(const char *cmd)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s >/dev/null 2>&1", cmd);
+	ts_system(buf);
+}
+
+/* Load with @params, mkswap and swapon /dev/tsswap0. 0 or -errno. */
+static int swap_up(const char *params)
+{
+	int ret;
+
+	quiet_system("echo N > /sys/module/zswap/parameters/enabled");
+	swapoff(SWAPDEV);
+	ts_module_ensure_unloaded();
+	ret = ts_module_load(params);
+	if (ret)
+		return ret;
+	if (ts_system("mkswap -q " SWAPDEV " >/dev/null"))
+		return -EIO;
+	return swapon(SWAPDEV, 0) ? -errno : 0;
+}
+
+static void swap_down(void)
+{
+	swapoff(SWAPDEV);
+	ts_module_ensure_unloaded();
+}
+
+/*
+ * Anonymous memory between two inaccessible guard pages, so that it never
+ * merges with a neighbouring mapping: a huge page of one test region must
+ * not spill into the next.
+ */
+static void *map_pages(size_t pages)
+{
+	char *p = mmap(NULL, (pages + 2) * PAGE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (mprotect(p + PAGE, pages * PAGE, PROT_READ | PROT_WRITE))
+		return NULL;
+	return p + PAGE;
+}
+
+static void fill_pages(char *p, size_t pages, unsigned long tag,
+		       unsigned long version)
+{
+	size_t i;
+
+	for (i = 0; i < pages; i++)
+		ts_fill_page(p + i * PAGE, tag, i, version);
+}
+
+static size_t bad_pages(char *p, size_t pages, unsigned long tag,
+			unsigned long version)
+{
+	size_t i, bad = 0;
+
+	for (i = 0; i < pages; i++)
+		bad += !ts_check_page(p + i * PAGE, tag, i, version);
+	return bad;
+}
+
+/*
+ * Every test runs in a fixture whose teardown puts the system back (swap
+ * off, module unloaded, cgroup gone), so that one failure does not cascade.
+ */
+FIXTURE(swap) {
+	int unused;
+};
+
+/* Undo whatever an earlier test, even one killed by timeout, left behind. */
+static void reset_system(void)
+{
+	ts_cgroup_leave(CGROUP);
+	ts_cgroup_leave(CGROUP "-reader");
+	swapoff(SWAPDEV);
+	ts_module_ensure_unloaded();
+	quiet_system(DM "remove ts-back");
+	quiet_system(DM "remove ts-claim");
+	quiet_system("losetup -d /dev/loop5; losetup -d /dev/loop6; "
+		     "losetup -d /dev/loop7; rm -f /tmp/*.img");
+}
+
+FIXTURE_SETUP(swap)
+{
+	reset_system();
+}
+
+FIXTURE_TEARDOWN(swap)
+{
+	reset_system();
+}
+
+static const struct {
+	const char *setup;	/* shell commands preparing the device */
+	const char *params;
+	const char *message;
+	const char *teardown;
+} bad_backings[] = {
+	{ "true", "backing=/dev/ts-nonexistent",
+	  "backing=/dev/ts-nonexistent: no such file", "true" },
+	{ "true", "backing=/proc/version",
+	  "backing=/proc/version: not a block device", "true" },
+	{ "truncate -s 512K /tmp/small.img && losetup /dev/loop7 /tmp/small.img",
+	  "backing=/dev/loop7", "backing=/dev/loop7: too small",
+	  "losetup -d /dev/loop7" },
+	{ "truncate -s 16M /tmp/ro.img && losetup -r /dev/loop6 /tmp/ro.img",
+	  "backing=/dev/loop6", "backing=/dev/loop6: read-only",
+	  "losetup -d /dev/loop6" },
+	{ DM "create ts-claim --table '0 8 linear " SCRATCH " 0'",
+	  "backing=" SCRATCH, "backing=" SCRATCH ": in use",
+	  DM "remove ts-claim" },
+};
+
+TEST_F_TIMEOUT(swap, unusable_backing_refused, 120)
+{
+	size_t i;
+	int kmsg, ret;
+
+	quiet_system("modprobe loop; modprobe dm-mod");
+	ts_module_ensure_unloaded();
+	for (i = 0; i < ARRAY_SIZE(bad_backings); i++) {
+		ASSERT_EQ(0, ts_system(bad_backings[i].setup))
+			TH_LOG("setup: %s", bad_backings[i].setup);
+		kmsg = ts_kmsg_open();
+		ret = ts_module_load(bad_backings[i].params);
+		EXPECT_NE(0, ret) TH_LOG("%s accepted", bad_backings[i].params);
+		EXPECT_FALSE(ts_module_loaded());
+		EXPECT_TRUE(ts_kmsg_contains(kmsg, bad_backings[i].message))
+			TH_LOG("no '%s' in the kernel log",
+			       bad_backings[i].message);
+		close(kmsg);
+		ts_module_ensure_unloaded();
+		ts_system(bad_backings[i].teardown);
+	}
+}
+
+static bool swap_listed(void)
+{
+	FILE *f = fopen("/proc/swaps", "r");
+	bool found = false;
+	char line[256];
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		found |= !strncmp(line, SWAPDEV " ", strlen(SWAPDEV) + 1);
+	fclose(f);
+	return found;
+}
+
+TEST_F_TIMEOUT(swap, swapon_swapoff_unload_refused, 120)
+{
+	long long slots;
+
+	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_read_ll("/sys/block/tsswap0/tesseract/slots", &slots));
+	EXPECT_GT(slots, 1000);
+	EXPECT_TRUE(swap_listed());
+	/* Unloading while swap is on must be refused. */
+	EXPECT_EQ(-EWOULDBLOCK, ts_module_unload());
+	EXPECT_TRUE(ts_module_loaded());
+	ASSERT_EQ(0, swapoff(SWAPDEV));
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
+{
+	const size_t pages = 4096;
+	long long out0, in0, writes0, reads0;
+	char *p;
+
+	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	p = map_pages(pages);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, pages, 1, 1);
+
+	out0 = ts_vmstat("pswpout");
+	writes0 = ts_swapdev_counter("writes");
+	EXPECT_GT(pages / 20, ts_push_to_swap(CGROUP, p, pages * PAGE));
+	EXPECT_LE(out0 + (long long)pages * 95 / 100, ts_vmstat("pswpout"));
+	/* Only tsswap0 is active: all that swap-out went through it. */
+	EXPECT_LE(ts_vmstat("pswpout") - out0,
+		  ts_swapdev_counter("writes") - writes0);
+
+	in0 = ts_vmstat("pswpin");
+	reads0 = ts_swapdev_counter("reads");
+	EXPECT_EQ(0UL, bad_pages(p, pages, 1, 1));
+	EXPECT_LE(in0 + (long long)pages * 95 / 100, ts_vmstat("pswpin"));
+	EXPECT_LE(ts_vmstat("pswpin") - in0,
+		  ts_swapdev_counter("reads") - reads0);
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
+	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
+
+	munmap(p, pages * PAGE);
+	ts_cgroup_leave(CGROUP);
+	swap_down();
+}
+
+TEST_F_TIMEOUT(swap, slot_frees_are_notified, 120)
+{
+	const size_t pages = 2048;
+	long long base, frees0;
+	char *p;
+
+	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	base = ts_swapdev_counter("slots_in_use");
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	p = map_pages(pages);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, pages, 2, 1);
+	EXPECT_GT(pages / 20, ts_push_to_swap(CGROUP, p, pages * PAGE));
+	EXPECT_LE(base + (long long)pages * 95 / 100,
+		  ts_swapdev_counter("slots_in_use"));
+
+	frees0 = ts_swapdev_counter("frees");
+	munmap(p, pages * PAGE);
+	/* Freed entries may wait in per-cpu caches of 64 per cpu. */
+	EXPECT_LE(frees0 + (long long)pages * 95 / 100 - 64 * 2,
+		  ts_swapdev_counter("frees"));
+	ts_cgroup_leave(CGROUP);
+	ASSERT_EQ(0, swapoff(SWAPDEV));
+	EXPECT_EQ(base, ts_swapdev_counter("slots_in_use"));
+	EXPECT_EQ(ts_swapdev_counter("slots_in_use"),
+		  ts_swapdev_counter("blocks_in_use"));
+	ts_module_ensure_unloaded();
+}
+
+/*
+ * A block referenced by something besides its slot keeps its contents: a
+ * write to the slot moves the slot to a fresh block.
+ */
+TEST_F_TIMEOUT(swap, redirect_on_write, 120)
+{
+	char *buf, *back;
+	long long redirected0, used0;
+	int fd;
+
+	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_module_load("backing=" SCRATCH));
+	fd = open(SWAPDEV, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, PAGE, PAGE));
+	ASSERT_EQ(0, posix_memalign((void **)&back, PAGE, PAGE));
+
+	/* A hold needs a mapped slot. */
+	EXPECT_EQ(-ENODATA, ts_write_str(TS_DEBUGFS "/tsswap0/hold", "10"));
+
+	ts_fill_page(buf, 3, 10, 1);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 10 * PAGE));
+	used0 = ts_swapdev_counter("blocks_in_use");
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/hold", "10"));
+
+	redirected0 = ts_swapdev_counter("redirected_writes");
+	ts_fill_page(buf, 3, 10, 2);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 10 * PAGE));
+	EXPECT_EQ(redirected0 + 1, ts_swapdev_counter("redirected_writes"));
+	EXPECT_EQ(used0 + 1, ts_swapdev_counter("blocks_in_use"));
+	ASSERT_EQ((ssize_t)PAGE, pread(fd, back, PAGE, 10 * PAGE));
+	EXPECT_TRUE(ts_check_page(back, 3, 10, 2));
+
+	/* Without the hold the slot's own block is rewritten in place. */
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/release_holds", "1"));
+	EXPECT_EQ(used0, ts_swapdev_counter("blocks_in_use"));
+	ts_fill_page(buf, 3, 10, 3);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 10 * PAGE));
+	EXPECT_EQ(redirected0 + 1, ts_swapdev_counter("redirected_writes"));
+	ASSERT_EQ((ssize_t)PAGE, pread(fd, back, PAGE, 10 * PAGE));
+	EXPECT_TRUE(ts_check_page(back, 3, 10, 3));
+
+	/* Slots never written read as zeroes. */
+	ASSERT_EQ((ssize_t)PAGE, pread(fd, back, PAGE, 20 * PAGE));
+	EXPECT_EQ(0, back[0] | back[PAGE - 1]);
+	close(fd);
+	free(buf);
+	free(back);
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+#define STRESS_PROCS	4
+#define STRESS_PAGES	8192		/* 32 MiB per process */
+#define STRESS_OPS	6000
+#define STRESS_SECONDS	120
+
+/*
+ * One stress worker: random reads and rewrites of its pages, each carrying
+ * (owner, index, version). After its loop it tells the parent and waits for
+ * swapoff, then checks every page once more. Exit status: 0 if no page was
+ * ever wrong.
+ */
+static int stress_worker(int id, int ready_fd, int go_fd)
+{
+	unsigned long *version = calloc(STRESS_PAGES, sizeof(*version));
+	char *p = map_pages(STRESS_PAGES);
+	unsigned int seed = 1234 + id;
+	time_t end = time(NULL) + STRESS_SECONDS;
+	size_t i, bad = 0;
+	int op;
+	char c;
+
+	if (!p || !version)
+		return 2;
+	for (i = 0; i < STRESS_PAGES; i++)
+		ts_fill_page(p + i * PAGE, id, i, 0);
+	for (op = 0; op < STRESS_OPS && time(NULL) < end; op++) {
+		i = rand_r(&seed) % STRESS_PAGES;
+		if (!ts_check_page(p + i * PAGE, id, i, version[i]))
+			bad++;
+		if (rand_r(&seed) & 1)
+			ts_fill_page(p + i * PAGE, id, i, ++version[i]);
+	}
+	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1)
+		return 2;
+	for (i = 0; i < STRESS_PAGES; i++)
+		bad += !ts_check_page(p + i * PAGE, id, i, version[i]);
+	if (bad)
+		fprintf(stderr, "worker %d: %zu bad pages\n", id, bad);
+	return bad ? 1 : 0;
+}
+
+TEST_F_TIMEOUT(swap, stress_under_memory_max, 600)
+{
+	int ready[2], go[2], i, status, failed = 0;
+	pid_t pids[STRESS_PROCS];
+	long long writes0;
+	char c = 0, max[32];
+
+	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	/* A third of the working set. */
+	snprintf(max, sizeof(max), "%lu",
+		 STRESS_PROCS * STRESS_PAGES * PAGE / 3);
+	ASSERT_EQ(0, ts_cgroup_write(CGROUP, "memory.max", max));
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
+	writes0 = ts_swapdev_counter("writes");
+
+	for (i = 0; i < STRESS_PROCS; i++) {
+		pids[i] = fork();
+		ASSERT_LE(0, pids[i]);
+		if (!pids[i])
+			_exit(stress_worker(i, ready[1], go[0]));
+	}
+	for (i = 0; i < STRESS_PROCS; i++)
+		ASSERT_EQ(1, read(ready[0], &c, 1));
+	TH_LOG("swap writes during the run: %lld",
+	       ts_swapdev_counter("writes") - writes0);
+	EXPECT_LT(STRESS_PAGES, ts_swapdev_counter("writes") - writes0);
+
+	/* swapoff brings every page back; give it the memory to do so. */
+	ASSERT_EQ(0, ts_cgroup_write(CGROUP, "memory.max", "max"));
+	EXPECT_EQ(0, swapoff(SWAPDEV));
+	for (i = 0; i < STRESS_PROCS; i++)
+		ASSERT_EQ(1, write(go[1], &c, 1));
+	for (i = 0; i < STRESS_PROCS; i++) {
+		waitpid(pids[i], &status, 0);
+		failed += !WIFEXITED(status) || WEXITSTATUS(status);
+	}
+	EXPECT_EQ(0, failed);
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
+	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
+	ts_cgroup_leave(CGROUP);
+	swap_down();
+}
+
+/* A store smaller than the swap device: writes past its end fail cleanly. */
+TEST_F_TIMEOUT(swap, store_exhaustion, 600)
+{
+	const size_t pages = 4096;	/* 16 MiB against an 8 MiB store */
+	char *p;
+
+	quiet_system("modprobe loop");
+	ASSERT_EQ(0, ts_system("truncate -s 8M /tmp/store.img"));
+	ASSERT_EQ(0, ts_system("losetup /dev/loop5 /tmp/store.img"));
+	ASSERT_EQ(0, swap_up("backing=/dev/loop5 swap_size_mib=64"));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	p = map_pages(pages);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, pages, 4, 1);
+	ts_push_to_swap(CGROUP, p, pages * PAGE);
+
+	EXPECT_LT(0, ts_swapdev_counter("store_full"));
+	EXPECT_EQ(ts_swapdev_counter("blocks_total"),
+		  ts_swapdev_counter("blocks_in_use"));
+	EXPECT_EQ(0UL, bad_pages(p, pages, 4, 1));
+
+	munmap(p, pages * PAGE);
+	ts_cgroup_leave(CGROUP);
+	swap_down();
+	ts_system("losetup -d /dev/loop5; rm -f /tmp/store.img");
+}
+
+static int dm_table(const char *target)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 DM "suspend ts-back && "
+		 DM "reload ts-back --table '0 " DM_SECTORS " %s' && "
+		 DM "resume ts-back", target);
+	return ts_system(cmd);
+}
+
+/*
+ * A child whose own page sits only in swap touches it while reads fail.
+ * It has a cgroup of its own so that memory.reclaim, which evicts whatever
+ * the group holds, never touches the test process: the test process must
+ * not depend on swap while the backing device fails. Exit status 3: the
+ * page could not be pushed out, so the test would prove nothing.
+ */
+static void read_during_failure(int ready_fd, int go_fd)
+{
+	char *p, c = 0;
+
+	if (ts_cgroup_enter(CGROUP "-reader"))
+		_exit(2);
+	p = map_pages(1);
+	ts_fill_page(p, 6, 0, 1);
+	if (ts_push_to_swap(CGROUP "-reader", p, PAGE))
+		_exit(3);
+	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1)
+		_exit(2);
+	_exit(ts_check_page(p, 6, 0, 1) ? 0 : 1);
+}
+
+TEST_F_TIMEOUT(swap, failing_backing_device, 600)
+{
+	const size_t pages = 1024;
+	int ready[2], go[2], status;
+	long long writes0;
+	char *a, *b, c = 0;
+	pid_t child;
+
+	quiet_system("modprobe dm-mod");
+	ASSERT_EQ(0, ts_system(DM "create ts-back --table '0 " DM_SECTORS
+			       " linear " SCRATCH " 0'"));
+	ASSERT_EQ(0, swap_up("backing=/dev/mapper/ts-back"));
+	a = map_pages(pages);
+	b = map_pages(pages);
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+
+	/* MADV_PAGEOUT alone: written to swap, evicting nothing else. */
+	writes0 = ts_swapdev_counter("writes");
+	fill_pages(a, pages, 5, 1);
+	ASSERT_EQ(0, madvise(a, pages * PAGE, MADV_PAGEOUT));
+	EXPECT_LE(writes0 + (long long)pages * 95 / 100,
+		  ts_swapdev_counter("writes"));
+
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (!child)
+		read_during_failure(ready[1], go[0]);
+	close(ready[1]);
+	close(go[0]);
+	ASSERT_EQ(1, read(ready[0], &c, 1)) {
+		waitpid(child, &status, 0);
+		TH_LOG("reader could not put its page in swap (status %#x)",
+		       status);
+	}
+
+	ASSERT_EQ(0, dm_table("error"));
+	/* Writes fail: the kernel keeps these pages in memory. */
+	fill_pages(b, pages, 5, 2);
+	ASSERT_EQ(0, madvise(b, pages * PAGE, MADV_PAGEOUT));
+	EXPECT_LT(0, ts_swapdev_counter("write_errors"));
+	ASSERT_EQ(1, write(go[1], &c, 1));
+	waitpid(child, &status, 0);
+	/* A swap-in that cannot be read kills the faulting task with SIGBUS. */
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS)
+		TH_LOG("reader status %#x", status);
+	EXPECT_LT(0, ts_swapdev_counter("read_errors"));
+
+	ASSERT_EQ(0, dm_table("linear " SCRATCH " 0"));
+	EXPECT_EQ(0UL, bad_pages(a, pages, 5, 1));
+	EXPECT_EQ(0UL, bad_pages(b, pages, 5, 2));
+	munmap(a, pages * PAGE);
+	munmap(b, pages * PAGE);
+	EXPECT_EQ(0, swapoff(SWAPDEV));
+}
+
+TEST_HARNESS_MAIN

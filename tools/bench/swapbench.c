@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * swapbench: swap-out + swap-in throughput of the active swap device.
+ *
+ *   swapbench MIB ROUNDS
+ *
+ * Fills MIB of anonymous memory, pushes it all to swap (MADV_PAGEOUT, then
+ * memory.reclaim of a cgroup of its own), reads it back (swap-in) and
+ * verifies it, ROUNDS times. Prints one line per round and a last line
+ * "swapbench mib_s=<median MiB/s over out+in>".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "ts_util.h"
+
+#define PAGE	4096UL
+#define CGROUP	"ts-swapbench"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib, pages, i, resident, bad;
+	double t0, t1, t2, *rates;
+	int rounds, r;
+	char *mem;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: swapbench MIB ROUNDS\n");
+		return 2;
+	}
+	mib = strtoul(argv[1], NULL, 0);
+	rounds = atoi(argv[2]);
+	pages = mib << 8;
+	rates = calloc(rounds, sizeof(*rates));
+	if (!rates || ts_cgroup_enter(CGROUP)) {
+		fprintf(stderr, "swapbench: cannot join cgroup %s\n", CGROUP);
+		return 1;
+	}
+	mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return 1;
+
+	for (r = 0; r < rounds; r++) {
+		for (i = 0; i < pages; i++)
+			ts_fill_page(mem + i * PAGE, 7, i, r);
+		t0 = now();
+		resident = ts_push_to_swap(CGROUP, mem, pages * PAGE);
+		t1 = now();
+		bad = 0;
+		for (i = 0; i < pages; i++)
+			bad += !ts_check_page(mem + i * PAGE, 7, i, r);
+		t2 = now();
+		if (bad || resident > pages / 20) {
+			fprintf(stderr, "swapbench: %zu bad pages, %zu stayed resident\n",
+				bad, resident);
+			return 1;
+		}
+		rates[r] = 2.0 * mib / (t2 - t0);
+		printf("round %d: out %.1f MiB/s, in %.1f MiB/s, out+in %.1f MiB/s\n",
+		       r, mib / (t1 - t0), mib / (t2 - t1), rates[r]);
+	}
+	qsort(rates, rounds, sizeof(*rates), cmp_double);
+	printf("swapbench mib_s=%.1f\n", rates[rounds / 2]);
+	munmap(mem, pages * PAGE);
+	ts_cgroup_leave(CGROUP);
+	return 0;
+}
