@@ -12,6 +12,9 @@
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 # The kernel series (6.1, 6.12) picks the linux-source tarball.
 SERIES := $(shell echo $(KVER) | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
@@ -64,8 +67,14 @@ check: deps
 demo: deps
 	@$(TOP)/tools/run-tests --demo
 
+# The plot is written before the result line, which stays the last one.
 bench-swap: deps
-	@$(TOP)/tools/run-tests --bench swap
+	@$(TOP)/tools/run-tests --bench swap | tee $(TOP)/build/bench-swap.log | \
+		grep -v '^swapbench ratio='
+	@mkdir -p $(TOP)/build/bench
+	@/usr/bin/python3 $(TOP)/tools/bench/plot.py swap \
+		$(TOP)/build/bench-swap.log $(TOP)/build/bench/swap.png
+	@grep '^swapbench ratio=' $(TOP)/build/bench-swap.log | tail -n1
 
 lint: deps
 	@$(TOP)/tools/lint.sh

@@ -123,17 +123,20 @@ void ts_store_close(struct ts_store *store)
 }
 
 /*
- * Take a free block, searching from where the last allocation ended so that
- * consecutive allocations (a THP swap-out, a sequential stream) get
- * consecutive blocks and the lower bios can be merged.
+ * Take a free block, the first one at or after @near. Callers pass the
+ * block they would like best: the swap device asks for the block with its
+ * slot's number, so that a swap area keeps the layout of a plain swap
+ * partition and neighbouring slots stay neighbours on the backing device,
+ * where their I/O can be merged.
  */
-bool ts_store_alloc_locked(struct ts_store *store, u32 *block)
+bool ts_store_alloc_locked(struct ts_store *store, u32 near, u32 *block)
 {
 	unsigned long b;
 
 	lockdep_assert_held(&store->lock);
-	b = find_next_zero_bit(store->in_use, store->nr_blocks,
-			       store->alloc_hint);
+	if (near >= store->nr_blocks)
+		near %= store->nr_blocks;
+	b = find_next_zero_bit(store->in_use, store->nr_blocks, near);
 	if (b >= store->nr_blocks)
 		b = find_first_zero_bit(store->in_use, store->nr_blocks);
 	if (b >= store->nr_blocks)
@@ -141,7 +144,6 @@ bool ts_store_alloc_locked(struct ts_store *store, u32 *block)
 	__set_bit(b, store->in_use);
 	store->refcount[b] = 1;
 	store->blocks_in_use++;
-	store->alloc_hint = b + 1 < store->nr_blocks ? b + 1 : 0;
 	*block = b;
 	return true;
 }

@@ -128,7 +128,8 @@ static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 	clear_bit(slot, swapdev->slot_complete);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
 		*block = old;
-	} else if (!ts_store_alloc_locked(store, &fresh)) {
+	} else if (!ts_store_alloc_locked(store, slot % store->nr_blocks,
+					  &fresh)) {
 		ok = false;
 	} else {
 		if (old != TS_NO_BLOCK) {
@@ -388,7 +389,7 @@ static DEVICE_ATTR_RO(store_blocks);
 static ssize_t block_size_show(struct device *dev,
 			       struct device_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "%lu\n", TS_BLOCK_SIZE);
+	return sysfs_emit(buf, "%u\n", TS_BLOCK_SIZE);
 }
 static DEVICE_ATTR_RO(block_size);
 

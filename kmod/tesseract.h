@@ -8,6 +8,7 @@
 #include <linux/atomic.h>
 #include <linux/bio.h>
 #include <linux/limits.h>
+#include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 
@@ -21,7 +22,7 @@ extern struct dentry *ts_debugfs_root;
 
 /* Store blocks and swap slots are 4 KiB, whatever the page size. */
 #define TS_BLOCK_SHIFT		12
-#define TS_BLOCK_SIZE		BIT(TS_BLOCK_SHIFT)
+#define TS_BLOCK_SIZE		SZ_4K
 #define TS_SECTORS_PER_BLOCK	(TS_BLOCK_SIZE >> SECTOR_SHIFT)
 
 /* Marks a slot that maps to no block. */
@@ -49,14 +50,13 @@ struct ts_store {
 	spinlock_t lock;		/* see above */
 	u32 *refcount;			/* per data block; 0 = free */
 	unsigned long *in_use;		/* bitmap: refcount != 0 */
-	u32 alloc_hint;			/* where the next free-block search starts */
 	u32 blocks_in_use;
 };
 
 int ts_store_open(const char *path, struct ts_store **storep);
 void ts_store_close(struct ts_store *store);
 
-bool ts_store_alloc_locked(struct ts_store *store, u32 *block);
+bool ts_store_alloc_locked(struct ts_store *store, u32 near, u32 *block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/swap.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -308,6 +309,81 @@ TEST_F_TIMEOUT(swap, redirect_on_write, 120)
 	free(buf);
 	free(back);
 	EXPECT_EQ(0, ts_module_unload());
+}
+
+/*
+ * Huge pages go out as one multi-page bio (6.12 swaps a THP whole; 6.1
+ * splits it when the device cannot take a cluster) and must come back
+ * intact either way.
+ */
+TEST_F_TIMEOUT(swap, thp_swapout, 300)
+{
+	const size_t huge = 2UL << 20, pages = 8 * huge / PAGE;
+	long long thp_out0, writes0;
+	char *raw, *p;
+
+	if (ts_system("grep -q '\\[never\\]' /sys/kernel/mm/transparent_hugepage/enabled") == 0)
+		SKIP(return, "transparent huge pages are disabled");
+	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	raw = map_pages(pages + huge / PAGE);
+	ASSERT_NE(NULL, raw);
+	p = (char *)(((unsigned long)raw + huge - 1) & ~(huge - 1));
+	ASSERT_EQ(0, madvise(p, pages * PAGE, MADV_HUGEPAGE));
+	fill_pages(p, pages, 8, 1);
+
+	thp_out0 = ts_vmstat("thp_swpout") + ts_vmstat("thp_swpout_fallback");
+	writes0 = ts_swapdev_counter("writes");
+	EXPECT_GT(pages / 20, ts_push_to_swap(CGROUP, p, pages * PAGE));
+	/* Every huge page was swapped out, whole or split. */
+	EXPECT_LE(thp_out0 + 1, ts_vmstat("thp_swpout") +
+		  ts_vmstat("thp_swpout_fallback"));
+	EXPECT_LE(writes0 + (long long)pages * 95 / 100,
+		  ts_swapdev_counter("writes"));
+	EXPECT_EQ(0UL, bad_pages(p, pages, 8, 1));
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
+	ts_cgroup_leave(CGROUP);
+}
+
+/*
+ * Direct I/O from buffers aligned only to 512 bytes: each slot's data then
+ * spans two pages, so lower bios carry several segments per slot.
+ */
+TEST_F_TIMEOUT(swap, raw_io_scattered_buffers, 120)
+{
+	enum { SLOTS = 16 };
+	struct iovec iov[SLOTS];
+	char *buf, *back;
+	int fd, i;
+
+	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_module_load("backing=" SCRATCH));
+	fd = open(SWAPDEV, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, PAGE, (SLOTS + 1) * PAGE));
+	ASSERT_EQ(0, posix_memalign((void **)&back, PAGE, SLOTS * PAGE));
+
+	/* Starting 1536 bytes into a page, slots in reverse memory order. */
+	for (i = 0; i < SLOTS; i++) {
+		iov[i].iov_base = buf + 1536 + (SLOTS - 1 - i) * PAGE;
+		iov[i].iov_len = PAGE;
+		ts_fill_page(iov[i].iov_base, 9, 100 + i, 1);
+	}
+	ASSERT_EQ((ssize_t)(SLOTS * PAGE), pwritev(fd, iov, SLOTS, 100 * PAGE));
+
+	memset(buf, 0, (SLOTS + 1) * PAGE);
+	ASSERT_EQ((ssize_t)(SLOTS * PAGE), preadv(fd, iov, SLOTS, 100 * PAGE));
+	for (i = 0; i < SLOTS; i++)
+		EXPECT_TRUE(ts_check_page(iov[i].iov_base, 9, 100 + i, 1))
+			TH_LOG("slot %d", 100 + i);
+	/* And through an aligned buffer, slot by slot. */
+	for (i = 0; i < SLOTS; i++) {
+		ASSERT_EQ((ssize_t)PAGE, pread(fd, back, PAGE, (100 + i) * PAGE));
+		EXPECT_TRUE(ts_check_page(back, 9, 100 + i, 1));
+	}
+	close(fd);
+	free(buf);
+	free(back);
 }
 
 #define STRESS_PROCS	4
