@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * tesseract: the one place for differences between the kernels we support
- * (Debian 6.1 and 6.12). Everything else calls these helpers.
+ * (Debian 6.1 and 6.12). Everything else calls these helpers. The TS_HAVE_*
+ * feature macros are probed in the kernel headers by Kbuild.
  */
 #ifndef _TESSERACT_COMPAT_H
 #define _TESSERACT_COMPAT_H
@@ -9,20 +10,19 @@
 #include <linux/blkdev.h>
 #include <linux/err.h>
 #include <linux/fs.h>
-#include <linux/version.h>
 
 /*
  * An exclusively opened backing block device. 6.12 hands out a struct file
  * for it (bdev_file_open_by_path), 6.1 the block_device itself.
  */
 struct ts_bdev_handle {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#ifdef TS_HAVE_BDEV_FILE
 	struct file *file;
 #endif
 	struct block_device *bdev;
 };
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#ifdef TS_HAVE_BDEV_FILE
 
 static inline int ts_bdev_open(const char *path, void *holder,
 			       struct ts_bdev_handle *h)
@@ -46,22 +46,7 @@ static inline void ts_bdev_close(struct ts_bdev_handle *h)
 	h->bdev = NULL;
 }
 
-/* Limits of a bio-based disk of 4 KiB blocks with discard. */
-static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
-{
-	struct queue_limits lim = {
-		.logical_block_size	= PAGE_SIZE,
-		.physical_block_size	= PAGE_SIZE,
-		.io_min			= PAGE_SIZE,
-		.io_opt			= PAGE_SIZE,
-		.max_hw_discard_sectors	= max_discard_sectors,
-		.discard_granularity	= PAGE_SIZE,
-	};
-
-	return blk_alloc_disk(&lim, NUMA_NO_NODE);
-}
-
-#else /* 6.1 */
+#else /* !TS_HAVE_BDEV_FILE */
 
 #define TS_BDEV_MODE	(FMODE_READ | FMODE_WRITE | FMODE_EXCL)
 
@@ -83,6 +68,27 @@ static inline void ts_bdev_close(struct ts_bdev_handle *h)
 	h->bdev = NULL;
 }
 
+#endif /* TS_HAVE_BDEV_FILE */
+
+/* A bio-based disk of 4 KiB blocks with discard, non-rotational. */
+#ifdef TS_HAVE_QUEUE_LIMITS_ALLOC
+
+static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
+{
+	struct queue_limits lim = {
+		.logical_block_size	= PAGE_SIZE,
+		.physical_block_size	= PAGE_SIZE,
+		.io_min			= PAGE_SIZE,
+		.io_opt			= PAGE_SIZE,
+		.max_hw_discard_sectors	= max_discard_sectors,
+		.discard_granularity	= PAGE_SIZE,
+	};
+
+	return blk_alloc_disk(&lim, NUMA_NO_NODE);
+}
+
+#else /* !TS_HAVE_QUEUE_LIMITS_ALLOC */
+
 static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
 {
 	struct gendisk *disk = blk_alloc_disk(NUMA_NO_NODE);
@@ -102,6 +108,6 @@ static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
 	return disk;
 }
 
-#endif
+#endif /* TS_HAVE_QUEUE_LIMITS_ALLOC */
 
 #endif /* _TESSERACT_COMPAT_H */

@@ -34,15 +34,8 @@ checkpatch=$top/build/ksrc-$series/scripts/checkpatch.pl
 mapfile -t sources < <(cd "$top" && git ls-files --cached --others \
 	--exclude-standard -- '*.c' '*.h')
 if [ ${#sources[@]} -gt 0 ]; then
-	# kmod/compat.h exists to hold the kernel-version tests that
-	# checkpatch discourages everywhere else.
-	out=$(cd "$top" && for f in "${sources[@]}"; do
-		ignore=
-		[ "$f" = kmod/compat.h ] &&
-			ignore="--ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON"
-		perl "$checkpatch" --strict --no-tree --quiet --show-types \
-			$ignore -f "$f" 2>&1
-	done)
+	out=$(cd "$top" && perl "$checkpatch" --strict --no-tree --quiet \
+		--show-types -f "${sources[@]}" 2>&1)
 	if [ -n "$out" ]; then
 		echo "$out"
 		status=1
@@ -54,8 +47,12 @@ for k in "${kernels[@]}"; do
 	# Recompile everything so that compiler warnings show too; C=2 runs
 	# sparse on every file.
 	find "$top/build/$k/kmod" -name '*.o' -delete 2>/dev/null
-	out=$(make -s -C "$top" KVER="$k" modules C=2 CHECK=sparse 2>&1 |
-		grep -E '(warning|error):' || true)
+	if ! log=$(make -s -C "$top" KVER="$k" modules C=2 CHECK=sparse 2>&1); then
+		echo "build ($k) failed:"
+		echo "$log"
+		status=1
+	fi
+	out=$(echo "$log" | grep -E '(warning|error):' || true)
 	if [ -n "$out" ]; then
 		echo "sparse ($k):"
 		echo "$out"
