@@ -113,12 +113,22 @@ static int __init tesseract_init(void)
 	/* debugfs is diagnostics only: a failure here must not block loading. */
 	ts_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
 
+	ret = ts_vhost_blk_init();
+	if (ret)
+		goto err_debugfs;
+
 	pr_info("loaded (ABI %d)\n", TESSERACT_ABI_VERSION);
 	return 0;
+
+err_debugfs:
+	debugfs_remove_recursive(ts_debugfs_root);
+	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
+	return ret;
 }
 
 static void __exit tesseract_exit(void)
 {
+	ts_vhost_blk_exit();
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
 	pr_info("unloaded\n");

@@ -12,4 +12,8 @@ struct dentry;
 /* Root of /sys/kernel/debug/tesseract/, NULL if debugfs is unavailable. */
 extern struct dentry *ts_debugfs_root;
 
+/* /dev/vhost-blk (vhost_blk.c). */
+int ts_vhost_blk_init(void);
+void ts_vhost_blk_exit(void);
+
 #endif /* _TESSERACT_H */
