@@ -213,8 +213,13 @@ static void vhost_blk_drain(struct vhost_blk *blk)
 static void vhost_blk_break_queue(struct vhost_blk_queue *queue,
 				  const char *why)
 {
-	if (!queue->broken)
+	if (!queue->broken) {
 		vhost_blk_count(queue->blk, VHOST_BLK_BROKEN_QUEUES, 1);
+		/* Once per queue and attach: the guest cannot flood the log. */
+		pr_warn_ratelimited("device %d queue %td stopped: %s\n",
+				    queue->blk->id,
+				    queue - queue->blk->queues, why);
+	}
 	queue->broken = true;
 	vq_err(&queue->vq, "queue %td broken: %s\n",
 	       queue - queue->blk->queues, why);
@@ -367,9 +372,9 @@ static bool vhost_blk_in_capacity(const struct vhost_blk_backend *be,
 }
 
 /*
- * Reads and writes. Returns the status to complete with now, or -EINPROGRESS
- * when the request went asynchronous (it then completes through
- * vhost_blk_done_work()), or -EFAULT when the ring broke.
+ * Reads and writes. Returns the status to complete with, -EINPROGRESS when
+ * the request was completed here, -EAGAIN when it went asynchronous (it then
+ * completes through vhost_blk_done_work()), or -EFAULT when the ring broke.
  */
 static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			struct vhost_blk_backend *be,
@@ -383,6 +388,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	bool direct;
 	ssize_t ret;
 	size_t len;
+	int err;
 
 	/* Data only where the spec puts it: nothing extra either way. */
 	if (write) {
@@ -436,7 +442,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			ret = vfs_iocb_iter_read(be->file, &req->iocb,
 						 &req->iter);
 		if (ret == -EIOCBQUEUED)
-			return -EINPROGRESS;
+			return -EAGAIN;
 		atomic_dec(&queue->in_flight);
 		vhost_blk_in_flight_sub(blk, 1);
 		if (ret != -EINVAL)
@@ -457,7 +463,8 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 		ret = vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
 done:
 	req->result = ret;
-	return vhost_blk_rw_done(req) ? -EFAULT : -EINPROGRESS;
+	err = vhost_blk_rw_done(req);
+	return err ?: -EINPROGRESS;
 }
 
 static int vhost_blk_get_id(struct vhost_blk *blk, struct vhost_blk_chain *c,
@@ -564,8 +571,8 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk_backend *be,
 }
 
 /*
- * One request. Returns 0 when it was completed or went asynchronous, -errno
- * when the ring must stop.
+ * One request. Returns 1 when it was completed (a used entry added), 0 when
+ * it went asynchronous, -errno when the ring must stop.
  */
 static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
 				struct vhost_blk_backend *be,
@@ -630,11 +637,14 @@ static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
 		break;
 	}
 	if (status == -EINPROGRESS)
+		return 1;
+	if (status == -EAGAIN)
 		return 0;
 	if (status < 0)
 		return status;
 finish:
-	return vhost_blk_finish(queue, c->head, c->status, status, used_len);
+	return vhost_blk_finish(queue, c->head, c->status, status, used_len) ?:
+	       1;
 }
 
 static void vhost_blk_handle_kick(struct vhost_work *work)
@@ -645,7 +655,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 						     vq);
 	struct vhost_blk_backend *be;
 	struct vhost_blk_chain c;
-	int head, reqs = 0;
+	int head, ret, reqs = 0;
 	size_t bytes = 0;
 	unsigned int out, in;
 	bool added = false;
@@ -683,9 +693,10 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 		c.in_iov = vq->iov + out;
 		c.in = in;
 		c.in_len = iov_length(vq->iov + out, in);
-		if (vhost_blk_handle_req(queue, be, &c))
+		ret = vhost_blk_handle_req(queue, be, &c);
+		if (ret < 0)
 			break;
-		added = true;
+		added |= ret;
 		bytes += c.out_len + c.in_len;
 	} while (!vhost_exceeds_weight(vq, ++reqs, min_t(size_t, bytes, INT_MAX)));
 	if (added)
@@ -923,6 +934,15 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 		return vhost_blk_set_features(blk, features);
 	case VHOST_RESET_OWNER:
 		return vhost_blk_reset_owner(blk);
+	case VHOST_GET_BACKEND_FEATURES:
+		/* None: they are all about the IOTLB, which is not offered. */
+		features = 0;
+		return copy_to_user(argp, &features, sizeof(features)) ?
+		       -EFAULT : 0;
+	case VHOST_SET_BACKEND_FEATURES:
+		if (copy_from_user(&features, argp, sizeof(features)))
+			return -EFAULT;
+		return features ? -EOPNOTSUPP : 0;
 	default:
 		mutex_lock(&blk->dev.mutex);
 		ret = vhost_dev_ioctl(&blk->dev, ioctl, argp);

@@ -319,6 +319,11 @@ TEST(device_node_and_features)
 	EXPECT_EQ(0ULL, features & (1ULL << VHOST_F_LOG_ALL));
 	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_FEATURES, &bad));
 	EXPECT_EQ(EOPNOTSUPP, errno);
+	/* No backend features: they all concern the IOTLB. */
+	ASSERT_EQ(0, ioctl(fd, VHOST_GET_BACKEND_FEATURES, &features));
+	EXPECT_EQ(0ULL, features);
+	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_BACKEND_FEATURES, &bad));
+	EXPECT_EQ(EOPNOTSUPP, errno);
 	/* Only the owner may attach a backend. */
 	EXPECT_EQ(-1, ioctl(fd, VHOST_BLK_SET_BACKEND, &backend));
 	EXPECT_EQ(EPERM, errno);
