@@ -552,6 +552,7 @@ TEST_F(file, bad_sizes_and_sectors)
 {
 	__u64 cap = FILE_SIZE / SECTOR;
 	__u8 *buf = vblk_alloc(&self->d, 8192, 4096);
+	__u8 *big;
 
 	ASSERT_NE(NULL, buf);
 	/* Last sector: fine. One past, or straddling the end: errors. */
@@ -577,7 +578,15 @@ TEST_F(file, bad_sizes_and_sectors)
 	/* Flush and get-id carry no device-readable data. */
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&self->d, 0, VIRTIO_BLK_T_FLUSH,
 					      0, buf, 512, 0, false));
-	EXPECT_EQ(8, stat_ll("errors"));
+	/* A segment over VHOST_BLK_SIZE_MAX; the same data in two is fine. */
+	big = vblk_alloc(&self->d, 2 * MIB, 4096);
+	ASSERT_NE(NULL, big);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&self->d, 0, VIRTIO_BLK_T_OUT, 0,
+					      big, 2 * MIB, 0, false));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->d, 0, VIRTIO_BLK_T_OUT, 0,
+					   big, 2 * MIB, VHOST_BLK_SIZE_MAX,
+					   false));
+	EXPECT_EQ(9, stat_ll("errors"));
 	EXPECT_EQ(0, stat_ll("broken_queues"));
 }
 
