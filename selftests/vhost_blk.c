@@ -925,6 +925,90 @@ TEST_F(bdev, discard_write_zeroes_flush)
 			  4096, 512, 0, false));
 }
 
+/*
+ * A device-mapper device named @name with @table; its node (from devtmpfs,
+ * there is no udev in the test VM) in @path. 0 or -1.
+ */
+static int dm_create(const char *name, const char *table, char *path,
+		     size_t len)
+{
+	char cmd[512], minor[32];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "modprobe -q dm-mod; modprobe -q dm-delay; "
+		 "dmsetup --noudevsync remove %s 2>/dev/null; "
+		 "dmsetup --noudevsync create %s --table '%s'",
+		 name, name, table);
+	if (ts_system(cmd))
+		return -1;
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup info -c --noheadings -o minor %s", name);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(minor, sizeof(minor), f)) {
+		pclose(f);
+		return -1;
+	}
+	pclose(f);
+	snprintf(path, len, "/dev/dm-%d", atoi(minor));
+	return access(path, R_OK) ? -1 : 0;
+}
+
+static void dm_remove(const char *name)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync remove %s", name);
+	ts_system(cmd);
+}
+
+/* Backend I/O errors, synchronous and asynchronous, reach the guest. */
+TEST(backend_io_errors)
+{
+	static const int modes[] = { O_RDWR, O_RDWR | O_DIRECT };
+	char path[64];
+	unsigned int i;
+
+	module_ready();
+	if (dm_create("tsvblk-err", "0 8192 error", path, sizeof(path)))
+		SKIP(return, "no device-mapper error target");
+	for (i = 0; i < ARRAY_SIZE(modes); i++) {
+		struct vblk_dev d;
+		__u8 *buf;
+		int disk;
+
+		disk = open(path, modes[i]);
+		ASSERT_LE(0, disk);
+		ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 2, 64, all_features));
+		ASSERT_EQ(0, vblk_set_backend(&d, disk));
+		buf = vblk_alloc(&d, 8192, 4096);
+		ASSERT_NE(NULL, buf);
+		EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0,
+						      buf, 4096, 0, false));
+		if (modes[i] & O_DIRECT) {
+			EXPECT_EQ(VIRTIO_BLK_S_IOERR,
+				  vblk_rw(&d, 1, VIRTIO_BLK_T_OUT, 8, buf, 8192,
+					  0, true));
+		} else {
+			/* The page cache takes it; the flush must fail. */
+			EXPECT_EQ(VIRTIO_BLK_S_OK,
+				  vblk_rw(&d, 1, VIRTIO_BLK_T_OUT, 8, buf, 8192,
+					  0, true));
+			EXPECT_EQ(VIRTIO_BLK_S_IOERR,
+				  vblk_rw(&d, 1, VIRTIO_BLK_T_FLUSH, 0, NULL, 0,
+					  0, false));
+		}
+		EXPECT_EQ(2, stat_ll("errors"));
+		EXPECT_EQ(0, stat_ll("bytes_read"));
+		EXPECT_EQ(0, stat_ll("in_flight"));
+		vblk_close(&d);
+		close(disk);
+	}
+	dm_remove("tsvblk-err");
+}
+
 /* Queue many large reads on every queue and return without reaping. */
 static void flood(struct __test_metadata *_metadata, struct vblk_dev *d,
 		  unsigned int per_queue)
@@ -997,6 +1081,43 @@ static void flood_until_killed(struct __test_metadata *_metadata, int ready_fd)
 			}
 		} while (busy);
 	}
+}
+
+/* Release waits for slow requests in flight (dm-delay, 300 ms). */
+TEST(close_waits_for_slow_io)
+{
+	char path[64], table[128];
+	struct timespec t0, t1;
+	long long sectors, ms;
+	struct vblk_dev d;
+	int disk;
+
+	module_ready();
+	disk = open(BDEV_BACKEND, O_RDONLY);
+	if (disk < 0)
+		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(errno));
+	sectors = backend_sectors(disk);
+	close(disk);
+	snprintf(table, sizeof(table), "0 %lld delay %s 0 300", sectors,
+		 BDEV_BACKEND);
+	if (dm_create("tsvblk-slow", table, path, sizeof(path)))
+		SKIP(return, "no device-mapper delay target");
+	disk = open(path, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, disk);
+	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 4, 64, all_features));
+	ASSERT_EQ(0, vblk_set_backend(&d, disk));
+	flood(_metadata, &d, 16);
+	/* Give the worker time to submit: the requests then sit in dm-delay. */
+	usleep(100000);
+	EXPECT_LT(0, stat_ll("in_flight"));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	vblk_close(&d);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	TH_LOG("close took %lld ms", ms);
+	EXPECT_EQ(0, count_devices(NULL, 0));
+	close(disk);
+	dm_remove("tsvblk-slow");
 }
 
 TEST(owner_killed_mid_io)
