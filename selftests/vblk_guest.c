@@ -129,12 +129,9 @@ static int vblk_queue_setup(struct vblk_dev *d, struct vblk_queue *q,
 	return vblk_ioctl(d, VHOST_SET_VRING_ERR, &file);
 }
 
-int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
-	      unsigned int qsize, __u64 want_features)
+int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
 {
-	__u64 offered;
 	unsigned int i;
-	int ret;
 
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
@@ -143,9 +140,6 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 		d->q[i].call_fd = -1;
 		d->q[i].err_fd = -1;
 	}
-	if (!nqueues || nqueues > VBLK_MAX_QUEUES)
-		return -EINVAL;
-
 	d->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (d->ram == MAP_FAILED) {
@@ -153,10 +147,19 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 		return -errno;
 	}
 	d->ram_size = ram_size;
-
 	d->fd = open(VBLK_DEV_PATH, O_RDWR | O_CLOEXEC);
-	if (d->fd < 0)
-		return -errno;
+	return d->fd < 0 ? -errno : 0;
+}
+
+int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
+	       __u64 want_features)
+{
+	__u64 offered;
+	unsigned int i;
+	int ret;
+
+	if (!nqueues || nqueues > VBLK_MAX_QUEUES)
+		return -EINVAL;
 	ret = vblk_ioctl(d, VHOST_SET_OWNER, NULL);
 	if (ret)
 		return ret;
@@ -178,6 +181,14 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 			return ret;
 	}
 	return 0;
+}
+
+int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
+	      unsigned int qsize, __u64 want_features)
+{
+	int ret = vblk_open_dev(d, ram_size);
+
+	return ret ?: vblk_setup(d, nqueues, qsize, want_features);
 }
 
 int vblk_set_backend(struct vblk_dev *d, int fd)

@@ -66,6 +66,13 @@ struct vblk_buf {
  */
 int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 	      unsigned int qsize, __u64 want_features);
+/*
+ * vblk_open() in two steps, for device ioctls that must come before
+ * VHOST_SET_OWNER: map guest RAM and open the device, then the rest.
+ */
+int vblk_open_dev(struct vblk_dev *d, size_t ram_size);
+int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
+	       __u64 want_features);
 /* Attach a backend (fd -1 detaches). 0 or -errno. */
 int vblk_set_backend(struct vblk_dev *d, int fd);
 int vblk_set_serial(struct vblk_dev *d, const char serial[20]);

@@ -1050,18 +1050,33 @@ TEST(close_with_io_in_flight)
 	EXPECT_EQ(0, ts_module_unload());
 }
 
-/* The owner in owner_killed_mid_io: flood, reap, flood again, until killed. */
-static void flood_until_killed(struct __test_metadata *_metadata, int ready_fd)
+/* 6.12: worker as a kthread (as on 6.1) instead of a vhost_task. */
+#ifndef VHOST_SET_FORK_FROM_OWNER
+#define VHOST_SET_FORK_FROM_OWNER _IOW(VHOST_VIRTIO, 0x84, __u8)
+#endif
+
+/*
+ * The owner in owner_killed_mid_io: flood, reap, flood again, until killed.
+ * On 6.12 the worker is a vhost_task (killed with its owner) unless
+ * @kthread_worker.
+ */
+static void flood_until_killed(struct __test_metadata *_metadata, int ready_fd,
+			       bool kthread_worker)
 {
 	int disk = open(BDEV_BACKEND, O_RDWR | O_DIRECT);
 	unsigned int qi, busy;
+	__u8 fork_owner = 0;
 	struct vblk_dev d;
 	__u32 len;
 	void *cookie;
 	size_t mark;
 
-	if (disk < 0 || vblk_open(&d, RAM_SIZE, 4, 128, all_features) ||
-	    vblk_set_backend(&d, disk))
+	if (disk < 0 || vblk_open_dev(&d, RAM_SIZE))
+		_exit(1);
+	if (kthread_worker &&
+	    ioctl(d.fd, VHOST_SET_FORK_FROM_OWNER, &fork_owner))
+		_exit(1);
+	if (vblk_setup(&d, 4, 128, all_features) || vblk_set_backend(&d, disk))
 		_exit(1);
 	mark = d.ram_used;
 	for (;;) {
@@ -1120,14 +1135,12 @@ TEST(close_waits_for_slow_io)
 	dm_remove("tsvblk-slow");
 }
 
-TEST(owner_killed_mid_io)
+static void kill_owners_mid_io(struct __test_metadata *_metadata,
+			       bool kthread_worker)
 {
 	int ready[2], round;
 	char c;
 
-	module_ready();
-	if (access(BDEV_BACKEND, R_OK))
-		SKIP(return, "no %s", BDEV_BACKEND);
 	for (round = 0; round < 3; round++) {
 		pid_t pid;
 		int status;
@@ -1136,7 +1149,7 @@ TEST(owner_killed_mid_io)
 		pid = fork();
 		ASSERT_LE(0, pid);
 		if (!pid)
-			flood_until_killed(_metadata, ready[1]);
+			flood_until_killed(_metadata, ready[1], kthread_worker);
 		close(ready[1]);
 		ASSERT_EQ(1, read(ready[0], &c, 1));
 		usleep(20000 * round);
@@ -1145,6 +1158,34 @@ TEST(owner_killed_mid_io)
 		EXPECT_TRUE(WIFSIGNALED(status));
 		close(ready[0]);
 	}
+}
+
+TEST(owner_killed_mid_io)
+{
+	module_ready();
+	if (access(BDEV_BACKEND, R_OK))
+		SKIP(return, "no %s", BDEV_BACKEND);
+	kill_owners_mid_io(_metadata, false);
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+/* 6.12 with a kthread worker, which outlives its owner's SIGKILL. */
+TEST(owner_killed_mid_io_kthread_worker)
+{
+	__u8 fork_owner = 0;
+	int fd;
+
+	module_ready();
+	if (access(BDEV_BACKEND, R_OK))
+		SKIP(return, "no %s", BDEV_BACKEND);
+	fd = open("/dev/vhost-blk", O_RDWR);
+	ASSERT_LE(0, fd);
+	if (ioctl(fd, VHOST_SET_FORK_FROM_OWNER, &fork_owner)) {
+		close(fd);
+		SKIP(return, "no VHOST_SET_FORK_FROM_OWNER (6.1: always a kthread)");
+	}
+	close(fd);
+	kill_owners_mid_io(_metadata, true);
 	EXPECT_EQ(0, ts_module_unload());
 }
 
