@@ -1160,6 +1160,71 @@ static void kill_owners_mid_io(struct __test_metadata *_metadata,
 	}
 }
 
+/*
+ * A guest may publish a head again while it is in flight: the device must
+ * bound what it takes on (one ring's worth), not allocate without end.
+ */
+TEST(hostile_resubmission_bounded)
+{
+	char path[64], table[128];
+	const long long num = 16;
+	struct vblk_queue *q;
+	struct crafted c;
+	struct vblk_dev d;
+	__u64 one = 1;
+	long long sectors;
+	unsigned int i;
+	int disk;
+
+	module_ready();
+	disk = open(BDEV_BACKEND, O_RDONLY);
+	if (disk < 0)
+		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(errno));
+	sectors = backend_sectors(disk);
+	close(disk);
+	snprintf(table, sizeof(table), "0 %lld delay %s 0 200", sectors,
+		 BDEV_BACKEND);
+	if (dm_create("tsvblk-slow", table, path, sizeof(path)))
+		SKIP(return, "no device-mapper delay target");
+	disk = open(path, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, disk);
+	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 1, num, all_features));
+	ASSERT_EQ(0, vblk_set_backend(&d, disk));
+	q = &d.q[0];
+	crafted_init(_metadata, &d, &c, VIRTIO_BLK_T_IN);
+	put_desc(q, 0, c.hdr, 16, VRING_DESC_F_NEXT, 1);
+	put_desc(q, 1, c.data, 4096, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
+	put_desc(q, 2, c.status, 1, VRING_DESC_F_WRITE, 0);
+
+	/* A ring full of the same head, taken on while the first are slow. */
+	for (i = 0; i < num; i++)
+		vblk_post_head(&d, 0, 0);
+	ASSERT_EQ((ssize_t)sizeof(one), write(q->kick_fd, &one, sizeof(one)));
+	for (i = 0; i < 100 && stat_ll("requests_in") < num; i++)
+		usleep(10000);
+	ASSERT_EQ(num, stat_ll("requests_in"));
+	/* And another ring full, while those are still in flight. */
+	EXPECT_EQ(num, stat_ll("in_flight"));
+	for (i = 0; i < num; i++)
+		vblk_post_head(&d, 0, 0);
+	ASSERT_EQ((ssize_t)sizeof(one), write(q->kick_fd, &one, sizeof(one)));
+
+	for (i = 0; i < 500; i++) {
+		if (__atomic_load_n(&q->vring.used->idx, __ATOMIC_ACQUIRE) ==
+		    2 * num)
+			break;
+		usleep(10000);
+	}
+	EXPECT_EQ(2 * num, le16toh(q->vring.used->idx));
+	EXPECT_EQ(2 * num, stat_ll("requests_in"));
+	EXPECT_EQ(num, stat_ll("max_in_flight"));
+	EXPECT_EQ(0, stat_ll("broken_queues"));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, *c.status);
+	vblk_close(&d);
+	close(disk);
+	dm_remove("tsvblk-slow");
+}
+
 TEST(owner_killed_mid_io)
 {
 	module_ready();
