@@ -129,7 +129,7 @@ static int vblk_queue_setup(struct vblk_dev *d, struct vblk_queue *q,
 	return vblk_ioctl(d, VHOST_SET_VRING_ERR, &file);
 }
 
-int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
+void vblk_init(struct vblk_dev *d)
 {
 	unsigned int i;
 
@@ -140,6 +140,11 @@ int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
 		d->q[i].call_fd = -1;
 		d->q[i].err_fd = -1;
 	}
+}
+
+int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
+{
+	vblk_init(d);
 	d->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (d->ram == MAP_FAILED) {

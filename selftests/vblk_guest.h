@@ -76,6 +76,8 @@ int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
 /* Attach a backend (fd -1 detaches). 0 or -errno. */
 int vblk_set_backend(struct vblk_dev *d, int fd);
 int vblk_set_serial(struct vblk_dev *d, const char serial[20]);
+/* An unopened device that vblk_close() may be called on. */
+void vblk_init(struct vblk_dev *d);
 /* Close the device and free guest RAM; safe on a half-opened device. */
 void vblk_close(struct vblk_dev *d);
 bool vblk_has_feature(const struct vblk_dev *d, unsigned int bit);

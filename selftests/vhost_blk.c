@@ -331,6 +331,7 @@ TEST(device_node_and_features)
 	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_OWNER, NULL));
 	EXPECT_EQ(EBUSY, errno);
 	close(fd);
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 TEST(set_backend_refuses_bad_fds)
@@ -359,6 +360,7 @@ TEST(set_backend_refuses_bad_fds)
 	close(dirfd);
 	close(img);
 	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 TEST(reset_owner_detaches)
@@ -386,6 +388,7 @@ TEST(reset_owner_detaches)
 	vblk_close(&d);
 	close(img);
 	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 FIXTURE(file)
@@ -396,6 +399,7 @@ FIXTURE(file)
 
 FIXTURE_SETUP(file)
 {
+	vblk_init(&self->d);
 	module_ready();
 	self->img = make_file_backend(FILE_SIZE, O_RDWR);
 	ASSERT_LE(0, self->img);
@@ -408,6 +412,8 @@ FIXTURE_TEARDOWN(file)
 	vblk_close(&self->d);
 	close(self->img);
 	unlink(FILE_BACKEND);
+	/* Nothing may hold the module once the device is closed. */
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 TEST_F_TIMEOUT(file, integrity_buffered, 180)
@@ -845,6 +851,7 @@ TEST(read_only_backend)
 	vblk_close(&d);
 	close(img);
 	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 FIXTURE(bdev)
@@ -875,6 +882,7 @@ FIXTURE_SETUP(bdev)
 {
 	char mode[32];
 
+	vblk_init(&self->d);
 	module_ready();
 	self->disk = open(BDEV_BACKEND, variant->flags);
 	if (self->disk < 0)
@@ -890,6 +898,8 @@ FIXTURE_TEARDOWN(bdev)
 	vblk_close(&self->d);
 	if (self->disk >= 0)
 		close(self->disk);
+	/* Nothing may hold the module once the device is closed. */
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 TEST_F_TIMEOUT(bdev, integrity_aligned, 180)
@@ -1007,6 +1017,7 @@ TEST(backend_io_errors)
 		close(disk);
 	}
 	dm_remove("tsvblk-err");
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 /* Queue many large reads on every queue and return without reaping. */
@@ -1133,6 +1144,7 @@ TEST(close_waits_for_slow_io)
 	EXPECT_EQ(0, count_devices(NULL, 0));
 	close(disk);
 	dm_remove("tsvblk-slow");
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 static void kill_owners_mid_io(struct __test_metadata *_metadata,
@@ -1223,6 +1235,7 @@ TEST(hostile_resubmission_bounded)
 	vblk_close(&d);
 	close(disk);
 	dm_remove("tsvblk-slow");
+	EXPECT_EQ(0, ts_module_unload());
 }
 
 TEST(owner_killed_mid_io)
