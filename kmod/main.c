@@ -146,15 +146,21 @@ static int __init tesseract_init(void)
 	/* debugfs is diagnostics only: a failure here must not block loading. */
 	ts_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
 
+	ret = ts_vhost_blk_init();
+	if (ret)
+		goto undo;
+
 	if (backing[0]) {
 		ret = ts_start_store();
 		if (ret)
-			goto undo;
+			goto stop_vhost_blk;
 	}
 
 	pr_info("loaded (ABI %d)\n", TESSERACT_ABI_VERSION);
 	return 0;
 
+stop_vhost_blk:
+	ts_vhost_blk_exit();
 undo:
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
@@ -164,6 +170,7 @@ undo:
 static void __exit tesseract_exit(void)
 {
 	ts_stop_store();
+	ts_vhost_blk_exit();
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
 	pr_info("unloaded\n");

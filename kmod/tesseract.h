@@ -71,4 +71,8 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 		      struct ts_swapdev **swapdevp);
 void ts_swapdev_destroy(struct ts_swapdev *swapdev);
 
+/* /dev/vhost-blk (vhost_blk.c). */
+int ts_vhost_blk_init(void);
+void ts_vhost_blk_exit(void);
+
 #endif /* _TESSERACT_H */

@@ -1,0 +1,1109 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tesseract: vhost-blk, an in-kernel virtio-blk device on the vhost core.
+ *
+ * The VMM hands us its rings and guest memory layout through the usual vhost
+ * ioctls and a raw image file or block device through VHOST_BLK_SET_BACKEND.
+ * The vhost worker, which runs with the VMM's mm, pulls requests off the
+ * rings and moves data between guest memory and the backend with kernel
+ * reads and writes on the guest's own iovecs: guest pages are never pinned
+ * beyond one I/O, so they stay swappable (the point of the whole module).
+ *
+ * With an O_DIRECT backend the reads and writes are asynchronous kiocbs; their
+ * completion (often in interrupt context, without the VMM's mm) is handed
+ * back to the worker, which writes the status byte and returns the buffer.
+ * Otherwise each request completes in the worker before the next starts.
+ *
+ * Everything in a request comes from an untrusted guest: the vhost core
+ * checks the descriptor chains and translates addresses; this file checks
+ * what they mean (header, status byte, direction, sizes, sectors).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": vhost-blk: " fmt
+
+#include <linux/blkdev.h>
+#include <linux/debugfs.h>
+#include <linux/falloc.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/llist.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+#include <linux/vhost.h>
+#include <linux/virtio_blk.h>
+#include <linux/wait.h>
+#include <uapi/linux/tesseract.h>
+
+#include "compat.h"
+#include "tesseract.h"
+#include "vhost.h"
+
+#define VHOST_BLK_SECTOR_SHIFT	9
+#define VHOST_BLK_SECTOR_SIZE	BIT(VHOST_BLK_SECTOR_SHIFT)
+
+/* Requests a ring handles before letting the other rings run. */
+#define VHOST_BLK_PKT_WEIGHT	256
+#define VHOST_BLK_BYTE_WEIGHT	0x80000
+
+/* VIRTIO_BLK_F_RO is added while a read-only backend is attached. */
+#define VHOST_BLK_FEATURES ((1ULL << VIRTIO_F_VERSION_1) |		\
+			    (1ULL << VIRTIO_F_NOTIFY_ON_EMPTY) |	\
+			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |	\
+			    (1ULL << VIRTIO_RING_F_EVENT_IDX) |		\
+			    (1ULL << VIRTIO_BLK_F_SIZE_MAX) |		\
+			    (1ULL << VIRTIO_BLK_F_SEG_MAX) |		\
+			    (1ULL << VIRTIO_BLK_F_BLK_SIZE) |		\
+			    (1ULL << VIRTIO_BLK_F_FLUSH) |		\
+			    (1ULL << VIRTIO_BLK_F_MQ) |			\
+			    (1ULL << VIRTIO_BLK_F_DISCARD) |		\
+			    (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
+
+enum vhost_blk_io_mode {
+	VHOST_BLK_IO_NONE,	/* no backend */
+	VHOST_BLK_IO_BUFFERED,
+	VHOST_BLK_IO_DIRECT,
+};
+
+static const char * const vhost_blk_io_mode_names[] = {
+	[VHOST_BLK_IO_NONE] = "none",
+	[VHOST_BLK_IO_BUFFERED] = "buffered",
+	[VHOST_BLK_IO_DIRECT] = "direct",
+};
+
+enum vhost_blk_counter {
+	VHOST_BLK_REQ_IN,
+	VHOST_BLK_REQ_OUT,
+	VHOST_BLK_REQ_FLUSH,
+	VHOST_BLK_REQ_GET_ID,
+	VHOST_BLK_REQ_DISCARD,
+	VHOST_BLK_REQ_WRITE_ZEROES,
+	VHOST_BLK_REQ_UNSUPPORTED,
+	VHOST_BLK_BYTES_READ,
+	VHOST_BLK_BYTES_WRITTEN,
+	VHOST_BLK_ERRORS,		/* requests completed with IOERR */
+	VHOST_BLK_BROKEN_QUEUES,	/* rings stopped by a malformed chain */
+	VHOST_BLK_BUFFERED_FALLBACKS,	/* direct mode, served buffered */
+	VHOST_BLK_NR_COUNTERS,
+};
+
+static const char * const vhost_blk_counter_names[] = {
+	[VHOST_BLK_REQ_IN] = "requests_in",
+	[VHOST_BLK_REQ_OUT] = "requests_out",
+	[VHOST_BLK_REQ_FLUSH] = "requests_flush",
+	[VHOST_BLK_REQ_GET_ID] = "requests_get_id",
+	[VHOST_BLK_REQ_DISCARD] = "requests_discard",
+	[VHOST_BLK_REQ_WRITE_ZEROES] = "requests_write_zeroes",
+	[VHOST_BLK_REQ_UNSUPPORTED] = "requests_unsupported",
+	[VHOST_BLK_BYTES_READ] = "bytes_read",
+	[VHOST_BLK_BYTES_WRITTEN] = "bytes_written",
+	[VHOST_BLK_ERRORS] = "errors",
+	[VHOST_BLK_BROKEN_QUEUES] = "broken_queues",
+	[VHOST_BLK_BUFFERED_FALLBACKS] = "buffered_fallbacks",
+};
+
+/* What every ring of a device serves; immutable while attached. */
+struct vhost_blk_backend {
+	struct file *file;
+	u64 capacity;		/* in 512-byte sectors */
+	unsigned int dio_align;	/* alignment O_DIRECT needs, a power of 2 */
+	bool read_only;
+	bool direct;
+};
+
+struct vhost_blk;
+
+struct vhost_blk_queue {
+	struct vhost_virtqueue vq;
+	struct vhost_blk *blk;
+	/* Asynchronous completions waiting for the worker. */
+	struct llist_head done;
+	struct vhost_work done_work;
+	/* Requests taken off this ring and not yet completed. */
+	atomic_t in_flight;
+	/* Protected by vq.mutex. */
+	bool throttled;		/* stopped at in_flight == vq.num */
+	bool broken;		/* a malformed chain stopped the ring */
+};
+
+struct vhost_blk {
+	struct vhost_dev dev;
+	struct vhost_blk_queue queues[VHOST_BLK_MAX_QUEUES];
+	/* Protected by dev.mutex. */
+	struct vhost_blk_backend *backend;
+
+	/* Requests in flight on all rings. */
+	spinlock_t in_flight_lock;
+	unsigned int in_flight;
+	unsigned int max_in_flight;	/* high-water mark, for debugfs */
+	wait_queue_head_t drain_wq;
+
+	spinlock_t serial_lock;	/* serial: ioctl vs. GET_ID in the worker */
+	char serial[VHOST_BLK_SERIAL_BYTES];
+
+	int id;
+	int io_mode;		/* enum vhost_blk_io_mode, for debugfs */
+	struct dentry *debugfs;
+	atomic64_t counters[VHOST_BLK_NR_COUNTERS];
+};
+
+struct vhost_blk_req {
+	struct vhost_blk_queue *queue;
+	struct llist_node done_node;
+	struct kiocb iocb;
+	struct iov_iter iter;
+	u8 __user *status;
+	size_t len;		/* data bytes */
+	long result;		/* bytes moved or -errno */
+	u16 head;
+	bool write;
+	struct iovec iov[];
+};
+
+static DEFINE_IDA(vhost_blk_ida);
+static struct dentry *vhost_blk_debugfs_root;
+
+static void vhost_blk_count(struct vhost_blk *blk, enum vhost_blk_counter c,
+			    u64 n)
+{
+	atomic64_add(n, &blk->counters[c]);
+}
+
+static void vhost_blk_in_flight_add(struct vhost_blk *blk)
+{
+	spin_lock_irq(&blk->in_flight_lock);
+	blk->in_flight++;
+	blk->max_in_flight = max(blk->max_in_flight, blk->in_flight);
+	spin_unlock_irq(&blk->in_flight_lock);
+}
+
+/*
+ * The last thing a completion does with @blk: once the count reaches zero
+ * release may free it. The wake-up happens under in_flight_lock, and the
+ * waiter in vhost_blk_drain() rechecks the count under it, so the waiter
+ * cannot return before we are done touching @blk.
+ */
+static void vhost_blk_in_flight_sub(struct vhost_blk *blk, unsigned int n)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&blk->in_flight_lock, flags);
+	blk->in_flight -= n;
+	if (!blk->in_flight)
+		wake_up(&blk->drain_wq);
+	spin_unlock_irqrestore(&blk->in_flight_lock, flags);
+}
+
+/* Waits for every request taken off the rings to complete. */
+static void vhost_blk_drain(struct vhost_blk *blk)
+{
+	spin_lock_irq(&blk->in_flight_lock);
+	wait_event_lock_irq(blk->drain_wq, !blk->in_flight,
+			    blk->in_flight_lock);
+	spin_unlock_irq(&blk->in_flight_lock);
+}
+
+/*
+ * A chain we cannot even answer (no status byte, a fault on the ring): stop
+ * serving the ring until the VMM resets it, and tell it through the vring
+ * error eventfd.
+ */
+static void vhost_blk_break_queue(struct vhost_blk_queue *queue,
+				  const char *why)
+{
+	if (!queue->broken) {
+		vhost_blk_count(queue->blk, VHOST_BLK_BROKEN_QUEUES, 1);
+		/* Once per queue and attach: the guest cannot flood the log. */
+		pr_warn_ratelimited("device %d queue %td stopped: %s\n",
+				    queue->blk->id,
+				    queue - queue->blk->queues, why);
+	}
+	queue->broken = true;
+	vq_err(&queue->vq, "queue %td broken: %s\n",
+	       queue - queue->blk->queues, why);
+}
+
+/*
+ * Writes the status byte and returns the chain to the guest. @used_len is
+ * what the device wrote into the guest's buffers, the status byte included.
+ * Called with vq->mutex held in the owner's mm.
+ */
+static int vhost_blk_finish(struct vhost_blk_queue *queue, u16 head,
+			    u8 __user *status_ptr, u8 status, u32 used_len)
+{
+	if (status == VIRTIO_BLK_S_IOERR)
+		vhost_blk_count(queue->blk, VHOST_BLK_ERRORS, 1);
+	if (put_user(status, status_ptr)) {
+		vhost_blk_break_queue(queue, "status byte not writable");
+		return -EFAULT;
+	}
+	if (vhost_add_used(&queue->vq, head, used_len)) {
+		vhost_blk_break_queue(queue, "used ring not writable");
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static void vhost_blk_account_rw(struct vhost_blk *blk, bool write, long done)
+{
+	if (done <= 0)
+		return;
+	vhost_blk_count(blk, write ? VHOST_BLK_BYTES_WRITTEN :
+			VHOST_BLK_BYTES_READ, done);
+}
+
+/* Completes a read or write whose result is in req->result; frees @req. */
+static int vhost_blk_rw_done(struct vhost_blk_req *req)
+{
+	bool ok = req->result >= 0 && (size_t)req->result == req->len;
+	u32 used_len = 1;
+	int ret;
+
+	vhost_blk_account_rw(req->queue->blk, req->write, req->result);
+	if (ok && !req->write)
+		used_len += req->len;
+	ret = vhost_blk_finish(req->queue, req->head, req->status,
+			       ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR,
+			       used_len);
+	kfree(req);
+	return ret;
+}
+
+/*
+ * kiocb completion: any context, no guest mm. Hand the request to the worker,
+ * or, if no worker will run again (its owner was killed), drop it without
+ * touching guest memory: nobody is left to see the status.
+ */
+static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
+{
+	struct vhost_blk_req *req = container_of(iocb, struct vhost_blk_req,
+						 iocb);
+	struct vhost_blk_queue *queue = req->queue;
+	struct vhost_blk *blk = queue->blk;
+	struct llist_node *orphans;
+	struct vhost_blk_req *pos, *next;
+	unsigned int n = 0;
+
+	if (req->write)
+		ts_kiocb_end_async_write(iocb);
+	req->result = result;
+	llist_add(&req->done_node, &queue->done);
+	if (ts_vhost_queue_work(&queue->vq, &queue->done_work))
+		return;
+
+	orphans = llist_del_all(&queue->done);
+	llist_for_each_entry_safe(pos, next, orphans, done_node) {
+		atomic_dec(&queue->in_flight);
+		kfree(pos);
+		n++;
+	}
+	if (n)
+		vhost_blk_in_flight_sub(blk, n);
+}
+
+/* The worker's half of an asynchronous completion. */
+static void vhost_blk_done_work(struct vhost_work *work)
+{
+	struct vhost_blk_queue *queue = container_of(work,
+						     struct vhost_blk_queue,
+						     done_work);
+	struct vhost_virtqueue *vq = &queue->vq;
+	struct vhost_blk_req *req, *next;
+	struct llist_node *done;
+	unsigned int n = 0;
+
+	mutex_lock(&vq->mutex);
+	done = llist_del_all(&queue->done);
+	llist_for_each_entry_safe(req, next, done, done_node) {
+		atomic_dec(&queue->in_flight);
+		vhost_blk_rw_done(req);
+		n++;
+	}
+	if (n)
+		vhost_signal(vq->dev, vq);
+	if (queue->throttled && !queue->broken &&
+	    atomic_read(&queue->in_flight) < vq->num) {
+		queue->throttled = false;
+		vhost_poll_queue(&vq->poll);
+	}
+	mutex_unlock(&vq->mutex);
+	if (n)
+		vhost_blk_in_flight_sub(queue->blk, n);
+}
+
+/* Where a request's pieces are in the chain vhost_get_vq_desc() returned. */
+struct vhost_blk_chain {
+	struct iovec *out_iov, *in_iov;
+	unsigned int out, in;
+	size_t out_len, in_len;
+	u8 __user *status;
+	u16 head;
+};
+
+/* Data segments of @count bytes from the start of @iov; 0 if over limits. */
+static unsigned int vhost_blk_segments(const struct iovec *iov,
+				       unsigned int nr, size_t skip,
+				       size_t count)
+{
+	unsigned int i, segs = 0;
+
+	for (i = 0; i < nr && count; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		len = min(len - skip, count);
+		skip = 0;
+		if (len > VHOST_BLK_SIZE_MAX || ++segs > VHOST_BLK_SEG_MAX)
+			return 0;
+		count -= len;
+	}
+	return segs;
+}
+
+static bool vhost_blk_in_capacity(const struct vhost_blk_backend *be,
+				  u64 sector, u64 sectors)
+{
+	return sector <= be->capacity && sectors <= be->capacity - sector;
+}
+
+/*
+ * Reads and writes. Returns the status to complete with, -EINPROGRESS when
+ * the request was completed here, -EAGAIN when it went asynchronous (it then
+ * completes through vhost_blk_done_work()), or -EFAULT when the ring broke.
+ */
+static int vhost_blk_rw(struct vhost_blk_queue *queue,
+			struct vhost_blk_backend *be,
+			struct vhost_blk_chain *c, u64 sector, bool write)
+{
+	struct vhost_blk *blk = queue->blk;
+	const struct iovec *src = write ? c->out_iov : c->in_iov;
+	unsigned int nr = write ? c->out : c->in;
+	size_t skip = write ? sizeof(struct virtio_blk_outhdr) : 0;
+	struct vhost_blk_req *req;
+	bool direct;
+	ssize_t ret;
+	size_t len;
+	int err;
+
+	/* Data only where the spec puts it: nothing extra either way. */
+	if (write) {
+		if (c->in_len != 1)
+			return VIRTIO_BLK_S_IOERR;
+		len = c->out_len - skip;
+	} else {
+		if (c->out_len != sizeof(struct virtio_blk_outhdr))
+			return VIRTIO_BLK_S_IOERR;
+		len = c->in_len - 1;
+	}
+	vhost_blk_count(blk, write ? VHOST_BLK_REQ_OUT : VHOST_BLK_REQ_IN, 1);
+	if (!len || len % VHOST_BLK_SECTOR_SIZE ||
+	    !vhost_blk_segments(src, nr, skip, len) ||
+	    !vhost_blk_in_capacity(be, sector, len >> VHOST_BLK_SECTOR_SHIFT))
+		return VIRTIO_BLK_S_IOERR;
+	if (write && be->read_only)
+		return VIRTIO_BLK_S_IOERR;
+
+	req = kmalloc(struct_size(req, iov, nr), GFP_KERNEL);
+	if (!req)
+		return VIRTIO_BLK_S_IOERR;
+	/* vq->iov is reused by the next request: keep our own copy. */
+	memcpy(req->iov, src, nr * sizeof(*src));
+	req->queue = queue;
+	req->status = c->status;
+	req->head = c->head;
+	req->len = len;
+	req->write = write;
+	/* For reads the count stops short of the status byte at the end. */
+	iov_iter_init(&req->iter, write ? ITER_SOURCE : ITER_DEST, req->iov,
+		      nr, skip + len);
+	iov_iter_advance(&req->iter, skip);
+
+	init_sync_kiocb(&req->iocb, be->file);
+	req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	direct = be->direct &&
+		 !((iov_iter_alignment(&req->iter) | req->iocb.ki_pos) &
+		   (be->dio_align - 1));
+	if (be->direct && !direct)
+		vhost_blk_count(blk, VHOST_BLK_BUFFERED_FALLBACKS, 1);
+
+	if (direct) {
+		req->iocb.ki_complete = vhost_blk_iocb_complete;
+		atomic_inc(&queue->in_flight);
+		vhost_blk_in_flight_add(blk);
+		if (write)
+			ret = ts_vfs_iocb_write(be->file, &req->iocb,
+						&req->iter);
+		else
+			ret = vfs_iocb_iter_read(be->file, &req->iocb,
+						 &req->iter);
+		if (ret == -EIOCBQUEUED)
+			return -EAGAIN;
+		atomic_dec(&queue->in_flight);
+		vhost_blk_in_flight_sub(blk, 1);
+		if (ret != -EINVAL)
+			goto done;
+		/* Alignment the filesystem wants beyond dio_align. */
+		vhost_blk_count(blk, VHOST_BLK_BUFFERED_FALLBACKS, 1);
+		iov_iter_init(&req->iter, write ? ITER_SOURCE : ITER_DEST,
+			      req->iov, nr, skip + len);
+		iov_iter_advance(&req->iter, skip);
+		init_sync_kiocb(&req->iocb, be->file);
+		req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	}
+
+	req->iocb.ki_flags &= ~IOCB_DIRECT;
+	if (write)
+		ret = ts_vfs_iocb_write(be->file, &req->iocb, &req->iter);
+	else
+		ret = vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
+done:
+	req->result = ret;
+	err = vhost_blk_rw_done(req);
+	return err ?: -EINPROGRESS;
+}
+
+static int vhost_blk_get_id(struct vhost_blk *blk, struct vhost_blk_chain *c,
+			    u32 *used_len)
+{
+	char serial[VHOST_BLK_SERIAL_BYTES];
+	struct iov_iter iter;
+	size_t len;
+
+	if (c->out_len != sizeof(struct virtio_blk_outhdr))
+		return VIRTIO_BLK_S_IOERR;
+	len = min_t(size_t, c->in_len - 1, sizeof(serial));
+	spin_lock(&blk->serial_lock);
+	memcpy(serial, blk->serial, sizeof(serial));
+	spin_unlock(&blk->serial_lock);
+	iov_iter_init(&iter, ITER_DEST, c->in_iov, c->in, len);
+	if (copy_to_iter(serial, len, &iter) != len)
+		return VIRTIO_BLK_S_IOERR;
+	*used_len += len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static int vhost_blk_flush(struct vhost_blk_backend *be,
+			   struct vhost_blk_chain *c)
+{
+	if (c->out_len != sizeof(struct virtio_blk_outhdr) || c->in_len != 1)
+		return VIRTIO_BLK_S_IOERR;
+	return vfs_fsync(be->file, 0) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/*
+ * Zeroes a range. Block devices always manage (the block layer writes zeroes
+ * if it must); filesystems without zero-range (tmpfs) get a hole, which reads
+ * back as zeroes too.
+ */
+static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
+				bool unmap)
+{
+	bool regular = S_ISREG(file_inode(file)->i_mode);
+	int ret = -EOPNOTSUPP;
+
+	if (!(unmap && regular))
+		ret = vfs_fallocate(file, FALLOC_FL_ZERO_RANGE |
+				    FALLOC_FL_KEEP_SIZE, pos, len);
+	if (ret == -EOPNOTSUPP && regular)
+		ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE |
+				    FALLOC_FL_KEEP_SIZE, pos, len);
+	return ret;
+}
+
+static int vhost_blk_discard_write_zeroes(struct vhost_blk_backend *be,
+					  struct vhost_blk_chain *c,
+					  bool write_zeroes)
+{
+	struct virtio_blk_discard_write_zeroes segs[VHOST_BLK_MAX_DISCARD_SEG];
+	u32 allowed_flags = write_zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+	size_t len = c->out_len - sizeof(struct virtio_blk_outhdr);
+	unsigned int i, nr = len / sizeof(segs[0]);
+	struct iov_iter iter;
+	int ret;
+
+	BUILD_BUG_ON(VHOST_BLK_MAX_DISCARD_SEG != VHOST_BLK_MAX_WRITE_ZEROES_SEG);
+	if (c->in_len != 1 || !len || len % sizeof(segs[0]) ||
+	    nr > ARRAY_SIZE(segs))
+		return VIRTIO_BLK_S_IOERR;
+	iov_iter_init(&iter, ITER_SOURCE, c->out_iov, c->out, c->out_len);
+	iov_iter_advance(&iter, sizeof(struct virtio_blk_outhdr));
+	if (copy_from_iter(segs, len, &iter) != len)
+		return VIRTIO_BLK_S_IOERR;
+
+	/* All or nothing: check every segment before touching the disk. */
+	for (i = 0; i < nr; i++) {
+		if (le32_to_cpu(segs[i].flags) & ~allowed_flags)
+			return VIRTIO_BLK_S_UNSUPP;
+		if (!vhost_blk_in_capacity(be, le64_to_cpu(segs[i].sector),
+					   le32_to_cpu(segs[i].num_sectors)))
+			return VIRTIO_BLK_S_IOERR;
+	}
+	if (be->read_only)
+		return VIRTIO_BLK_S_IOERR;
+
+	for (i = 0; i < nr; i++) {
+		loff_t pos = le64_to_cpu(segs[i].sector) << VHOST_BLK_SECTOR_SHIFT;
+		loff_t bytes = (loff_t)le32_to_cpu(segs[i].num_sectors) <<
+			       VHOST_BLK_SECTOR_SHIFT;
+
+		if (!bytes)
+			continue;
+		if (write_zeroes) {
+			ret = vhost_blk_zero_range(be->file, pos, bytes,
+						   le32_to_cpu(segs[i].flags) &
+						   VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+		} else {
+			ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE |
+					    FALLOC_FL_KEEP_SIZE, pos, bytes);
+			/* Discard is a hint: a backend may ignore it. */
+			if (ret == -EOPNOTSUPP)
+				ret = 0;
+		}
+		if (ret)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/*
+ * One request. Returns 1 when it was completed (a used entry added), 0 when
+ * it went asynchronous, -errno when the ring must stop.
+ */
+static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
+				struct vhost_blk_backend *be,
+				struct vhost_blk_chain *c)
+{
+	struct vhost_virtqueue *vq = &queue->vq;
+	struct vhost_blk *blk = queue->blk;
+	struct virtio_blk_outhdr hdr;
+	struct iov_iter iter;
+	u32 used_len = 1;
+	int status, i;
+	u64 sector;
+
+	/* The status byte is the last byte the guest let us write. */
+	c->status = NULL;
+	for (i = c->in - 1; i >= 0; i--) {
+		if (c->in_iov[i].iov_len) {
+			c->status = (u8 __user *)c->in_iov[i].iov_base +
+				    c->in_iov[i].iov_len - 1;
+			break;
+		}
+	}
+	if (!c->status) {
+		vhost_blk_break_queue(queue, "request without a status byte");
+		return -EINVAL;
+	}
+
+	iov_iter_init(&iter, ITER_SOURCE, c->out_iov, c->out, c->out_len);
+	if (c->out_len < sizeof(hdr) ||
+	    copy_from_iter(&hdr, sizeof(hdr), &iter) != sizeof(hdr)) {
+		status = VIRTIO_BLK_S_IOERR;
+		goto finish;
+	}
+	sector = vhost64_to_cpu(vq, hdr.sector);
+
+	switch (vhost32_to_cpu(vq, hdr.type)) {
+	case VIRTIO_BLK_T_IN:
+		status = vhost_blk_rw(queue, be, c, sector, false);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		status = vhost_blk_rw(queue, be, c, sector, true);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		vhost_blk_count(blk, VHOST_BLK_REQ_FLUSH, 1);
+		status = vhost_blk_flush(be, c);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		vhost_blk_count(blk, VHOST_BLK_REQ_GET_ID, 1);
+		status = vhost_blk_get_id(blk, c, &used_len);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+		vhost_blk_count(blk, VHOST_BLK_REQ_DISCARD, 1);
+		status = vhost_blk_discard_write_zeroes(be, c, false);
+		break;
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		vhost_blk_count(blk, VHOST_BLK_REQ_WRITE_ZEROES, 1);
+		status = vhost_blk_discard_write_zeroes(be, c, true);
+		break;
+	default:
+		vhost_blk_count(blk, VHOST_BLK_REQ_UNSUPPORTED, 1);
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	if (status == -EINPROGRESS)
+		return 1;
+	if (status == -EAGAIN)
+		return 0;
+	if (status < 0)
+		return status;
+finish:
+	return vhost_blk_finish(queue, c->head, c->status, status, used_len) ?:
+	       1;
+}
+
+static void vhost_blk_handle_kick(struct vhost_work *work)
+{
+	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
+						  poll.work);
+	struct vhost_blk_queue *queue = container_of(vq, struct vhost_blk_queue,
+						     vq);
+	struct vhost_blk_backend *be;
+	struct vhost_blk_chain c;
+	int head, ret, reqs = 0;
+	size_t bytes = 0;
+	unsigned int out, in;
+	bool added = false;
+
+	mutex_lock(&vq->mutex);
+	be = vhost_vq_get_backend(vq);
+	if (!be || queue->broken)
+		goto unlock;
+
+	/* vhost_get_vq_desc() insists that notifications be off first. */
+	vhost_disable_notify(vq->dev, vq);
+	do {
+		/* A guest may resubmit heads in flight: bound our memory. */
+		if (atomic_read(&queue->in_flight) >= vq->num) {
+			queue->throttled = true;
+			break;
+		}
+		head = vhost_get_vq_desc(vq, vq->iov, ARRAY_SIZE(vq->iov),
+					 &out, &in, NULL, NULL);
+		if (head < 0) {
+			vhost_blk_break_queue(queue, "malformed descriptor chain");
+			break;
+		}
+		if (head == vq->num) {
+			if (unlikely(vhost_enable_notify(vq->dev, vq))) {
+				vhost_disable_notify(vq->dev, vq);
+				continue;
+			}
+			break;
+		}
+		c.head = head;
+		c.out_iov = vq->iov;
+		c.out = out;
+		c.out_len = iov_length(vq->iov, out);
+		c.in_iov = vq->iov + out;
+		c.in = in;
+		c.in_len = iov_length(vq->iov + out, in);
+		ret = vhost_blk_handle_req(queue, be, &c);
+		if (ret < 0)
+			break;
+		added |= ret;
+		bytes += c.out_len + c.in_len;
+	} while (!vhost_exceeds_weight(vq, ++reqs, min_t(size_t, bytes, INT_MAX)));
+	if (added)
+		vhost_signal(vq->dev, vq);
+unlock:
+	mutex_unlock(&vq->mutex);
+}
+
+static void vhost_blk_backend_put(struct vhost_blk_backend *be)
+{
+	if (!be)
+		return;
+	fput(be->file);
+	kfree(be);
+}
+
+/*
+ * Stops the rings from taking new requests and waits for those in flight.
+ * Returns the backend for the caller to put. Called with dev.mutex held.
+ */
+static struct vhost_blk_backend *vhost_blk_detach(struct vhost_blk *blk)
+{
+	struct vhost_blk_backend *be = blk->backend;
+	int i;
+
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct vhost_virtqueue *vq = &blk->queues[i].vq;
+
+		mutex_lock(&vq->mutex);
+		vhost_vq_set_backend(vq, NULL);
+		blk->queues[i].throttled = false;
+		mutex_unlock(&vq->mutex);
+	}
+	vhost_blk_drain(blk);
+	/* A kick handler may still run; it sees no backend but finish it. */
+	vhost_dev_flush(&blk->dev);
+	blk->backend = NULL;
+	WRITE_ONCE(blk->io_mode, VHOST_BLK_IO_NONE);
+	return be;
+}
+
+static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
+{
+	struct vhost_blk_backend *be;
+	struct inode *host;
+	struct file *file;
+	int ret = -EINVAL;
+
+	file = fget(fd);
+	if (!file)
+		return ERR_PTR(-EBADF);
+	host = file->f_mapping->host;
+	if (!S_ISREG(host->i_mode) && !S_ISBLK(host->i_mode))
+		goto err;
+	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
+		ret = -EBADF;
+		goto err;
+	}
+
+	be = kzalloc(sizeof(*be), GFP_KERNEL);
+	if (!be) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	be->file = file;
+	/* The mapping's host, not the device node, knows a disk's size. */
+	be->capacity = i_size_read(host) >> VHOST_BLK_SECTOR_SHIFT;
+	be->read_only = !(file->f_mode & FMODE_WRITE) ||
+			!file->f_op->write_iter;
+	be->direct = file->f_flags & O_DIRECT;
+	be->dio_align = VHOST_BLK_SECTOR_SIZE;
+	if (S_ISBLK(host->i_mode)) {
+		struct block_device *bdev = I_BDEV(host);
+
+		be->dio_align = bdev_logical_block_size(bdev);
+		be->read_only |= bdev_read_only(bdev);
+	} else if (host->i_sb->s_bdev) {
+		be->dio_align = bdev_logical_block_size(host->i_sb->s_bdev);
+	}
+	return be;
+err:
+	fput(file);
+	return ERR_PTR(ret);
+}
+
+static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
+{
+	struct vhost_blk_backend *be;
+	int i, attached = 0;
+	long ret;
+
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (ret)
+		goto unlock;
+
+	if (fd == -1) {
+		vhost_blk_backend_put(vhost_blk_detach(blk));
+		goto unlock;
+	}
+	if (blk->backend) {
+		ret = -EBUSY;
+		goto unlock;
+	}
+	be = vhost_blk_backend_open(fd);
+	if (IS_ERR(be)) {
+		ret = PTR_ERR(be);
+		goto unlock;
+	}
+
+	/* Rings the VMM has not set up (fewer queues in use) stay idle. */
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct vhost_blk_queue *queue = &blk->queues[i];
+		struct vhost_virtqueue *vq = &queue->vq;
+
+		mutex_lock(&vq->mutex);
+		if (!vq->desc) {
+			mutex_unlock(&vq->mutex);
+			continue;
+		}
+		if (!vhost_vq_access_ok(vq)) {
+			mutex_unlock(&vq->mutex);
+			ret = -EFAULT;
+			goto undo;
+		}
+		queue->broken = false;
+		queue->throttled = false;
+		vhost_vq_set_backend(vq, be);
+		ret = vhost_vq_init_access(vq);
+		mutex_unlock(&vq->mutex);
+		if (ret)
+			goto undo;
+		attached++;
+	}
+	if (!attached) {
+		ret = -EINVAL;
+		goto undo;
+	}
+	blk->backend = be;
+	WRITE_ONCE(blk->io_mode, be->direct ? VHOST_BLK_IO_DIRECT :
+		   VHOST_BLK_IO_BUFFERED);
+	/* Kicks that came before the backend found nothing to serve them. */
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++)
+		if (blk->queues[i].vq.desc)
+			vhost_poll_queue(&blk->queues[i].vq.poll);
+	goto unlock;
+
+undo:
+	blk->backend = be;
+	vhost_blk_backend_put(vhost_blk_detach(blk));
+unlock:
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
+{
+	u64 offered = VHOST_BLK_FEATURES | (1ULL << VIRTIO_BLK_F_RO);
+	int i;
+
+	if (features & ~offered)
+		return -EOPNOTSUPP;
+	mutex_lock(&blk->dev.mutex);
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct vhost_virtqueue *vq = &blk->queues[i].vq;
+
+		mutex_lock(&vq->mutex);
+		vq->acked_features = features;
+		mutex_unlock(&vq->mutex);
+	}
+	mutex_unlock(&blk->dev.mutex);
+	return 0;
+}
+
+static long vhost_blk_get_features(struct vhost_blk *blk, u64 __user *argp)
+{
+	u64 features = VHOST_BLK_FEATURES;
+
+	mutex_lock(&blk->dev.mutex);
+	if (blk->backend && blk->backend->read_only)
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+	mutex_unlock(&blk->dev.mutex);
+	return copy_to_user(argp, &features, sizeof(features)) ? -EFAULT : 0;
+}
+
+static long vhost_blk_reset_owner(struct vhost_blk *blk)
+{
+	struct vhost_iotlb *umem;
+	long ret;
+
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (ret)
+		goto unlock;
+	umem = vhost_dev_reset_owner_prepare();
+	if (!umem) {
+		ret = -ENOMEM;
+		goto unlock;
+	}
+	vhost_blk_backend_put(vhost_blk_detach(blk));
+	vhost_dev_stop(&blk->dev);
+	vhost_dev_reset_owner(&blk->dev, umem);
+unlock:
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
+			    unsigned long arg)
+{
+	struct vhost_blk *blk = f->private_data;
+	void __user *argp = (void __user *)arg;
+	char serial[VHOST_BLK_SERIAL_BYTES];
+	struct vhost_vring_file backend;
+	u64 features;
+	long ret;
+
+	switch (ioctl) {
+	case VHOST_BLK_SET_BACKEND:
+		if (copy_from_user(&backend, argp, sizeof(backend)))
+			return -EFAULT;
+		return vhost_blk_set_backend(blk, backend.fd);
+	case VHOST_BLK_SET_SERIAL:
+		if (copy_from_user(serial, argp, sizeof(serial)))
+			return -EFAULT;
+		spin_lock(&blk->serial_lock);
+		memcpy(blk->serial, serial, sizeof(serial));
+		spin_unlock(&blk->serial_lock);
+		return 0;
+	case VHOST_GET_FEATURES:
+		return vhost_blk_get_features(blk, argp);
+	case VHOST_SET_FEATURES:
+		if (copy_from_user(&features, argp, sizeof(features)))
+			return -EFAULT;
+		return vhost_blk_set_features(blk, features);
+	case VHOST_RESET_OWNER:
+		return vhost_blk_reset_owner(blk);
+	case VHOST_GET_BACKEND_FEATURES:
+		/* None: they are all about the IOTLB, which is not offered. */
+		features = 0;
+		return copy_to_user(argp, &features, sizeof(features)) ?
+		       -EFAULT : 0;
+	case VHOST_SET_BACKEND_FEATURES:
+		if (copy_from_user(&features, argp, sizeof(features)))
+			return -EFAULT;
+		return features ? -EOPNOTSUPP : 0;
+	default:
+		mutex_lock(&blk->dev.mutex);
+		ret = vhost_dev_ioctl(&blk->dev, ioctl, argp);
+		if (ret == -ENOIOCTLCMD)
+			ret = vhost_vring_ioctl(&blk->dev, ioctl, argp);
+		else
+			vhost_dev_flush(&blk->dev);
+		mutex_unlock(&blk->dev.mutex);
+		return ret;
+	}
+}
+
+static int vhost_blk_counter_get(void *data, u64 *val)
+{
+	*val = atomic64_read(data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(vhost_blk_counter_fops, vhost_blk_counter_get, NULL,
+			 "%llu\n");
+
+static int vhost_blk_in_flight_show(struct seq_file *m, void *v)
+{
+	struct vhost_blk *blk = m->private;
+
+	seq_printf(m, "%u\n", READ_ONCE(blk->in_flight));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_in_flight);
+
+static int vhost_blk_max_in_flight_show(struct seq_file *m, void *v)
+{
+	struct vhost_blk *blk = m->private;
+
+	seq_printf(m, "%u\n", READ_ONCE(blk->max_in_flight));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_max_in_flight);
+
+static int vhost_blk_io_mode_show(struct seq_file *m, void *v)
+{
+	struct vhost_blk *blk = m->private;
+
+	seq_printf(m, "%s\n", vhost_blk_io_mode_names[READ_ONCE(blk->io_mode)]);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_io_mode);
+
+static void vhost_blk_debugfs_create(struct vhost_blk *blk)
+{
+	char name[16];
+	int i;
+
+	snprintf(name, sizeof(name), "%d", blk->id);
+	blk->debugfs = debugfs_create_dir(name, vhost_blk_debugfs_root);
+	for (i = 0; i < VHOST_BLK_NR_COUNTERS; i++)
+		debugfs_create_file_unsafe(vhost_blk_counter_names[i], 0400,
+					   blk->debugfs, &blk->counters[i],
+					   &vhost_blk_counter_fops);
+	debugfs_create_file("in_flight", 0400, blk->debugfs, blk,
+			    &vhost_blk_in_flight_fops);
+	debugfs_create_file("max_in_flight", 0400, blk->debugfs, blk,
+			    &vhost_blk_max_in_flight_fops);
+	debugfs_create_file("io_mode", 0400, blk->debugfs, blk,
+			    &vhost_blk_io_mode_fops);
+}
+
+static int vhost_blk_open(struct inode *inode, struct file *f)
+{
+	struct vhost_virtqueue **vqs;
+	struct vhost_blk *blk;
+	int i, ret;
+
+	/* Large (the vqs embed their iovec arrays): let it be vmalloc'd. */
+	blk = kvzalloc(sizeof(*blk), GFP_KERNEL | __GFP_RETRY_MAYFAIL);
+	if (!blk)
+		return -ENOMEM;
+	vqs = kmalloc_array(VHOST_BLK_MAX_QUEUES, sizeof(*vqs), GFP_KERNEL);
+	if (!vqs) {
+		ret = -ENOMEM;
+		goto err_blk;
+	}
+	ret = ida_alloc(&vhost_blk_ida, GFP_KERNEL);
+	if (ret < 0)
+		goto err_vqs;
+	blk->id = ret;
+
+	spin_lock_init(&blk->in_flight_lock);
+	init_waitqueue_head(&blk->drain_wq);
+	spin_lock_init(&blk->serial_lock);
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct vhost_blk_queue *queue = &blk->queues[i];
+
+		queue->blk = blk;
+		init_llist_head(&queue->done);
+		vhost_work_init(&queue->done_work, vhost_blk_done_work);
+		queue->vq.handle_kick = vhost_blk_handle_kick;
+		vqs[i] = &queue->vq;
+	}
+	vhost_dev_init(&blk->dev, vqs, VHOST_BLK_MAX_QUEUES, UIO_MAXIOV,
+		       VHOST_BLK_PKT_WEIGHT, VHOST_BLK_BYTE_WEIGHT, true, NULL);
+	vhost_blk_debugfs_create(blk);
+	f->private_data = blk;
+	return 0;
+
+err_vqs:
+	kfree(vqs);
+err_blk:
+	kvfree(blk);
+	return ret;
+}
+
+static int vhost_blk_release(struct inode *inode, struct file *f)
+{
+	struct vhost_blk *blk = f->private_data;
+	struct vhost_blk_backend *be;
+
+	/* First, so that no debugfs reader holds blk while we free it. */
+	debugfs_remove_recursive(blk->debugfs);
+
+	mutex_lock(&blk->dev.mutex);
+	be = vhost_blk_detach(blk);
+	mutex_unlock(&blk->dev.mutex);
+	vhost_dev_stop(&blk->dev);
+	vhost_blk_backend_put(be);
+	vhost_dev_cleanup(&blk->dev);
+	ida_free(&vhost_blk_ida, blk->id);
+	kfree(blk->dev.vqs);
+	kvfree(blk);
+	return 0;
+}
+
+static const struct file_operations vhost_blk_fops = {
+	.owner = THIS_MODULE,
+	.open = vhost_blk_open,
+	.release = vhost_blk_release,
+	.unlocked_ioctl = vhost_blk_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice vhost_blk_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vhost-blk",
+	.fops = &vhost_blk_fops,
+	.mode = 0600,
+};
+
+int ts_vhost_blk_init(void)
+{
+	int ret;
+
+	vhost_blk_debugfs_root = debugfs_create_dir("vhost-blk",
+						    ts_debugfs_root);
+	ret = misc_register(&vhost_blk_misc);
+	if (ret)
+		debugfs_remove_recursive(vhost_blk_debugfs_root);
+	return ret;
+}
+
+void ts_vhost_blk_exit(void)
+{
+	misc_deregister(&vhost_blk_misc);
+	debugfs_remove_recursive(vhost_blk_debugfs_root);
+}

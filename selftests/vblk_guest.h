@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A virtio-blk driver in userspace for /dev/vhost-blk: the "guest" of the
+ * selftests (and of tools later). Guest RAM is an anonymous mapping of this
+ * process registered with a 1:1 memory table (guest physical address ==
+ * our virtual address), as a VMM would register its guest's RAM. Rings live
+ * in that RAM; requests are split-ring chains of direct or indirect
+ * descriptors, kicks and interrupts are eventfds.
+ *
+ * Not thread safe: one thread drives a device.
+ */
+#ifndef _VBLK_GUEST_H
+#define _VBLK_GUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ring.h>
+
+#define VBLK_MAX_QUEUES		8
+/* Entries of the indirect table each head owns. */
+#define VBLK_INDIRECT_MAX	256
+
+struct vblk_queue {
+	unsigned int index;
+	unsigned int num;
+	struct vring vring;		/* in guest RAM */
+	int kick_fd, call_fd, err_fd;
+	__u16 free_head;		/* free descriptors, linked by next */
+	unsigned int num_free;
+	__u16 avail_idx;		/* next avail->idx to publish */
+	__u16 kicked_idx;		/* avail->idx at the last kick */
+	__u16 last_used;
+	void **cookie;			/* per head, NULL if free */
+	__u16 *chain_descs;		/* descriptors a head's chain holds */
+	struct vring_desc *indirect;	/* num tables of VBLK_INDIRECT_MAX */
+	unsigned int in_flight;
+};
+
+struct vblk_req;
+
+struct vblk_dev {
+	int fd;
+	__u8 *ram;
+	size_t ram_size;
+	size_t ram_used;		/* bump allocator */
+	__u64 features;		/* negotiated */
+	unsigned int nqueues;
+	struct vblk_queue q[VBLK_MAX_QUEUES];
+	struct vblk_req *sync_req[VBLK_MAX_QUEUES];	/* for vblk_rw() */
+};
+
+/* A guest buffer; device_writes marks the ones the device fills in. */
+struct vblk_buf {
+	void *addr;
+	__u32 len;
+	bool device_writes;
+};
+
+/*
+ * Open /dev/vhost-blk, become its owner, negotiate @want_features (those the
+ * device offers; VIRTIO_F_VERSION_1 is always asked for) and set up @nqueues
+ * rings of @qsize entries in @ram_size bytes of guest RAM. 0 or -errno.
+ */
+int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
+	      unsigned int qsize, __u64 want_features);
+/*
+ * vblk_open() in two steps, for device ioctls that must come before
+ * VHOST_SET_OWNER: map guest RAM and open the device, then the rest.
+ */
+int vblk_open_dev(struct vblk_dev *d, size_t ram_size);
+int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
+	       __u64 want_features);
+/* Attach a backend (fd -1 detaches). 0 or -errno. */
+int vblk_set_backend(struct vblk_dev *d, int fd);
+int vblk_set_serial(struct vblk_dev *d, const char serial[20]);
+/* An unopened device that vblk_close() may be called on. */
+void vblk_init(struct vblk_dev *d);
+/* Close the device and free guest RAM; safe on a half-opened device. */
+void vblk_close(struct vblk_dev *d);
+bool vblk_has_feature(const struct vblk_dev *d, unsigned int bit);
+
+/* Guest RAM, zeroed, @align a power of 2; NULL when exhausted. */
+void *vblk_alloc(struct vblk_dev *d, size_t size, size_t align);
+
+/*
+ * Post one chain (device-readable buffers first) on queue @qi, through an
+ * indirect table if @indirect. Returns the head or -ENOSPC / -EINVAL. The
+ * chain is visible to the device at once; vblk_kick() notifies it.
+ */
+int vblk_post(struct vblk_dev *d, unsigned int qi, const struct vblk_buf *bufs,
+	      unsigned int n, bool indirect, void *cookie);
+/* Publish a raw head in the avail ring (for hand-crafted, hostile chains). */
+void vblk_post_head(struct vblk_dev *d, unsigned int qi, __u16 head);
+/* Notify the device if it asked for it (event idx or used flags). */
+void vblk_kick(struct vblk_dev *d, unsigned int qi);
+/*
+ * Take one completed chain: 1 and its cookie and used length, or 0 if none
+ * is ready. Re-arms the interrupt (used_event) when the ring is empty.
+ */
+int vblk_get_used(struct vblk_dev *d, unsigned int qi, void **cookie,
+		  __u32 *len);
+/* Wait up to @timeout_ms for a completion on @qi; 1 ready, 0 timeout. */
+int vblk_wait(struct vblk_dev *d, unsigned int qi, int timeout_ms);
+/* True if the device signalled the vring error eventfd of @qi. */
+bool vblk_queue_error(struct vblk_dev *d, unsigned int qi);
+
+/* A virtio-blk request laid out in guest RAM. */
+struct vblk_req {
+	struct virtio_blk_outhdr *hdr;
+	__u8 *status;
+	void *data;			/* caller's buffer, in guest RAM */
+	size_t len;
+	__u32 type;
+	__u32 used_len;
+	bool done;
+};
+
+/* Allocate the header and status of a request in guest RAM. */
+struct vblk_req *vblk_req_alloc(struct vblk_dev *d);
+/*
+ * Queue a request of @type at @sector on @qi. The data (if @len) is split into
+ * segments of at most @seg_max bytes (0: one segment). 0 or -errno.
+ */
+int vblk_req_submit(struct vblk_dev *d, unsigned int qi, struct vblk_req *r,
+		    __u32 type, __u64 sector, void *data, size_t len,
+		    size_t seg_max, bool indirect);
+/*
+ * Reap completions on @qi until @r is done or @timeout_ms passes: its status,
+ * or -ETIMEDOUT.
+ */
+int vblk_req_wait(struct vblk_dev *d, unsigned int qi, struct vblk_req *r,
+		  int timeout_ms);
+/* Submit, kick and wait: the status, or -errno. */
+int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
+	    __u64 sector, void *data, size_t len, size_t seg_max,
+	    bool indirect);
+
+#endif /* _VBLK_GUEST_H */
