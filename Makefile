@@ -9,6 +9,7 @@
 #   make demo             boot the 6.1 test kernel and show the module
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
+#   make bench-vhost      fio through /dev/vhost-blk against native I/O
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
@@ -30,7 +31,7 @@ KSRC_FILES := drivers/vhost/vhost.h \
 MOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch]) $(TOP)/Kbuild \
 	$(wildcard $(TOP)/include/uapi/linux/*.h)
 
-.PHONY: all modules selftests tools clean deps check demo lint ksrc bench-swap
+.PHONY: all modules selftests tools clean deps check demo lint ksrc
 
 all: modules selftests
 
@@ -67,14 +68,14 @@ check: deps
 demo: deps
 	@$(TOP)/tools/run-tests --demo
 
-# The plot is written before the result line, which stays the last one.
-bench-swap: deps
-	@$(TOP)/tools/run-tests --bench swap | tee $(TOP)/build/bench-swap.log | \
-		grep -v '^swapbench ratio='
+# Benchmarks: the plot is written before the result line, which stays last.
+bench-%: deps
 	@mkdir -p $(TOP)/build/bench
-	@/usr/bin/python3 $(TOP)/tools/bench/plot.py swap \
-		$(TOP)/build/bench-swap.log $(TOP)/build/bench/swap.png
-	@grep '^swapbench ratio=' $(TOP)/build/bench-swap.log | tail -n1
+	@$(TOP)/tools/run-tests --bench $* | tee $(TOP)/build/bench-$*.log | \
+		grep -v '^$*bench '
+	@/usr/bin/python3 $(TOP)/tools/bench/plot.py $* \
+		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
+	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
 
 lint: deps
 	@$(TOP)/tools/lint.sh

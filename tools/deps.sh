@@ -9,10 +9,14 @@
 set -euo pipefail
 
 BPO_SOURCES=/etc/apt/sources.list.d/tesseract-backports.sources
+SRC_SOURCES=/etc/apt/sources.list.d/tesseract-src.sources
 
+# The -dev libraries make fio's configure see what Debian's fio build saw
+# (tools/fio/fio-src.sh), so our ioengine matches fio's structure layout.
 tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
 	   sparse kmod dkms xz-utils util-linux e2fsprogs python3
-	   python3-docutils python3-matplotlib)
+	   python3-docutils python3-matplotlib dpkg-dev libaio-dev
+	   libnuma-dev librdmacm-dev libibverbs-dev zlib1g-dev)
 k61_pkgs=(linux-image-amd64 linux-headers-amd64 linux-source-6.1)
 
 missing_pkgs() {
@@ -32,6 +36,7 @@ installed_612_abi() {
 have_everything() {
 	local abi
 
+	[ -f "$SRC_SOURCES" ] || return 1
 	[ -z "$(missing_pkgs "${tool_pkgs[@]}" "${k61_pkgs[@]}")" ] || return 1
 	abi=$(installed_612_abi)
 	[ -n "$abi" ] || return 1
@@ -39,6 +44,18 @@ have_everything() {
 		return 1
 	[ -f /usr/src/linux-source-6.1.tar.xz ] &&
 		[ -f /usr/src/linux-source-6.12.tar.xz ]
+}
+
+# fio's source (for building our ioengine) comes from deb-src.
+ensure_source_suite() {
+	[ -f "$SRC_SOURCES" ] && return 0
+	cat >"$SRC_SOURCES" <<'EOS'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
 }
 
 ensure_backports_suite() {
@@ -83,6 +100,7 @@ main() {
 
 	echo "deps: installing build and test dependencies (apt)" >&2
 	ensure_backports_suite
+	ensure_source_suite
 	apt-get update -q >/dev/null
 	apt_install "${tool_pkgs[@]}" "${k61_pkgs[@]}"
 	[ -n "$(installed_612_abi)" ] && [ -f /usr/src/linux-source-6.12.tar.xz ] ||

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap LOG OUT.png
+    plot.py swap|vhost LOG OUT.png
 
-For swap: the per-round out+in throughput of /dev/tsswap0 and of the plain
-swap partition, and their medians.
+swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
+partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
+queue depth and direction.
 """
 import re
 import sys
@@ -45,7 +46,38 @@ def plot_swap(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_vhost(log, out):
+    rows = []
+    for line in open(log, errors="replace"):
+        m = re.match(r"# qd(\d+) (\w+): native (\d+) IOPS, vhost-blk (\d+) "
+                     r"IOPS, ratio ([\d.]+)", line)
+        if m:
+            rows.append((f"{m.group(2)} QD{m.group(1)}", int(m.group(3)),
+                         int(m.group(4)), float(m.group(5))))
+    if not rows:
+        sys.exit("plot.py: no vhostbench results in " + log)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.38
+    xs = range(len(rows))
+    ax.bar([x - width / 2 for x in xs], [r[1] for r in rows], width,
+           color="tab:grey", label="native io_uring, O_DIRECT")
+    ax.bar([x + width / 2 for x in xs], [r[2] for r in rows], width,
+           color="tab:blue", label="through /dev/vhost-blk")
+    for x, r in zip(xs, rows):
+        ax.text(x + width / 2, r[2], f"{r[3]:.2f}", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([r[0] for r in rows])
+    ax.set_ylabel("IOPS (4 KiB)")
+    ax.set_title("fio 4 KiB random I/O: vhost-blk against native")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "swap":
+    plots = {"swap": plot_swap, "vhost": plot_vhost}
+    if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
-    plot_swap(sys.argv[2], sys.argv[3])
+    plots[sys.argv[1]](sys.argv[2], sys.argv[3])
