@@ -12,7 +12,7 @@ DISK=/dev/vdb
 
 insmod "$TS_MODULE" || exit 1
 # Give the sparse scratch disk real blocks, so reads are not of holes.
-fio --name=fill --filename=$DISK --rw=write --bs=1M --size=1G --direct=1 \
+fio --name=fill --filename=$DISK --rw=write --bs=1M --size=1G --direct=1 --eta=never \
 	--ioengine=io_uring --output=/dev/null || exit 1
 
 # iops ENGINE RW QD: IOPS of one run.
@@ -23,7 +23,7 @@ iops() {
 	esac
 	fio --name=bench --filename=$DISK --ioengine="$engine" --direct=1 \
 		--rw="$2" --bs=4k --iodepth="$3" --size=1G --runtime="$RUNTIME" \
-		--time_based --randrepeat=0 --output-format=json \
+		--time_based --randrepeat=0 --eta=never --output-format=json \
 		--output=/tmp/fio.json >/dev/null 2>&1 || {
 		echo "# fio $1 $2 qd$3 failed" >&2
 		echo 0
