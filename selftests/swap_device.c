@@ -27,36 +27,6 @@
 #define DM		"DM_DISABLE_UDEV=1 dmsetup --noudevsync "
 #define DM_SECTORS	"1048576"	/* 512 MiB */
 
-static void quiet_system(const char *cmd)
-{
-	char buf[1024];
-
-	snprintf(buf, sizeof(buf), "%s >/dev/null 2>&1", cmd);
-	ts_system(buf);
-}
-
-/* Load with @params, mkswap and swapon /dev/tsswap0. 0 or -errno. */
-static int swap_up(const char *params)
-{
-	int ret;
-
-	quiet_system("echo N > /sys/module/zswap/parameters/enabled");
-	swapoff(SWAPDEV);
-	ts_module_ensure_unloaded();
-	ret = ts_module_load(params);
-	if (ret)
-		return ret;
-	if (ts_system("mkswap -q " SWAPDEV " >/dev/null"))
-		return -EIO;
-	return swapon(SWAPDEV, 0) ? -errno : 0;
-}
-
-static void swap_down(void)
-{
-	swapoff(SWAPDEV);
-	ts_module_ensure_unloaded();
-}
-
 /*
  * Anonymous memory between two inaccessible guard pages, so that it never
  * merges with a neighbouring mapping: a huge page of one test region must
@@ -108,9 +78,9 @@ static void reset_system(void)
 	ts_cgroup_leave(CGROUP "-reader");
 	swapoff(SWAPDEV);
 	ts_module_ensure_unloaded();
-	quiet_system(DM "remove ts-back");
-	quiet_system(DM "remove ts-claim");
-	quiet_system("losetup -d /dev/loop5; losetup -d /dev/loop6; "
+	ts_system_quiet(DM "remove ts-back");
+	ts_system_quiet(DM "remove ts-claim");
+	ts_system_quiet("losetup -d /dev/loop5; losetup -d /dev/loop6; "
 		     "losetup -d /dev/loop7; rm -f /tmp/*.img");
 }
 
@@ -150,7 +120,7 @@ TEST_F_TIMEOUT(swap, unusable_backing_refused, 120)
 	size_t i;
 	int kmsg, ret;
 
-	quiet_system("modprobe loop; modprobe dm-mod");
+	ts_system_quiet("modprobe loop; modprobe dm-mod");
 	ts_module_ensure_unloaded();
 	for (i = 0; i < ARRAY_SIZE(bad_backings); i++) {
 		ASSERT_EQ(0, ts_system(bad_backings[i].setup))
@@ -186,7 +156,7 @@ TEST_F_TIMEOUT(swap, swapon_swapoff_unload_refused, 120)
 {
 	long long slots;
 
-	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
 	ASSERT_EQ(0, ts_read_ll("/sys/block/tsswap0/tesseract/slots", &slots));
 	EXPECT_GT(slots, 1000);
 	EXPECT_TRUE(swap_listed());
@@ -203,7 +173,7 @@ TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
 	long long out0, in0, writes0, reads0;
 	char *p;
 
-	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
 	ASSERT_NE(NULL, p);
@@ -228,7 +198,7 @@ TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
 
 	munmap(p, pages * PAGE);
 	ts_cgroup_leave(CGROUP);
-	swap_down();
+	ts_swap_down();
 }
 
 TEST_F_TIMEOUT(swap, slot_frees_are_notified, 120)
@@ -237,7 +207,7 @@ TEST_F_TIMEOUT(swap, slot_frees_are_notified, 120)
 	long long base, frees0;
 	char *p;
 
-	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
 	base = ts_swapdev_counter("slots_in_use");
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
@@ -324,7 +294,7 @@ TEST_F_TIMEOUT(swap, thp_swapout, 300)
 
 	if (ts_system("grep -q '\\[never\\]' /sys/kernel/mm/transparent_hugepage/enabled") == 0)
 		SKIP(return, "transparent huge pages are disabled");
-	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	raw = map_pages(pages + huge / PAGE);
 	ASSERT_NE(NULL, raw);
@@ -434,7 +404,7 @@ TEST_F_TIMEOUT(swap, stress_under_memory_max, 600)
 	long long writes0;
 	char c = 0, max[32];
 
-	ASSERT_EQ(0, swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	/* A third of the working set. */
 	snprintf(max, sizeof(max), "%lu",
@@ -469,7 +439,7 @@ TEST_F_TIMEOUT(swap, stress_under_memory_max, 600)
 	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
 	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
 	ts_cgroup_leave(CGROUP);
-	swap_down();
+	ts_swap_down();
 }
 
 /* A store smaller than the swap device: writes past its end fail cleanly. */
@@ -478,10 +448,10 @@ TEST_F_TIMEOUT(swap, store_exhaustion, 600)
 	const size_t pages = 4096;	/* 16 MiB against an 8 MiB store */
 	char *p;
 
-	quiet_system("modprobe loop");
+	ts_system_quiet("modprobe loop");
 	ASSERT_EQ(0, ts_system("truncate -s 8M /tmp/store.img"));
 	ASSERT_EQ(0, ts_system("losetup /dev/loop5 /tmp/store.img"));
-	ASSERT_EQ(0, swap_up("backing=/dev/loop5 swap_size_mib=64"));
+	ASSERT_EQ(0, ts_swap_up("backing=/dev/loop5 swap_size_mib=64"));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
 	ASSERT_NE(NULL, p);
@@ -495,7 +465,7 @@ TEST_F_TIMEOUT(swap, store_exhaustion, 600)
 
 	munmap(p, pages * PAGE);
 	ts_cgroup_leave(CGROUP);
-	swap_down();
+	ts_swap_down();
 	ts_system("losetup -d /dev/loop5; rm -f /tmp/store.img");
 }
 
@@ -540,10 +510,10 @@ TEST_F_TIMEOUT(swap, failing_backing_device, 600)
 	char *a, *b, c = 0;
 	pid_t child;
 
-	quiet_system("modprobe dm-mod");
+	ts_system_quiet("modprobe dm-mod");
 	ASSERT_EQ(0, ts_system(DM "create ts-back --table '0 " DM_SECTORS
 			       " linear " SCRATCH " 0'"));
-	ASSERT_EQ(0, swap_up("backing=/dev/mapper/ts-back"));
+	ASSERT_EQ(0, ts_swap_up("backing=/dev/mapper/ts-back"));
 	a = map_pages(pages);
 	b = map_pages(pages);
 	ASSERT_NE(NULL, a);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -287,4 +288,35 @@ bool ts_check_page(const void *page, unsigned long tag, unsigned long index,
 
 	ts_fill_page(expect, tag, index, version);
 	return !memcmp(expect, page, sizeof(expect));
+}
+
+void ts_system_quiet(const char *cmd)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s >/dev/null 2>&1", cmd);
+	ts_system(buf);
+}
+
+#define TS_SWAPDEV	"/dev/tsswap0"
+
+int ts_swap_up(const char *params)
+{
+	int ret;
+
+	ts_system_quiet("echo N > /sys/module/zswap/parameters/enabled");
+	swapoff(TS_SWAPDEV);
+	ts_module_ensure_unloaded();
+	ret = ts_module_load(params);
+	if (ret)
+		return ret;
+	if (ts_system("mkswap -q " TS_SWAPDEV " >/dev/null"))
+		return -EIO;
+	return swapon(TS_SWAPDEV, 0) ? -errno : 0;
+}
+
+void ts_swap_down(void)
+{
+	swapoff(TS_SWAPDEV);
+	ts_module_ensure_unloaded();
 }

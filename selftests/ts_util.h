@@ -44,6 +44,18 @@ long long ts_slab_active_objects(void);
 /* Run a shell command; its exit status, or -1 if it did not exit. */
 int ts_system(const char *cmd);
 
+/* Run a shell command with its output discarded. */
+void ts_system_quiet(const char *cmd);
+
+/*
+ * Load the module with @params (which should name a backing device), then
+ * mkswap and swapon /dev/tsswap0 as the only active swap, zswap off.
+ * 0 or -errno.
+ */
+int ts_swap_up(const char *params);
+/* swapoff /dev/tsswap0 and unload the module. */
+void ts_swap_down(void);
+
 /* A debugfs counter of /dev/tsswap0, or -1 if unreadable. */
 long long ts_swapdev_counter(const char *name);
 /* A /proc/vmstat field, or -1. */
