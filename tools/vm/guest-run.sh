@@ -6,6 +6,14 @@
 # the demo (TS_MODE=demo), writing their output to the second serial port;
 # the kernel's own console stays on the first, which the host scans for oopses.
 
+# The tmpfs mounts below must not hide the project, wherever the host keeps
+# it (a CI clone may live under /tmp): reach it through /mnt instead.
+case "$TS_DIR" in
+/mnt | /mnt/*) ;;
+*) mount --bind "$TS_DIR" /mnt && TS_DIR=/mnt ;;
+esac
+export TS_DIR
+
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
