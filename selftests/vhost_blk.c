@@ -974,6 +974,30 @@ static void dm_remove(const char *name)
 	ts_system(cmd);
 }
 
+/*
+ * BDEV_BACKEND behind dm-delay (@delay_ms per request) as "tsvblk-slow",
+ * opened for direct I/O: its fd, -ENODEV without BDEV_BACKEND, or another
+ * negative errno without the delay target.
+ */
+static int open_slow_backend(unsigned int delay_ms, char *path, size_t len)
+{
+	long long sectors;
+	char table[128];
+	int fd;
+
+	fd = open(BDEV_BACKEND, O_RDONLY);
+	if (fd < 0)
+		return -ENODEV;
+	sectors = backend_sectors(fd);
+	close(fd);
+	snprintf(table, sizeof(table), "0 %lld delay %s 0 %u", sectors,
+		 BDEV_BACKEND, delay_ms);
+	if (dm_create("tsvblk-slow", table, path, len))
+		return -EOPNOTSUPP;
+	fd = open(path, O_RDWR | O_DIRECT);
+	return fd < 0 ? -errno : fd;
+}
+
 /* Backend I/O errors, synchronous and asynchronous, reach the guest. */
 TEST(backend_io_errors)
 {
@@ -1112,23 +1136,18 @@ static void flood_until_killed(struct __test_metadata *_metadata, int ready_fd,
 /* Release waits for slow requests in flight (dm-delay, 300 ms). */
 TEST(close_waits_for_slow_io)
 {
-	char path[64], table[128];
 	struct timespec t0, t1;
-	long long sectors, ms;
+	char path[64];
+	long long ms;
 	struct vblk_dev d;
 	int disk;
 
 	module_ready();
-	disk = open(BDEV_BACKEND, O_RDONLY);
-	if (disk < 0)
-		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(errno));
-	sectors = backend_sectors(disk);
-	close(disk);
-	snprintf(table, sizeof(table), "0 %lld delay %s 0 300", sectors,
-		 BDEV_BACKEND);
-	if (dm_create("tsvblk-slow", table, path, sizeof(path)))
+	disk = open_slow_backend(300, path, sizeof(path));
+	if (disk == -ENODEV)
+		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(-disk));
+	if (disk == -EOPNOTSUPP)
 		SKIP(return, "no device-mapper delay target");
-	disk = open(path, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, disk);
 	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 4, 64, all_features));
 	ASSERT_EQ(0, vblk_set_backend(&d, disk));
@@ -1178,27 +1197,21 @@ static void kill_owners_mid_io(struct __test_metadata *_metadata,
  */
 TEST(hostile_resubmission_bounded)
 {
-	char path[64], table[128];
 	const long long num = 16;
 	struct vblk_queue *q;
 	struct crafted c;
 	struct vblk_dev d;
+	char path[64];
 	__u64 one = 1;
-	long long sectors;
 	unsigned int i;
 	int disk;
 
 	module_ready();
-	disk = open(BDEV_BACKEND, O_RDONLY);
-	if (disk < 0)
-		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(errno));
-	sectors = backend_sectors(disk);
-	close(disk);
-	snprintf(table, sizeof(table), "0 %lld delay %s 0 200", sectors,
-		 BDEV_BACKEND);
-	if (dm_create("tsvblk-slow", table, path, sizeof(path)))
+	disk = open_slow_backend(200, path, sizeof(path));
+	if (disk == -ENODEV)
+		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(-disk));
+	if (disk == -EOPNOTSUPP)
 		SKIP(return, "no device-mapper delay target");
-	disk = open(path, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, disk);
 	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 1, num, all_features));
 	ASSERT_EQ(0, vblk_set_backend(&d, disk));
