@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# lint.sh: checkpatch --strict on every C source and header of ours, and
-# sparse (make C=2) on the module for each kernel of the test matrix. Prints
-# what it finds; exits non-zero if anything is found.
+# lint.sh: checkpatch --strict on every C source and header of ours, a
+# reStructuredText check of Documentation/, and sparse plus compiler
+# warnings (make C=2) on the module for each kernel of the test matrix.
+# Prints what it finds; exits non-zero if anything is found.
 
 set -uo pipefail
 
@@ -41,6 +42,12 @@ if [ ${#sources[@]} -gt 0 ]; then
 		status=1
 	fi
 	echo "checkpatch --strict: ${#sources[@]} files"
+fi
+
+mapfile -t docs < <(cd "$top" && git ls-files --cached --others \
+	--exclude-standard -- 'Documentation/*.rst')
+if [ ${#docs[@]} -gt 0 ]; then
+	(cd "$top" && /usr/bin/python3 tools/rstcheck.py "${docs[@]}") || status=1
 fi
 
 for k in "${kernels[@]}"; do
