@@ -123,20 +123,19 @@ void ts_store_close(struct ts_store *store)
 }
 
 /*
- * Take a free block, the first one at or after @near. Callers pass the
- * block they would like best: the swap device asks for the block with its
- * slot's number, so that a swap area keeps the layout of a plain swap
- * partition and neighbouring slots stay neighbours on the backing device,
- * where their I/O can be merged.
+ * Take a free block, the first one at or after @near (modulo the store
+ * size), wrapping around. Callers pass the block they would like best: the
+ * swap device asks for the block with its slot's number, so that a swap
+ * area keeps the layout of a plain swap partition and neighbouring slots
+ * stay neighbours on the backing device, where their I/O can be merged.
  */
-bool ts_store_alloc_locked(struct ts_store *store, u32 near, u32 *block)
+bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
 {
 	unsigned long b;
 
 	lockdep_assert_held(&store->lock);
-	if (near >= store->nr_blocks)
-		near %= store->nr_blocks;
-	b = find_next_zero_bit(store->in_use, store->nr_blocks, near);
+	b = find_next_zero_bit(store->in_use, store->nr_blocks,
+			       near % store->nr_blocks);
 	if (b >= store->nr_blocks)
 		b = find_first_zero_bit(store->in_use, store->nr_blocks);
 	if (b >= store->nr_blocks)

@@ -128,8 +128,7 @@ static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 	clear_bit(slot, swapdev->slot_complete);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
 		*block = old;
-	} else if (!ts_store_alloc_locked(store, slot % store->nr_blocks,
-					  &fresh)) {
+	} else if (!ts_store_alloc_locked(store, slot, &fresh)) {
 		ok = false;
 	} else {
 		if (old != TS_NO_BLOCK) {
@@ -156,16 +155,18 @@ static u32 ts_swapdev_map_read(struct ts_swapdev *swapdev, u64 slot)
 	return block;
 }
 
-static void ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
+/* Drop @slot's block; false if the slot mapped to none. */
+static bool ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
 {
 	u32 block = swapdev->slot_block[slot];
 
 	clear_bit(slot, swapdev->slot_complete);
 	if (block == TS_NO_BLOCK)
-		return;
+		return false;
 	swapdev->slot_block[slot] = TS_NO_BLOCK;
 	swapdev->slots_in_use--;
 	ts_store_put_locked(swapdev->store, block);
+	return true;
 }
 
 /* Count the page segments the next @bytes of @iter span. */
@@ -237,7 +238,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	struct ts_swap_io *io = NULL;
 	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
 	u32 block, next_block = TS_NO_BLOCK;
-	unsigned int segs, len;
+	unsigned int segs_left, segs, len;
 	struct bio_vec bv;
 
 	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
@@ -246,7 +247,12 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 		return;
 	}
 
+	segs_left = bio_segments(upper);
 	for (; iter.bi_size; slot++) {
+		/* This slot's segments, and those of the slots after it. */
+		segs = ts_segments(upper, iter, TS_BLOCK_SIZE);
+		segs_left -= segs;
+
 		if (write) {
 			if (!ts_swapdev_map_write(swapdev, slot, &block)) {
 				atomic64_inc(&swapdev->stats.store_full);
@@ -267,7 +273,6 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 			atomic64_inc(&swapdev->stats.reads);
 		}
 
-		segs = ts_segments(upper, iter, TS_BLOCK_SIZE);
 		if (io && (block != next_block ||
 			   io->bio.bi_vcnt + segs > io->bio.bi_max_vecs)) {
 			ts_swap_io_submit(io);
@@ -276,7 +281,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 		if (!io)
 			io = ts_swap_io_alloc(swapdev, upper, slot, block,
 					      min_t(unsigned int, BIO_MAX_VECS,
-						    bio_segments(upper)));
+						    segs + segs_left));
 
 		for (len = TS_BLOCK_SIZE; len; len -= bv.bv_len) {
 			bv = bio_iter_iovec(upper, iter);
@@ -306,9 +311,8 @@ static void ts_swapdev_discard(struct ts_swapdev *swapdev, struct bio *bio)
 	/* Only whole slots can be dropped; partial ones keep their data. */
 	for (slot = first; slot < end; slot++) {
 		spin_lock(&store->lock);
-		if (swapdev->slot_block[slot] != TS_NO_BLOCK)
+		if (ts_swapdev_unmap_locked(swapdev, slot))
 			atomic64_inc(&swapdev->stats.discards);
-		ts_swapdev_unmap_locked(swapdev, slot);
 		spin_unlock(&store->lock);
 		cond_resched();
 	}
@@ -347,9 +351,8 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	if (slot >= swapdev->nr_slots)
 		return;
 	spin_lock(&store->lock);
-	if (swapdev->slot_block[slot] != TS_NO_BLOCK)
+	if (ts_swapdev_unmap_locked(swapdev, slot))
 		atomic64_inc(&swapdev->stats.frees);
-	ts_swapdev_unmap_locked(swapdev, slot);
 	spin_unlock(&store->lock);
 }
 

@@ -5,8 +5,6 @@
 #ifndef _TESSERACT_H
 #define _TESSERACT_H
 
-#include <linux/atomic.h>
-#include <linux/bio.h>
 #include <linux/limits.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
@@ -15,7 +13,6 @@
 #include "compat.h"
 
 struct dentry;
-struct gendisk;
 
 /* Root of /sys/kernel/debug/tesseract/; an ERR_PTR if debugfs is off. */
 extern struct dentry *ts_debugfs_root;
@@ -56,7 +53,7 @@ struct ts_store {
 int ts_store_open(const char *path, struct ts_store **storep);
 void ts_store_close(struct ts_store *store);
 
-bool ts_store_alloc_locked(struct ts_store *store, u32 near, u32 *block);
+bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
 

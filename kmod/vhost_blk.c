@@ -372,6 +372,30 @@ static bool vhost_blk_in_capacity(const struct vhost_blk_backend *be,
 }
 
 /*
+ * Point @req's iterator at its data (after @skip header bytes of its @nr
+ * iovecs) and its kiocb at @sector, ready for a first or a repeated try.
+ */
+static void vhost_blk_req_prepare(struct vhost_blk_req *req,
+				  struct vhost_blk_backend *be,
+				  unsigned int nr, size_t skip, u64 sector)
+{
+	/* For reads the count stops short of the status byte at the end. */
+	iov_iter_init(&req->iter, req->write ? ITER_SOURCE : ITER_DEST,
+		      req->iov, nr, skip + req->len);
+	iov_iter_advance(&req->iter, skip);
+	init_sync_kiocb(&req->iocb, be->file);
+	req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+}
+
+static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
+				    struct vhost_blk_backend *be)
+{
+	if (req->write)
+		return ts_vfs_iocb_write(be->file, &req->iocb, &req->iter);
+	return vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
+}
+
+/*
  * Reads and writes. Returns the status to complete with, -EINPROGRESS when
  * the request was completed here, -EAGAIN when it went asynchronous (it then
  * completes through vhost_blk_done_work()), or -EFAULT when the ring broke.
@@ -418,13 +442,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->head = c->head;
 	req->len = len;
 	req->write = write;
-	/* For reads the count stops short of the status byte at the end. */
-	iov_iter_init(&req->iter, write ? ITER_SOURCE : ITER_DEST, req->iov,
-		      nr, skip + len);
-	iov_iter_advance(&req->iter, skip);
-
-	init_sync_kiocb(&req->iocb, be->file);
-	req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	vhost_blk_req_prepare(req, be, nr, skip, sector);
 	direct = be->direct &&
 		 !((iov_iter_alignment(&req->iter) | req->iocb.ki_pos) &
 		   (be->dio_align - 1));
@@ -435,12 +453,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 		req->iocb.ki_complete = vhost_blk_iocb_complete;
 		atomic_inc(&queue->in_flight);
 		vhost_blk_in_flight_add(blk);
-		if (write)
-			ret = ts_vfs_iocb_write(be->file, &req->iocb,
-						&req->iter);
-		else
-			ret = vfs_iocb_iter_read(be->file, &req->iocb,
-						 &req->iter);
+		ret = vhost_blk_req_submit(req, be);
 		if (ret == -EIOCBQUEUED)
 			return -EAGAIN;
 		atomic_dec(&queue->in_flight);
@@ -449,18 +462,11 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			goto done;
 		/* Alignment the filesystem wants beyond dio_align. */
 		vhost_blk_count(blk, VHOST_BLK_BUFFERED_FALLBACKS, 1);
-		iov_iter_init(&req->iter, write ? ITER_SOURCE : ITER_DEST,
-			      req->iov, nr, skip + len);
-		iov_iter_advance(&req->iter, skip);
-		init_sync_kiocb(&req->iocb, be->file);
-		req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+		vhost_blk_req_prepare(req, be, nr, skip, sector);
 	}
 
 	req->iocb.ki_flags &= ~IOCB_DIRECT;
-	if (write)
-		ret = ts_vfs_iocb_write(be->file, &req->iocb, &req->iter);
-	else
-		ret = vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
+	ret = vhost_blk_req_submit(req, be);
 done:
 	req->result = ret;
 	err = vhost_blk_rw_done(req);

@@ -72,26 +72,14 @@ static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
 	return 0;
 }
 
-static size_t bad_pages(const char *p, unsigned long tag)
-{
-	size_t i, bad = 0;
-
-	for (i = 0; i < BUF_PAGES; i++)
-		bad += !ts_check_page(p + i * PAGE, tag, i, 1);
-	return bad;
-}
-
 TEST_F_TIMEOUT(guest, buffers_swap_out_after_io, 300)
 {
-	size_t i;
-
-	for (i = 0; i < BUF_PAGES; i++)
-		ts_fill_page(self->buf + i * PAGE, 1, i, 1);
+	ts_fill_pages(self->buf, BUF_PAGES, 1, 1);
 	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
 			      BUF_PAGES));
 	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
 			      BUF_PAGES));
-	EXPECT_EQ(0UL, bad_pages(self->check, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, BUF_PAGES, 1, 1));
 
 	/* Nothing of the I/O keeps the buffers pinned in host memory. */
 	EXPECT_GT(BUF_PAGES / 20,
@@ -108,10 +96,8 @@ TEST_F_TIMEOUT(guest, buffers_swap_out_after_io, 300)
 TEST_F_TIMEOUT(guest, write_of_swapped_buffers, 300)
 {
 	long long pswpin0;
-	size_t i;
 
-	for (i = 0; i < BUF_PAGES; i++)
-		ts_fill_page(self->buf + i * PAGE, 2, i, 1);
+	ts_fill_pages(self->buf, BUF_PAGES, 2, 1);
 	ASSERT_GT(BUF_PAGES / 20,
 		  ts_push_to_swap(CGROUP, self->buf, BUF_PAGES * PAGE));
 
@@ -124,16 +110,13 @@ TEST_F_TIMEOUT(guest, write_of_swapped_buffers, 300)
 
 	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 1 << 20,
 			      self->check, BUF_PAGES));
-	EXPECT_EQ(0UL, bad_pages(self->check, 2));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, BUF_PAGES, 2, 1));
 }
 
 /* A guest read lands in buffers that were swapped out. */
 TEST_F_TIMEOUT(guest, read_into_swapped_buffers, 300)
 {
-	size_t i;
-
-	for (i = 0; i < BUF_PAGES; i++)
-		ts_fill_page(self->check + i * PAGE, 3, i, 1);
+	ts_fill_pages(self->check, BUF_PAGES, 3, 1);
 	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 2 << 20,
 			      self->check, BUF_PAGES));
 	memset(self->buf, 0xa5, BUF_PAGES * PAGE);
@@ -141,7 +124,7 @@ TEST_F_TIMEOUT(guest, read_into_swapped_buffers, 300)
 		  ts_push_to_swap(CGROUP, self->buf, BUF_PAGES * PAGE));
 	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 2 << 20, self->buf,
 			      BUF_PAGES));
-	EXPECT_EQ(0UL, bad_pages(self->buf, 3));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, BUF_PAGES, 3, 1));
 }
 
 TEST_HARNESS_MAIN

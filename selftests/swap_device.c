@@ -44,25 +44,6 @@ static void *map_pages(size_t pages)
 	return p + PAGE;
 }
 
-static void fill_pages(char *p, size_t pages, unsigned long tag,
-		       unsigned long version)
-{
-	size_t i;
-
-	for (i = 0; i < pages; i++)
-		ts_fill_page(p + i * PAGE, tag, i, version);
-}
-
-static size_t bad_pages(char *p, size_t pages, unsigned long tag,
-			unsigned long version)
-{
-	size_t i, bad = 0;
-
-	for (i = 0; i < pages; i++)
-		bad += !ts_check_page(p + i * PAGE, tag, i, version);
-	return bad;
-}
-
 /*
  * Every test runs in a fixture whose teardown puts the system back (swap
  * off, module unloaded, cgroup gone), so that one failure does not cascade.
@@ -177,7 +158,7 @@ TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
 	ASSERT_NE(NULL, p);
-	fill_pages(p, pages, 1, 1);
+	ts_fill_pages(p, pages, 1, 1);
 
 	out0 = ts_vmstat("pswpout");
 	writes0 = ts_swapdev_counter("writes");
@@ -189,7 +170,7 @@ TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
 
 	in0 = ts_vmstat("pswpin");
 	reads0 = ts_swapdev_counter("reads");
-	EXPECT_EQ(0UL, bad_pages(p, pages, 1, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(p, pages, 1, 1));
 	EXPECT_LE(in0 + (long long)pages * 95 / 100, ts_vmstat("pswpin"));
 	EXPECT_LE(ts_vmstat("pswpin") - in0,
 		  ts_swapdev_counter("reads") - reads0);
@@ -212,7 +193,7 @@ TEST_F_TIMEOUT(swap, slot_frees_are_notified, 120)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
 	ASSERT_NE(NULL, p);
-	fill_pages(p, pages, 2, 1);
+	ts_fill_pages(p, pages, 2, 1);
 	EXPECT_GT(pages / 20, ts_push_to_swap(CGROUP, p, pages * PAGE));
 	EXPECT_LE(base + (long long)pages * 95 / 100,
 		  ts_swapdev_counter("slots_in_use"));
@@ -300,7 +281,7 @@ TEST_F_TIMEOUT(swap, thp_swapout, 300)
 	ASSERT_NE(NULL, raw);
 	p = (char *)(((unsigned long)raw + huge - 1) & ~(huge - 1));
 	ASSERT_EQ(0, madvise(p, pages * PAGE, MADV_HUGEPAGE));
-	fill_pages(p, pages, 8, 1);
+	ts_fill_pages(p, pages, 8, 1);
 
 	thp_out0 = ts_vmstat("thp_swpout") + ts_vmstat("thp_swpout_fallback");
 	writes0 = ts_swapdev_counter("writes");
@@ -310,7 +291,7 @@ TEST_F_TIMEOUT(swap, thp_swapout, 300)
 		  ts_vmstat("thp_swpout_fallback"));
 	EXPECT_LE(writes0 + (long long)pages * 95 / 100,
 		  ts_swapdev_counter("writes"));
-	EXPECT_EQ(0UL, bad_pages(p, pages, 8, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(p, pages, 8, 1));
 	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
 	ts_cgroup_leave(CGROUP);
 }
@@ -455,13 +436,13 @@ TEST_F_TIMEOUT(swap, store_exhaustion, 600)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	p = map_pages(pages);
 	ASSERT_NE(NULL, p);
-	fill_pages(p, pages, 4, 1);
+	ts_fill_pages(p, pages, 4, 1);
 	ts_push_to_swap(CGROUP, p, pages * PAGE);
 
 	EXPECT_LT(0, ts_swapdev_counter("store_full"));
 	EXPECT_EQ(ts_swapdev_counter("blocks_total"),
 		  ts_swapdev_counter("blocks_in_use"));
-	EXPECT_EQ(0UL, bad_pages(p, pages, 4, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(p, pages, 4, 1));
 
 	munmap(p, pages * PAGE);
 	ts_cgroup_leave(CGROUP);
@@ -521,7 +502,7 @@ TEST_F_TIMEOUT(swap, failing_backing_device, 600)
 
 	/* MADV_PAGEOUT alone: written to swap, evicting nothing else. */
 	writes0 = ts_swapdev_counter("writes");
-	fill_pages(a, pages, 5, 1);
+	ts_fill_pages(a, pages, 5, 1);
 	ASSERT_EQ(0, madvise(a, pages * PAGE, MADV_PAGEOUT));
 	EXPECT_LE(writes0 + (long long)pages * 95 / 100,
 		  ts_swapdev_counter("writes"));
@@ -542,7 +523,7 @@ TEST_F_TIMEOUT(swap, failing_backing_device, 600)
 
 	ASSERT_EQ(0, dm_table("error"));
 	/* Writes fail: the kernel keeps these pages in memory. */
-	fill_pages(b, pages, 5, 2);
+	ts_fill_pages(b, pages, 5, 2);
 	ASSERT_EQ(0, madvise(b, pages * PAGE, MADV_PAGEOUT));
 	EXPECT_LT(0, ts_swapdev_counter("write_errors"));
 	ASSERT_EQ(1, write(go[1], &c, 1));
@@ -553,8 +534,8 @@ TEST_F_TIMEOUT(swap, failing_backing_device, 600)
 	EXPECT_LT(0, ts_swapdev_counter("read_errors"));
 
 	ASSERT_EQ(0, dm_table("linear " SCRATCH " 0"));
-	EXPECT_EQ(0UL, bad_pages(a, pages, 5, 1));
-	EXPECT_EQ(0UL, bad_pages(b, pages, 5, 2));
+	EXPECT_EQ(0UL, ts_bad_pages(a, pages, 5, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(b, pages, 5, 2));
 	munmap(a, pages * PAGE);
 	munmap(b, pages * PAGE);
 	EXPECT_EQ(0, swapoff(SWAPDEV));

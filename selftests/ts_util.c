@@ -320,3 +320,23 @@ void ts_swap_down(void)
 	swapoff(TS_SWAPDEV);
 	ts_module_ensure_unloaded();
 }
+
+void ts_fill_pages(void *p, size_t pages, unsigned long tag,
+		   unsigned long version)
+{
+	size_t i;
+
+	for (i = 0; i < pages; i++)
+		ts_fill_page((char *)p + i * 4096, tag, i, version);
+}
+
+size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
+		    unsigned long version)
+{
+	size_t i, bad = 0;
+
+	for (i = 0; i < pages; i++)
+		bad += !ts_check_page((const char *)p + i * 4096, tag, i,
+				      version);
+	return bad;
+}

@@ -86,5 +86,11 @@ void ts_fill_page(void *page, unsigned long tag, unsigned long index,
 /* True if the page holds exactly the pattern of (tag, index, version). */
 bool ts_check_page(const void *page, unsigned long tag, unsigned long index,
 		   unsigned long version);
+/* Fill @pages pages at @p, page i with the pattern of (tag, i, version). */
+void ts_fill_pages(void *p, size_t pages, unsigned long tag,
+		   unsigned long version);
+/* How many of the @pages pages at @p lack the ts_fill_pages() pattern. */
+size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
+		    unsigned long version);
 
 #endif /* _TS_UTIL_H */

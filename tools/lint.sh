@@ -11,16 +11,7 @@ set -uo pipefail
 top=$(dirname "$(dirname "$(readlink -f "$0")")")
 status=0
 
-newest_kernel() {
-	find /boot -maxdepth 1 -name "vmlinuz-$1.*" -printf '%f\n' |
-		sed 's/^vmlinuz-//' | grep -E "^$1\.[0-9]" | sort -V | tail -n1
-}
-
-kernels=()
-for series in 6.1 6.12; do
-	k=$(newest_kernel "$series")
-	[ -n "$k" ] && kernels+=("$k")
-done
+mapfile -t kernels < <("$top/tools/test-kernels")
 if [ ${#kernels[@]} -eq 0 ]; then
 	echo "lint: no test kernel installed (run tools/deps.sh)"
 	exit 1

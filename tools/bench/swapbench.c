@@ -36,7 +36,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	size_t mib, pages, i, resident, bad;
+	size_t mib, pages, resident, bad;
 	double t0, t1, t2, *rates;
 	int rounds, r;
 	char *mem;
@@ -59,14 +59,11 @@ int main(int argc, char **argv)
 		return 1;
 
 	for (r = 0; r < rounds; r++) {
-		for (i = 0; i < pages; i++)
-			ts_fill_page(mem + i * PAGE, 7, i, r);
+		ts_fill_pages(mem, pages, 7, r);
 		t0 = now();
 		resident = ts_push_to_swap(CGROUP, mem, pages * PAGE);
 		t1 = now();
-		bad = 0;
-		for (i = 0; i < pages; i++)
-			bad += !ts_check_page(mem + i * PAGE, 7, i, r);
+		bad = ts_bad_pages(mem, pages, 7, r);
 		t2 = now();
 		if (bad || resident > pages / 20) {
 			fprintf(stderr, "swapbench: %zu bad pages, %zu stayed resident\n",
