@@ -10,6 +10,8 @@
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
+#   make bench-dp         double paging: a guest's page-out, reconciliation
+#                         off against on, HDD- and SSD-like (tools/dpbench)
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build

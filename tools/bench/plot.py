@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost LOG OUT.png
+    plot.py swap|vhost|dp LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
-queue depth and direction.
+queue depth and direction. dp: dpbench's guest page-out with reconciliation
+off and on, per profile: throughput, write latency, host swap-ins and bytes
+written to the guest image.
 """
 import re
 import sys
@@ -76,8 +78,59 @@ def plot_vhost(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_dp(log, out):
+    runs = {}       # (profile, mode) -> the page-out line's values
+    results = {}    # profile -> the "dpbench PROFILE" line's values
+    for line in open(log, errors="replace"):
+        m = re.match(r"# dp (\w+) (off|on) pageout (mib=.*)", line)
+        if m:
+            runs[(m.group(1), m.group(2))] = dict(
+                kv.split("=", 1) for kv in m.group(3).split())
+        m = re.match(r"dpbench (\w+) (speedup=.*)", line)
+        if m:
+            results[m.group(1)] = dict(kv.split("=", 1)
+                                       for kv in m.group(2).split())
+    profiles = sorted({p for p, _ in runs}, key=lambda p: p != "hdd")
+    if not profiles:
+        sys.exit("plot.py: no dpbench results in " + log)
+
+    panels = (("mib_s", "page-out MiB/s", 1, False),
+              ("max_ms", "write latency max (p99 hatched), ms", 1, True),
+              ("pswpin", "host swap-ins (pswpin)", 1, False),
+              ("image_written", "image MiB written", 1 / 1048576, False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8))
+    width = 0.38
+    xs = range(len(profiles))
+    for ax, (key, title, scale, log_y) in zip(axes, panels):
+        for i, (mode, colour) in enumerate((("off", "tab:grey"),
+                                            ("on", "tab:blue"))):
+            pos = [x + (i - 0.5) * width for x in xs]
+            vals = [float(runs.get((p, mode), {}).get(key, 0)) * scale
+                    for p in profiles]
+            ax.bar(pos, vals, width, color=colour,
+                   label=f"reconcile {mode}")
+            if key == "max_ms":
+                p99 = [float(runs.get((p, mode), {}).get("p99_ms", 0))
+                       for p in profiles]
+                ax.bar(pos, p99, width, color="none", edgecolor="black",
+                       hatch="//")
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(profiles)
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=8)
+    summary = ", ".join(f"{p}: speedup {results[p]['speedup']}, worst "
+                        f"latency gain {results[p]['worst_latency_gain']}"
+                        for p in profiles if p in results)
+    fig.suptitle("dpbench guest page-out, reconciliation off and on"
+                 + (f"\n{summary}" if summary else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
-    plots = {"swap": plot_swap, "vhost": plot_vhost}
+    plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])

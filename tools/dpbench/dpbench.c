@@ -1,0 +1,780 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dpbench: the double-paging benchmark.
+ *
+ *   dpbench [-p PROFILE] [-m off|on] [-c COLD_MIB] [-H HOT_MIB] [-q DEPTH]
+ *           [-k PAGES] [-M MARGIN_MIB] [-s STORE_DEV] IMAGE_DEV
+ *   dpbench -L DEV...
+ *
+ * One "guest" (the userspace virtio-blk driver of selftests/) with its RAM in
+ * a cgroup of its own: COLD_MIB of cold pages that the host has swapped out
+ * to /dev/tsswap0, HOT_MIB of hot pages a second thread keeps touching, and
+ * memory.max set MARGIN_MIB above what is resident, so that the host is
+ * under pressure. With reconciliation off (-m off) or on (-m on) for its
+ * /dev/vhost-blk device, the guest then:
+ *
+ *   1. pages out: writes every cold page to its disk IMAGE_DEV, PAGES pages
+ *      per request, DEPTH requests in flight; the latency of each request is
+ *      taken from submission to completion;
+ *   2. frees the cold pages (the host swaps them out again, if they came
+ *      back) and reads them back, each disk block into another cold page,
+ *      full pages (false reads), and checks every page it read;
+ *   3. discards what it wrote, which drops any reference of the disk into
+ *      the store, and closes the device.
+ *
+ * Per phase it prints a line "# dp PROFILE MODE PHASE key=value...":
+ * throughput, latency percentiles, host swap-ins and swap-outs
+ * (/proc/vmstat), bytes read and written on IMAGE_DEV and STORE_DEV
+ * (/sys/dev/block/M:m/stat), then the device's debugfs counters. Exits
+ * non-zero if any request fails or any page read back is wrong.
+ *
+ * -L only measures the latency of single 4 KiB O_DIRECT reads of each DEV,
+ * to show what a dm-delay profile amounts to.
+ */
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/tesseract.h>
+
+#include "ts_util.h"
+#include "vblk_guest.h"
+
+#define PAGE		4096UL
+#define SECTORS_PER_PAGE	(PAGE / 512)
+#define CGROUP		"ts-dpbench"
+#define QSIZE		256
+#define MAX_DEPTH	64
+#define META_BYTES	(4UL << 20)	/* rings, indirect tables, headers */
+#define VBLK_DEBUGFS	TS_DEBUGFS "/vhost-blk"
+#define HOT_PERIOD_NS	10000000L	/* one pass over the hot pages each */
+#define HOT_MAX_PASSES	200000
+#define STALL_SECS	120		/* no completion for this long: fail */
+#define PROBE_READS	64
+
+struct dp_opts {
+	const char *profile;
+	const char *image;
+	const char *store;
+	bool reconcile;
+	size_t cold_pages, hot_pages;
+	unsigned int depth, per_req;
+	size_t margin;
+	bool probe;
+};
+
+/* The device's debugfs counters that dpbench reports. */
+static const char * const dp_counters[] = {
+	"reconciled_pages",
+	"reconciled_writes",
+	"pages_referenced",
+	"store_reads",
+	"false_reads_avoided",
+	"swapins_avoided",
+	"data_bytes_not_written",
+	"guest_pages_in_host_swap",
+	"fallback_unaligned",
+	"fallback_not_swapped",
+	"fallback_other_swapdev",
+	"fallback_swapcache",
+	"fallback_slot_incomplete",
+	"fallback_store_full",
+	"bytes_read",
+	"bytes_written",
+};
+
+/* Counters that are levels (printed as they are), not running totals. */
+static bool counter_is_level(const char *name)
+{
+	return !strcmp(name, "pages_referenced") ||
+	       !strcmp(name, "guest_pages_in_host_swap");
+}
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define NR_COUNTERS	ARRAY_SIZE(dp_counters)
+
+/* A block device's totals from /sys/dev/block/M:m/stat, in bytes. */
+struct dp_blk {
+	long long read, written;
+};
+
+struct dp_stats {
+	double time;
+	long long pswpin, pswpout;
+	struct dp_blk image, store;
+	long long counter[NR_COUNTERS];	/* -1: the module has no such file */
+};
+
+struct dp_hot {
+	unsigned char *mem;
+	size_t pages;
+	bool stop;		/* atomic */
+	pthread_t thread;
+	double *lat;
+	size_t passes;
+};
+
+static struct dp_opts opts = {
+	.profile = "test",
+	.cold_pages = 64 << 8,
+	.hot_pages = 16 << 8,
+	.depth = 8,
+	.per_req = 8,
+	.margin = 16UL << 20,
+};
+
+static char dev_dir[320];	/* debugfs directory of our device, or "" */
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The @pct percentile of @n values (sorted in place), nearest rank. */
+static double percentile(double *v, size_t n, double pct)
+{
+	size_t rank;
+
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	rank = (size_t)(pct / 100 * n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	return v[(rank > n ? n : rank) - 1];
+}
+
+static void blk_stat(const char *dev, struct dp_blk *b)
+{
+	long long f[7];
+	char path[96];
+	struct stat st;
+	FILE *fp;
+
+	b->read = -1;
+	b->written = -1;
+	if (!dev || stat(dev, &st) || !S_ISBLK(st.st_mode))
+		return;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
+		 major(st.st_rdev), minor(st.st_rdev));
+	fp = fopen(path, "r");
+	if (!fp)
+		return;
+	if (fscanf(fp, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1],
+		   &f[2], &f[3], &f[4], &f[5], &f[6]) == 7) {
+		b->read = f[2] * 512;
+		b->written = f[6] * 512;
+	}
+	fclose(fp);
+}
+
+/* The debugfs directory of the one open /dev/vhost-blk device. */
+static void find_dev_dir(void)
+{
+	struct dirent *e;
+	int found = 0;
+	DIR *dir;
+
+	dev_dir[0] = '\0';
+	dir = opendir(VBLK_DEBUGFS);
+	if (!dir)
+		return;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		found++;
+		snprintf(dev_dir, sizeof(dev_dir), VBLK_DEBUGFS "/%s",
+			 e->d_name);
+	}
+	closedir(dir);
+	if (found != 1) {
+		printf("# dp: %d vhost-blk devices open, counters not read\n",
+		       found);
+		dev_dir[0] = '\0';
+	}
+}
+
+static long long dev_counter(const char *name)
+{
+	char path[400];
+	long long val;
+
+	if (!dev_dir[0])
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s", dev_dir, name);
+	return ts_read_ll(path, &val) ? -1 : val;
+}
+
+static void snapshot(struct dp_stats *s)
+{
+	size_t i;
+
+	s->time = now();
+	s->pswpin = ts_vmstat("pswpin");
+	s->pswpout = ts_vmstat("pswpout");
+	blk_stat(opts.image, &s->image);
+	blk_stat(opts.store, &s->store);
+	for (i = 0; i < NR_COUNTERS; i++)
+		s->counter[i] = dev_counter(dp_counters[i]);
+}
+
+static void print_head(const char *phase)
+{
+	printf("# dp %s %s %s", opts.profile, opts.reconcile ? "on" : "off",
+	       phase);
+}
+
+/* What the phase between @a and @b moved, and the device's counters. */
+static void print_delta(const char *phase, const struct dp_stats *a,
+			const struct dp_stats *b)
+{
+	bool any = false;
+	size_t i;
+
+	printf(" pswpin=%lld pswpout=%lld", b->pswpin - a->pswpin,
+	       b->pswpout - a->pswpout);
+	printf(" image_read=%lld image_written=%lld",
+	       b->image.read - a->image.read,
+	       b->image.written - a->image.written);
+	if (opts.store)
+		printf(" store_read=%lld store_written=%lld",
+		       b->store.read - a->store.read,
+		       b->store.written - a->store.written);
+	printf("\n");
+
+	print_head(phase);
+	printf(" counters");
+	for (i = 0; i < NR_COUNTERS; i++) {
+		if (b->counter[i] < 0)
+			continue;
+		any = true;
+		printf(" %s=%lld", dp_counters[i],
+		       counter_is_level(dp_counters[i]) || a->counter[i] < 0 ?
+		       b->counter[i] : b->counter[i] - a->counter[i]);
+	}
+	printf("%s\n", any ? "" : " none");
+}
+
+/*
+ * The host swaps out [addr, addr + len): MADV_PAGEOUT writes the pages out
+ * and leaves them in the swap cache; once their writeback has completed, a
+ * second MADV_PAGEOUT frees them (memory.reclaim too, if a round makes no
+ * progress). Gives up after @secs; returns the number of pages still
+ * resident.
+ */
+static size_t push_to_swap(void *addr, size_t len, double secs)
+{
+	size_t resident = ts_resident_pages(addr, len), before;
+	double end = now() + secs;
+	bool drained = false;
+	char amount[32];
+
+	while (resident && now() < end) {
+		madvise(addr, len, MADV_PAGEOUT);
+		before = resident;
+		resident = ts_resident_pages(addr, len);
+		if (resident < before)
+			continue;
+		/*
+		 * Still under writeback, or in another CPU's LRU batch, out of
+		 * reach of reclaim: compaction drains those batches.
+		 */
+		if (!drained)
+			ts_write_str("/proc/sys/vm/compact_memory", "1");
+		drained = true;
+		usleep(20000);
+		snprintf(amount, sizeof(amount), "%zu", resident * PAGE);
+		ts_cgroup_write(CGROUP, "memory.reclaim", amount);
+		resident = ts_resident_pages(addr, len);
+	}
+	return resident;
+}
+
+/*
+ * Fault every page of [addr, addr + len) back in, as hot pages would be.
+ * Reads only: the rings live there too.
+ */
+static void touch(unsigned char *addr, size_t len)
+{
+	size_t off;
+
+	for (off = 0; off < len; off += PAGE)
+		__atomic_load_n(addr + off, __ATOMIC_RELAXED);
+}
+
+static void *hot_worker(void *arg)
+{
+	struct dp_hot *h = arg;
+	struct timespec period = { 0, HOT_PERIOD_NS };
+	double t0;
+	size_t i;
+
+	while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED) &&
+	       h->passes < HOT_MAX_PASSES) {
+		t0 = now();
+		for (i = 0; i < h->pages; i++)
+			h->mem[i * PAGE + 64]++;
+		h->lat[h->passes++] = now() - t0;
+		nanosleep(&period, NULL);
+	}
+	return NULL;
+}
+
+static int hot_start(struct dp_hot *h)
+{
+	h->stop = false;
+	h->passes = 0;
+	return pthread_create(&h->thread, NULL, hot_worker, h) ? -1 : 0;
+}
+
+static void hot_stop(struct dp_hot *h, const char *phase)
+{
+	__atomic_store_n(&h->stop, true, __ATOMIC_RELAXED);
+	pthread_join(h->thread, NULL);
+	print_head(phase);
+	printf(" hot_passes=%zu hot_p50_ms=%.3f hot_p99_ms=%.3f hot_max_ms=%.3f\n",
+	       h->passes, 1e3 * percentile(h->lat, h->passes, 50),
+	       1e3 * percentile(h->lat, h->passes, 99),
+	       1e3 * percentile(h->lat, h->passes, 100));
+}
+
+struct dp_io {
+	struct vblk_dev *d;
+	struct vblk_req *req[MAX_DEPTH];
+	size_t req_index[MAX_DEPTH];	/* request number of a busy slot */
+	double submitted[MAX_DEPTH];
+	bool busy[MAX_DEPTH];
+	double *lat;			/* per request, seconds */
+};
+
+/* Disk page and guest page of request @i's first page. */
+static void io_target(size_t i, bool write, size_t *disk_page,
+		      size_t *ram_page)
+{
+	size_t first = i * opts.per_req;
+
+	*disk_page = first;
+	/* Read back each block into another cold page, half the area away. */
+	*ram_page = write ? first : (first + opts.cold_pages / 2) %
+				    opts.cold_pages;
+}
+
+/*
+ * Move every cold page to (@write) or from the disk, opts.depth requests
+ * in flight. Returns 0, or -1 if a request failed or stalled.
+ */
+static int run_io(struct dp_io *io, unsigned char *cold, bool write)
+{
+	size_t nreq = opts.cold_pages / opts.per_req, next = 0, done = 0;
+	size_t len = opts.per_req * PAGE, disk_page, ram_page;
+	unsigned int slot, in_flight = 0;
+	double last = now();
+	struct vblk_req *r;
+	void *cookie;
+	__u32 used;
+	int ret;
+
+	while (done < nreq) {
+		bool posted = false;
+
+		for (slot = 0; slot < opts.depth && next < nreq; slot++) {
+			if (io->busy[slot])
+				continue;
+			io_target(next, write, &disk_page, &ram_page);
+			io->submitted[slot] = now();
+			ret = vblk_req_submit(io->d, 0, io->req[slot],
+					      write ? VIRTIO_BLK_T_OUT :
+						      VIRTIO_BLK_T_IN,
+					      disk_page * SECTORS_PER_PAGE,
+					      cold + ram_page * PAGE, len, 0,
+					      false);
+			if (ret) {
+				fprintf(stderr, "dpbench: submit: %s\n",
+					strerror(-ret));
+				return -1;
+			}
+			io->busy[slot] = true;
+			io->req_index[slot] = next++;
+			in_flight++;
+			posted = true;
+		}
+		if (posted)
+			vblk_kick(io->d, 0);
+
+		ret = 0;
+		while (vblk_get_used(io->d, 0, &cookie, &used)) {
+			r = cookie;
+			for (slot = 0; slot < opts.depth; slot++)
+				if (io->req[slot] == r)
+					break;
+			if (slot == opts.depth || !io->busy[slot]) {
+				fprintf(stderr, "dpbench: unknown completion\n");
+				return -1;
+			}
+			if (*r->status != VIRTIO_BLK_S_OK) {
+				fprintf(stderr, "dpbench: request %zu: status %u\n",
+					io->req_index[slot], *r->status);
+				return -1;
+			}
+			last = now();
+			io->lat[io->req_index[slot]] = last - io->submitted[slot];
+			io->busy[slot] = false;
+			in_flight--;
+			done++;
+			ret = 1;
+		}
+		if (ret || !in_flight)
+			continue;
+		if (vblk_queue_error(io->d, 0)) {
+			fprintf(stderr, "dpbench: the device stopped the queue\n");
+			return -1;
+		}
+		vblk_wait(io->d, 0, 1000);
+		if (now() - last > STALL_SECS) {
+			fprintf(stderr, "dpbench: no completion for %d s\n",
+				STALL_SECS);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Run one phase and print its line; 0 or -1. */
+static int phase(struct dp_io *io, struct dp_hot *hot, unsigned char *cold,
+		 bool write)
+{
+	const char *name = write ? "pageout" : "readback";
+	size_t nreq = opts.cold_pages / opts.per_req;
+	double mib = opts.cold_pages * PAGE / 1048576.0, secs;
+	struct dp_stats a, b;
+	int ret;
+
+	snapshot(&a);
+	if (hot_start(hot))
+		return -1;
+	ret = run_io(io, cold, write);
+	snapshot(&b);
+	hot_stop(hot, name);
+	if (ret)
+		return ret;
+	secs = b.time - a.time;
+	print_head(name);
+	printf(" mib=%.1f secs=%.3f mib_s=%.3f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f",
+	       mib, secs, mib / secs, 1e3 * percentile(io->lat, nreq, 50),
+	       1e3 * percentile(io->lat, nreq, 99),
+	       1e3 * percentile(io->lat, nreq, 100));
+	print_delta(name, &a, &b);
+	fflush(stdout);
+	return 0;
+}
+
+/* Discard the disk range the benchmark used: drops its store references. */
+static int discard_all(struct vblk_dev *d)
+{
+	struct virtio_blk_discard_write_zeroes *seg;
+	int status;
+
+	seg = vblk_alloc(d, sizeof(*seg), 16);
+	if (!seg)
+		return -1;
+	seg->sector = htole64(0);
+	seg->num_sectors = htole32(opts.cold_pages * SECTORS_PER_PAGE);
+	seg->flags = 0;
+	status = vblk_rw(d, 0, VIRTIO_BLK_T_DISCARD, 0, seg, sizeof(*seg), 0,
+			 false);
+	if (status) {
+		fprintf(stderr, "dpbench: discard: status %d\n", status);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_reconcile(struct vblk_dev *d)
+{
+	int on = opts.reconcile, ret;
+	char val[16] = "";
+	char path[400];
+
+#ifdef VHOST_BLK_SET_RECONCILE
+	ret = ioctl(d->fd, VHOST_BLK_SET_RECONCILE, &on);
+#else
+	/* Built against a header from before reconciliation. */
+	errno = ENOTTY;
+	ret = -1;
+#endif
+	if (ret) {
+		if (!opts.reconcile && (errno == ENOTTY || errno == EINVAL)) {
+			printf("# dp: VHOST_BLK_SET_RECONCILE: %s: the module does not reconcile\n",
+			       strerror(errno));
+			return 0;
+		}
+		fprintf(stderr, "dpbench: VHOST_BLK_SET_RECONCILE %d: %s\n",
+			on, strerror(errno));
+		return -1;
+	}
+	if (dev_dir[0]) {
+		snprintf(path, sizeof(path), "%s/reconcile", dev_dir);
+		ts_read_str(path, val, sizeof(val));
+	}
+	printf("# dp: reconcile set to %d, debugfs reconcile=%s\n", on,
+	       val[0] ? val : "?");
+	return 0;
+}
+
+/*
+ * The latency of 4 KiB O_DIRECT reads of @dev, one at a time, from 2 GiB
+ * on (a part the benchmark does not use): what the profile gives.
+ */
+static int probe_latency(const char *dev)
+{
+	double lat[PROBE_READS], t0;
+	void *buf;
+	int fd, i;
+
+	fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0 || posix_memalign(&buf, PAGE, PAGE)) {
+		perror(dev);
+		return -1;
+	}
+	for (i = 0; i < PROBE_READS; i++) {
+		t0 = now();
+		if (pread(fd, buf, PAGE, (2LL << 30) + i * (1LL << 20)) != PAGE) {
+			perror(dev);
+			return -1;
+		}
+		lat[i] = now() - t0;
+	}
+	close(fd);
+	free(buf);
+	printf("# dp probe %s read_p50_ms=%.3f read_max_ms=%.3f\n", dev,
+	       1e3 * percentile(lat, PROBE_READS, 50),
+	       1e3 * percentile(lat, PROBE_READS, 100));
+	return 0;
+}
+
+static size_t mib_pages(const char *arg)
+{
+	return strtoul(arg, NULL, 0) << 8;
+}
+
+static void bad_usage(void)
+{
+	fprintf(stderr,
+		"usage: dpbench [-p PROFILE] [-m off|on] [-c COLD_MIB] [-H HOT_MIB]\n"
+		"               [-q DEPTH] [-k PAGES] [-M MARGIN_MIB] [-s STORE_DEV]\n"
+		"               IMAGE_DEV\n"
+		"       dpbench -L DEV...\n");
+	exit(2);
+}
+
+static void parse(int argc, char **argv)
+{
+	int c;
+
+	while ((c = getopt(argc, argv, "p:m:c:H:q:k:M:s:L")) != -1) {
+		switch (c) {
+		case 'L':
+			opts.probe = true;
+			break;
+		case 'p':
+			opts.profile = optarg;
+			break;
+		case 'm':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				bad_usage();
+			opts.reconcile = !strcmp(optarg, "on");
+			break;
+		case 'c':
+			opts.cold_pages = mib_pages(optarg);
+			break;
+		case 'H':
+			opts.hot_pages = mib_pages(optarg);
+			break;
+		case 'q':
+			opts.depth = strtoul(optarg, NULL, 0);
+			break;
+		case 'k':
+			opts.per_req = strtoul(optarg, NULL, 0);
+			break;
+		case 'M':
+			opts.margin = strtoul(optarg, NULL, 0) << 20;
+			break;
+		case 's':
+			opts.store = optarg;
+			break;
+		default:
+			bad_usage();
+		}
+	}
+	if (opts.probe ? optind == argc : optind != argc - 1)
+		bad_usage();
+	opts.image = argv[optind];
+	/* Each request's pages, and their read-back targets, stay contiguous. */
+	if (!opts.depth || opts.depth > MAX_DEPTH || !opts.per_req ||
+	    opts.per_req * PAGE > VHOST_BLK_SIZE_MAX || !opts.cold_pages ||
+	    opts.cold_pages % (2 * opts.per_req) || !opts.hot_pages) {
+		fprintf(stderr, "dpbench: bad sizes\n");
+		exit(2);
+	}
+}
+
+/* The guest RAM layout and the two phases; 0 or -1. */
+static int bench(struct vblk_dev *d)
+{
+	unsigned long tag = ((unsigned long)getpid() << 20) ^ (unsigned long)time(NULL);
+	size_t nreq = opts.cold_pages / opts.per_req, resident, bad;
+	unsigned char *hot_mem, *cold;
+	struct dp_hot hot = { 0 };
+	struct dp_io io = { .d = d };
+	long long current;
+	char max[32];
+	unsigned int i;
+	double t0;
+
+	hot_mem = vblk_alloc(d, opts.hot_pages * PAGE, PAGE);
+	cold = vblk_alloc(d, opts.cold_pages * PAGE, PAGE);
+	io.lat = calloc(nreq, sizeof(*io.lat));
+	hot.lat = calloc(HOT_MAX_PASSES, sizeof(*hot.lat));
+	if (!hot_mem || !cold || !io.lat || !hot.lat)
+		return -1;
+	for (i = 0; i < opts.depth; i++) {
+		io.req[i] = vblk_req_alloc(d);
+		if (!io.req[i])
+			return -1;
+	}
+	hot.mem = hot_mem;
+	hot.pages = opts.hot_pages;
+
+	ts_fill_pages(hot_mem, opts.hot_pages, ~tag, 0);
+	ts_fill_pages(cold, opts.cold_pages, tag, 0);
+
+	/* The host swaps the cold pages out; the guest's hot ones stay. */
+	t0 = now();
+	resident = push_to_swap(cold, opts.cold_pages * PAGE, 120);
+	touch(d->ram, cold - d->ram);
+	if (ts_read_ll("/sys/fs/cgroup/" CGROUP "/memory.current", &current))
+		current = 0;
+	if (opts.margin) {
+		snprintf(max, sizeof(max), "%lld", current + (long long)opts.margin);
+		ts_cgroup_write(CGROUP, "memory.max", max);
+	}
+	print_head("setup");
+	printf(" cold_pages=%zu hot_pages=%zu depth=%u pages_per_request=%u",
+	       opts.cold_pages, opts.hot_pages, opts.depth, opts.per_req);
+	printf(" cold_resident=%zu swapout_secs=%.1f memory_current=%lld",
+	       resident, now() - t0, current);
+	printf(" memory_max=%s in_host_swap=%lld\n", opts.margin ? max : "max",
+	       dev_counter("guest_pages_in_host_swap"));
+	fflush(stdout);
+
+	if (phase(&io, &hot, cold, true))
+		return -1;
+
+	/*
+	 * The guest frees the pages it paged out and the host swaps them out
+	 * again if the page-out brought them back; then the guest reads its
+	 * pages back into them.
+	 */
+	resident = push_to_swap(cold, opts.cold_pages * PAGE, 120);
+	touch(d->ram, cold - d->ram);
+	print_head("readback");
+	printf(" cold_resident=%zu in_host_swap=%lld\n", resident,
+	       dev_counter("guest_pages_in_host_swap"));
+	if (phase(&io, &hot, cold, false))
+		return -1;
+
+	bad = 0;
+	for (i = 0; i < nreq; i++) {
+		size_t disk_page, ram_page, p;
+
+		io_target(i, false, &disk_page, &ram_page);
+		for (p = 0; p < opts.per_req; p++)
+			bad += !ts_check_page(cold + (ram_page + p) * PAGE, tag,
+					      disk_page + p, 0);
+	}
+	print_head("verify");
+	printf(" pages=%zu bad_pages=%zu\n", opts.cold_pages, bad);
+	ts_cgroup_write(CGROUP, "memory.max", "max");
+	return bad ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	__u64 features = (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			 (1ULL << VIRTIO_BLK_F_DISCARD);
+	int image_fd = -1, ret = 1;
+	struct vblk_dev d;
+	long long refs;
+	size_t ram;
+
+	parse(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (opts.probe) {
+		for (ret = 0; optind < argc; optind++)
+			ret |= probe_latency(argv[optind]) ? 1 : 0;
+		return ret;
+	}
+	vblk_init(&d);
+	/* Guest RAM is charged to the group of the task that first touches it. */
+	if (ts_cgroup_enter(CGROUP)) {
+		fprintf(stderr, "dpbench: cannot join cgroup %s\n", CGROUP);
+		return 1;
+	}
+	ram = META_BYTES + (opts.hot_pages + opts.cold_pages) * PAGE;
+	if (vblk_open_dev(&d, ram)) {
+		perror("dpbench: /dev/vhost-blk");
+		goto out;
+	}
+	/* 4 KiB pages, as a host that swaps a guest's RAM ends up with. */
+	madvise(d.ram, ram, MADV_NOHUGEPAGE);
+	if (vblk_setup(&d, 1, QSIZE, features)) {
+		perror("dpbench: vhost-blk setup");
+		goto out;
+	}
+	image_fd = open(opts.image, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (image_fd < 0 || vblk_set_backend(&d, image_fd)) {
+		perror(opts.image);
+		goto out;
+	}
+	find_dev_dir();
+	if (set_reconcile(&d))
+		goto out;
+
+	ret = bench(&d) ? 1 : 0;
+
+	/* Whatever happened, drop the disk's references before closing. */
+	if (discard_all(&d))
+		ret = 1;
+	refs = dev_counter("pages_referenced");
+	print_head("discard");
+	printf(" pages_referenced=%lld\n", refs);
+	if (refs > 0)
+		ret = 1;
+out:
+	vblk_close(&d);
+	if (image_fd >= 0)
+		close(image_fd);
+	ts_cgroup_write(CGROUP, "memory.max", "max");
+	ts_cgroup_leave(CGROUP);
+	return ret;
+}
