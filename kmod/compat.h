@@ -10,6 +10,9 @@
 #include <linux/blkdev.h>
 #include <linux/err.h>
 #include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/pgtable.h>
+#include <linux/swap.h>
 #include <linux/uio.h>
 
 #include "vhost.h"
@@ -161,6 +164,57 @@ static inline void ts_kiocb_end_async_write(struct kiocb *iocb)
 #else
 	if (S_ISREG(file_inode(iocb->ki_filp)->i_mode))
 		kiocb_end_write(iocb);
+#endif
+}
+
+/*
+ * block_device_operations.release lost its mode argument in 6.5. Defines
+ * @name, a release method that calls @fn(disk).
+ */
+#ifdef TS_HAVE_BDEV_RELEASE_WITHOUT_MODE
+#define TS_DEFINE_BDEV_RELEASE(name, fn)				\
+	static void name(struct gendisk *disk)				\
+	{								\
+		fn(disk);						\
+	}
+#else
+#define TS_DEFINE_BDEV_RELEASE(name, fn)				\
+	static void name(struct gendisk *disk, fmode_t mode)		\
+	{								\
+		fn(disk);						\
+	}
+#endif
+
+/* The swap entry of a swap-cache folio's first page (6.6 made it a field). */
+static inline swp_entry_t ts_folio_swap_entry(struct folio *folio)
+{
+#ifdef TS_HAVE_FOLIO_SWAP
+	return folio->swap;
+#else
+	return folio_swap_entry(folio);
+#endif
+}
+
+/*
+ * A pmd read without the page-table lock, whole even where it is two words
+ * (6.1 called it pmd_read_atomic).
+ */
+static inline pmd_t ts_pmdp_get_lockless(pmd_t *pmdp)
+{
+#ifdef TS_HAVE_PMDP_GET_LOCKLESS
+	return pmdp_get_lockless(pmdp);
+#else
+	return pmd_read_atomic(pmdp);
+#endif
+}
+
+/* Unmap one page of a VMA (mmap lock held); zap_page_range went in 6.3. */
+static inline void ts_zap_page(struct vm_area_struct *vma, unsigned long addr)
+{
+#ifdef TS_HAVE_ZAP_PAGE_RANGE
+	zap_page_range(vma, addr, PAGE_SIZE);
+#else
+	zap_page_range_single(vma, addr, PAGE_SIZE, NULL);
 #endif
 }
 

@@ -120,12 +120,15 @@ static int ts_start_store(void)
 	if (ret) {
 		ts_store_close(ts_store);
 		ts_store = NULL;
+		return ret;
 	}
-	return ret;
+	ts_reconcile_start(ts_store, ts_swapdev);
+	return 0;
 }
 
 static void ts_stop_store(void)
 {
+	ts_reconcile_stop();
 	if (ts_swapdev)
 		ts_swapdev_destroy(ts_swapdev);
 	if (ts_store)

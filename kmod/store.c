@@ -10,6 +10,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -163,4 +164,21 @@ void ts_store_put_locked(struct ts_store *store, u32 block)
 		__clear_bit(block, store->in_use);
 		store->blocks_in_use--;
 	}
+}
+
+/*
+ * Read @block into @page, waiting for it. The caller holds a reference on
+ * the block, so that it cannot be freed and reused under the read.
+ */
+int ts_store_read_block(struct ts_store *store, u32 block, struct page *page)
+{
+	struct bio *bio;
+	int ret;
+
+	bio = bio_alloc(store->backing.bdev, 1, REQ_OP_READ, GFP_KERNEL);
+	bio->bi_iter.bi_sector = ts_store_sector(store, block);
+	__bio_add_page(bio, page, TS_BLOCK_SIZE, 0);
+	ret = submit_bio_wait(bio);
+	bio_put(bio);
+	return ret;
 }

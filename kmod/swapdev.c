@@ -14,8 +14,13 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/highmem.h>
+#include <linux/pagemap.h>
 #include <linux/slab.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+#include <linux/xarray.h>
 
 #include "tesseract.h"
 
@@ -25,6 +30,20 @@
 #define TS_SWAPDEV_BIO_POOL	64
 
 #define TS_SWAPDEV_MAX_HOLDS	64
+
+/*
+ * The swap cache has one address_space per 2^14 slots of a swap area
+ * (SWAP_ADDRESS_SPACE_SHIFT, private to mm/).
+ */
+#define TS_SWAP_CACHE_REGION_SHIFT	14
+
+/*
+ * Blocks reconciliation leaves free for swap: guest-disk references pin
+ * blocks that swap would otherwise reuse, and a swap device whose store is
+ * full fails every swap-out.
+ */
+#define TS_RECONCILE_RESERVE_SHIFT	5	/* 1/32 of the store */
+#define TS_RECONCILE_RESERVE_MIN	64
 
 struct ts_swapdev_stats {
 	atomic64_t writes;		/* slots written */
@@ -36,6 +55,17 @@ struct ts_swapdev_stats {
 	atomic64_t store_full;		/* writes refused: no free block */
 	atomic64_t write_errors;	/* backing device write failures */
 	atomic64_t read_errors;		/* backing device read failures */
+};
+
+/*
+ * Where the swap cache of one region of slots lives, learnt from the
+ * swap-cache folios that swap-out writes carry: the kernel does not export
+ * the lookup. A slot's swap-cache index is its offset minus index_base
+ * (0 on 6.1, the region's first slot on 6.12).
+ */
+struct ts_swap_cache_region {
+	struct address_space *mapping;
+	pgoff_t index_base;
 };
 
 struct ts_swapdev {
@@ -55,6 +85,15 @@ struct ts_swapdev {
 	 */
 	unsigned long *slot_complete;
 
+	/*
+	 * The swap type the kernel gave this device at swapon (-1: not seen
+	 * yet) and its swap-cache regions; written by swap-out, forgotten when
+	 * the last exclusive opener (swapon) lets go.
+	 */
+	int swap_type;
+	struct ts_swap_cache_region *regions;
+	unsigned long nr_regions;
+
 	/* Lower bios to the backing device, usable from reclaim. */
 	struct bio_set bio_set;
 
@@ -66,6 +105,14 @@ struct ts_swapdev {
 	u32 holds[TS_SWAPDEV_MAX_HOLDS];
 	unsigned int nr_holds;
 
+	/*
+	 * Fault injection for tests (debugfs "delay_writes_ms"): hold each
+	 * write before it maps its slots. A swap-out then sits between its
+	 * unmap (the PTE is a swap entry) and its write, the window in which
+	 * the slot holds older data than the dirty swap-cache folio.
+	 */
+	unsigned int delay_writes_ms;
+
 	struct ts_swapdev_stats stats;
 	struct dentry *debugfs;
 };
@@ -76,6 +123,7 @@ struct ts_swap_io {
 	struct bio *upper;
 	u64 first_slot;
 	u32 nr_slots;
+	bool swap_out;			/* carries swap-cache folios */
 	struct bio bio;			/* must be last: bio_set front_pad */
 };
 
@@ -98,7 +146,7 @@ static void ts_swap_io_endio(struct bio *bio)
 		/* Racy like bio_chain's own propagation: any error will do. */
 		if (!upper->bi_status)
 			upper->bi_status = bio->bi_status;
-	} else if (write) {
+	} else if (io->swap_out) {
 		/*
 		 * The slot cannot be freed or rewritten while this write is in
 		 * flight: its swap-cache folio is under writeback.
@@ -108,6 +156,114 @@ static void ts_swap_io_endio(struct bio *bio)
 	}
 	bio_put(bio);
 	bio_endio(upper);
+}
+
+/*
+ * True if @page, written to @slot, is the swap-cache page of that slot:
+ * a swap-out. Learns this device's swap type and where the swap cache of
+ * the slot's region lives. Only such writes make a slot complete: data
+ * that a plain writer (mkswap, dd) puts in a slot is no page's contents.
+ */
+static bool ts_swapdev_note_swap_out(struct ts_swapdev *swapdev,
+				     struct page *page, u64 slot)
+{
+	struct folio *folio = page_folio(page);
+	struct ts_swap_cache_region *region;
+	swp_entry_t entry;
+
+	/* Stable: the folio is locked and under writeback. */
+	if (!folio_test_swapcache(folio))
+		return false;
+	entry = ts_folio_swap_entry(folio);
+	if (swp_offset(entry) + folio_page_idx(folio, page) != slot)
+		return false;
+	region = &swapdev->regions[slot >> TS_SWAP_CACHE_REGION_SHIFT];
+	if (!READ_ONCE(region->mapping)) {
+		WRITE_ONCE(region->index_base,
+			   swp_offset(entry) - folio_index(folio));
+		WRITE_ONCE(region->mapping, folio_mapping(folio));
+	}
+	WRITE_ONCE(swapdev->swap_type, swp_type(entry));
+	return true;
+}
+
+/* Swapoff (or mkswap) is over: the swap type may go to another device. */
+static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
+{
+	struct ts_swapdev *swapdev = disk->private_data;
+	unsigned long i;
+
+	if (disk->part0->bd_holder)
+		return;
+	WRITE_ONCE(swapdev->swap_type, -1);
+	for (i = 0; i < swapdev->nr_regions; i++)
+		WRITE_ONCE(swapdev->regions[i].mapping, NULL);
+}
+
+TS_DEFINE_BDEV_RELEASE(ts_swapdev_release, ts_swapdev_forget_swap_cache)
+
+/*
+ * Reference the store block that holds the swapped-out page of @entry, for
+ * a guest disk. Called under the page-table lock of a PTE that holds
+ * @entry, which keeps the slot from being freed and reused meanwhile; the
+ * reference is taken only if the block holds exactly that page's contents.
+ */
+enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
+				     swp_entry_t entry, u32 *block)
+{
+	struct ts_store *store = swapdev->store;
+	struct ts_swap_cache_region *region;
+	u64 slot = swp_offset(entry);
+	enum ts_outcome state;
+	u32 reserve;
+	void *cached;
+
+	if ((int)swp_type(entry) != READ_ONCE(swapdev->swap_type) ||
+	    !slot || slot >= swapdev->nr_slots)
+		return TS_OUTCOME_OTHER_SWAPDEV;
+	region = &swapdev->regions[slot >> TS_SWAP_CACHE_REGION_SHIFT];
+	reserve = max_t(u32, store->nr_blocks >> TS_RECONCILE_RESERVE_SHIFT,
+			TS_RECONCILE_RESERVE_MIN);
+
+	spin_lock(&store->lock);
+	/*
+	 * Complete first: only a completed swap-out of this slot since swapon
+	 * proves that region->mapping belongs to the live swap area.
+	 */
+	if (!test_bit(slot, swapdev->slot_complete) ||
+	    !READ_ONCE(region->mapping)) {
+		state = TS_OUTCOME_SLOT_INCOMPLETE;
+		goto unlock;
+	}
+	/*
+	 * A folio in the swap cache is being swapped in, or holds newer
+	 * contents than the slot (dirtied and not yet written back).
+	 */
+	rcu_read_lock();
+	cached = xa_load(&region->mapping->i_pages,
+			 slot - READ_ONCE(region->index_base));
+	rcu_read_unlock();
+	if (cached && !xa_is_value(cached)) {
+		state = TS_OUTCOME_SWAP_CACHED;
+		goto unlock;
+	}
+	if (store->nr_blocks - store->blocks_in_use < reserve) {
+		state = TS_OUTCOME_STORE_FULL;
+		goto unlock;
+	}
+	*block = swapdev->slot_block[slot];
+	ts_store_get_locked(store, *block);
+	state = TS_OUTCOME_REFERENCED;
+unlock:
+	spin_unlock(&store->lock);
+	return state;
+}
+
+/* True if @entry is a slot of this swap device. */
+bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry)
+{
+	return swapdev &&
+	       (int)swp_type(entry) == READ_ONCE(swapdev->swap_type);
 }
 
 /*
@@ -239,6 +395,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
 	u32 block, next_block = TS_NO_BLOCK;
 	unsigned int segs_left, segs, len;
+	bool swap_out = false;
 	struct bio_vec bv;
 
 	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
@@ -246,6 +403,8 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 		bio_io_error(upper);
 		return;
 	}
+	if (write && unlikely(READ_ONCE(swapdev->delay_writes_ms)))
+		msleep(READ_ONCE(swapdev->delay_writes_ms));
 
 	segs_left = bio_segments(upper);
 	for (; iter.bi_size; slot++) {
@@ -262,6 +421,9 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 				continue;
 			}
 			atomic64_inc(&swapdev->stats.writes);
+			bv = bio_iter_iovec(upper, iter);
+			swap_out = ts_swapdev_note_swap_out(swapdev,
+							    bv.bv_page, slot);
 		} else {
 			block = ts_swapdev_map_read(swapdev, slot);
 			if (block == TS_NO_BLOCK) {
@@ -273,7 +435,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 			atomic64_inc(&swapdev->stats.reads);
 		}
 
-		if (io && (block != next_block ||
+		if (io && (block != next_block || swap_out != io->swap_out ||
 			   io->bio.bi_vcnt + segs > io->bio.bi_max_vecs)) {
 			ts_swap_io_submit(io);
 			io = NULL;
@@ -282,6 +444,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 			io = ts_swap_io_alloc(swapdev, upper, slot, block,
 					      min_t(unsigned int, BIO_MAX_VECS,
 						    segs + segs_left));
+		io->swap_out = swap_out;
 
 		for (len = TS_BLOCK_SIZE; len; len -= bv.bv_len) {
 			bv = bio_iter_iovec(upper, iter);
@@ -360,6 +523,7 @@ static const struct block_device_operations ts_swapdev_fops = {
 	.owner			= THIS_MODULE,
 	.submit_bio		= ts_swapdev_submit_bio,
 	.swap_slot_free_notify	= ts_swapdev_slot_free_notify,
+	.release		= ts_swapdev_release,
 };
 
 static ssize_t backing_show(struct device *dev, struct device_attribute *attr,
@@ -536,6 +700,8 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 	debugfs_create_file_unsafe("hold", 0600, dir, swapdev, &ts_hold_fops);
 	debugfs_create_file_unsafe("release_holds", 0200, dir, swapdev,
 				   &ts_release_holds_fops);
+	debugfs_create_u32("delay_writes_ms", 0600, dir,
+			   &swapdev->delay_writes_ms);
 }
 
 int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
@@ -550,13 +716,19 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 		return -ENOMEM;
 	swapdev->store = store;
 	swapdev->nr_slots = nr_slots;
+	swapdev->swap_type = -1;
+	swapdev->nr_regions = DIV_ROUND_UP_ULL(nr_slots,
+					       1UL << TS_SWAP_CACHE_REGION_SHIFT);
+	swapdev->regions = kvcalloc(swapdev->nr_regions,
+				    sizeof(*swapdev->regions), GFP_KERNEL);
 
 	swapdev->slot_block = kvmalloc_array(nr_slots,
 					     sizeof(*swapdev->slot_block),
 					     GFP_KERNEL);
 	swapdev->slot_complete = kvcalloc(BITS_TO_LONGS(nr_slots),
 					  sizeof(unsigned long), GFP_KERNEL);
-	if (!swapdev->slot_block || !swapdev->slot_complete) {
+	if (!swapdev->slot_block || !swapdev->slot_complete ||
+	    !swapdev->regions) {
 		pr_err("%s: no memory for a table of %llu slots\n",
 		       TS_SWAPDEV_NAME, nr_slots);
 		ret = -ENOMEM;
@@ -609,6 +781,7 @@ unregister:
 exit_bioset:
 	bioset_exit(&swapdev->bio_set);
 free_tables:
+	kvfree(swapdev->regions);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);
@@ -636,6 +809,7 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 	}
 
 	bioset_exit(&swapdev->bio_set);
+	kvfree(swapdev->regions);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);

@@ -56,17 +56,68 @@ void ts_store_close(struct ts_store *store);
 bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
+int ts_store_read_block(struct ts_store *store, u32 block, struct page *page);
 
 static inline sector_t ts_store_sector(const struct ts_store *store, u32 block)
 {
 	return (store->data_start + block) * TS_SECTORS_PER_BLOCK;
 }
 
+/*
+ * What became of one 4 KiB piece of a guest write: referenced, or the
+ * reason it took the ordinary path (reconcile.c).
+ */
+enum ts_outcome {
+	TS_OUTCOME_REFERENCED,
+	TS_OUTCOME_UNALIGNED,		/* not a whole, aligned page */
+	TS_OUTCOME_NOT_SWAPPED,		/* the guest page is not in swap */
+	TS_OUTCOME_OTHER_SWAPDEV,	/* in swap, not on our device */
+	TS_OUTCOME_SWAP_CACHED,		/* a swap-cache folio exists */
+	TS_OUTCOME_SLOT_INCOMPLETE,	/* its swap-out has not completed */
+	TS_OUTCOME_STORE_FULL,		/* store reserve reached */
+	TS_OUTCOME_NO_MEMORY,		/* no memory for the reference map */
+	TS_NR_OUTCOMES
+};
+
 struct ts_swapdev;
 
 int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 		      struct ts_swapdev **swapdevp);
 void ts_swapdev_destroy(struct ts_swapdev *swapdev);
+bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry);
+enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
+				     swp_entry_t entry, u32 *block);
+
+/*
+ * Reconciliation (reconcile.c): guest disks and their references into the
+ * store. A disk is known by its id; references belong to the id, so they
+ * outlive the device that attached it.
+ */
+struct ts_disk;
+struct mm_struct;
+
+extern bool ts_reconcile_param;
+
+void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
+void ts_reconcile_stop(void);
+bool ts_reconcile_available(void);
+
+struct ts_disk *ts_disk_attach(u64 id);
+int ts_disk_detach(struct ts_disk *disk, bool may_keep);
+u64 ts_disk_id(const struct ts_disk *disk);
+unsigned long ts_disk_nr_refs(struct ts_disk *disk);
+bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);
+int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page);
+bool ts_disk_drop(struct ts_disk *disk, u64 x);
+
+enum ts_outcome ts_reconcile_probe(struct mm_struct *mm, unsigned long uaddr);
+enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
+				  unsigned long uaddr, u64 x);
+bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
+			     unsigned long uaddr);
+unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
+					 unsigned long start,
+					 unsigned long end);
 
 /* /dev/vhost-blk (vhost_blk.c). */
 int ts_vhost_blk_init(void);

@@ -17,6 +17,13 @@
  * Everything in a request comes from an untrusted guest: the vhost core
  * checks the descriptor chains and translates addresses; this file checks
  * what they mean (header, status byte, direction, sizes, sectors).
+ *
+ * Reconciliation (reconcile.c) hooks in here: whole guest pages of a write
+ * that the host swapped out to our swap device become references to their
+ * store blocks; reads of referenced blocks come from the store; full-page
+ * reads into swapped-out guest pages drop the swap entry instead of
+ * swapping the page in. Requests that touch references are served
+ * synchronously, block by block; all others take the ordinary path above.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": vhost-blk: " fmt
 
@@ -29,7 +36,10 @@
 #include <linux/llist.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/kdev_t.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/vhost.h>
@@ -86,6 +96,22 @@ enum vhost_blk_counter {
 	VHOST_BLK_ERRORS,		/* requests completed with IOERR */
 	VHOST_BLK_BROKEN_QUEUES,	/* rings stopped by a malformed chain */
 	VHOST_BLK_BUFFERED_FALLBACKS,	/* direct mode, served buffered */
+	VHOST_BLK_RECONCILED_WRITES,	/* writes with a page referenced */
+	VHOST_BLK_RECONCILED_PAGES,
+	VHOST_BLK_STORE_READS,		/* blocks read from the store */
+	VHOST_BLK_FALSE_READS_AVOIDED,
+	VHOST_BLK_SWAPINS_AVOIDED,
+	VHOST_BLK_DATA_BYTES_NOT_WRITTEN,
+	VHOST_BLK_MERGED_BLOCKS,	/* partial writes merged with a reference */
+	VHOST_BLK_DROPPED_REFERENCES,
+	/* One per ts_outcome after TS_OUTCOME_REFERENCED, in that order. */
+	VHOST_BLK_FALLBACK_UNALIGNED,
+	VHOST_BLK_FALLBACK_NOT_SWAPPED,
+	VHOST_BLK_FALLBACK_OTHER_SWAPDEV,
+	VHOST_BLK_FALLBACK_SWAPCACHE,
+	VHOST_BLK_FALLBACK_SLOT_INCOMPLETE,
+	VHOST_BLK_FALLBACK_STORE_FULL,
+	VHOST_BLK_FALLBACK_NO_MEMORY,
 	VHOST_BLK_NR_COUNTERS,
 };
 
@@ -102,11 +128,27 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_ERRORS] = "errors",
 	[VHOST_BLK_BROKEN_QUEUES] = "broken_queues",
 	[VHOST_BLK_BUFFERED_FALLBACKS] = "buffered_fallbacks",
+	[VHOST_BLK_RECONCILED_WRITES] = "reconciled_writes",
+	[VHOST_BLK_RECONCILED_PAGES] = "reconciled_pages",
+	[VHOST_BLK_STORE_READS] = "store_reads",
+	[VHOST_BLK_FALSE_READS_AVOIDED] = "false_reads_avoided",
+	[VHOST_BLK_SWAPINS_AVOIDED] = "swapins_avoided",
+	[VHOST_BLK_DATA_BYTES_NOT_WRITTEN] = "data_bytes_not_written",
+	[VHOST_BLK_MERGED_BLOCKS] = "merged_blocks",
+	[VHOST_BLK_DROPPED_REFERENCES] = "dropped_references",
+	[VHOST_BLK_FALLBACK_UNALIGNED] = "fallback_unaligned",
+	[VHOST_BLK_FALLBACK_NOT_SWAPPED] = "fallback_not_swapped",
+	[VHOST_BLK_FALLBACK_OTHER_SWAPDEV] = "fallback_other_swapdev",
+	[VHOST_BLK_FALLBACK_SWAPCACHE] = "fallback_swapcache",
+	[VHOST_BLK_FALLBACK_SLOT_INCOMPLETE] = "fallback_slot_incomplete",
+	[VHOST_BLK_FALLBACK_STORE_FULL] = "fallback_store_full",
+	[VHOST_BLK_FALLBACK_NO_MEMORY] = "fallback_no_memory",
 };
 
 /* What every ring of a device serves; immutable while attached. */
 struct vhost_blk_backend {
 	struct file *file;
+	struct ts_disk *disk;	/* owns the references of this disk's blocks */
 	u64 capacity;		/* in 512-byte sectors */
 	unsigned int dio_align;	/* alignment O_DIRECT needs, a power of 2 */
 	bool read_only;
@@ -142,6 +184,9 @@ struct vhost_blk {
 
 	spinlock_t serial_lock;	/* serial: ioctl vs. GET_ID in the worker */
 	char serial[VHOST_BLK_SERIAL_BYTES];
+
+	u64 disk_id;		/* VHOST_BLK_SET_DISK_ID; 0: derive. dev.mutex */
+	bool reconcile;		/* VHOST_BLK_SET_RECONCILE; read by the worker */
 
 	int id;
 	int io_mode;		/* enum vhost_blk_io_mode, for debugfs */
@@ -395,6 +440,388 @@ static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
 	return vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
 }
 
+static bool vhost_blk_reconciling(struct vhost_blk *blk)
+{
+	return READ_ONCE(blk->reconcile) && ts_reconcile_available();
+}
+
+static void vhost_blk_count_outcome(struct vhost_blk *blk,
+				    enum ts_outcome outcome, u64 n)
+{
+	if (outcome != TS_OUTCOME_REFERENCED)
+		vhost_blk_count(blk, VHOST_BLK_FALLBACK_UNALIGNED +
+				outcome - TS_OUTCOME_UNALIGNED, n);
+}
+
+/* A position in a request's guest buffers, to see which pages they are. */
+struct vhost_blk_cursor {
+	const struct iovec *iov;
+	unsigned int nr, i;
+	size_t off;		/* into iov[i] */
+};
+
+static void vhost_blk_cursor_advance(struct vhost_blk_cursor *c,
+				     size_t bytes)
+{
+	while (c->i < c->nr) {
+		size_t left = c->iov[c->i].iov_len - c->off;
+
+		if (bytes < left) {
+			c->off += bytes;
+			return;
+		}
+		bytes -= left;
+		c->i++;
+		c->off = 0;
+	}
+}
+
+static void vhost_blk_cursor_init(struct vhost_blk_cursor *c,
+				  const struct iovec *iov, unsigned int nr,
+				  size_t skip)
+{
+	c->iov = iov;
+	c->nr = nr;
+	c->i = 0;
+	c->off = 0;
+	vhost_blk_cursor_advance(c, skip);
+}
+
+/*
+ * The guest page at the cursor if the next 4 KiB of the buffers are one
+ * whole, page-aligned page of guest memory; else 0.
+ */
+static unsigned long vhost_blk_cursor_page(const struct vhost_blk_cursor *c)
+{
+	unsigned long addr;
+
+	if (c->i >= c->nr || c->iov[c->i].iov_len - c->off < PAGE_SIZE)
+		return 0;
+	addr = (unsigned long)c->iov[c->i].iov_base + c->off;
+	return PAGE_ALIGNED(addr) ? addr : 0;
+}
+
+/* Bytes from @pos up to the end of its 4 KiB block, at most @left. */
+static size_t vhost_blk_piece(u64 pos, u64 left)
+{
+	return min_t(u64, left, TS_BLOCK_SIZE - (pos & (TS_BLOCK_SIZE - 1)));
+}
+
+/*
+ * Synchronous I/O of @iter at @pos, direct when the backend is and the
+ * buffers allow it. Returns bytes moved or -errno.
+ */
+static ssize_t vhost_blk_sync_io(struct vhost_blk_backend *be,
+				 struct iov_iter *iter, loff_t pos, bool write)
+{
+	struct iov_iter saved = *iter;
+	struct kiocb kiocb;
+	ssize_t ret;
+
+	init_sync_kiocb(&kiocb, be->file);
+	kiocb.ki_pos = pos;
+	if ((iov_iter_alignment(iter) | pos) & (be->dio_align - 1))
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+	ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
+		      vfs_iocb_iter_read(be->file, &kiocb, iter);
+	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
+		*iter = saved;
+		init_sync_kiocb(&kiocb, be->file);
+		kiocb.ki_pos = pos;
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+		ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
+			      vfs_iocb_iter_read(be->file, &kiocb, iter);
+	}
+	return ret;
+}
+
+/* Move @len bytes of @run (a copy of the request's iterator) at @pos. */
+static int vhost_blk_run_io(struct vhost_blk_backend *be, struct iov_iter *run,
+			    loff_t pos, size_t len, bool write)
+{
+	ssize_t ret;
+
+	if (!len)
+		return 0;
+	iov_iter_truncate(run, len);
+	ret = vhost_blk_sync_io(be, run, pos, write);
+	if (ret < 0)
+		return ret;
+	return (size_t)ret == len ? 0 : -EIO;
+}
+
+/*
+ * Write the referenced contents of block @x into the image and drop the
+ * reference, so that a write of part of the block merges with them.
+ */
+static int vhost_blk_copy_back(struct vhost_blk *blk,
+			       struct vhost_blk_backend *be, u64 x)
+{
+	struct page *page = alloc_page(GFP_KERNEL);
+	struct bio_vec bv;
+	struct iov_iter iter;
+	ssize_t ret;
+
+	if (!page)
+		return -ENOMEM;
+	ret = ts_disk_read_block(be->disk, x, page);
+	if (ret) {
+		/* Dropped meanwhile by a racing request: nothing to merge. */
+		if (ret == -ENOENT)
+			ret = 0;
+		goto out;
+	}
+	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
+	iov_iter_bvec(&iter, ITER_SOURCE, &bv, 1, TS_BLOCK_SIZE);
+	ret = vhost_blk_sync_io(be, &iter, x << TS_BLOCK_SHIFT, true);
+	if (ret == TS_BLOCK_SIZE) {
+		ret = 0;
+		if (ts_disk_drop(be->disk, x))
+			vhost_blk_count(blk, VHOST_BLK_MERGED_BLOCKS, 1);
+	} else if (ret >= 0) {
+		ret = -EIO;
+	}
+out:
+	__free_page(page);
+	return ret;
+}
+
+/*
+ * Before a discard or write-zeroes of [@pos, @pos + @len): blocks it covers
+ * whole lose their references; a block it covers in part is first copied
+ * back, so that the rest of the block keeps its contents.
+ */
+static int vhost_blk_unmap_range(struct vhost_blk *blk,
+				 struct vhost_blk_backend *be, u64 pos,
+				 u64 len)
+{
+	u64 first = pos >> TS_BLOCK_SHIFT;
+	u64 last = (pos + len - 1) >> TS_BLOCK_SHIFT;
+	u64 x;
+	int ret;
+
+	if (!ts_disk_has_refs(be->disk, first, last))
+		return 0;
+	if (pos & (TS_BLOCK_SIZE - 1)) {
+		ret = vhost_blk_copy_back(blk, be, first);
+		if (ret)
+			return ret;
+	}
+	if ((pos + len) & (TS_BLOCK_SIZE - 1)) {
+		ret = vhost_blk_copy_back(blk, be, last);
+		if (ret)
+			return ret;
+	}
+	for (x = first; x <= last; x++) {
+		if (!ts_disk_has_refs(be->disk, x, last))
+			break;
+		if (ts_disk_drop(be->disk, x))
+			vhost_blk_count(blk, VHOST_BLK_DROPPED_REFERENCES, 1);
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * A write with no reference in its range. True if one of its pages is
+ * swapped out to our device, so that it is worth the reconciling path;
+ * otherwise the ordinary path takes it and the reasons are counted here.
+ */
+static bool vhost_blk_write_worth_reconciling(struct vhost_blk *blk,
+					      struct vhost_blk_req *req,
+					      unsigned int nr, size_t skip,
+					      u64 pos)
+{
+	unsigned int outcomes[TS_NR_OUTCOMES] = {};
+	struct vhost_blk_cursor c;
+	u64 end = pos + req->len;
+	enum ts_outcome outcome;
+	unsigned long uaddr;
+	size_t n;
+	int i;
+
+	vhost_blk_cursor_init(&c, req->iov, nr, skip);
+	for (; pos < end; pos += n) {
+		n = vhost_blk_piece(pos, end - pos);
+		uaddr = vhost_blk_cursor_page(&c);
+		outcome = TS_OUTCOME_UNALIGNED;
+		if (n == TS_BLOCK_SIZE && uaddr)
+			outcome = ts_reconcile_probe(blk->dev.mm, uaddr);
+		if (outcome == TS_OUTCOME_REFERENCED)
+			return true;
+		outcomes[outcome]++;
+		vhost_blk_cursor_advance(&c, n);
+	}
+	for (i = TS_OUTCOME_UNALIGNED; i < TS_NR_OUTCOMES; i++)
+		if (outcomes[i])
+			vhost_blk_count_outcome(blk, i, outcomes[i]);
+	return false;
+}
+
+/*
+ * A write that reconciles or touches references, block by block: a whole
+ * page swapped out to our device becomes a reference; the rest is written
+ * in runs, after dropping the references it replaces (whole blocks) or
+ * merging with them (partial blocks). Returns bytes written or -errno.
+ */
+static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
+				      struct vhost_blk_backend *be,
+				      struct vhost_blk_req *req,
+				      unsigned int nr, size_t skip, u64 pos,
+				      bool reconcile)
+{
+	struct iov_iter run = req->iter;
+	unsigned int referenced = 0;
+	u64 end = pos + req->len;
+	struct vhost_blk_cursor c;
+	enum ts_outcome outcome;
+	loff_t run_pos = pos;
+	unsigned long uaddr;
+	size_t run_len = 0;
+	int ret = 0;
+	size_t n;
+	u64 x;
+
+	vhost_blk_cursor_init(&c, req->iov, nr, skip);
+	for (; pos < end; pos += n) {
+		x = pos >> TS_BLOCK_SHIFT;
+		n = vhost_blk_piece(pos, end - pos);
+		if (n == TS_BLOCK_SIZE) {
+			uaddr = vhost_blk_cursor_page(&c);
+			outcome = TS_OUTCOME_UNALIGNED;
+			if (reconcile && uaddr)
+				outcome = ts_reconcile_page(be->disk,
+							    blk->dev.mm,
+							    uaddr, x);
+			if (reconcile)
+				vhost_blk_count_outcome(blk, outcome, 1);
+			if (outcome == TS_OUTCOME_REFERENCED) {
+				ret = vhost_blk_run_io(be, &run, run_pos,
+						       run_len, true);
+				if (ret)
+					goto out;
+				referenced++;
+				iov_iter_advance(&req->iter, n);
+				vhost_blk_cursor_advance(&c, n);
+				run = req->iter;
+				run_pos = pos + n;
+				run_len = 0;
+				continue;
+			}
+			if (ts_disk_drop(be->disk, x))
+				vhost_blk_count(blk,
+						VHOST_BLK_DROPPED_REFERENCES, 1);
+		} else if (ts_disk_has_refs(be->disk, x, x)) {
+			ret = vhost_blk_copy_back(blk, be, x);
+			if (ret)
+				goto out;
+		}
+		iov_iter_advance(&req->iter, n);
+		vhost_blk_cursor_advance(&c, n);
+		run_len += n;
+	}
+	ret = vhost_blk_run_io(be, &run, run_pos, run_len, true);
+out:
+	if (referenced) {
+		vhost_blk_count(blk, VHOST_BLK_RECONCILED_WRITES, 1);
+		vhost_blk_count(blk, VHOST_BLK_RECONCILED_PAGES, referenced);
+		vhost_blk_count(blk, VHOST_BLK_SWAPINS_AVOIDED, referenced);
+		vhost_blk_count(blk, VHOST_BLK_DATA_BYTES_NOT_WRITTEN,
+				(u64)referenced * TS_BLOCK_SIZE);
+	}
+	return ret ?: req->len;
+}
+
+/*
+ * A read of a range with references: referenced blocks come from the
+ * store, the others from the image in runs. Returns bytes read or -errno.
+ */
+static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
+				     struct vhost_blk_backend *be,
+				     struct vhost_blk_req *req, u64 pos)
+{
+	struct page *page = alloc_page(GFP_KERNEL);
+	struct iov_iter run = req->iter;
+	u64 end = pos + req->len;
+	loff_t run_pos = pos;
+	size_t run_len = 0;
+	size_t n, off;
+	int ret = 0;
+
+	if (!page)
+		return -ENOMEM;
+	for (; pos < end; pos += n) {
+		n = vhost_blk_piece(pos, end - pos);
+		off = pos & (TS_BLOCK_SIZE - 1);
+		ret = ts_disk_read_block(be->disk, pos >> TS_BLOCK_SHIFT, page);
+		if (ret == -ENOENT) {
+			iov_iter_advance(&req->iter, n);
+			run_len += n;
+			ret = 0;
+			continue;
+		}
+		if (ret)
+			break;
+		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
+		if (ret)
+			break;
+		if (copy_to_iter(page_address(page) + off, n, &req->iter) != n) {
+			ret = -EFAULT;
+			break;
+		}
+		vhost_blk_count(blk, VHOST_BLK_STORE_READS, 1);
+		run = req->iter;
+		run_pos = pos + n;
+		run_len = 0;
+	}
+	if (!ret)
+		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
+	__free_page(page);
+	return ret ?: req->len;
+}
+
+/*
+ * A read is about to overwrite the guest pages it covers whole: those
+ * swapped out need not be swapped in first (false reads).
+ */
+static void vhost_blk_avoid_false_reads(struct vhost_blk *blk,
+					struct vhost_blk_backend *be,
+					struct vhost_blk_req *req,
+					unsigned int nr)
+{
+	struct vhost_blk_cursor c;
+	size_t left = req->len;
+	unsigned long uaddr;
+	unsigned int i;
+	size_t n;
+
+	vhost_blk_cursor_init(&c, req->iov, nr, 0);
+	while (left) {
+		uaddr = vhost_blk_cursor_page(&c);
+		if (uaddr && left >= PAGE_SIZE) {
+			if (ts_reconcile_false_read(be->disk, blk->dev.mm,
+						    uaddr)) {
+				vhost_blk_count(blk,
+						VHOST_BLK_FALSE_READS_AVOIDED, 1);
+				vhost_blk_count(blk, VHOST_BLK_SWAPINS_AVOIDED,
+						1);
+			}
+			n = PAGE_SIZE;
+		} else {
+			/* To the next page boundary in guest memory. */
+			i = c.i;
+			if (i >= c.nr)
+				break;
+			n = min_t(size_t, c.iov[i].iov_len - c.off,
+				  PAGE_SIZE - offset_in_page(c.iov[i].iov_base +
+							     c.off));
+			n = min(n, left);
+		}
+		vhost_blk_cursor_advance(&c, n);
+		left -= n;
+	}
+}
+
 /*
  * Reads and writes. Returns the status to complete with, -EINPROGRESS when
  * the request was completed here, -EAGAIN when it went asynchronous (it then
@@ -409,9 +836,10 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	unsigned int nr = write ? c->out : c->in;
 	size_t skip = write ? sizeof(struct virtio_blk_outhdr) : 0;
 	struct vhost_blk_req *req;
-	bool direct;
+	bool direct, reconcile;
 	ssize_t ret;
 	size_t len;
+	u64 pos;
 	int err;
 
 	/* Data only where the spec puts it: nothing extra either way. */
@@ -443,6 +871,23 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->len = len;
 	req->write = write;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
+
+	reconcile = vhost_blk_reconciling(blk);
+	if (reconcile && !write)
+		vhost_blk_avoid_false_reads(blk, be, req, nr);
+	pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	if (ts_disk_has_refs(be->disk, pos >> TS_BLOCK_SHIFT,
+			     (pos + len - 1) >> TS_BLOCK_SHIFT) ||
+	    (reconcile && write &&
+	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
+		req->result = write ?
+			vhost_blk_write_mapped(blk, be, req, nr, skip, pos,
+					       reconcile) :
+			vhost_blk_read_mapped(blk, be, req, pos);
+		err = vhost_blk_rw_done(req);
+		return err ?: -EINPROGRESS;
+	}
+
 	direct = be->direct &&
 		 !((iov_iter_alignment(&req->iter) | req->iocb.ki_pos) &
 		   (be->dio_align - 1));
@@ -521,7 +966,8 @@ static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
 	return ret;
 }
 
-static int vhost_blk_discard_write_zeroes(struct vhost_blk_backend *be,
+static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
+					  struct vhost_blk_backend *be,
 					  struct vhost_blk_chain *c,
 					  bool write_zeroes)
 {
@@ -559,6 +1005,8 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk_backend *be,
 
 		if (!bytes)
 			continue;
+		if (vhost_blk_unmap_range(blk, be, pos, bytes))
+			return VIRTIO_BLK_S_IOERR;
 		if (write_zeroes) {
 			ret = vhost_blk_zero_range(be->file, pos, bytes,
 						   le32_to_cpu(segs[i].flags) &
@@ -631,11 +1079,11 @@ static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
 		break;
 	case VIRTIO_BLK_T_DISCARD:
 		vhost_blk_count(blk, VHOST_BLK_REQ_DISCARD, 1);
-		status = vhost_blk_discard_write_zeroes(be, c, false);
+		status = vhost_blk_discard_write_zeroes(blk, be, c, false);
 		break;
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		vhost_blk_count(blk, VHOST_BLK_REQ_WRITE_ZEROES, 1);
-		status = vhost_blk_discard_write_zeroes(be, c, true);
+		status = vhost_blk_discard_write_zeroes(blk, be, c, true);
 		break;
 	default:
 		vhost_blk_count(blk, VHOST_BLK_REQ_UNSUPPORTED, 1);
@@ -711,12 +1159,36 @@ unlock:
 	mutex_unlock(&vq->mutex);
 }
 
+/*
+ * The disk keeps its references when its device lets go of it: they are
+ * the only copy of those blocks, and come back when the id is attached.
+ */
 static void vhost_blk_backend_put(struct vhost_blk_backend *be)
 {
 	if (!be)
 		return;
+	if (be->disk)
+		ts_disk_detach(be->disk, true);
 	fput(be->file);
 	kfree(be);
+}
+
+/*
+ * A disk's id when the VMM gave none: the block device's number, or the
+ * file's filesystem and inode number. Good while the backend exists; a VMM
+ * that wants its disk's references back after re-creating the image file
+ * must set its own id.
+ */
+static u64 vhost_blk_derived_disk_id(struct inode *host)
+{
+	u64 id;
+
+	if (S_ISBLK(host->i_mode))
+		id = (u64)new_encode_dev(I_BDEV(host)->bd_dev) << 32;
+	else
+		id = (u64)new_encode_dev(host->i_sb->s_dev) << 32 |
+		     lower_32_bits(host->i_ino);
+	return id | VHOST_BLK_DISK_ID_DERIVED;
 }
 
 /*
@@ -744,7 +1216,7 @@ static struct vhost_blk_backend *vhost_blk_detach(struct vhost_blk *blk)
 	return be;
 }
 
-static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
+static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
 {
 	struct vhost_blk_backend *be;
 	struct inode *host;
@@ -782,6 +1254,12 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
 	} else if (host->i_sb->s_bdev) {
 		be->dio_align = bdev_logical_block_size(host->i_sb->s_bdev);
 	}
+	be->disk = ts_disk_attach(disk_id ?: vhost_blk_derived_disk_id(host));
+	if (IS_ERR(be->disk)) {
+		ret = PTR_ERR(be->disk);
+		kfree(be);
+		goto err;
+	}
 	return be;
 err:
 	fput(file);
@@ -800,6 +1278,11 @@ static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 		goto unlock;
 
 	if (fd == -1) {
+		/* Until references are durable, they must not be orphaned. */
+		if (blk->backend && ts_disk_nr_refs(blk->backend->disk)) {
+			ret = -EBUSY;
+			goto unlock;
+		}
 		vhost_blk_backend_put(vhost_blk_detach(blk));
 		goto unlock;
 	}
@@ -807,7 +1290,7 @@ static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 		ret = -EBUSY;
 		goto unlock;
 	}
-	be = vhost_blk_backend_open(fd);
+	be = vhost_blk_backend_open(fd, blk->disk_id);
 	if (IS_ERR(be)) {
 		ret = PTR_ERR(be);
 		goto unlock;
@@ -910,6 +1393,21 @@ unlock:
 	return ret;
 }
 
+static long vhost_blk_set_disk_id(struct vhost_blk *blk, u64 id)
+{
+	long ret = 0;
+
+	if (id & VHOST_BLK_DISK_ID_DERIVED)
+		return -EINVAL;
+	mutex_lock(&blk->dev.mutex);
+	if (blk->backend)
+		ret = -EBUSY;
+	else
+		blk->disk_id = id;
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
 static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 			    unsigned long arg)
 {
@@ -917,8 +1415,9 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	void __user *argp = (void __user *)arg;
 	char serial[VHOST_BLK_SERIAL_BYTES];
 	struct vhost_vring_file backend;
-	u64 features;
+	u64 features, disk_id;
 	long ret;
+	int on;
 
 	switch (ioctl) {
 	case VHOST_BLK_SET_BACKEND:
@@ -931,6 +1430,23 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 		spin_lock(&blk->serial_lock);
 		memcpy(blk->serial, serial, sizeof(serial));
 		spin_unlock(&blk->serial_lock);
+		return 0;
+	case VHOST_BLK_SET_DISK_ID:
+		if (copy_from_user(&disk_id, argp, sizeof(disk_id)))
+			return -EFAULT;
+		return vhost_blk_set_disk_id(blk, disk_id);
+	case VHOST_BLK_GET_DISK_ID:
+		mutex_lock(&blk->dev.mutex);
+		disk_id = blk->backend ? ts_disk_id(blk->backend->disk) : 0;
+		mutex_unlock(&blk->dev.mutex);
+		return copy_to_user(argp, &disk_id, sizeof(disk_id)) ?
+		       -EFAULT : 0;
+	case VHOST_BLK_SET_RECONCILE:
+		if (get_user(on, (int __user *)argp))
+			return -EFAULT;
+		if (on != 0 && on != 1)
+			return -EINVAL;
+		WRITE_ONCE(blk->reconcile, on);
 		return 0;
 	case VHOST_GET_FEATURES:
 		return vhost_blk_get_features(blk, argp);
@@ -996,6 +1512,70 @@ static int vhost_blk_io_mode_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(vhost_blk_io_mode);
 
+static int vhost_blk_reconcile_get(void *data, u64 *val)
+{
+	struct vhost_blk *blk = data;
+
+	*val = READ_ONCE(blk->reconcile);
+	return 0;
+}
+
+static int vhost_blk_reconcile_set(void *data, u64 val)
+{
+	struct vhost_blk *blk = data;
+
+	if (val > 1)
+		return -EINVAL;
+	WRITE_ONCE(blk->reconcile, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(vhost_blk_reconcile_fops, vhost_blk_reconcile_get,
+			 vhost_blk_reconcile_set, "%llu\n");
+
+static int vhost_blk_disk_show(struct seq_file *m, void *v)
+{
+	struct vhost_blk *blk = m->private;
+	bool id = !strcmp(file_dentry(m->file)->d_name.name, "disk_id");
+
+	mutex_lock(&blk->dev.mutex);
+	if (!blk->backend)
+		seq_puts(m, id ? "none\n" : "0\n");
+	else if (id)
+		seq_printf(m, "%llx\n", ts_disk_id(blk->backend->disk));
+	else
+		seq_printf(m, "%lu\n", ts_disk_nr_refs(blk->backend->disk));
+	mutex_unlock(&blk->dev.mutex);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_disk);
+
+/*
+ * Guest RAM pages (the VMM's memory table) that sit in host swap on our
+ * device now: a page-table walk of all of guest memory, on every read.
+ */
+static int vhost_blk_swapped_show(struct seq_file *m, void *v)
+{
+	struct vhost_blk *blk = m->private;
+	struct vhost_iotlb_map *map;
+	unsigned long pages = 0;
+	struct mm_struct *mm;
+
+	mutex_lock(&blk->dev.mutex);
+	mm = blk->dev.mm;
+	if (mm && blk->dev.umem && mmget_not_zero(mm)) {
+		for (map = vhost_iotlb_itree_first(blk->dev.umem, 0, U64_MAX);
+		     map; map = vhost_iotlb_itree_next(map, 0, U64_MAX))
+			pages += ts_reconcile_count_swapped(mm, map->addr,
+							    map->addr +
+							    map->size);
+		mmput(mm);
+	}
+	mutex_unlock(&blk->dev.mutex);
+	seq_printf(m, "%lu\n", pages);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_swapped);
+
 static void vhost_blk_debugfs_create(struct vhost_blk *blk)
 {
 	char name[16];
@@ -1013,6 +1593,14 @@ static void vhost_blk_debugfs_create(struct vhost_blk *blk)
 			    &vhost_blk_max_in_flight_fops);
 	debugfs_create_file("io_mode", 0400, blk->debugfs, blk,
 			    &vhost_blk_io_mode_fops);
+	debugfs_create_file_unsafe("reconcile", 0600, blk->debugfs, blk,
+				   &vhost_blk_reconcile_fops);
+	debugfs_create_file("disk_id", 0400, blk->debugfs, blk,
+			    &vhost_blk_disk_fops);
+	debugfs_create_file("pages_referenced", 0400, blk->debugfs, blk,
+			    &vhost_blk_disk_fops);
+	debugfs_create_file("guest_pages_in_host_swap", 0400, blk->debugfs,
+			    blk, &vhost_blk_swapped_fops);
 }
 
 static int vhost_blk_open(struct inode *inode, struct file *f)
@@ -1038,6 +1626,7 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	spin_lock_init(&blk->in_flight_lock);
 	init_waitqueue_head(&blk->drain_wq);
 	spin_lock_init(&blk->serial_lock);
+	blk->reconcile = true;
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_blk_queue *queue = &blk->queues[i];
 

@@ -33,7 +33,8 @@ FIXTURE_SETUP(guest)
 
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
-	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
+	/* The baseline: plain vhost-blk, no reconciliation. */
+	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb reconcile=0"));
 	/* Guest RAM is charged to the group that first touches it. */
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	ASSERT_EQ(0, vblk_open(&self->dev, 3 * BUF_PAGES * PAGE + (4 << 20),

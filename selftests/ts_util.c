@@ -2,6 +2,7 @@
 /*
  * Helpers shared by the tesseract selftests.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -169,6 +170,38 @@ long long ts_swapdev_counter(const char *name)
 	return ts_read_ll(path, &val) ? -1 : val;
 }
 
+int ts_vhost_devices(char *buf, size_t len)
+{
+	struct dirent *e;
+	int found = 0;
+	DIR *dir;
+
+	dir = opendir(TS_DEBUGFS "/vhost-blk");
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (buf)
+			snprintf(buf, len, TS_DEBUGFS "/vhost-blk/%s",
+				 e->d_name);
+		found++;
+	}
+	closedir(dir);
+	return found;
+}
+
+long long ts_vhost_counter(const char *name)
+{
+	char dir[512], path[1024];
+	long long val;
+
+	if (ts_vhost_devices(dir, sizeof(dir)) != 1)
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return ts_read_ll(path, &val) ? -1 : val;
+}
+
 long long ts_vmstat(const char *name)
 {
 	char key[64];
@@ -239,6 +272,7 @@ size_t ts_resident_pages(void *addr, size_t len)
 size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 {
 	size_t resident, before;
+	bool drained = false;
 	char amount[32];
 	int tries;
 
@@ -251,8 +285,18 @@ size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 		ts_cgroup_write(cgroup, "memory.reclaim", amount);
 		before = resident;
 		resident = ts_resident_pages(addr, len);
-		if (resident == before)
+		if (resident != before)
+			continue;
+		if (drained)
 			break;
+		/*
+		 * Pages touched last may still sit in another CPU's LRU
+		 * batch, out of reach of reclaim; compaction drains all of
+		 * them. Then once more.
+		 */
+		ts_write_str("/proc/sys/vm/compact_memory", "1");
+		madvise(addr, len, MADV_PAGEOUT);
+		drained = true;
 	}
 	return resident;
 }

@@ -58,6 +58,13 @@ void ts_swap_down(void);
 
 /* A debugfs counter of /dev/tsswap0, or -1 if unreadable. */
 long long ts_swapdev_counter(const char *name);
+/*
+ * /dev/vhost-blk devices open, by their debugfs directories; the last one
+ * found in @buf (if not NULL). -errno if none can be listed.
+ */
+int ts_vhost_devices(char *buf, size_t len);
+/* A debugfs counter of the one open vhost-blk device, or -1. */
+long long ts_vhost_counter(const char *name);
 /* A /proc/vmstat field, or -1. */
 long long ts_vmstat(const char *name);
 

@@ -508,3 +508,18 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 		d->sync_req[qi] = NULL;
 	return ret;
 }
+
+int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
+		 __u32 flags)
+{
+	struct virtio_blk_discard_write_zeroes *seg;
+
+	seg = vblk_alloc(d, sizeof(*seg), 16);
+	if (!seg)
+		return -ENOMEM;
+	seg->sector = htole64(sector);
+	seg->num_sectors = htole32(sectors);
+	seg->flags = htole32(flags);
+	/* The segments are the device-readable payload after the header. */
+	return vblk_rw(d, 0, type, 0, seg, sizeof(*seg), 0, false);
+}

@@ -138,4 +138,11 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	    __u64 sector, void *data, size_t len, size_t seg_max,
 	    bool indirect);
 
+/*
+ * One-segment VIRTIO_BLK_T_DISCARD or VIRTIO_BLK_T_WRITE_ZEROES (@type) of
+ * @sectors at @sector on queue 0: the status, or -errno.
+ */
+int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
+		 __u32 flags);
+
 #endif /* _VBLK_GUEST_H */

@@ -89,42 +89,15 @@ static void module_ready(void)
 		ts_module_load("");
 }
 
-/* Devices open, by their debugfs directories; the last one in @buf. */
-static int count_devices(char *buf, size_t len)
-{
-	struct dirent *e;
-	int found = 0;
-	DIR *dir;
-
-	dir = opendir(VBLK_DEBUGFS);
-	if (!dir)
-		return -errno;
-	while ((e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (buf)
-			snprintf(buf, len, VBLK_DEBUGFS "/%s", e->d_name);
-		found++;
-	}
-	closedir(dir);
-	return found;
-}
-
 /* The debugfs directory of the one open device. */
 static int device_dir(char *buf, size_t len)
 {
-	return count_devices(buf, len) == 1 ? 0 : -ENOENT;
+	return ts_vhost_devices(buf, len) == 1 ? 0 : -ENOENT;
 }
 
 static long long stat_ll(const char *name)
 {
-	char dir[512], path[1024];
-	long long v;
-
-	if (device_dir(dir, sizeof(dir)))
-		return -1;
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return ts_read_ll(path, &v) ? -1 : v;
+	return ts_vhost_counter(name);
 }
 
 static int stat_str(const char *name, char *buf, size_t len)
@@ -468,21 +441,6 @@ TEST_F(file, flush_and_get_id)
 	EXPECT_EQ(4, stat_ll("requests_get_id"));
 }
 
-static int discard_wz(struct vblk_dev *d, __u32 type, __u64 sector,
-		      __u32 sectors, __u32 flags)
-{
-	struct virtio_blk_discard_write_zeroes *seg;
-
-	seg = vblk_alloc(d, sizeof(*seg), 16);
-	if (!seg)
-		return -ENOMEM;
-	seg->sector = htole64(sector);
-	seg->num_sectors = htole32(sectors);
-	seg->flags = htole32(flags);
-	/* The segments are the device-readable payload after the header. */
-	return vblk_rw(d, 0, type, 0, seg, sizeof(*seg), 0, false);
-}
-
 static void discard_and_write_zeroes(struct __test_metadata *_metadata,
 				     struct vblk_dev *d, __u64 base)
 {
@@ -496,10 +454,10 @@ static void discard_and_write_zeroes(struct __test_metadata *_metadata,
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(d, 0, VIRTIO_BLK_T_OUT, base, buf,
 					   MIB, 0, false));
 	/* Zero 256 KiB in the middle, with and without unmap. */
-	EXPECT_EQ(VIRTIO_BLK_S_OK, discard_wz(d, VIRTIO_BLK_T_WRITE_ZEROES,
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES,
 					      base + 256, 256, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_OK,
-		  discard_wz(d, VIRTIO_BLK_T_WRITE_ZEROES, base + 512, 256,
+		  vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES, base + 512, 256,
 			     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
 	memset(buf, 0xa5, MIB);
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(d, 0, VIRTIO_BLK_T_IN, base, buf,
@@ -509,14 +467,14 @@ static void discard_and_write_zeroes(struct __test_metadata *_metadata,
 	EXPECT_EQ(0, memcmp(buf + 128 * 1024, zero, 256 * 1024));
 	EXPECT_NE(0, memcmp(buf + 384 * 1024, zero, 128 * 1024));
 
-	EXPECT_EQ(VIRTIO_BLK_S_OK, discard_wz(d, VIRTIO_BLK_T_DISCARD, base,
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_discard(d, VIRTIO_BLK_T_DISCARD, base,
 					      2048, 0));
 	/* Unmap is a write-zeroes flag only; unknown flags are refused. */
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP,
-		  discard_wz(d, VIRTIO_BLK_T_DISCARD, base, 8,
+		  vblk_discard(d, VIRTIO_BLK_T_DISCARD, base, 8,
 			     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP,
-		  discard_wz(d, VIRTIO_BLK_T_WRITE_ZEROES, base, 8, 1U << 7));
+		  vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES, base, 8, 1U << 7));
 	free(zero);
 }
 
@@ -526,10 +484,10 @@ TEST_F(file, discard_and_write_zeroes)
 
 	discard_and_write_zeroes(_metadata, &self->d, 4096);
 	/* Ranges past the end, or wrapping around, are errors. */
-	EXPECT_EQ(VIRTIO_BLK_S_IOERR, discard_wz(&self->d, VIRTIO_BLK_T_DISCARD,
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_discard(&self->d, VIRTIO_BLK_T_DISCARD,
 						 cap - 4, 8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
-		  discard_wz(&self->d, VIRTIO_BLK_T_WRITE_ZEROES, ~0ULL - 2, 8,
+		  vblk_discard(&self->d, VIRTIO_BLK_T_WRITE_ZEROES, ~0ULL - 2, 8,
 			     0));
 	EXPECT_EQ(3, stat_ll("requests_discard"));
 	EXPECT_EQ(4, stat_ll("requests_write_zeroes"));
@@ -842,10 +800,10 @@ TEST(read_only_backend)
 					   4096, 0, false));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, 0, buf,
 					      4096, 0, false));
-	EXPECT_EQ(VIRTIO_BLK_S_IOERR, discard_wz(&d, VIRTIO_BLK_T_DISCARD, 0,
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_discard(&d, VIRTIO_BLK_T_DISCARD, 0,
 						 8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
-		  discard_wz(&d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0));
+		  vblk_discard(&d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_FLUSH, 0, NULL,
 					   0, 0, false));
 	vblk_close(&d);
@@ -1160,7 +1118,7 @@ TEST(close_waits_for_slow_io)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	TH_LOG("close took %lld ms", ms);
-	EXPECT_EQ(0, count_devices(NULL, 0));
+	EXPECT_EQ(0, ts_vhost_devices(NULL, 0));
 	close(disk);
 	dm_remove("tsvblk-slow");
 	EXPECT_EQ(0, ts_module_unload());
@@ -1376,7 +1334,7 @@ TEST(open_close_cycles_leak_nothing)
 	EXPECT_LT(slab_growing, rounds);
 	EXPECT_LT(vmalloc_growing, rounds);
 	/* Every device was released. */
-	EXPECT_EQ(0, count_devices(NULL, 0));
+	EXPECT_EQ(0, ts_vhost_devices(NULL, 0));
 	close(img);
 	unlink(FILE_BACKEND);
 	EXPECT_EQ(0, ts_module_unload());

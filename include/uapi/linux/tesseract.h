@@ -12,7 +12,7 @@
 #include <linux/ioctl.h>
 #include <linux/vhost.h>
 
-#define TESSERACT_ABI_VERSION	1
+#define TESSERACT_ABI_VERSION	2
 
 /*
  * /dev/vhost-blk: in-kernel virtio-blk backend on the kernel's vhost core.
@@ -47,5 +47,26 @@
 #define VHOST_BLK_SIZE_MAX		(1U << 20)
 #define VHOST_BLK_MAX_DISCARD_SEG	16
 #define VHOST_BLK_MAX_WRITE_ZEROES_SEG	16
+
+/*
+ * Guest disk identity. References from a guest disk's blocks into the store
+ * (reconciliation) belong to the disk's id, not to the device file, so that
+ * they outlive a VMM that closes the device. Set before VHOST_BLK_SET_BACKEND
+ * (-EBUSY while a backend is attached). 0, the default, derives the id from
+ * the backend: VHOST_BLK_DISK_ID_DERIVED plus the device number of a block
+ * device, or of a file's filesystem and the file's inode number. Ids a VMM
+ * chooses must be non-zero and must not have VHOST_BLK_DISK_ID_DERIVED set.
+ * GET returns the id in use (0 if no backend is attached).
+ */
+#define VHOST_BLK_DISK_ID_DERIVED	(1ULL << 63)
+#define VHOST_BLK_SET_DISK_ID	_IOW(VHOST_VIRTIO, 0xF0, __u64)
+#define VHOST_BLK_GET_DISK_ID	_IOR(VHOST_VIRTIO, 0xF1, __u64)
+
+/*
+ * Reconciliation of this device (int: 1 on, the default; 0 off). It takes
+ * effect only while the module parameter "reconcile" is also on. Turning it
+ * off stops new references; existing ones keep being served.
+ */
+#define VHOST_BLK_SET_RECONCILE	_IOW(VHOST_VIRTIO, 0xF2, int)
 
 #endif /* _UAPI_LINUX_TESSERACT_H */

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Reconciliation: a guest write of a page that the host has swapped out to
+ * our swap device becomes a reference from the guest disk block to the
+ * store block that already holds the page, instead of a swap-in and a data
+ * write. Guest disks are known by id and own their references.
+ *
+ * The decision is taken under the page-table lock of the guest page (see
+ * DESIGN section 4): while the PTE holds swap entry S, slot S can be
+ * neither freed nor reused for another page, so the block referenced is
+ * exactly this page's contents and never another process's.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/mmap_lock.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pgtable.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+#include <linux/xarray.h>
+
+#include "tesseract.h"
+
+#define CREATE_TRACE_POINTS
+#include "trace.h"
+
+bool ts_reconcile_param = true;
+module_param_named(reconcile, ts_reconcile_param, bool, 0644);
+MODULE_PARM_DESC(reconcile,
+		 "Turn guest writes of host-swapped pages into references to their swap blocks (default: on)");
+
+/* Set at load, when a store and swap device exist; fixed until unload. */
+static struct ts_store *ts_store;
+static struct ts_swapdev *ts_swapdev;
+
+/*
+ * A guest disk. refs maps a disk block (4 KiB) to xa_mk_value(store block);
+ * each entry holds one reference on its block. Disks with references stay
+ * here when their device goes away, to be attached again by id, and keep
+ * the module loaded: the references are the only copy of those blocks.
+ */
+struct ts_disk {
+	struct list_head node;		/* in ts_disks, under ts_disks_lock */
+	u64 id;
+	bool attached;			/* under ts_disks_lock */
+	struct xarray refs;
+	atomic_long_t nr_refs;
+};
+
+static LIST_HEAD(ts_disks);
+static DEFINE_MUTEX(ts_disks_lock);
+
+void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
+{
+	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
+	ts_store = store;
+	ts_swapdev = swapdev;
+}
+
+void ts_reconcile_stop(void)
+{
+	/* References pin the module: none can be left. */
+	WARN_ON(!list_empty(&ts_disks));
+	ts_store = NULL;
+	ts_swapdev = NULL;
+}
+
+/* Reconciliation needs a swap device to reference. */
+bool ts_reconcile_available(void)
+{
+	return ts_swapdev && READ_ONCE(ts_reconcile_param);
+}
+
+/* A disk by id, attached to the caller; ERR_PTR(-EBUSY) if already in use. */
+struct ts_disk *ts_disk_attach(u64 id)
+{
+	struct ts_disk *disk;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node) {
+		if (disk->id != id)
+			continue;
+		if (disk->attached) {
+			disk = ERR_PTR(-EBUSY);
+		} else {
+			disk->attached = true;
+			pr_info("disk %llx attached again with %lu references\n",
+				id, atomic_long_read(&disk->nr_refs));
+		}
+		goto unlock;
+	}
+	disk = kzalloc(sizeof(*disk), GFP_KERNEL);
+	if (!disk) {
+		disk = ERR_PTR(-ENOMEM);
+		goto unlock;
+	}
+	disk->id = id;
+	disk->attached = true;
+	xa_init(&disk->refs);
+	list_add(&disk->node, &ts_disks);
+unlock:
+	mutex_unlock(&ts_disks_lock);
+	return disk;
+}
+
+/*
+ * Let go of a disk. One with references is freed only with its last
+ * reference; unless @may_keep (its device is going away) it must not have
+ * any: -EBUSY.
+ */
+int ts_disk_detach(struct ts_disk *disk, bool may_keep)
+{
+	unsigned long refs;
+
+	mutex_lock(&ts_disks_lock);
+	refs = atomic_long_read(&disk->nr_refs);
+	if (refs && !may_keep) {
+		mutex_unlock(&ts_disks_lock);
+		return -EBUSY;
+	}
+	disk->attached = false;
+	if (!refs) {
+		list_del(&disk->node);
+		xa_destroy(&disk->refs);
+		kfree(disk);
+	} else {
+		pr_info("disk %llx detached, keeping %lu references until it is attached again\n",
+			disk->id, refs);
+	}
+	mutex_unlock(&ts_disks_lock);
+	return 0;
+}
+
+u64 ts_disk_id(const struct ts_disk *disk)
+{
+	return disk->id;
+}
+
+unsigned long ts_disk_nr_refs(struct ts_disk *disk)
+{
+	return atomic_long_read(&disk->nr_refs);
+}
+
+bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last)
+{
+	unsigned long index = first;
+
+	if (!atomic_long_read(&disk->nr_refs))
+		return false;
+	return xa_find(&disk->refs, &index, last, XA_PRESENT);
+}
+
+static void ts_disk_ref_added(struct ts_disk *disk)
+{
+	if (atomic_long_inc_return(&disk->nr_refs) == 1)
+		__module_get(THIS_MODULE);
+}
+
+static void ts_disk_put_block(struct ts_disk *disk, u64 x, u32 block)
+{
+	trace_tesseract_drop(disk->id, x, block);
+	spin_lock(&ts_store->lock);
+	ts_store_put_locked(ts_store, block);
+	spin_unlock(&ts_store->lock);
+	if (atomic_long_dec_and_test(&disk->nr_refs))
+		module_put(THIS_MODULE);
+}
+
+/* Drop the reference of disk block @x, if it has one. */
+bool ts_disk_drop(struct ts_disk *disk, u64 x)
+{
+	void *entry;
+
+	if (!atomic_long_read(&disk->nr_refs))
+		return false;
+	entry = xa_erase(&disk->refs, x);
+	if (!entry)
+		return false;
+	ts_disk_put_block(disk, x, xa_to_value(entry));
+	return true;
+}
+
+/*
+ * Read the referenced contents of disk block @x into @page: 0, -ENOENT if
+ * @x has no reference, or the store's I/O error. Holds its own reference on
+ * the block meanwhile, so that a write racing with this read cannot free
+ * the block and let swap reuse it under us.
+ */
+int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page)
+{
+	void *entry;
+	u32 block;
+	int ret;
+
+	if (!atomic_long_read(&disk->nr_refs))
+		return -ENOENT;
+	xa_lock(&disk->refs);
+	entry = xa_load(&disk->refs, x);
+	if (entry) {
+		block = xa_to_value(entry);
+		spin_lock(&ts_store->lock);
+		ts_store_get_locked(ts_store, block);
+		spin_unlock(&ts_store->lock);
+	}
+	xa_unlock(&disk->refs);
+	if (!entry)
+		return -ENOENT;
+
+	trace_tesseract_store_read(disk->id, x, block);
+	ret = ts_store_read_block(ts_store, block, page);
+	spin_lock(&ts_store->lock);
+	ts_store_put_locked(ts_store, block);
+	spin_unlock(&ts_store->lock);
+	return ret;
+}
+
+/*
+ * Find the PTE that maps @addr and lock it; NULL if there is no page table
+ * there (nothing mapped, or a huge mapping). Needs the mmap lock. Holds the
+ * RCU read lock until ts_pte_unlock(): since 6.5 page tables can be freed
+ * without the mmap write lock, and are freed after an RCU grace period. The
+ * kernel's own helper for this is not exported, so this is its pattern.
+ */
+static pte_t *ts_pte_lock(struct mm_struct *mm, unsigned long addr,
+			  spinlock_t **ptlp)
+{
+	pgd_t *pgd, pgdval;
+	p4d_t *p4d, p4dval;
+	pud_t *pud, pudval;
+	pmd_t *pmd, pmdval;
+	spinlock_t *ptl;	/* the page table's */
+	pte_t *pte;
+
+	pgd = pgd_offset(mm, addr);
+	pgdval = READ_ONCE(*pgd);
+	if (pgd_none(pgdval) || pgd_bad(pgdval))
+		return NULL;
+	p4d = p4d_offset(pgd, addr);
+	p4dval = READ_ONCE(*p4d);
+	if (p4d_none(p4dval) || p4d_bad(p4dval))
+		return NULL;
+	pud = pud_offset(p4d, addr);
+	pudval = READ_ONCE(*pud);
+	/* pud_bad() covers a huge pud too. */
+	if (pud_none(pudval) || pud_bad(pudval))
+		return NULL;
+	pmd = pmd_offset(pud, addr);
+
+	rcu_read_lock();
+again:
+	pmdval = ts_pmdp_get_lockless(pmd);
+	if (pmd_none(pmdval) || !pmd_present(pmdval) ||
+	    pmd_trans_huge(pmdval) || pmd_devmap(pmdval) || pmd_bad(pmdval)) {
+		rcu_read_unlock();
+		return NULL;
+	}
+	pte = pte_offset_kernel(&pmdval, addr);
+	ptl = pte_lockptr(mm, &pmdval);
+	spin_lock(ptl);
+	if (unlikely(!pmd_same(pmdval, ts_pmdp_get_lockless(pmd)))) {
+		/* Collapsed or freed meanwhile: look again. */
+		spin_unlock(ptl);
+		goto again;
+	}
+	*ptlp = ptl;
+	return pte;
+}
+
+static void ts_pte_unlock(spinlock_t *ptl)
+{
+	spin_unlock(ptl);
+	rcu_read_unlock();
+}
+
+/* The swap entry in @pte, or false if it holds none (present, migration...). */
+static bool ts_pte_swap_entry(pte_t pte, swp_entry_t *entry)
+{
+	if (!is_swap_pte(pte))
+		return false;
+	*entry = pte_to_swp_entry(pte);
+	return !non_swap_entry(*entry);
+}
+
+/* The private anonymous VMA of @uaddr (the only kind whose pages we take). */
+static struct vm_area_struct *ts_anon_vma(struct mm_struct *mm,
+					  unsigned long uaddr)
+{
+	struct vm_area_struct *vma = vma_lookup(mm, uaddr);
+
+	if (!vma || !vma_is_anonymous(vma) || (vma->vm_flags & VM_SHARED))
+		return NULL;
+	return vma;
+}
+
+/*
+ * Under the mmap lock: where the page at @uaddr is. TS_OUTCOME_REFERENCED
+ * means "swapped out to our device", and then the caller may try (with
+ * @disk) to take the reference in the same locked section.
+ */
+static enum ts_outcome ts_page_locate(struct ts_disk *disk,
+				      struct mm_struct *mm,
+				      unsigned long uaddr, u32 *block)
+{
+	enum ts_outcome outcome = TS_OUTCOME_NOT_SWAPPED;
+	swp_entry_t entry;
+	spinlock_t *ptl;	/* the page table's */
+	pte_t *pte;
+
+	if (!ts_anon_vma(mm, uaddr))
+		return TS_OUTCOME_NOT_SWAPPED;
+	pte = ts_pte_lock(mm, uaddr, &ptl);
+	if (!pte)
+		return TS_OUTCOME_NOT_SWAPPED;
+	if (ts_pte_swap_entry(ptep_get(pte), &entry)) {
+		if (!ts_swapdev_owns(ts_swapdev, entry))
+			outcome = TS_OUTCOME_OTHER_SWAPDEV;
+		else if (disk)
+			outcome = ts_swapdev_reference(ts_swapdev, entry,
+						       block);
+		else
+			outcome = TS_OUTCOME_REFERENCED;
+	}
+	ts_pte_unlock(ptl);
+	return outcome;
+}
+
+/*
+ * Would a write of the page at @uaddr be worth trying to reconcile?
+ * TS_OUTCOME_REFERENCED if it is swapped out to our device, else why not.
+ * Nothing is locked on return: the answer is a hint.
+ */
+enum ts_outcome ts_reconcile_probe(struct mm_struct *mm, unsigned long uaddr)
+{
+	enum ts_outcome outcome;
+	u32 unused;
+
+	if (!ts_swapdev)
+		return TS_OUTCOME_NOT_SWAPPED;
+	mmap_read_lock(mm);
+	outcome = ts_page_locate(NULL, mm, uaddr, &unused);
+	mmap_read_unlock(mm);
+	return outcome;
+}
+
+/*
+ * The heart of it: make disk block @x of @disk a reference to the store
+ * block that holds the swapped-out guest page at @uaddr (page-aligned, in
+ * @mm, the VMM's). TS_OUTCOME_REFERENCED if done: the caller then writes
+ * nothing. Otherwise the reason, and the caller writes the page as usual.
+ */
+enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
+				  unsigned long uaddr, u64 x)
+{
+	enum ts_outcome outcome;
+	u32 block = TS_NO_BLOCK;
+	void *old;
+
+	if (!ts_swapdev)
+		return TS_OUTCOME_NOT_SWAPPED;
+	/* No allocation may happen under the page-table lock: reserve now. */
+	if (xa_reserve(&disk->refs, x, GFP_KERNEL)) {
+		outcome = TS_OUTCOME_NO_MEMORY;
+		goto out;
+	}
+	mmap_read_lock(mm);
+	outcome = ts_page_locate(disk, mm, uaddr, &block);
+	mmap_read_unlock(mm);
+	if (outcome != TS_OUTCOME_REFERENCED) {
+		/* Frees a reserved slot; leaves an existing reference alone. */
+		xa_release(&disk->refs, x);
+		goto out;
+	}
+
+	/* Cannot fail: the slot was reserved. The old reference goes. */
+	ts_disk_ref_added(disk);
+	old = xa_store(&disk->refs, x, xa_mk_value(block), GFP_KERNEL);
+	if (old)
+		ts_disk_put_block(disk, x, xa_to_value(old));
+out:
+	trace_tesseract_reconcile(disk->id, x, uaddr, outcome, block);
+	return outcome;
+}
+
+/*
+ * A full-page guest read is about to overwrite the page at @uaddr. If that
+ * page is swapped out (to any device), swapping it in would be a false
+ * read: drop the swap entry instead, and let the read fault in a fresh
+ * page. True if an entry was dropped.
+ */
+bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
+			     unsigned long uaddr)
+{
+	struct vm_area_struct *vma;
+	bool swapped = false;
+	swp_entry_t entry;
+	spinlock_t *ptl;	/* the page table's */
+	pte_t *pte;
+
+	mmap_read_lock(mm);
+	vma = ts_anon_vma(mm, uaddr);
+	if (vma) {
+		pte = ts_pte_lock(mm, uaddr, &ptl);
+		if (pte) {
+			swapped = ts_pte_swap_entry(ptep_get(pte), &entry);
+			ts_pte_unlock(ptl);
+		}
+	}
+	/*
+	 * The entry may change before the zap: whatever is there then goes,
+	 * and the read overwrites the whole page either way.
+	 */
+	if (swapped) {
+		ts_zap_page(vma, uaddr);
+		trace_tesseract_false_read(disk->id, uaddr);
+	}
+	mmap_read_unlock(mm);
+	return swapped;
+}
+
+/* Pages of [start, end) of @mm whose PTE is a swap entry on our device. */
+unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
+					 unsigned long start,
+					 unsigned long end)
+{
+	unsigned long addr, next, count = 0;
+	struct vm_area_struct *vma;
+	swp_entry_t entry;
+	spinlock_t *ptl;	/* the page table's */
+	pte_t *pte;
+
+	if (!ts_swapdev)
+		return 0;
+	mmap_read_lock(mm);
+	for (addr = start & PAGE_MASK; addr < end; addr = next) {
+		vma = find_vma(mm, addr);
+		if (!vma || vma->vm_start >= end)
+			break;
+		if (addr < vma->vm_start)
+			addr = vma->vm_start;
+		/* One page table at a time, then let others run. */
+		next = min3(pmd_addr_end(addr, end), vma->vm_end, end);
+		if (!vma_is_anonymous(vma))
+			continue;
+		pte = ts_pte_lock(mm, addr, &ptl);
+		if (!pte)
+			continue;
+		for (; addr < next; addr += PAGE_SIZE, pte++)
+			if (ts_pte_swap_entry(ptep_get(pte), &entry) &&
+			    ts_swapdev_owns(ts_swapdev, entry))
+				count++;
+		ts_pte_unlock(ptl);
+		if (need_resched()) {
+			mmap_read_unlock(mm);
+			cond_resched();
+			mmap_read_lock(mm);
+		}
+	}
+	mmap_read_unlock(mm);
+	return count;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * tesseract tracepoints: one per reconciliation decision, for perf,
+ * trace-cmd and bpftrace (events/tesseract/).
+ */
+#undef TRACE_SYSTEM
+#define TRACE_SYSTEM tesseract
+
+#if !defined(_TESSERACT_TRACE_H) || defined(TRACE_HEADER_MULTI_READ)
+#define _TESSERACT_TRACE_H
+
+#include <linux/tracepoint.h>
+
+#include "tesseract.h"
+
+#define TS_SHOW_OUTCOME(outcome)					\
+	__print_symbolic(outcome,					\
+			 { TS_OUTCOME_REFERENCED, "referenced" },	\
+			 { TS_OUTCOME_UNALIGNED, "unaligned" },		\
+			 { TS_OUTCOME_NOT_SWAPPED, "not_swapped" },	\
+			 { TS_OUTCOME_OTHER_SWAPDEV, "other_swapdev" },	\
+			 { TS_OUTCOME_SWAP_CACHED, "swap_cached" },	\
+			 { TS_OUTCOME_SLOT_INCOMPLETE, "slot_incomplete" }, \
+			 { TS_OUTCOME_STORE_FULL, "store_full" },	\
+			 { TS_OUTCOME_NO_MEMORY, "no_memory" })
+
+/* A whole-page piece of a guest write: referenced, or why not. */
+TRACE_EVENT(tesseract_reconcile,
+	    TP_PROTO(u64 disk, u64 block, unsigned long uaddr, int outcome,
+		     u32 store_block),
+	    TP_ARGS(disk, block, uaddr, outcome, store_block),
+	    TP_STRUCT__entry(__field(u64, disk)
+			     __field(u64, block)
+			     __field(unsigned long, uaddr)
+			     __field(int, outcome)
+			     __field(u32, store_block)),
+	    TP_fast_assign(__entry->disk = disk;
+			   __entry->block = block;
+			   __entry->uaddr = uaddr;
+			   __entry->outcome = outcome;
+			   __entry->store_block = store_block;),
+	    TP_printk("disk=%llx block=%llu uaddr=%lx %s store_block=%d",
+		      __entry->disk, __entry->block, __entry->uaddr,
+		      TS_SHOW_OUTCOME(__entry->outcome),
+		      (int)__entry->store_block)
+);
+
+/* A full-page guest read into a swapped-out page: the entry was dropped. */
+TRACE_EVENT(tesseract_false_read,
+	    TP_PROTO(u64 disk, unsigned long uaddr),
+	    TP_ARGS(disk, uaddr),
+	    TP_STRUCT__entry(__field(u64, disk)
+			     __field(unsigned long, uaddr)),
+	    TP_fast_assign(__entry->disk = disk;
+			   __entry->uaddr = uaddr;),
+	    TP_printk("disk=%llx uaddr=%lx", __entry->disk, __entry->uaddr)
+);
+
+DECLARE_EVENT_CLASS(tesseract_reference,
+		    TP_PROTO(u64 disk, u64 block, u32 store_block),
+		    TP_ARGS(disk, block, store_block),
+		    TP_STRUCT__entry(__field(u64, disk)
+				     __field(u64, block)
+				     __field(u32, store_block)),
+		    TP_fast_assign(__entry->disk = disk;
+				   __entry->block = block;
+				   __entry->store_block = store_block;),
+		    TP_printk("disk=%llx block=%llu store_block=%u",
+			      __entry->disk, __entry->block,
+			      __entry->store_block)
+);
+
+/* A guest read of a referenced block, served from the store. */
+DEFINE_EVENT(tesseract_reference, tesseract_store_read,
+	     TP_PROTO(u64 disk, u64 block, u32 store_block),
+	     TP_ARGS(disk, block, store_block)
+);
+
+/* A reference dropped: its block was written, discarded or zeroed. */
+DEFINE_EVENT(tesseract_reference, tesseract_drop,
+	     TP_PROTO(u64 disk, u64 block, u32 store_block),
+	     TP_ARGS(disk, block, store_block)
+);
+
+#endif /* _TESSERACT_TRACE_H */
+
+#undef TRACE_INCLUDE_PATH
+#define TRACE_INCLUDE_PATH .
+#undef TRACE_INCLUDE_FILE
+#define TRACE_INCLUDE_FILE trace
+#include <trace/define_trace.h>

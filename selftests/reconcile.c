@@ -1,0 +1,669 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Reconciliation: a guest write of pages the host swapped out to
+ * /dev/tsswap0 becomes references to their store blocks, with no swap-in
+ * and no data write; reads of those blocks come from the store; nothing
+ * stale or foreign ever reaches a guest disk.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/swap.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/tesseract.h>
+
+#include "kselftest_harness.h"
+#include "ts_util.h"
+#include "vblk_guest.h"
+
+#define PAGE		4096UL
+#define SECTORS		(PAGE / 512)
+#define CGROUP		"ts-reconcile"
+#define PAGES		512UL		/* 2 MiB of guest buffers */
+#define CHUNK		256UL		/* pages per request: 1 MiB */
+#define DISK		"/dev/vda"
+/* Disk range the tests use, dropped (discarded) at teardown. */
+#define DISK_SECTORS	(64UL << 11)	/* 64 MiB */
+#define SWAPDEV_DEBUGFS	TS_DEBUGFS "/tsswap0"
+
+FIXTURE(rc) {
+	struct vblk_dev dev;
+	int disk_fd;
+	char *buf, *check;
+};
+
+/* Move @pages pages at @data to or from the disk at @sector. */
+static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
+		    size_t pages)
+{
+	size_t done, n;
+	int status;
+
+	for (done = 0; done < pages; done += n) {
+		n = pages - done < CHUNK ? pages - done : CHUNK;
+		/* One segment per request, no indirect table to fault in. */
+		status = vblk_rw(d, 0, type, sector + done * SECTORS,
+				 data + done * PAGE, n * PAGE, 0, false);
+		if (status)
+			return status;
+	}
+	return 0;
+}
+
+static int guest_open(struct vblk_dev *d, int disk_fd, __u64 disk_id)
+{
+	int ret;
+
+	ret = vblk_open(d, 3 * PAGES * PAGE + (4 << 20), 1, 128, 0);
+	if (ret)
+		return ret;
+	if (disk_id && ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &disk_id))
+		return -errno;
+	return vblk_set_backend(d, disk_fd);
+}
+
+/*
+ * Touch what a guest request touches (rings, request header, our stack),
+ * so that a request afterwards swaps nothing of that in.
+ */
+static void warm_up(struct vblk_dev *d, char *scratch)
+{
+	vblk_rw(d, 0, VIRTIO_BLK_T_IN, DISK_SECTORS, scratch, PAGE, 0, false);
+	ts_vmstat("pswpin");
+}
+
+FIXTURE_SETUP(rc)
+{
+	vblk_init(&self->dev);
+	self->disk_fd = -1;
+	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
+	/* Guest RAM is charged to the group that first touches it. */
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, guest_open(&self->dev, self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->check);
+}
+
+FIXTURE_TEARDOWN(rc)
+{
+	/* Discarding drops the references, which keep the module in use. */
+	if (self->dev.fd >= 0)
+		vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0, DISK_SECTORS,
+			     0);
+	vblk_close(&self->dev);
+	if (self->disk_fd >= 0)
+		close(self->disk_fd);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+	if (ts_module_loaded())
+		TH_LOG("module still loaded after the test: references leaked?");
+	ts_module_ensure_unloaded();
+}
+
+/* Fill and push @pages pages at @p to swap; how many stayed resident. */
+static size_t fill_and_push(char *p, size_t pages, unsigned long tag,
+			    unsigned long version)
+{
+	ts_fill_pages(p, pages, tag, version);
+	return ts_push_to_swap(CGROUP, p, pages * PAGE);
+}
+
+/*
+ * The core case: pages in host swap, written by the guest. Every page
+ * becomes a reference, nothing is swapped in, no data is written, and the
+ * disk reads back the same, also after the guest pages change.
+ */
+TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
+{
+	long long pswpin0, written0, avoided0, swapped;
+
+	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 1, 1));
+	swapped = ts_vhost_counter("guest_pages_in_host_swap");
+	EXPECT_LE((long long)PAGES, swapped);
+	warm_up(&self->dev, self->check);
+
+	written0 = ts_vhost_counter("bytes_written");
+	/* The warm-up read was a false read: count from here. */
+	avoided0 = ts_vhost_counter("swapins_avoided");
+	pswpin0 = ts_vmstat("pswpin");
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	/* Not one swap-in for the guest's writes. */
+	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ((long long)(PAGES / CHUNK),
+		  ts_vhost_counter("reconciled_writes"));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ((long long)(PAGES * PAGE),
+		  ts_vhost_counter("data_bytes_not_written"));
+	EXPECT_EQ(avoided0 + (long long)PAGES,
+		  ts_vhost_counter("swapins_avoided"));
+	/* The guest sees a normal write of all of it. */
+	EXPECT_EQ(written0 + (long long)(PAGES * PAGE),
+		  ts_vhost_counter("bytes_written"));
+	/* The pages are still in swap: the write did not fault them in. */
+	EXPECT_EQ(PAGES, PAGES - ts_resident_pages(self->buf, PAGES * PAGE));
+
+	/* Reads of the references come from the store. */
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("store_reads"));
+
+	/* Swapped back in and changed: the disk keeps what was written. */
+	ts_fill_pages(self->buf, PAGES, 1, 2);
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
+	/* ... and out again: into other blocks, the disk's stay. */
+	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
+	EXPECT_LE((long long)(2 * PAGES),
+		  ts_swapdev_counter("blocks_in_use"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
+
+	/* Written again: the new version replaces the old references. */
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	EXPECT_LE((long long)(PAGES + PAGES * 95 / 100),
+		  ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 2));
+}
+
+/* Resident pages and misaligned buffers take the ordinary path. */
+TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
+{
+	ts_fill_pages(self->buf, PAGES, 2, 1);
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("fallback_not_swapped"));
+
+	/* Swapped, but the buffer starts 512 bytes into a page. */
+	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 8192,
+			     self->buf + 512, 16 * PAGE, 0, false));
+	EXPECT_EQ(16, ts_vhost_counter("fallback_unaligned"));
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+
+	/* In swap, but the swap-out not finished: MADV_PAGEOUT alone. */
+	ts_fill_pages(self->buf, 16, 2, 2);
+	madvise(self->buf, 16 * PAGE, MADV_PAGEOUT);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 0, self->buf,
+			     16 * PAGE, 0, false));
+	EXPECT_EQ(16, ts_vhost_counter("fallback_swapcache") +
+		  ts_vhost_counter("fallback_slot_incomplete"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 16));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, 16, 2, 2));
+}
+
+/*
+ * The window of DESIGN section 4, held open: a page swapped in, dirtied
+ * and swapped out again to the same slot, whose PTE is already the swap
+ * entry while the slot still holds the old contents. A guest write then
+ * must not reference the slot.
+ */
+struct pageout_arg {
+	char *page;
+};
+
+static void *pageout_thread(void *p)
+{
+	struct pageout_arg *arg = p;
+
+	madvise(arg->page, PAGE, MADV_PAGEOUT);
+	return NULL;
+}
+
+TEST_F_TIMEOUT(rc, stale_slot_is_never_referenced, 300)
+{
+	struct pageout_arg arg = { self->buf };
+	pthread_t thread;
+	volatile char c;
+
+	ASSERT_EQ(0UL, fill_and_push(self->buf, 1, 3, 1));
+	/* A read fault keeps the slot and the swap-cache folio ... */
+	c = self->buf[0];
+	(void)c;
+	/* ... a write dirties it in place: the slot still holds version 1. */
+	ts_fill_page(self->buf, 3, 0, 2);
+
+	ASSERT_EQ(0, ts_write_str(SWAPDEV_DEBUGFS "/delay_writes_ms", "2000"));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, pageout_thread, &arg));
+	/* Enough for the page to be unmapped and its write to be held. */
+	usleep(500000);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 0, self->buf,
+			     PAGE, 0, false));
+	ts_write_str(SWAPDEV_DEBUGFS "/delay_writes_ms", "0");
+	pthread_join(thread, NULL);
+
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ(1, ts_vhost_counter("fallback_swapcache"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 1));
+	EXPECT_TRUE(ts_check_page(self->check, 3, 0, 2));
+}
+
+/*
+ * The same race, unforced, in a loop: one thread swaps pages in, dirties
+ * and swaps them out again while the guest writes them. The guest never
+ * changes a page under its own write, so what reaches the disk must be
+ * exactly the version the page had when the write was submitted.
+ */
+#define RACE_PAGES	32
+#define RACE_ROUNDS	400
+
+struct race {
+	char *pages;
+	pthread_mutex_t lock[RACE_PAGES];
+	atomic_ulong version[RACE_PAGES];
+	atomic_bool stop;
+};
+
+static void *churn_thread(void *p)
+{
+	struct race *r = p;
+	unsigned long i = 0, v;
+	volatile char c;
+
+	while (!atomic_load(&r->stop)) {
+		char *page = r->pages + (i % RACE_PAGES) * PAGE;
+
+		/* Read fault first, so that the slot survives the dirtying. */
+		c = page[0];
+		(void)c;
+		pthread_mutex_lock(&r->lock[i % RACE_PAGES]);
+		v = atomic_load(&r->version[i % RACE_PAGES]) + 1;
+		ts_fill_page(page, 4, i % RACE_PAGES, v);
+		atomic_store(&r->version[i % RACE_PAGES], v);
+		pthread_mutex_unlock(&r->lock[i % RACE_PAGES]);
+		madvise(page, PAGE, MADV_PAGEOUT);
+		if (!(++i % RACE_PAGES))
+			ts_cgroup_write(CGROUP, "memory.reclaim", "8M");
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(rc, stale_slot_race_in_a_loop, 600)
+{
+	struct race *r = calloc(1, sizeof(*r));
+	unsigned long i, v, stale = 0, wrong = 0;
+	pthread_t thread;
+
+	ASSERT_NE(NULL, r);
+	r->pages = self->buf;
+	for (i = 0; i < RACE_PAGES; i++) {
+		pthread_mutex_init(&r->lock[i], NULL);
+		ts_fill_page(r->pages + i * PAGE, 4, i, 0);
+	}
+	ASSERT_EQ(0, pthread_create(&thread, NULL, churn_thread, r));
+	for (i = 0; i < RACE_ROUNDS * RACE_PAGES; i++) {
+		unsigned long p = (i * 7) % RACE_PAGES;
+
+		pthread_mutex_lock(&r->lock[p]);
+		v = atomic_load(&r->version[p]);
+		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, p * SECTORS,
+			    r->pages + p * PAGE, PAGE, 0, false))
+			wrong++;
+		pthread_mutex_unlock(&r->lock[p]);
+		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, p * SECTORS,
+			    self->check, PAGE, 0, false))
+			wrong++;
+		else if (!ts_check_page(self->check, 4, p, v))
+			stale++;
+	}
+	atomic_store(&r->stop, true);
+	pthread_join(thread, NULL);
+	TH_LOG("%lu writes: %lld reconciled, %lld swap-cache fallbacks, %lld incomplete",
+	       i, ts_vhost_counter("reconciled_pages"),
+	       ts_vhost_counter("fallback_swapcache"),
+	       ts_vhost_counter("fallback_slot_incomplete"));
+	EXPECT_EQ(0UL, wrong);
+	EXPECT_EQ(0UL, stale);
+	/* The race was run, not avoided. */
+	EXPECT_LT(0, ts_vhost_counter("reconciled_pages"));
+	free(r);
+}
+
+/*
+ * Two guests, each with its own device and disk id, under heavy host swap:
+ * every page tagged with its owner and version. Nothing foreign or stale
+ * is ever read back.
+ */
+#define ISO_PAGES	1024UL
+#define ISO_OPS		6000
+
+static unsigned long rnd(unsigned long *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* A counter of the device whose disk has id @id, or -1. */
+static long long counter_of_disk(__u64 id, const char *name)
+{
+	char dir[512], path[1024], want[32], got[32];
+	long long val = -1;
+	struct dirent *e;
+	DIR *d;
+
+	d = opendir(TS_DEBUGFS "/vhost-blk");
+	if (!d)
+		return -1;
+	snprintf(want, sizeof(want), "%llx", (unsigned long long)id);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), TS_DEBUGFS "/vhost-blk/%s",
+			 e->d_name);
+		snprintf(path, sizeof(path), "%s/disk_id", dir);
+		if (ts_read_str(path, got, sizeof(got)) || strcmp(got, want))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		ts_read_ll(path, &val);
+	}
+	closedir(d);
+	return val;
+}
+
+static int isolated_guest(int owner)
+{
+	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1), bad = 0;
+	unsigned long *ver, *disk_ver, i, op;
+	long long reconciled;
+	__u64 base = (__u64)owner * ISO_PAGES * SECTORS;
+	struct vblk_dev d;
+	char group[32], *ram, *scratch;
+	int fd, n;
+
+	snprintf(group, sizeof(group), CGROUP "-%d", owner);
+	if (ts_cgroup_enter(group) ||
+	    ts_cgroup_write(group, "memory.max", "3M"))
+		return 2;
+	fd = open(DISK, O_RDWR | O_DIRECT);
+	if (fd < 0 || guest_open(&d, fd, 100 + owner))
+		return 2;
+	ram = vblk_alloc(&d, ISO_PAGES * PAGE, PAGE);
+	scratch = vblk_alloc(&d, PAGE, PAGE);
+	ver = calloc(ISO_PAGES, sizeof(*ver));
+	disk_ver = calloc(ISO_PAGES, sizeof(*disk_ver));
+	if (!ram || !scratch || !ver || !disk_ver)
+		return 2;
+	for (i = 0; i < ISO_PAGES; i++) {
+		ver[i] = 1;
+		ts_fill_page(ram + i * PAGE, owner, i, 1);
+	}
+
+	for (n = 0; n < ISO_OPS; n++) {
+		i = rnd(&seed) % ISO_PAGES;
+		op = rnd(&seed) % 8;
+		if (op < 2) {
+			ts_fill_page(ram + i * PAGE, owner, i, ++ver[i]);
+		} else if (op < 6) {
+			if (vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, base + i * SECTORS,
+				    ram + i * PAGE, PAGE, 0, false))
+				bad++;
+			disk_ver[i] = ver[i];
+		} else if (disk_ver[i]) {
+			if (vblk_rw(&d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
+				    scratch, PAGE, 0, false) ||
+			    !ts_check_page(scratch, owner, i, disk_ver[i]))
+				bad++;
+		}
+		if (!(n % 500))
+			madvise(ram, ISO_PAGES * PAGE, MADV_PAGEOUT);
+	}
+	/* Everything the disk holds, once more. */
+	for (i = 0; i < ISO_PAGES; i++)
+		if (disk_ver[i] &&
+		    (vblk_rw(&d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
+			     scratch, PAGE, 0, false) ||
+		     !ts_check_page(scratch, owner, i, disk_ver[i])))
+			bad++;
+	reconciled = counter_of_disk(100 + owner, "reconciled_pages");
+	printf("# guest %d: %lu bad pages, %lld writes reconciled\n", owner,
+	       bad, reconciled);
+	vblk_discard(&d, VIRTIO_BLK_T_DISCARD, base, ISO_PAGES * SECTORS, 0);
+	vblk_close(&d);
+	close(fd);
+	ts_cgroup_leave(group);
+	/* Heavy swap must have made the guest's writes reconcile. */
+	return bad || reconciled <= 0 ? 1 : 0;
+}
+
+TEST_F_TIMEOUT(rc, two_guests_never_see_each_other, 900)
+{
+	int owner, status, failed = 0;
+	pid_t pid[2];
+
+	for (owner = 0; owner < 2; owner++) {
+		pid[owner] = fork();
+		ASSERT_LE(0, pid[owner]);
+		if (!pid[owner])
+			_exit(isolated_guest(owner + 1));
+	}
+	for (owner = 0; owner < 2; owner++) {
+		ASSERT_EQ(pid[owner], waitpid(pid[owner], &status, 0));
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			failed++;
+	}
+	EXPECT_EQ(0, failed);
+	/* Both guests' references are gone with their discards. */
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
+}
+
+/* Partial writes, discards and write-zeroes over referenced blocks. */
+TEST_F_TIMEOUT(rc, partial_writes_discards_and_zeroes_merge, 300)
+{
+	char *expect = malloc(16 * PAGE);
+	char *c = self->check;
+
+	ASSERT_NE(NULL, expect);
+	ASSERT_EQ(0UL, fill_and_push(self->buf, 16, 5, 1));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf, 16));
+	ASSERT_EQ(16, ts_vhost_counter("pages_referenced"));
+	ts_fill_pages(expect, 16, 5, 1);
+
+	/* 512 bytes into block 1: the rest of the block is kept. */
+	memset(c, 0x11, 512);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, SECTORS + 1, c,
+			     512, 0, false));
+	memset(expect + PAGE + 512, 0x11, 512);
+	/* A write straddling blocks 2 and 3 from an unaligned buffer. */
+	memset(c + 100, 0x22, PAGE);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 2 * SECTORS + 4,
+			     c + 100, PAGE, 0, false));
+	memset(expect + 2 * PAGE + 2048, 0x22, PAGE);
+	/* Write-zeroes of half of block 4, all of block 5. */
+	ASSERT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES,
+				  4 * SECTORS + 4, 4 + SECTORS, 0));
+	memset(expect + 4 * PAGE + 2048, 0, 2048 + PAGE);
+	/* Discard of block 6: its reference goes. */
+	ASSERT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD,
+				  6 * SECTORS, SECTORS, 0));
+	/* A plain (resident) write over block 7. */
+	ts_fill_page(c, 5, 7, 9);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 7 * SECTORS, c,
+			     PAGE, 0, false));
+	ts_fill_page(expect + 7 * PAGE, 5, 7, 9);
+
+	/* Blocks 1 to 5 and 7 lost their references, 6 was discarded. */
+	EXPECT_EQ(16 - 7, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ(4, ts_vhost_counter("merged_blocks"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, c, 16));
+	/* Block 6 was discarded: its contents are undefined. */
+	EXPECT_EQ(0, memcmp(c, expect, 6 * PAGE));
+	EXPECT_EQ(0, memcmp(c + 7 * PAGE, expect + 7 * PAGE, 9 * PAGE));
+	/* A read starting mid-block of a reference. */
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, 8 * SECTORS + 3,
+			     c, 2 * PAGE, 0, false));
+	EXPECT_EQ(0, memcmp(c, expect + 8 * PAGE + 1536, 2 * PAGE));
+	free(expect);
+}
+
+/*
+ * References outlive swapoff, and keep the module loaded and the disk
+ * attached (until they are durable); a device closed with references
+ * leaves them to the next device with the same disk id.
+ */
+TEST_F_TIMEOUT(rc, references_survive_swapoff_and_close, 300)
+{
+	struct vblk_dev d2;
+
+	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 6, 1));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	ASSERT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
+
+	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
+	EXPECT_EQ(-EWOULDBLOCK, ts_module_unload());
+	EXPECT_EQ(-EBUSY, vblk_set_backend(&self->dev, -1));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 6, 1));
+
+	/* Closed: the references stay with the disk id... */
+	vblk_close(&self->dev);
+	EXPECT_EQ(-EWOULDBLOCK, ts_module_unload());
+	/* ... and come back with it. */
+	vblk_init(&d2);
+	ASSERT_EQ(0, guest_open(&d2, self->disk_fd, 0));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
+	self->dev = d2;
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->check);
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 6, 1));
+
+	/* Dropped by the teardown's discard, the module unloads again. */
+	ASSERT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0,
+				  DISK_SECTORS, 0));
+	EXPECT_EQ(0, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ(0, vblk_set_backend(&self->dev, -1));
+}
+
+/* A disk id is the VMM's to give, once, and unique among attached disks. */
+TEST_F(rc, disk_ids)
+{
+	struct vblk_dev d2;
+	__u64 id = 0;
+
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_GET_DISK_ID, &id));
+	EXPECT_NE(0ULL, id & VHOST_BLK_DISK_ID_DERIVED);
+	id = 42;
+	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_DISK_ID, &id));
+	EXPECT_EQ(EBUSY, errno);
+
+	/* Another device on the same backend: the derived id is taken. */
+	vblk_init(&d2);
+	EXPECT_EQ(-EBUSY, guest_open(&d2, self->disk_fd, 0));
+	vblk_close(&d2);
+
+	/* Ids with the derived bit are the module's; others are free. */
+	vblk_init(&d2);
+	ASSERT_EQ(0, vblk_open(&d2, 1 << 20, 1, 16, 0));
+	id = VHOST_BLK_DISK_ID_DERIVED | 1;
+	EXPECT_EQ(-1, ioctl(d2.fd, VHOST_BLK_SET_DISK_ID, &id));
+	EXPECT_EQ(EINVAL, errno);
+	id = 42;
+	EXPECT_EQ(0, ioctl(d2.fd, VHOST_BLK_SET_DISK_ID, &id));
+	EXPECT_EQ(0, vblk_set_backend(&d2, self->disk_fd));
+	id = 0;
+	EXPECT_EQ(0, ioctl(d2.fd, VHOST_BLK_GET_DISK_ID, &id));
+	EXPECT_EQ(42ULL, id);
+	vblk_close(&d2);
+}
+
+/* Reads that overwrite whole swapped-out pages do not swap them in. */
+TEST_F_TIMEOUT(rc, false_reads_are_avoided, 300)
+{
+	long long pswpin0, false0;
+
+	ts_fill_pages(self->check, PAGES, 7, 1);
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->check,
+			      PAGES));
+	memset(self->buf, 0x5a, PAGES * PAGE);
+	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
+	warm_up(&self->dev, self->check);
+
+	false0 = ts_vhost_counter("false_reads_avoided");
+	pswpin0 = ts_vmstat("pswpin");
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
+			      PAGES));
+	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
+	EXPECT_EQ(false0 + (long long)PAGES,
+		  ts_vhost_counter("false_reads_avoided"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 7, 1));
+}
+
+/* Off, globally or per device, it is plain vhost-blk. */
+TEST_F_TIMEOUT(rc, reconcile_off_is_plain_vhost_blk, 300)
+{
+	long long pswpin0;
+	int off = 0;
+
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
+	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 8, 1));
+	pswpin0 = ts_vmstat("pswpin");
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	EXPECT_LE(pswpin0 + (long long)PAGES * 9 / 10, ts_vmstat("pswpin"));
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ(0, ts_vhost_counter("fallback_not_swapped"));
+
+	off = 1;
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
+	ASSERT_EQ(0, ts_write_str(TS_SYSMOD "/parameters/reconcile", "N"));
+	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 8, 2));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+			      PAGES));
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ(0, ts_vhost_counter("false_reads_avoided"));
+	ASSERT_EQ(0, ts_write_str(TS_SYSMOD "/parameters/reconcile", "Y"));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+			      PAGES));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 2));
+	off = 2;
+	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+/* Each decision is a tracepoint. */
+TEST_F_TIMEOUT(rc, decisions_are_traced, 300)
+{
+	const char *tr = "/sys/kernel/debug/tracing";
+	char path[256];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/events/tesseract/enable", tr);
+	ASSERT_EQ(0, ts_write_str(path, "1"));
+	snprintf(path, sizeof(path), "%s/trace", tr);
+	ts_write_str(path, "");
+	ASSERT_EQ(0UL, fill_and_push(self->buf, 4, 9, 1));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf, 4));
+	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 4));
+	ret = ts_system("grep -q 'tesseract_reconcile:.* referenced' /sys/kernel/debug/tracing/trace && "
+			"grep -q 'tesseract_store_read:' /sys/kernel/debug/tracing/trace");
+	snprintf(path, sizeof(path), "%s/events/tesseract/enable", tr);
+	ts_write_str(path, "0");
+	EXPECT_EQ(0, ret);
+}
+
+TEST_HARNESS_MAIN
