@@ -221,14 +221,15 @@ int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page)
 }
 
 /*
- * Find the PTE that maps @addr and lock it; NULL if there is no page table
- * there (nothing mapped, or a huge mapping). Needs the mmap lock. Holds the
- * RCU read lock until ts_pte_unlock(): since 6.5 page tables can be freed
- * without the mmap write lock, and are freed after an RCU grace period. The
- * kernel's own helper for this is not exported, so this is its pattern.
+ * Call @fn with the PTE that maps @addr, under its page-table lock; false
+ * if there is no page table there (nothing mapped, or a huge mapping).
+ * Needs the mmap lock. Since 6.5 page tables can be freed without the mmap
+ * write lock, after an RCU grace period, hence the RCU read lock and the
+ * recheck of the pmd under the lock. The kernel's own helper for this is
+ * not exported on 6.12, so this is its pattern.
  */
-static pte_t *ts_pte_lock(struct mm_struct *mm, unsigned long addr,
-			  spinlock_t **ptlp)
+static bool ts_with_pte_locked(struct mm_struct *mm, unsigned long addr,
+			       void (*fn)(pte_t *pte, void *arg), void *arg)
 {
 	pgd_t *pgd, pgdval;
 	p4d_t *p4d, p4dval;
@@ -240,16 +241,16 @@ static pte_t *ts_pte_lock(struct mm_struct *mm, unsigned long addr,
 	pgd = pgd_offset(mm, addr);
 	pgdval = READ_ONCE(*pgd);
 	if (pgd_none(pgdval) || pgd_bad(pgdval))
-		return NULL;
+		return false;
 	p4d = p4d_offset(pgd, addr);
 	p4dval = READ_ONCE(*p4d);
 	if (p4d_none(p4dval) || p4d_bad(p4dval))
-		return NULL;
+		return false;
 	pud = pud_offset(p4d, addr);
 	pudval = READ_ONCE(*pud);
 	/* pud_bad() covers a huge pud too. */
 	if (pud_none(pudval) || pud_bad(pudval))
-		return NULL;
+		return false;
 	pmd = pmd_offset(pud, addr);
 
 	rcu_read_lock();
@@ -258,7 +259,7 @@ again:
 	if (pmd_none(pmdval) || !pmd_present(pmdval) ||
 	    pmd_trans_huge(pmdval) || pmd_devmap(pmdval) || pmd_bad(pmdval)) {
 		rcu_read_unlock();
-		return NULL;
+		return false;
 	}
 	pte = pte_offset_kernel(&pmdval, addr);
 	ptl = pte_lockptr(mm, &pmdval);
@@ -268,14 +269,10 @@ again:
 		spin_unlock(ptl);
 		goto again;
 	}
-	*ptlp = ptl;
-	return pte;
-}
-
-static void ts_pte_unlock(spinlock_t *ptl)
-{
+	fn(pte, arg);
 	spin_unlock(ptl);
 	rcu_read_unlock();
+	return true;
 }
 
 /* The swap entry in @pte, or false if it holds none (present, migration...). */
@@ -298,36 +295,45 @@ static struct vm_area_struct *ts_anon_vma(struct mm_struct *mm,
 	return vma;
 }
 
+struct ts_locate {
+	struct ts_disk *disk;		/* NULL: only look */
+	enum ts_outcome outcome;
+	u32 block;
+};
+
+/* Under the PTE lock: see ts_page_locate(). */
+static void ts_locate_pte(pte_t *pte, void *arg)
+{
+	struct ts_locate *l = arg;
+	swp_entry_t entry;
+
+	if (!ts_pte_swap_entry(ptep_get(pte), &entry))
+		return;
+	if (!ts_swapdev_owns(ts_swapdev, entry))
+		l->outcome = TS_OUTCOME_OTHER_SWAPDEV;
+	else if (l->disk)
+		l->outcome = ts_swapdev_reference(ts_swapdev, entry, &l->block);
+	else
+		l->outcome = TS_OUTCOME_REFERENCED;
+}
+
 /*
  * Under the mmap lock: where the page at @uaddr is. TS_OUTCOME_REFERENCED
- * means "swapped out to our device", and then the caller may try (with
- * @disk) to take the reference in the same locked section.
+ * means "swapped out to our device" and, with @disk, that a reference on
+ * its block was taken in the same locked section (the block in *@block).
  */
 static enum ts_outcome ts_page_locate(struct ts_disk *disk,
 				      struct mm_struct *mm,
 				      unsigned long uaddr, u32 *block)
 {
-	enum ts_outcome outcome = TS_OUTCOME_NOT_SWAPPED;
-	swp_entry_t entry;
-	spinlock_t *ptl;	/* the page table's */
-	pte_t *pte;
+	struct ts_locate l = { .disk = disk,
+			       .outcome = TS_OUTCOME_NOT_SWAPPED,
+			       .block = TS_NO_BLOCK };
 
-	if (!ts_anon_vma(mm, uaddr))
-		return TS_OUTCOME_NOT_SWAPPED;
-	pte = ts_pte_lock(mm, uaddr, &ptl);
-	if (!pte)
-		return TS_OUTCOME_NOT_SWAPPED;
-	if (ts_pte_swap_entry(ptep_get(pte), &entry)) {
-		if (!ts_swapdev_owns(ts_swapdev, entry))
-			outcome = TS_OUTCOME_OTHER_SWAPDEV;
-		else if (disk)
-			outcome = ts_swapdev_reference(ts_swapdev, entry,
-						       block);
-		else
-			outcome = TS_OUTCOME_REFERENCED;
-	}
-	ts_pte_unlock(ptl);
-	return outcome;
+	if (ts_anon_vma(mm, uaddr))
+		ts_with_pte_locked(mm, uaddr, ts_locate_pte, &l);
+	*block = l.block;
+	return l.outcome;
 }
 
 /*
@@ -387,6 +393,13 @@ out:
 	return outcome;
 }
 
+static void ts_swapped_pte(pte_t *pte, void *arg)
+{
+	swp_entry_t entry;
+
+	*(bool *)arg = ts_pte_swap_entry(ptep_get(pte), &entry);
+}
+
 /*
  * A full-page guest read is about to overwrite the page at @uaddr. If that
  * page is swapped out (to any device), swapping it in would be a false
@@ -398,19 +411,11 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 {
 	struct vm_area_struct *vma;
 	bool swapped = false;
-	swp_entry_t entry;
-	spinlock_t *ptl;	/* the page table's */
-	pte_t *pte;
 
 	mmap_read_lock(mm);
 	vma = ts_anon_vma(mm, uaddr);
-	if (vma) {
-		pte = ts_pte_lock(mm, uaddr, &ptl);
-		if (pte) {
-			swapped = ts_pte_swap_entry(ptep_get(pte), &entry);
-			ts_pte_unlock(ptl);
-		}
-	}
+	if (vma)
+		ts_with_pte_locked(mm, uaddr, ts_swapped_pte, &swapped);
 	/*
 	 * The entry may change before the zap: whatever is there then goes,
 	 * and the read overwrites the whole page either way.
@@ -423,16 +428,30 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 	return swapped;
 }
 
+struct ts_count {
+	unsigned long addr, end;	/* within one page table */
+	unsigned long count;
+};
+
+static void ts_count_swapped_ptes(pte_t *pte, void *arg)
+{
+	struct ts_count *c = arg;
+	swp_entry_t entry;
+
+	for (; c->addr < c->end; c->addr += PAGE_SIZE, pte++)
+		if (ts_pte_swap_entry(ptep_get(pte), &entry) &&
+		    ts_swapdev_owns(ts_swapdev, entry))
+			c->count++;
+}
+
 /* Pages of [start, end) of @mm whose PTE is a swap entry on our device. */
 unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 					 unsigned long start,
 					 unsigned long end)
 {
-	unsigned long addr, next, count = 0;
+	struct ts_count c = { .count = 0 };
 	struct vm_area_struct *vma;
-	swp_entry_t entry;
-	spinlock_t *ptl;	/* the page table's */
-	pte_t *pte;
+	unsigned long addr, next;
 
 	if (!ts_swapdev)
 		return 0;
@@ -447,14 +466,9 @@ unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 		next = min3(pmd_addr_end(addr, end), vma->vm_end, end);
 		if (!vma_is_anonymous(vma))
 			continue;
-		pte = ts_pte_lock(mm, addr, &ptl);
-		if (!pte)
-			continue;
-		for (; addr < next; addr += PAGE_SIZE, pte++)
-			if (ts_pte_swap_entry(ptep_get(pte), &entry) &&
-			    ts_swapdev_owns(ts_swapdev, entry))
-				count++;
-		ts_pte_unlock(ptl);
+		c.addr = addr;
+		c.end = next;
+		ts_with_pte_locked(mm, addr, ts_count_swapped_ptes, &c);
 		if (need_resched()) {
 			mmap_read_unlock(mm);
 			cond_resched();
@@ -462,5 +476,5 @@ unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 		}
 	}
 	mmap_read_unlock(mm);
-	return count;
+	return c.count;
 }

@@ -455,10 +455,10 @@ static void discard_and_write_zeroes(struct __test_metadata *_metadata,
 					   MIB, 0, false));
 	/* Zero 256 KiB in the middle, with and without unmap. */
 	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES,
-					      base + 256, 256, 0));
+						base + 256, 256, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_OK,
 		  vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES, base + 512, 256,
-			     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
+			       VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
 	memset(buf, 0xa5, MIB);
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(d, 0, VIRTIO_BLK_T_IN, base, buf,
 					   MIB, 0, false));
@@ -468,11 +468,11 @@ static void discard_and_write_zeroes(struct __test_metadata *_metadata,
 	EXPECT_NE(0, memcmp(buf + 384 * 1024, zero, 128 * 1024));
 
 	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_discard(d, VIRTIO_BLK_T_DISCARD, base,
-					      2048, 0));
+						2048, 0));
 	/* Unmap is a write-zeroes flag only; unknown flags are refused. */
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP,
 		  vblk_discard(d, VIRTIO_BLK_T_DISCARD, base, 8,
-			     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
+			       VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP));
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP,
 		  vblk_discard(d, VIRTIO_BLK_T_WRITE_ZEROES, base, 8, 1U << 7));
 	free(zero);
@@ -485,10 +485,10 @@ TEST_F(file, discard_and_write_zeroes)
 	discard_and_write_zeroes(_metadata, &self->d, 4096);
 	/* Ranges past the end, or wrapping around, are errors. */
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_discard(&self->d, VIRTIO_BLK_T_DISCARD,
-						 cap - 4, 8, 0));
+						   cap - 4, 8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
 		  vblk_discard(&self->d, VIRTIO_BLK_T_WRITE_ZEROES, ~0ULL - 2, 8,
-			     0));
+			       0));
 	EXPECT_EQ(3, stat_ll("requests_discard"));
 	EXPECT_EQ(4, stat_ll("requests_write_zeroes"));
 }
@@ -801,7 +801,7 @@ TEST(read_only_backend)
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, 0, buf,
 					      4096, 0, false));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_discard(&d, VIRTIO_BLK_T_DISCARD, 0,
-						 8, 0));
+						   8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
 		  vblk_discard(&d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0));
 	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_FLUSH, 0, NULL,
