@@ -8,7 +8,7 @@ swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
 queue depth and direction. dp: dpbench's guest page-out with reconciliation
 off and on, per profile: throughput, write latency, host swap-ins and bytes
-written to the guest image.
+written to the guest image; and the read-back's throughput.
 """
 import re
 import sys
@@ -79,13 +79,16 @@ def plot_vhost(log, out):
 
 
 def plot_dp(log, out):
-    runs = {}       # (profile, mode) -> the page-out line's values
+    runs = {}       # (profile, mode) -> the phase lines' values
     results = {}    # profile -> the "dpbench PROFILE" line's values
     for line in open(log, errors="replace"):
-        m = re.match(r"# dp (\w+) (off|on) pageout (mib=.*)", line)
+        m = re.match(r"# dp (\w+) (off|on) (pageout|readback) (mib=.*)",
+                     line)
         if m:
-            runs[(m.group(1), m.group(2))] = dict(
-                kv.split("=", 1) for kv in m.group(3).split())
+            prefix = "" if m.group(3) == "pageout" else "readback_"
+            runs.setdefault((m.group(1), m.group(2)), {}).update(
+                (prefix + k, v) for k, v in
+                (kv.split("=", 1) for kv in m.group(4).split()))
         m = re.match(r"dpbench (\w+) (speedup=.*)", line)
         if m:
             results[m.group(1)] = dict(kv.split("=", 1)
@@ -97,8 +100,9 @@ def plot_dp(log, out):
     panels = (("mib_s", "page-out MiB/s", 1, False),
               ("max_ms", "write latency max (p99 hatched), ms", 1, True),
               ("pswpin", "host swap-ins (pswpin)", 1, False),
-              ("image_written", "image MiB written", 1 / 1048576, False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8))
+              ("image_written", "image MiB written", 1 / 1048576, False),
+              ("readback_mib_s", "read-back MiB/s", 1, False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
     width = 0.38
     xs = range(len(profiles))
     for ax, (key, title, scale, log_y) in zip(axes, panels):

@@ -464,23 +464,30 @@ static int phase(struct dp_io *io, struct dp_hot *hot, unsigned char *cold,
 		 bool write)
 {
 	const char *name = write ? "pageout" : "readback";
-	size_t nreq = opts.cold_pages / opts.per_req;
+	size_t nreq = opts.cold_pages / opts.per_req, slowest = 0, i;
 	double mib = opts.cold_pages * PAGE / 1048576.0, secs;
 	struct dp_stats a, b;
 	int ret;
 
-	snapshot(&a);
+	/* The hot work is going on when the guest starts paging. */
 	if (hot_start(hot))
 		return -1;
+	usleep(50000);
+	snapshot(&a);
 	ret = run_io(io, cold, write);
 	snapshot(&b);
 	hot_stop(hot, name);
 	if (ret)
 		return ret;
 	secs = b.time - a.time;
+	for (i = 1; i < nreq; i++)
+		if (io->lat[i] > io->lat[slowest])
+			slowest = i;
 	print_head(name);
-	printf(" mib=%.1f secs=%.3f mib_s=%.3f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f",
-	       mib, secs, mib / secs, 1e3 * percentile(io->lat, nreq, 50),
+	printf(" mib=%.1f secs=%.3f mib_s=%.3f", mib, secs, mib / secs);
+	printf(" slowest_request=%zu/%zu", slowest, nreq);
+	printf(" p50_ms=%.3f p99_ms=%.3f max_ms=%.3f",
+	       1e3 * percentile(io->lat, nreq, 50),
 	       1e3 * percentile(io->lat, nreq, 99),
 	       1e3 * percentile(io->lat, nreq, 100));
 	print_delta(name, &a, &b);
