@@ -31,8 +31,6 @@
  * -L only measures the latency of single 4 KiB O_DIRECT reads of each DEV,
  * to show what a dm-delay profile amounts to.
  */
-#include <dirent.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -82,6 +80,8 @@ static const char * const dp_counters[] = {
 	"false_reads_avoided",
 	"swapins_avoided",
 	"data_bytes_not_written",
+	"merged_blocks",
+	"dropped_references",
 	"guest_pages_in_host_swap",
 	"fallback_unaligned",
 	"fallback_not_swapped",
@@ -89,6 +89,7 @@ static const char * const dp_counters[] = {
 	"fallback_swapcache",
 	"fallback_slot_incomplete",
 	"fallback_store_full",
+	"fallback_no_memory",
 	"bytes_read",
 	"bytes_written",
 };
@@ -133,7 +134,7 @@ static struct dp_opts opts = {
 	.margin = 16UL << 20,
 };
 
-static char dev_dir[320];	/* debugfs directory of our device, or "" */
+static char dev_dir[512];	/* debugfs directory of our device, or "" */
 
 static double now(void)
 {
@@ -191,38 +192,13 @@ static void blk_stat(const char *dev, struct dp_blk *b)
 /* The debugfs directory of the one open /dev/vhost-blk device. */
 static void find_dev_dir(void)
 {
-	struct dirent *e;
-	int found = 0;
-	DIR *dir;
+	int found = ts_vhost_devices(dev_dir, sizeof(dev_dir));
 
-	dev_dir[0] = '\0';
-	dir = opendir(VBLK_DEBUGFS);
-	if (!dir)
-		return;
-	while ((e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		found++;
-		snprintf(dev_dir, sizeof(dev_dir), VBLK_DEBUGFS "/%s",
-			 e->d_name);
-	}
-	closedir(dir);
 	if (found != 1) {
 		printf("# dp: %d vhost-blk devices open, counters not read\n",
 		       found);
 		dev_dir[0] = '\0';
 	}
-}
-
-static long long dev_counter(const char *name)
-{
-	char path[400];
-	long long val;
-
-	if (!dev_dir[0])
-		return -1;
-	snprintf(path, sizeof(path), "%s/%s", dev_dir, name);
-	return ts_read_ll(path, &val) ? -1 : val;
 }
 
 static void snapshot(struct dp_stats *s)
@@ -235,7 +211,7 @@ static void snapshot(struct dp_stats *s)
 	blk_stat(opts.image, &s->image);
 	blk_stat(opts.store, &s->store);
 	for (i = 0; i < NR_COUNTERS; i++)
-		s->counter[i] = dev_counter(dp_counters[i]);
+		s->counter[i] = ts_vhost_counter(dp_counters[i]);
 }
 
 static void print_head(const char *phase)
@@ -498,17 +474,9 @@ static int phase(struct dp_io *io, struct dp_hot *hot, unsigned char *cold,
 /* Discard the disk range the benchmark used: drops its store references. */
 static int discard_all(struct vblk_dev *d)
 {
-	struct virtio_blk_discard_write_zeroes *seg;
-	int status;
+	int status = vblk_discard(d, VIRTIO_BLK_T_DISCARD, 0,
+				  opts.cold_pages * SECTORS_PER_PAGE, 0);
 
-	seg = vblk_alloc(d, sizeof(*seg), 16);
-	if (!seg)
-		return -1;
-	seg->sector = htole64(0);
-	seg->num_sectors = htole32(opts.cold_pages * SECTORS_PER_PAGE);
-	seg->flags = 0;
-	status = vblk_rw(d, 0, VIRTIO_BLK_T_DISCARD, 0, seg, sizeof(*seg), 0,
-			 false);
 	if (status) {
 		fprintf(stderr, "dpbench: discard: status %d\n", status);
 		return -1;
@@ -520,15 +488,9 @@ static int set_reconcile(struct vblk_dev *d)
 {
 	int on = opts.reconcile, ret;
 	char val[16] = "";
-	char path[400];
+	char path[600];
 
-#ifdef VHOST_BLK_SET_RECONCILE
 	ret = ioctl(d->fd, VHOST_BLK_SET_RECONCILE, &on);
-#else
-	/* Built against a header from before reconciliation. */
-	errno = ENOTTY;
-	ret = -1;
-#endif
 	if (ret) {
 		if (!opts.reconcile && (errno == ENOTTY || errno == EINVAL)) {
 			printf("# dp: VHOST_BLK_SET_RECONCILE: %s: the module does not reconcile\n",
@@ -691,7 +653,7 @@ static int bench(struct vblk_dev *d)
 	printf(" cold_resident=%zu swapout_secs=%.1f memory_current=%lld",
 	       resident, now() - t0, current);
 	printf(" memory_max=%s in_host_swap=%lld\n", opts.margin ? max : "max",
-	       dev_counter("guest_pages_in_host_swap"));
+	       ts_vhost_counter("guest_pages_in_host_swap"));
 	fflush(stdout);
 
 	if (phase(&io, &hot, cold, true))
@@ -706,7 +668,7 @@ static int bench(struct vblk_dev *d)
 	touch(d->ram, cold - d->ram);
 	print_head("readback");
 	printf(" cold_resident=%zu in_host_swap=%lld\n", resident,
-	       dev_counter("guest_pages_in_host_swap"));
+	       ts_vhost_counter("guest_pages_in_host_swap"));
 	if (phase(&io, &hot, cold, false))
 		return -1;
 
@@ -772,7 +734,7 @@ int main(int argc, char **argv)
 	/* Whatever happened, drop the disk's references before closing. */
 	if (discard_all(&d))
 		ret = 1;
-	refs = dev_counter("pages_referenced");
+	refs = ts_vhost_counter("pages_referenced");
 	print_head("discard");
 	printf(" pages_referenced=%lld\n", refs);
 	if (refs > 0)
