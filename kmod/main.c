@@ -113,11 +113,20 @@ static int ts_start_store(void)
 	ret = ts_store_open(backing, &ts_store);
 	if (ret)
 		return ret;
+	/* Guest disks' references come back before swap can take blocks. */
+	ret = ts_journal_recover(ts_store);
+	if (ret) {
+		ts_disks_forget(ts_store);
+		ts_store_close(ts_store);
+		ts_store = NULL;
+		return ret;
+	}
 	nr_slots = swap_size_mib ?
 		(u64)swap_size_mib << (20 - TS_BLOCK_SHIFT) :
 		ts_store->nr_blocks;
 	ret = ts_swapdev_create(ts_store, nr_slots, &ts_swapdev);
 	if (ret) {
+		ts_disks_forget(ts_store);
 		ts_store_close(ts_store);
 		ts_store = NULL;
 		return ret;

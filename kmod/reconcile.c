@@ -5,6 +5,9 @@
  * store block that already holds the page, instead of a swap-in and a data
  * write. Guest disks are known by id and own their references.
  *
+ * Changes of the reference maps are journalled (journal.c) when the guest
+ * flushes its disk; until then they are pending in the disk.
+ *
  * The decision is taken under the page-table lock of the guest page (see
  * DESIGN section 4): while the PTE holds swap entry S, slot S can be
  * neither freed nor reused for another page, so the block referenced is
@@ -12,18 +15,22 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/mmap_lock.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pgtable.h>
+#include <linux/rwsem.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/xarray.h>
+#include <uapi/linux/tesseract_store.h>
 
 #include "tesseract.h"
 
@@ -41,20 +48,35 @@ static struct ts_swapdev *ts_swapdev;
 
 /*
  * A guest disk. refs maps a disk block (4 KiB) to xa_mk_value(store block);
- * each entry holds one reference on its block. Disks with references stay
- * here when their device goes away, to be attached again by id, and keep
- * the module loaded: the references are the only copy of those blocks.
+ * each entry holds one reference on its block. Every change to refs is
+ * also appended to pending, the records the next commit makes durable;
+ * blocks whose references went stay allocated in frees until then. Disks
+ * outlive their devices, to be attached again by id.
  */
 struct ts_disk {
 	struct list_head node;		/* in ts_disks, under ts_disks_lock */
 	u64 id;
-	bool attached;			/* under ts_disks_lock */
+	struct file *image;		/* while attached; under ts_disks_lock */
 	struct xarray refs;
 	atomic_long_t nr_refs;
+
+	struct mutex lock;		/* refs changes, pending, frees */
+	struct ts_record *pending;
+	unsigned int nr_pending, max_pending;
+	u32 *frees;
+	unsigned int nr_frees, max_frees;
 };
+
+/* Records a disk gathers before a commit is forced. */
+#define TS_DISK_PENDING_COMMIT	1024
 
 static LIST_HEAD(ts_disks);
 static DEFINE_MUTEX(ts_disks_lock);
+/*
+ * Held for reading by every change of a reference map, for writing by a
+ * checkpoint, which needs all maps still. Taken before any disk's lock.
+ */
+static DECLARE_RWSEM(ts_maps_sem);
 
 void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
@@ -63,10 +85,50 @@ void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 	ts_swapdev = swapdev;
 }
 
+static void ts_disk_free(struct ts_disk *disk)
+{
+	list_del(&disk->node);
+	xa_destroy(&disk->refs);
+	kvfree(disk->pending);
+	kvfree(disk->frees);
+	kfree(disk);
+}
+
+/* Drop every disk and its references, durable or not (unload, failure). */
+void ts_disks_forget(struct ts_store *store)
+{
+	struct ts_disk *disk, *next;
+	unsigned long x;
+	void *entry;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry_safe(disk, next, &ts_disks, node) {
+		WARN_ON(disk->image);
+		spin_lock(&store->lock);
+		xa_for_each(&disk->refs, x, entry) {
+			ts_store_put_locked(store, xa_to_value(entry));
+			store->nr_refs--;
+		}
+		while (disk->nr_frees) {
+			ts_store_put_locked(store,
+					    disk->frees[--disk->nr_frees]);
+			store->nr_refs--;
+		}
+		spin_unlock(&store->lock);
+		ts_disk_free(disk);
+	}
+	mutex_unlock(&ts_disks_lock);
+}
+
+/* Unload: a checkpoint, so that the next load replays no journal. */
 void ts_reconcile_stop(void)
 {
-	/* References pin the module: none can be left. */
-	WARN_ON(!list_empty(&ts_disks));
+	if (ts_store) {
+		down_write(&ts_maps_sem);
+		ts_checkpoint(ts_store);
+		up_write(&ts_maps_sem);
+		ts_disks_forget(ts_store);
+	}
 	ts_store = NULL;
 	ts_swapdev = NULL;
 }
@@ -77,64 +139,81 @@ bool ts_reconcile_available(void)
 	return ts_swapdev && READ_ONCE(ts_reconcile_param);
 }
 
-/* A disk by id, attached to the caller; ERR_PTR(-EBUSY) if already in use. */
-struct ts_disk *ts_disk_attach(u64 id)
+static struct ts_disk *ts_disk_find_locked(u64 id)
+{
+	struct ts_disk *disk;
+
+	lockdep_assert_held(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		if (disk->id == id)
+			return disk;
+	return NULL;
+}
+
+static struct ts_disk *ts_disk_new_locked(u64 id)
+{
+	struct ts_disk *disk = kzalloc(sizeof(*disk), GFP_KERNEL);
+
+	if (!disk)
+		return NULL;
+	disk->id = id;
+	xa_init(&disk->refs);
+	mutex_init(&disk->lock);
+	list_add(&disk->node, &ts_disks);
+	return disk;
+}
+
+/*
+ * A disk by id, attached to the caller with its image (which commits make
+ * durable before the records that depend on it); ERR_PTR(-EBUSY) if the id
+ * is attached already.
+ */
+struct ts_disk *ts_disk_attach(u64 id, struct file *image)
 {
 	struct ts_disk *disk;
 
 	mutex_lock(&ts_disks_lock);
-	list_for_each_entry(disk, &ts_disks, node) {
-		if (disk->id != id)
-			continue;
-		if (disk->attached) {
-			disk = ERR_PTR(-EBUSY);
-		} else {
-			disk->attached = true;
-			pr_info("disk %llx attached again with %lu references\n",
-				id, atomic_long_read(&disk->nr_refs));
-		}
-		goto unlock;
+	disk = ts_disk_find_locked(id);
+	if (disk && disk->image) {
+		disk = ERR_PTR(-EBUSY);
+	} else if (disk) {
+		pr_info("disk %llx attached again with %lu references\n", id,
+			atomic_long_read(&disk->nr_refs));
+	} else {
+		disk = ts_disk_new_locked(id);
+		if (!disk)
+			disk = ERR_PTR(-ENOMEM);
 	}
-	disk = kzalloc(sizeof(*disk), GFP_KERNEL);
-	if (!disk) {
-		disk = ERR_PTR(-ENOMEM);
-		goto unlock;
-	}
-	disk->id = id;
-	disk->attached = true;
-	xa_init(&disk->refs);
-	list_add(&disk->node, &ts_disks);
-unlock:
+	if (!IS_ERR(disk))
+		disk->image = get_file(image);
 	mutex_unlock(&ts_disks_lock);
 	return disk;
 }
 
 /*
- * Let go of a disk. One with references is freed only with its last
- * reference; unless @may_keep (its device is going away) it must not have
- * any: -EBUSY.
+ * Let go of a disk: its changes are committed (the device has drained its
+ * requests), then it waits for its id to be attached again, or is freed if
+ * it has no references.
  */
-int ts_disk_detach(struct ts_disk *disk, bool may_keep)
+int ts_disk_detach(struct ts_disk *disk)
 {
 	unsigned long refs;
+	struct file *image;
+	int ret;
 
+	ret = vfs_fsync(disk->image, 0) ?: ts_disk_commit(disk);
+	if (ret)
+		pr_err("disk %llx: changes since the last flush not committed (%d)\n",
+		       disk->id, ret);
 	mutex_lock(&ts_disks_lock);
+	image = disk->image;
+	disk->image = NULL;
 	refs = atomic_long_read(&disk->nr_refs);
-	if (refs && !may_keep) {
-		mutex_unlock(&ts_disks_lock);
-		return -EBUSY;
-	}
-	disk->attached = false;
-	if (!refs) {
-		list_del(&disk->node);
-		xa_destroy(&disk->refs);
-		kfree(disk);
-	} else {
-		pr_info("disk %llx detached, keeping %lu references until it is attached again\n",
-			disk->id, refs);
-	}
+	if (!refs && !disk->nr_pending && !disk->nr_frees)
+		ts_disk_free(disk);
 	mutex_unlock(&ts_disks_lock);
-	return 0;
+	fput(image);
+	return ret;
 }
 
 u64 ts_disk_id(const struct ts_disk *disk)
@@ -156,34 +235,218 @@ bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last)
 	return xa_find(&disk->refs, &index, last, XA_PRESENT);
 }
 
-static void ts_disk_ref_added(struct ts_disk *disk)
+/* Grow the array at *@p of *@max elements of @size bytes, if it is full. */
+static int ts_grow(void **p, unsigned int nr, unsigned int *max, size_t size)
 {
-	if (atomic_long_inc_return(&disk->nr_refs) == 1)
-		__module_get(THIS_MODULE);
+	unsigned int new_max = *max * 2 + 64;
+	void *grown;
+
+	if (nr < *max)
+		return 0;
+	grown = kvmalloc_array(new_max, size, GFP_KERNEL);
+	if (!grown)
+		return -ENOMEM;
+	if (*p)
+		memcpy(grown, *p, nr * size);
+	kvfree(*p);
+	*p = grown;
+	*max = new_max;
+	return 0;
 }
 
-static void ts_disk_put_block(struct ts_disk *disk, u64 x, u32 block)
+/* Room for one more record and free block, before a change. Disk lock. */
+static int ts_disk_reserve(struct ts_disk *disk)
 {
-	trace_tesseract_drop(disk->id, x, block);
-	spin_lock(&ts_store->lock);
-	ts_store_put_locked(ts_store, block);
-	spin_unlock(&ts_store->lock);
-	if (atomic_long_dec_and_test(&disk->nr_refs))
-		module_put(THIS_MODULE);
+	lockdep_assert_held(&disk->lock);
+	return ts_grow((void **)&disk->pending, disk->nr_pending,
+		       &disk->max_pending, sizeof(*disk->pending)) ?:
+	       ts_grow((void **)&disk->frees, disk->nr_frees,
+		       &disk->max_frees, sizeof(*disk->frees));
+}
+
+/*
+ * Record a change of block @x: a reference to @block, or none
+ * (TS_NO_BLOCK); the reference @old it replaces is freed at the commit.
+ * Disk lock held, room reserved.
+ */
+static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
+{
+	struct ts_record *rec = &disk->pending[disk->nr_pending++];
+
+	memset(rec, 0, sizeof(*rec));
+	rec->type = block == TS_NO_BLOCK ? TS_REC_DROP : TS_REC_ADD;
+	if (block != TS_NO_BLOCK)
+		rec->data_block = cpu_to_le32(block);
+	rec->disk_id = cpu_to_le64(disk->id);
+	rec->disk_block = cpu_to_le64(x);
+	if (old) {
+		trace_tesseract_drop(disk->id, x, xa_to_value(old));
+		disk->frees[disk->nr_frees++] = xa_to_value(old);
+		atomic_long_dec(&disk->nr_refs);
+	}
 }
 
 /* Drop the reference of disk block @x, if it has one. */
 bool ts_disk_drop(struct ts_disk *disk, u64 x)
 {
-	void *entry;
+	void *entry = NULL;
 
 	if (!atomic_long_read(&disk->nr_refs))
 		return false;
-	entry = xa_erase(&disk->refs, x);
-	if (!entry)
-		return false;
-	ts_disk_put_block(disk, x, xa_to_value(entry));
-	return true;
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	if (xa_load(&disk->refs, x) && !ts_disk_reserve(disk)) {
+		entry = xa_erase(&disk->refs, x);
+		ts_disk_log(disk, x, TS_NO_BLOCK, entry);
+	}
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	return entry;
+}
+
+/* Enough changes gathered that the device should commit them now. */
+bool ts_disk_commit_due(struct ts_disk *disk)
+{
+	return READ_ONCE(disk->nr_pending) >= TS_DISK_PENDING_COMMIT;
+}
+
+/* The blocks of committed drops go back to the store. Disk lock held. */
+static void ts_disk_release_frees(struct ts_disk *disk)
+{
+	spin_lock(&ts_store->lock);
+	while (disk->nr_frees) {
+		ts_store_put_locked(ts_store, disk->frees[--disk->nr_frees]);
+		ts_store->nr_refs--;
+	}
+	spin_unlock(&ts_store->lock);
+}
+
+/*
+ * Every disk's images durable, then a checkpoint of all maps: what a
+ * journal that has run full does instead of a commit.
+ */
+static int ts_checkpoint_all(void)
+{
+	struct ts_disk *disk;
+	int ret = 0;
+
+	down_write(&ts_maps_sem);
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		if (disk->image && disk->nr_pending)
+			ret = ret ?: vfs_fsync(disk->image, 0);
+	ret = ret ?: ts_checkpoint(ts_store);
+	if (!ret) {
+		list_for_each_entry(disk, &ts_disks, node) {
+			disk->nr_pending = 0;
+			ts_disk_release_frees(disk);
+		}
+	}
+	mutex_unlock(&ts_disks_lock);
+	up_write(&ts_maps_sem);
+	return ret;
+}
+
+/*
+ * Make the disk's changes durable. The caller has made the image durable
+ * first: a dropped reference must not be forgotten before the data that
+ * replaced it is on stable media.
+ */
+int ts_disk_commit(struct ts_disk *disk)
+{
+	int ret;
+
+	if (!ts_store || !READ_ONCE(disk->nr_pending))
+		return 0;
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	if (ts_journal_has_room(ts_store, disk->nr_pending)) {
+		ret = ts_journal_commit(ts_store, disk->pending,
+					disk->nr_pending);
+		if (!ret) {
+			disk->nr_pending = 0;
+			ts_disk_release_frees(disk);
+		}
+		mutex_unlock(&disk->lock);
+		up_read(&ts_maps_sem);
+		return ret;
+	}
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	return ts_checkpoint_all();
+}
+
+/* Load time: @x of disk @id refers to @block (journal.c). */
+int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block)
+{
+	struct ts_disk *disk;
+	void *old;
+	int ret = 0;
+
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id) ?: ts_disk_new_locked(id);
+	if (!disk) {
+		ret = -ENOMEM;
+		goto unlock;
+	}
+	old = xa_store(&disk->refs, x, xa_mk_value(block), GFP_KERNEL);
+	if (xa_is_err(old)) {
+		ret = xa_err(old);
+		goto unlock;
+	}
+	spin_lock(&store->lock);
+	ts_store_claim_locked(store, block);
+	if (old)
+		ts_store_put_locked(store, xa_to_value(old));
+	else
+		store->nr_refs++;
+	spin_unlock(&store->lock);
+	if (!old)
+		atomic_long_inc(&disk->nr_refs);
+	if (store->nr_refs > store->max_refs)
+		ret = -EUCLEAN;
+unlock:
+	mutex_unlock(&ts_disks_lock);
+	return ret;
+}
+
+/* Load time: @x of disk @id has no reference (journal.c). */
+int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x)
+{
+	struct ts_disk *disk;
+	void *old = NULL;
+
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id);
+	if (disk)
+		old = xa_erase(&disk->refs, x);
+	if (old) {
+		spin_lock(&store->lock);
+		ts_store_put_locked(store, xa_to_value(old));
+		store->nr_refs--;
+		spin_unlock(&store->lock);
+		atomic_long_dec(&disk->nr_refs);
+	}
+	mutex_unlock(&ts_disks_lock);
+	return 0;
+}
+
+/* Every reference, into a checkpoint; maps held still by the caller. */
+int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
+{
+	struct ts_disk *disk;
+	unsigned long x;
+	void *entry;
+	int ret;
+
+	list_for_each_entry(disk, &ts_disks, node) {
+		xa_for_each(&disk->refs, x, entry) {
+			ret = ts_ckpt_add(w, disk->id, x, xa_to_value(entry));
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -369,10 +632,12 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 
 	if (!ts_swapdev)
 		return TS_OUTCOME_NOT_SWAPPED;
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
 	/* No allocation may happen under the page-table lock: reserve now. */
-	if (xa_reserve(&disk->refs, x, GFP_KERNEL)) {
+	if (ts_disk_reserve(disk) || xa_reserve(&disk->refs, x, GFP_KERNEL)) {
 		outcome = TS_OUTCOME_NO_MEMORY;
-		goto out;
+		goto unlock;
 	}
 	mmap_read_lock(mm);
 	outcome = ts_page_locate(disk, mm, uaddr, &block);
@@ -380,15 +645,16 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 	if (outcome != TS_OUTCOME_REFERENCED) {
 		/* Frees a reserved slot; leaves an existing reference alone. */
 		xa_release(&disk->refs, x);
-		goto out;
+		goto unlock;
 	}
 
 	/* Cannot fail: the slot was reserved. The old reference goes. */
-	ts_disk_ref_added(disk);
+	atomic_long_inc(&disk->nr_refs);
 	old = xa_store(&disk->refs, x, xa_mk_value(block), GFP_KERNEL);
-	if (old)
-		ts_disk_put_block(disk, x, xa_to_value(old));
-out:
+	ts_disk_log(disk, x, block, old);
+unlock:
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
 	trace_tesseract_reconcile(disk->id, x, uaddr, outcome, block);
 	return outcome;
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The store: 4 KiB blocks on a backing block device, each with a reference
- * count. Swap slots (and, later, guest-disk blocks) are names that point at
- * blocks; a block whose last reference goes returns to the free pool.
+ * count. Swap slots and guest-disk blocks are names that point at blocks; a
+ * block whose last reference goes returns to the free pool. The metadata
+ * that makes guest-disk references durable is in journal.c.
  *
  * All state lives in memory that is allocated once, when the store is
  * opened, so that the swap write path, which runs under memory reclaim,
@@ -16,9 +17,6 @@
 #include <linux/string.h>
 
 #include "tesseract.h"
-
-/* Blocks before the data area, kept for the superblock. */
-#define TS_STORE_METADATA_BLOCKS	1
 
 static const char *ts_open_error(int err)
 {
@@ -42,7 +40,6 @@ static const char *ts_open_error(int err)
 static int ts_store_check_backing(struct ts_store *store)
 {
 	struct block_device *bdev = store->backing.bdev;
-	u64 blocks;
 
 	if (bdev_read_only(bdev)) {
 		pr_err("backing=%s: read-only\n", store->path);
@@ -54,19 +51,8 @@ static int ts_store_check_backing(struct ts_store *store)
 		       TS_BLOCK_SIZE);
 		return -EINVAL;
 	}
-	blocks = bdev_nr_bytes(bdev) >> TS_BLOCK_SHIFT;
-	if (blocks < TS_STORE_METADATA_BLOCKS + TS_STORE_MIN_BLOCKS) {
-		pr_err("backing=%s: too small (%llu KiB, need at least %u KiB)\n",
-		       store->path, bdev_nr_bytes(bdev) >> 10,
-		       (TS_STORE_METADATA_BLOCKS + TS_STORE_MIN_BLOCKS) *
-		       (TS_BLOCK_SIZE >> 10));
-		return -ENOSPC;
-	}
-	store->data_start = TS_STORE_METADATA_BLOCKS;
-	/* Block numbers are u32 and TS_NO_BLOCK is reserved. */
-	store->nr_blocks = min_t(u64, blocks - store->data_start,
-				 TS_NO_BLOCK - 1);
-	return 0;
+	/* The geometry is the superblock's (tesseractctl format). */
+	return ts_store_load_sb(store);
 }
 
 int ts_store_open(const char *path, struct ts_store **storep)
@@ -146,6 +132,16 @@ bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
 	store->blocks_in_use++;
 	*block = b;
 	return true;
+}
+
+/* Take a reference on @block, free or not (recovery). */
+void ts_store_claim_locked(struct ts_store *store, u32 block)
+{
+	lockdep_assert_held(&store->lock);
+	if (!store->refcount[block]++) {
+		__set_bit(block, store->in_use);
+		store->blocks_in_use++;
+	}
 }
 
 void ts_store_get_locked(struct ts_store *store, u32 block)

@@ -247,12 +247,14 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 		state = TS_OUTCOME_SWAP_CACHED;
 		goto unlock;
 	}
-	if (store->nr_blocks - store->blocks_in_use < reserve) {
+	if (store->nr_blocks - store->blocks_in_use < reserve ||
+	    store->nr_refs >= store->max_refs) {
 		state = TS_OUTCOME_STORE_FULL;
 		goto unlock;
 	}
 	*block = swapdev->slot_block[slot];
 	ts_store_get_locked(store, *block);
+	store->nr_refs++;
 	state = TS_OUTCOME_REFERENCED;
 unlock:
 	spin_unlock(&store->lock);

@@ -6,6 +6,7 @@
 #define _TESSERACT_H
 
 #include <linux/limits.h>
+#include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -38,22 +39,52 @@ extern struct dentry *ts_debugfs_root;
  * swap_slot_free_notify, which runs in atomic context: never sleep or
  * allocate under it.
  */
+/* The journal's position; under lock. See journal.c. */
+struct ts_journal {
+	struct mutex lock;		/* serializes journal and checkpoints */
+	u64 seq;			/* of the last journal block written */
+	u64 next;			/* ring index of the next one */
+	u64 since_ckpt;			/* blocks written since the checkpoint */
+	int ckpt_slot;			/* slot of the newest checkpoint */
+};
+
 struct ts_store {
 	struct ts_bdev_handle backing;
 	char path[PATH_MAX];
-	u64 data_start;			/* first data block, in 4 KiB units */
+	/* Geometry, from the superblock, in 4 KiB blocks of the device. */
+	u8 uuid[16];
+	u64 journal_start, journal_blocks;
+	u64 ckpt_start[2], ckpt_blocks;
+	u64 data_start;			/* first data block */
 	u32 nr_blocks;			/* data blocks */
+	u32 max_refs;			/* guest-disk references, at most */
 
 	spinlock_t lock;		/* see above */
 	u32 *refcount;			/* per data block; 0 = free */
 	unsigned long *in_use;		/* bitmap: refcount != 0 */
 	u32 blocks_in_use;
+	u32 nr_refs;			/* guest-disk references */
+
+	struct ts_journal journal;
 };
+
+/* A checkpoint being written (journal.c), record by record. */
+struct ts_ckpt_writer {
+	struct ts_store *store;
+	struct page *page;
+	struct ts_record *recs;		/* page_address(page) */
+	u64 block;			/* where the page goes when full */
+	u64 nr;
+	u32 crc;
+};
+
+struct ts_record;
 
 int ts_store_open(const char *path, struct ts_store **storep);
 void ts_store_close(struct ts_store *store);
 
 bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block);
+void ts_store_claim_locked(struct ts_store *store, u32 block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
 int ts_store_read_block(struct ts_store *store, u32 block, struct page *page);
@@ -79,6 +110,15 @@ enum ts_outcome {
 	TS_NR_OUTCOMES
 };
 
+/* The metadata on the backing device (journal.c). */
+int ts_store_load_sb(struct ts_store *store);
+int ts_journal_recover(struct ts_store *store);
+bool ts_journal_has_room(struct ts_store *store, unsigned int nr);
+int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
+		      unsigned int nr);
+int ts_checkpoint(struct ts_store *store);
+int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block);
+
 struct ts_swapdev;
 
 int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
@@ -102,8 +142,14 @@ void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
 void ts_reconcile_stop(void);
 bool ts_reconcile_available(void);
 
-struct ts_disk *ts_disk_attach(u64 id);
-int ts_disk_detach(struct ts_disk *disk, bool may_keep);
+struct ts_disk *ts_disk_attach(u64 id, struct file *image);
+int ts_disk_detach(struct ts_disk *disk);
+int ts_disk_commit(struct ts_disk *disk);
+bool ts_disk_commit_due(struct ts_disk *disk);
+int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block);
+int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x);
+void ts_disks_forget(struct ts_store *store);
+int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w);
 u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);

@@ -440,6 +440,15 @@ static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
 	return vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
 }
 
+/*
+ * The image first, then the reference changes: a reference may be dropped
+ * on stable media only once the data that replaced it is there.
+ */
+static int vhost_blk_commit(struct vhost_blk_backend *be)
+{
+	return vfs_fsync(be->file, 0) ?: ts_disk_commit(be->disk);
+}
+
 static bool vhost_blk_reconciling(struct vhost_blk *blk)
 {
 	return READ_ONCE(blk->reconcile) && ts_reconcile_available();
@@ -884,6 +893,9 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			vhost_blk_write_mapped(blk, be, req, nr, skip, pos,
 					       reconcile) :
 			vhost_blk_read_mapped(blk, be, req, pos);
+		/* A guest that never flushes must not pile up changes. */
+		if (ts_disk_commit_due(be->disk) && vhost_blk_commit(be))
+			req->result = -EIO;
 		err = vhost_blk_rw_done(req);
 		return err ?: -EINPROGRESS;
 	}
@@ -943,7 +955,7 @@ static int vhost_blk_flush(struct vhost_blk_backend *be,
 {
 	if (c->out_len != sizeof(struct virtio_blk_outhdr) || c->in_len != 1)
 		return VIRTIO_BLK_S_IOERR;
-	return vfs_fsync(be->file, 0) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	return vhost_blk_commit(be) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
 /*
@@ -1160,15 +1172,15 @@ unlock:
 }
 
 /*
- * The disk keeps its references when its device lets go of it: they are
- * the only copy of those blocks, and come back when the id is attached.
+ * The disk's changes are committed and it keeps its references when its
+ * device lets go of it: they come back when the id is attached again.
  */
 static void vhost_blk_backend_put(struct vhost_blk_backend *be)
 {
 	if (!be)
 		return;
 	if (be->disk)
-		ts_disk_detach(be->disk, true);
+		ts_disk_detach(be->disk);
 	fput(be->file);
 	kfree(be);
 }
@@ -1254,7 +1266,8 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
 	} else if (host->i_sb->s_bdev) {
 		be->dio_align = bdev_logical_block_size(host->i_sb->s_bdev);
 	}
-	be->disk = ts_disk_attach(disk_id ?: vhost_blk_derived_disk_id(host));
+	be->disk = ts_disk_attach(disk_id ?: vhost_blk_derived_disk_id(host),
+				  file);
 	if (IS_ERR(be->disk)) {
 		ret = PTR_ERR(be->disk);
 		kfree(be);
@@ -1278,11 +1291,6 @@ static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 		goto unlock;
 
 	if (fd == -1) {
-		/* Until references are durable, they must not be orphaned. */
-		if (blk->backend && ts_disk_nr_refs(blk->backend->disk)) {
-			ret = -EBUSY;
-			goto unlock;
-		}
 		vhost_blk_backend_put(vhost_blk_detach(blk));
 		goto unlock;
 	}
