@@ -75,6 +75,8 @@ FIXTURE_TEARDOWN(swap)
 	reset_system();
 }
 
+#define TSCTL	"\"$TS_DIR/build/tools/tesseractctl\""
+
 static const struct {
 	const char *setup;	/* shell commands preparing the device */
 	const char *params;
@@ -85,8 +87,26 @@ static const struct {
 	  "backing=/dev/ts-nonexistent: no such file", "true" },
 	{ "true", "backing=/proc/version",
 	  "backing=/proc/version: not a block device", "true" },
-	{ "truncate -s 512K /tmp/small.img && losetup /dev/loop7 /tmp/small.img",
-	  "backing=/dev/loop7", "backing=/dev/loop7: too small",
+	{ "truncate -s 16M /tmp/blank.img && losetup /dev/loop7 /tmp/blank.img",
+	  "backing=/dev/loop7", "backing=/dev/loop7: not a tesseract store",
+	  "losetup -d /dev/loop7" },
+	/* Another owner's data in block 0. */
+	{ "truncate -s 16M /tmp/foreign.img && losetup /dev/loop7 /tmp/foreign.img && "
+	  "head -c 4096 /dev/urandom | dd of=/dev/loop7 conv=notrunc status=none",
+	  "backing=/dev/loop7", "backing=/dev/loop7: not a tesseract store",
+	  "losetup -d /dev/loop7" },
+	/* A bit flipped in the superblock (in its uuid). */
+	{ "truncate -s 16M /tmp/flip.img && losetup /dev/loop7 /tmp/flip.img && "
+	  TSCTL " format /dev/loop7 >/dev/null && "
+	  "printf '\\001' | dd of=/dev/loop7 bs=1 seek=20 conv=notrunc status=none",
+	  "backing=/dev/loop7",
+	  "backing=/dev/loop7: superblock checksum mismatch",
+	  "losetup -d /dev/loop7" },
+	/* Both checkpoints (and the journal) overwritten. */
+	{ "truncate -s 16M /tmp/ckpt.img && losetup /dev/loop7 /tmp/ckpt.img && "
+	  TSCTL " format /dev/loop7 >/dev/null && "
+	  "head -c 1M /dev/urandom | dd of=/dev/loop7 bs=4096 seek=1 conv=notrunc status=none",
+	  "backing=/dev/loop7", "backing=/dev/loop7: no valid checkpoint",
 	  "losetup -d /dev/loop7" },
 	{ "truncate -s 16M /tmp/ro.img && losetup -r /dev/loop6 /tmp/ro.img",
 	  "backing=/dev/loop6", "backing=/dev/loop6: read-only",
@@ -222,6 +242,7 @@ TEST_F_TIMEOUT(swap, redirect_on_write, 120)
 	int fd;
 
 	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_format(SCRATCH));
 	ASSERT_EQ(0, ts_module_load("backing=" SCRATCH));
 	fd = open(SWAPDEV, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, fd);
@@ -308,6 +329,7 @@ TEST_F_TIMEOUT(swap, raw_io_scattered_buffers, 120)
 	int fd, i;
 
 	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_format(SCRATCH));
 	ASSERT_EQ(0, ts_module_load("backing=" SCRATCH));
 	fd = open(SWAPDEV, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, fd);

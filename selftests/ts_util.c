@@ -344,13 +344,37 @@ void ts_system_quiet(const char *cmd)
 
 #define TS_SWAPDEV	"/dev/tsswap0"
 
+int ts_tool(const char *args)
+{
+	const char *dir = getenv("TS_DIR");
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "%s/build/tools/tesseractctl %s",
+		 dir ? dir : ".", args);
+	return ts_system(cmd);
+}
+
+int ts_format(const char *dev)
+{
+	char args[256];
+
+	snprintf(args, sizeof(args), "format --force %s >/dev/null", dev);
+	return ts_tool(args) ? -EIO : 0;
+}
+
 int ts_swap_up(const char *params)
 {
+	const char *backing = strstr(params, "backing=");
+	char dev[128];
 	int ret;
 
 	ts_system_quiet("echo N > /sys/module/zswap/parameters/enabled");
 	swapoff(TS_SWAPDEV);
 	ts_module_ensure_unloaded();
+	/* A fresh store for every test. */
+	if (backing && sscanf(backing, "backing=%127s", dev) == 1 &&
+	    ts_format(dev))
+		return -EIO;
 	ret = ts_module_load(params);
 	if (ret)
 		return ret;

@@ -47,10 +47,15 @@ int ts_system(const char *cmd);
 /* Run a shell command with its output discarded. */
 void ts_system_quiet(const char *cmd);
 
+/* Run build/tools/tesseractctl (under $TS_DIR) with @args: exit status. */
+int ts_tool(const char *args);
+/* tesseractctl format --force @dev: 0 or -EIO. */
+int ts_format(const char *dev);
+
 /*
- * Load the module with @params (which should name a backing device), then
- * mkswap and swapon /dev/tsswap0 as the only active swap, zswap off.
- * 0 or -errno.
+ * Format the backing device named in @params (a fresh store), load the
+ * module with @params, then mkswap and swapon /dev/tsswap0 as the only
+ * active swap, zswap off. 0 or -errno.
  */
 int ts_swap_up(const char *params);
 /* swapoff /dev/tsswap0 and unload the module. */
