@@ -452,19 +452,10 @@ int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block)
 	return ret;
 }
 
-/* Room in the journal for @nr more records before a checkpoint? */
-bool ts_journal_has_room(struct ts_store *store, unsigned int nr)
-{
-	bool room;
-
-	mutex_lock(&store->journal.lock);
-	room = store->journal.since_ckpt + ts_journal_blocks_for(nr) <
-	       store->journal_blocks;
-	mutex_unlock(&store->journal.lock);
-	return room;
-}
-
-/* Make @nr records durable, after the data they name. */
+/*
+ * Make @nr records durable, after the data they name; -ENOSPC if the
+ * journal has no room for them before a checkpoint.
+ */
 int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 		      unsigned int nr)
 {
@@ -479,7 +470,7 @@ int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 	else
 		ret = ts_journal_write_locked(store, recs, nr);
 	mutex_unlock(&j->lock);
-	if (ret)
+	if (ret && ret != -ENOSPC)
 		pr_err_ratelimited("%s: journal write failed (%d)\n",
 				   store->path, ret);
 	return ret;

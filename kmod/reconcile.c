@@ -360,20 +360,15 @@ int ts_disk_commit(struct ts_disk *disk)
 		return 0;
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	if (ts_journal_has_room(ts_store, disk->nr_pending)) {
-		ret = ts_journal_commit(ts_store, disk->pending,
-					disk->nr_pending);
-		if (!ret) {
-			disk->nr_pending = 0;
-			ts_disk_release_frees(disk);
-		}
-		mutex_unlock(&disk->lock);
-		up_read(&ts_maps_sem);
-		return ret;
+	ret = ts_journal_commit(ts_store, disk->pending, disk->nr_pending);
+	if (!ret) {
+		disk->nr_pending = 0;
+		ts_disk_release_frees(disk);
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	return ts_checkpoint_all();
+	/* The journal is full: a checkpoint of everything instead. */
+	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
 }
 
 /* Load time: @x of disk @id refers to @block (journal.c). */

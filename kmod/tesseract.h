@@ -113,7 +113,6 @@ enum ts_outcome {
 /* The metadata on the backing device (journal.c). */
 int ts_store_load_sb(struct ts_store *store);
 int ts_journal_recover(struct ts_store *store);
-bool ts_journal_has_room(struct ts_store *store, unsigned int nr);
 int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 		      unsigned int nr);
 int ts_checkpoint(struct ts_store *store);
