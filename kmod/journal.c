@@ -307,13 +307,16 @@ int ts_journal_recover(struct ts_store *store)
 	}
 	slot = valid[0] && (!valid[1] || le64_to_cpu(hdr[0].seq) >
 			    le64_to_cpu(hdr[1].seq)) ? 0 : 1;
+	/*
+	 * Entries are on stable media before their header: bad entries under
+	 * a good header are corruption, not a crash. The older slot is no way
+	 * out, the journal after it may be overwritten.
+	 */
 	ret = ts_ckpt_apply(store, slot, &hdr[slot], page);
-	if (ret == -EUCLEAN && valid[!slot]) {
-		pr_warn("backing=%s: checkpoint %llu corrupted, using the older one\n",
-			store->path, le64_to_cpu(hdr[slot].seq));
-		ts_disks_forget(store);
-		slot = !slot;
-		ret = ts_ckpt_apply(store, slot, &hdr[slot], page);
+	if (ret == -EUCLEAN) {
+		pr_err("backing=%s: checkpoint %llu: references corrupted\n",
+		       store->path, le64_to_cpu(hdr[slot].seq));
+		goto out;
 	}
 	if (ret) {
 		pr_err("backing=%s: cannot load checkpoint %llu (%d)\n",

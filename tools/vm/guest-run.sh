@@ -39,8 +39,9 @@ exec >/dev/ttyS1 2>&1 </dev/null
 
 # Scratch disks the host attached (sparse files on the host).
 modprobe virtio_blk
-# The module uses the vhost core; load it as a packaged module would be.
+# The module uses the vhost core and crc32c; load them as modprobe would.
 modprobe vhost 2>/dev/null
+modprobe libcrc32c 2>/dev/null
 
 echo "# tesseract-guest: kernel $TS_KVER, $(nproc) cpus, $(free -m | awk '/Mem:/ {print $2}') MiB"
 
