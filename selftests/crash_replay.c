@@ -207,11 +207,11 @@ out:
 	return bad ? 1 : 0;
 }
 
-FIXTURE(crash) {
+FIXTURE(replay) {
 	struct workload *w;
 };
 
-FIXTURE_SETUP(crash)
+FIXTURE_SETUP(replay)
 {
 	self->w = calloc(1, sizeof(*self->w));
 	ASSERT_NE(NULL, self->w);
@@ -220,7 +220,7 @@ FIXTURE_SETUP(crash)
 		SKIP(return, "dm-log-writes, dm-snapshot or the disks missing");
 }
 
-FIXTURE_TEARDOWN(crash)
+FIXTURE_TEARDOWN(replay)
 {
 	ts_module_ensure_unloaded();
 	crash_teardown();
@@ -228,7 +228,7 @@ FIXTURE_TEARDOWN(crash)
 	free(self->w);
 }
 
-TEST_F_TIMEOUT(crash, flushed_writes_survive_every_crash_point, 1500)
+TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 1500)
 {
 	unsigned long long *points, *keep;
 	size_t n, i, kept = 0;
@@ -239,7 +239,7 @@ TEST_F_TIMEOUT(crash, flushed_writes_survive_every_crash_point, 1500)
 	TH_LOG("%u flushes, %llu pages reconciled", self->w->flushes,
 	       self->w->reconciled);
 	/* A test of reconciled data only if there is some. */
-	ASSERT_LT(BLOCKS, self->w->reconciled);
+	ASSERT_LT((unsigned long long)BLOCKS, self->w->reconciled);
 	ASSERT_EQ(0, crash_log_stop());
 	ASSERT_EQ(0, crash_log_read(&self->w->log));
 	ready = crash_log_find_mark(&self->w->log, "ready");

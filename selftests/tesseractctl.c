@@ -17,6 +17,7 @@
 #include <linux/tesseract_store.h>
 
 #include "kselftest_harness.h"
+#include "ts_crc.h"
 #include "ts_util.h"
 
 #define BLOCK		TS_STORE_BLOCK_SIZE
@@ -34,24 +35,10 @@
 
 static const char *dev;
 
-static __u32 crc32c(__u32 crc, const void *buf, size_t len)
-{
-	const __u8 *p = buf;
-	int k;
-
-	while (len--) {
-		crc ^= *p++;
-		for (k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1));
-	}
-	return crc;
-}
-
 /* Set the crc field of a metadata block. */
 static void seal(void *block, __le32 *crc)
 {
-	*crc = 0;
-	*crc = htole32(~crc32c(~0U, block, BLOCK));
+	*crc = htole32(ts_block_crc(block, (char *)crc - (char *)block));
 }
 
 /* The store's geometry, in host order. */
@@ -213,7 +200,7 @@ static int put_ckpt(struct scratch *sc, int slot, __u64 seq,
 		    __u64 next, const struct ts_record *recs, unsigned int nr)
 {
 	struct ts_ckpt_header *h = sc->blk;
-	__u32 crc = ~crc32c(~0U, recs, nr * sizeof(*recs));
+	__u32 crc = ~ts_crc32c(~0U, recs, nr * sizeof(*recs));
 
 	memset(sc->blk, 0, BLOCK);
 	memcpy(sc->blk, recs, nr * sizeof(*recs));
@@ -270,7 +257,7 @@ FIXTURE_TEARDOWN(ctl)
 
 TEST_F(ctl, crc32c_test_vector)
 {
-	EXPECT_EQ(0xe3069283, ~crc32c(~0U, "123456789", 9));
+	EXPECT_EQ(0xe3069283, ~ts_crc32c(~0U, "123456789", 9));
 }
 
 TEST_F(ctl, help_and_usage)

@@ -30,6 +30,8 @@
 #include <linux/fs.h>
 #include <linux/tesseract_store.h>
 
+#include "ts_crc.h"
+
 #define BLOCK		TS_STORE_BLOCK_SIZE
 #define ZERO_CHUNK	256		/* blocks zeroed per write */
 #define MIN_DATA_BLOCKS	257		/* format refuses fewer */
@@ -76,47 +78,6 @@ static void *xalloc(size_t size)
 static __u64 ckpt_need(__u64 refs)
 {
 	return 1 + (refs + TS_CKPT_RECORDS - 1) / TS_CKPT_RECORDS;
-}
-
-/* CRC-32C (Castagnoli), reflected, table driven. */
-
-static __u32 crc_table[256];
-
-static void crc32c_init(void)
-{
-	unsigned int i, k;
-	__u32 c;
-
-	for (i = 0; i < 256; i++) {
-		c = i;
-		for (k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82f63b78 : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-/* The raw update, as the kernel's crc32c(): no inversion. */
-static __u32 crc32c(__u32 crc, const void *buf, size_t len)
-{
-	const __u8 *p = buf;
-
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return crc;
-}
-
-/* The crc of a metadata block, its crc field (at byte @off) taken as 0. */
-static __u32 block_crc(const void *block, size_t off)
-{
-	static const __u8 zero[sizeof(__le32)];
-	const __u8 *p = block;
-	__u32 crc;
-
-	crc = crc32c(~0U, p, off);
-	crc = crc32c(crc, zero, sizeof(zero));
-	off += sizeof(zero);
-	crc = crc32c(crc, p + off, BLOCK - off);
-	return ~crc;
 }
 
 static bool is_zero(const void *buf, size_t len)
@@ -665,7 +626,7 @@ static int sb_load(struct store *s)
 		return -1;
 	}
 	geom_from_sb(&s->g, sb);
-	crc = block_crc(sb, offsetof(struct ts_sb, crc));
+	crc = ts_block_crc(sb, offsetof(struct ts_sb, crc));
 	if (s->dump)
 		sb_print(s, sb, crc);
 	if (crc != le32toh(sb->crc))
@@ -718,7 +679,7 @@ static int slot_load_entries(struct store *s, int i)
 		if (!r && dev_read(&s->dev, block, s->buf))
 			return -1;
 		rec = &recs[r];
-		crc = crc32c(crc, rec, sizeof(*rec));
+		crc = ts_crc32c(crc, rec, sizeof(*rec));
 		rec_str(rec, str, sizeof(str));
 		e = rec_check(rec, true, s->g.data_blocks);
 		if (e != REC_OK) {
@@ -774,7 +735,7 @@ static int slot_load(struct store *s, int i)
 	if (le64toh(h->magic) != TS_CKPT_MAGIC)
 		return slot_bad(sl, false, is_zero(h, BLOCK) ?
 				"empty (zeroed)" : "no checkpoint (bad magic)");
-	crc = block_crc(h, offsetof(struct ts_ckpt_header, crc));
+	crc = ts_block_crc(h, offsetof(struct ts_ckpt_header, crc));
 	if (crc != le32toh(h->crc))
 		return slot_bad(sl, false,
 				"torn or corrupt header (crc 0x%08x, computed 0x%08x)",
@@ -876,7 +837,7 @@ static enum jb_state jb_state(const struct ts_journal_block *jb, __u64 seq)
 		return is_zero(jb, BLOCK) ? JB_ZERO : JB_MAGIC;
 	if (le64toh(jb->seq) != seq)
 		return JB_SEQ;
-	if (block_crc(jb, offsetof(struct ts_journal_block, crc)) !=
+	if (ts_block_crc(jb, offsetof(struct ts_journal_block, crc)) !=
 	    le32toh(jb->crc))
 		return JB_TORN;
 	return JB_OK;
@@ -1195,15 +1156,15 @@ static int format_write(struct dev *d, const struct geom *g, void *zero)
 	/* Slot 0: seq 0, no references (entries_crc of nothing: 0). */
 	h->magic = htole64(TS_CKPT_MAGIC);
 	h->seq = 0;
-	h->entries_crc = htole32(~crc32c(~0U, NULL, 0));
+	h->entries_crc = htole32(~ts_crc32c(~0U, NULL, 0));
 	h->nr_refs = 0;
 	h->journal_next = 0;
 	memcpy(h->uuid, g->uuid, sizeof(h->uuid));
-	h->crc = htole32(block_crc(h, offsetof(struct ts_ckpt_header, crc)));
+	h->crc = htole32(ts_block_crc(h, offsetof(struct ts_ckpt_header, crc)));
 	if (dev_io(d, g->ckpt_start[0], h, 1, true) || dev_sync(d))
 		goto out;
 	sb_from_geom(sb, g);
-	sb->crc = htole32(block_crc(sb, offsetof(struct ts_sb, crc)));
+	sb->crc = htole32(ts_block_crc(sb, offsetof(struct ts_sb, crc)));
 	if (dev_io(d, 0, sb, 1, true) || dev_sync(d))
 		goto out;
 	ret = 0;
@@ -1384,8 +1345,7 @@ int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
 
-	crc32c_init();
-	if (~crc32c(~0U, "123456789", 9) != 0xe3069283) {
+	if (~ts_crc32c(~0U, "123456789", 9) != 0xe3069283) {
 		err("internal error: CRC-32C self-test failed");
 		return 1;
 	}
