@@ -219,6 +219,26 @@ static int ts_ckpt_apply(struct ts_store *store, int slot,
 }
 
 /*
+ * The journal ended at ring index @pos, where block @seq was expected. If
+ * the block after it is the valid block seq + 1, the end was not where a
+ * crash left it but damage: say so, since the commits after it are lost.
+ */
+static void ts_journal_warn_hole(struct ts_store *store, struct page *page,
+				 u64 pos, u64 seq)
+{
+	struct ts_journal_block *jb = page_address(page);
+
+	pos = (pos + 1) % store->journal_blocks;
+	if (ts_meta_read(store, store->journal_start + pos, page))
+		return;
+	if (le64_to_cpu(jb->magic) == TS_JOURNAL_MAGIC &&
+	    le64_to_cpu(jb->seq) == seq + 1 &&
+	    ts_block_crc(jb, &jb->crc) == le32_to_cpu(jb->crc))
+		pr_warn("backing=%s: journal block %llu is damaged and later ones are valid: commits after it are lost (tesseractctl check)\n",
+			store->path, seq);
+}
+
+/*
  * Replay the journal after the checkpoint: blocks in sequence from
  * journal_next, until one is missing, torn or out of sequence, which is
  * where the last commit before the crash ended.
@@ -265,6 +285,7 @@ static int ts_journal_replay(struct ts_store *store, struct page *page)
 	}
 	store->journal.next = pos;
 	store->journal.since_ckpt = n;
+	ts_journal_warn_hole(store, page, pos, seq);
 	return 0;
 }
 

@@ -529,6 +529,58 @@ TEST_F(ctl, journal_replay)
 	EXPECT_TRUE(err_has("DROP with a data block")) ts_system(SHOW);
 }
 
+/*
+ * The module reads what the tool reads: the same references from a good
+ * journal, the state before a torn block, a refusal for a bad record.
+ */
+TEST_F_TIMEOUT(ctl, module_recovers_the_same_state, 120)
+{
+	size_t rec0 = sizeof(struct ts_journal_block);
+	char params[128];
+	int kmsg;
+
+	if (getenv("TS_CTL_DEV"))
+		SKIP(return, "the module needs the test VM");
+	snprintf(params, sizeof(params), "backing=%s", dev);
+
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, put_three(&self->s));
+	kmsg = ts_kmsg_open();
+	ASSERT_EQ(0, ts_module_load(params));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "journal up to 3, 4 references"));
+	close(kmsg);
+	ASSERT_EQ(0, ts_module_unload());
+	/* Unloading wrote a checkpoint of the same map. */
+	EXPECT_EQ(0, ctl("check")) ts_system(SHOW);
+	EXPECT_TRUE(summary("consistent", 4, 3, 3, 0, 3)) ts_system(SHOW);
+
+	/* Torn in the middle: the state before it, and a warning. */
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, put_three(&self->s));
+	ASSERT_EQ(0, flip(&self->s, self->s.g.journal_start + 1, rec0 + 4));
+	kmsg = ts_kmsg_open();
+	ASSERT_EQ(0, ts_module_load(params));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "journal up to 1, 3 references"));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "later ones are valid"));
+	close(kmsg);
+	ASSERT_EQ(0, ts_module_unload());
+
+	/* A bad record in a good block: refused, naming it. */
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, put_three(&self->s));
+	ASSERT_EQ(0, blk_read(self->s.fd, self->s.g.journal_start + 1,
+			      self->s.blk));
+	((struct ts_journal_block *)self->s.blk)->records[0].type = 7;
+	seal(self->s.blk, &((struct ts_journal_block *)self->s.blk)->crc);
+	ASSERT_EQ(0, blk_write(self->s.fd, self->s.g.journal_start + 1,
+			       self->s.blk));
+	kmsg = ts_kmsg_open();
+	EXPECT_NE(0, ts_module_load(params));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "journal block 2: bad record 0"));
+	close(kmsg);
+	ts_module_ensure_unloaded();
+}
+
 /* A checkpoint in slot 1 whose journal wraps around the ring. */
 TEST_F(ctl, journal_wraps_after_checkpoint)
 {
