@@ -185,14 +185,15 @@ static int check_point(unsigned long long point, void *arg)
 				continue;
 			}
 			bad++;
-			if (w->bad_reported++ < 10)
-				fprintf(stderr,
-					"# point %llu (after flush %u): %s block %u holds %s %lu, expected %u..%u\n",
-					point, k, devs[d].path, b,
-					v && ts_check_page(page, devs[d].tag,
-							   b, v) ?
-					"version" : "garbage, version field",
-					page[2], lo, hi);
+			if (w->bad_reported++ >= 10)
+				continue;
+			fprintf(stderr,
+				"# point %llu (after flush %u): %s block %u holds %s %lu, expected version %u..%u\n",
+				point, k, devs[d].path, b,
+				!v ? "zeroes, version" :
+				ts_check_page(page, devs[d].tag, b, v) ?
+				"version" : "garbage, version field",
+				page[2], lo, hi);
 		}
 	}
 	return bad;
