@@ -85,6 +85,8 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w)
 	ram = vblk_alloc(&w->dev, BLOCKS * PAGE, PAGE);
 	if (!ram)
 		return -ENOMEM;
+	for (b = 0; b < BLOCKS; b++)
+		ts_fill_page(ram + b * PAGE, TAG, b, ++w->version[b]);
 	crash_mark("ready");
 
 	for (round = 1; round <= ROUNDS; round++) {
@@ -222,7 +224,7 @@ FIXTURE_SETUP(replay)
 
 FIXTURE_TEARDOWN(replay)
 {
-	ts_module_ensure_unloaded();
+	ts_swap_down();
 	crash_teardown();
 	crash_log_free(&self->w->log);
 	free(self->w);
