@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs as PID 1 inside the test kernel, on the host's root shared read-only.
-# Prepares writable scratch space, then runs the selftests (TS_MODE=test) or
-# the demo (TS_MODE=demo), writing their output to the second serial port;
+# Prepares writable scratch space, then runs the selftests (TS_MODE=test), a
+# phase ($TS_PHASE) of a power-cut test (TS_MODE=powercut) or the demo
+# (TS_MODE=demo), writing their output to the second serial port;
 # the kernel's own console stays on the first, which the host scans for oopses.
 
 # The tmpfs mounts below must not hide the project, wherever the host keeps
@@ -45,8 +46,9 @@ modprobe libcrc32c 2>/dev/null
 
 echo "# tesseract-guest: kernel $TS_KVER, $(nproc) cpus, $(free -m | awk '/Mem:/ {print $2}') MiB"
 
+# run_tests LIST: the programs of selftests/LIST that TS_FILTER selects.
 run_tests() {
-	list="$TS_BUILD/selftests/tests.list"
+	list="$TS_BUILD/selftests/$1"
 	per_test_timeout=${TS_TEST_TIMEOUT:-900}
 
 	if [ ! -r "$list" ]; then
@@ -74,8 +76,12 @@ demo)
 bench)
 	sh "$TS_DIR/tools/bench/$TS_BENCH.sh"
 	;;
+powercut)
+	export TS_PHASE
+	run_tests powercut.list
+	;;
 *)
-	run_tests
+	run_tests tests.list
 	;;
 esac
 
