@@ -25,7 +25,8 @@
  * driven through its ioctls, the /dev/mapper nodes made by the harness: no
  * udev, and no process started per device change (slow under TCG).
  * Functions return 0 or -errno unless said otherwise, and say on stderr
- * ("# crash: ...") what failed.
+ * ("# crash: ...") what failed. Do not name a kselftest fixture "crash": its
+ * FIXTURE_SETUP and FIXTURE_TEARDOWN would be crash_setup and crash_teardown.
  */
 #ifndef _CRASH_UTIL_H
 #define _CRASH_UTIL_H
