@@ -157,6 +157,16 @@ static bool ts_record_valid(const struct ts_store *store,
 	return rec->type == TS_REC_DROP && !rec->data_block;
 }
 
+static int ts_record_apply(struct ts_store *store, const struct ts_record *rec)
+{
+	u64 id = le64_to_cpu(rec->disk_id), x = le64_to_cpu(rec->disk_block);
+
+	if (rec->type == TS_REC_ADD)
+		return ts_disk_recover_ref(store, id, x,
+					   le32_to_cpu(rec->data_block));
+	return ts_disk_recover_drop(store, id, x);
+}
+
 /* Checkpoint slot @slot's header if valid, into @hdr. */
 static int ts_ckpt_load_header(struct ts_store *store, int slot,
 			       struct page *page, struct ts_ckpt_header *hdr)
@@ -205,10 +215,7 @@ static int ts_ckpt_apply(struct ts_store *store, int slot,
 					return -EUCLEAN;
 				continue;
 			}
-			ret = ts_disk_recover_ref(store,
-						  le64_to_cpu(recs[r].disk_id),
-						  le64_to_cpu(recs[r].disk_block),
-						  le32_to_cpu(recs[r].data_block));
+			ret = ts_record_apply(store, &recs[r]);
 			if (ret)
 				return ret;
 		}
@@ -268,15 +275,7 @@ static int ts_journal_replay(struct ts_store *store, struct page *page)
 				       store->path, seq, i);
 				return -EUCLEAN;
 			}
-			if (rec->type == TS_REC_ADD)
-				ret = ts_disk_recover_ref(store,
-						le64_to_cpu(rec->disk_id),
-						le64_to_cpu(rec->disk_block),
-						le32_to_cpu(rec->data_block));
-			else
-				ret = ts_disk_recover_drop(store,
-						le64_to_cpu(rec->disk_id),
-						le64_to_cpu(rec->disk_block));
+			ret = ts_record_apply(store, rec);
 			if (ret)
 				return ret;
 		}

@@ -34,7 +34,7 @@
 #define SECTORS		(PAGE / 512)
 #define STORE		"/dev/vdb"
 #define IMAGE		"/dev/vda"
-#define RECORD_OFF	(1ULL << 30)	/* of IMAGE, far from the guest's */
+#define RECORD_OFF	0x40000000ULL	/* of IMAGE, far from the guest's */
 #define CGROUP		"ts-power-cut"
 #define BLOCKS		256
 #define MAX_BATCH	32
@@ -144,9 +144,9 @@ static int phase1(void)
 		    write_record(rec, buf, batch))
 			return fail("flush", EIO);
 		if (batch == ARM_AFTER) {
-			printf("# power_cut: %d batches acknowledged, %lld pages reconciled, power cut in %u ms\n",
-			       ARM_AFTER, ts_vhost_counter("reconciled_pages"),
-			       cut_ms);
+			printf("# power_cut: %d batches acknowledged, %lld pages reconciled\n",
+			       ARM_AFTER, ts_vhost_counter("reconciled_pages"));
+			printf("# power_cut: power cut in %u ms\n", cut_ms);
 			printf("# tesseract-cut-after: %u\n", cut_ms);
 			fflush(stdout);
 		}
