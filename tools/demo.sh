@@ -13,7 +13,8 @@ step() {
 	echo "### $*"
 }
 
-step "insmod tesseract.ko backing=/dev/vdb"
+step "tesseractctl format /dev/vdb; insmod tesseract.ko backing=/dev/vdb"
+"$TS_DIR/build/tools/tesseractctl" format --force /dev/vdb
 insmod "$TS_MODULE" backing=/dev/vdb
 dmesg | grep tesseract | tail -n 3
 for f in /sys/module/tesseract/abi_version /sys/module/tesseract/parameters/*; do

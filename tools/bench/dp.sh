@@ -128,6 +128,8 @@ for p in $PROFILES; do
 	image=$(dm_up dp-image /dev/vda "$ms") || fail "dm-delay over /dev/vda"
 	echo "# $p: dm-delay $ms ms per I/O: store $store, image $image"
 	"$BENCH" -L "$store" "$image" | sed "s|^# dp probe|# $p: probe|"
+	"$TS_DIR/build/tools/tesseractctl" format --force "$store" >/dev/null ||
+		fail "tesseractctl format $store"
 	insmod "$TS_MODULE" backing="$store" || fail "insmod backing=$store"
 	modes="off on"
 	if [ -w "$PARAM" ]; then

@@ -16,6 +16,7 @@ echo "# zswap enabled: $(cat /sys/module/zswap/parameters/enabled 2>/dev/null)"
 for d in vda vdb; do
 	echo 0 >/sys/block/$d/queue/rotational
 done
+"$TS_DIR/build/tools/tesseractctl" format --force /dev/vdb >/dev/null || exit 1
 insmod "$TS_MODULE" backing=/dev/vdb || exit 1
 mkswap -q /dev/tsswap0 >/dev/null && mkswap -q /dev/vda >/dev/null || exit 1
 
