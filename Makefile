@@ -6,6 +6,7 @@
 #   make KVER=<version>   ... for an installed Debian kernel
 #   make KDIR=<dir>       ... against any prepared kernel tree
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
+#   make soak             the crash-replay test with ten times the points
 #   make demo             boot the 6.1 test kernel and show the module
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
@@ -33,7 +34,7 @@ KSRC_FILES := drivers/vhost/vhost.h \
 MOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch]) $(TOP)/Kbuild \
 	$(wildcard $(TOP)/include/uapi/linux/*.h)
 
-.PHONY: all modules selftests tools clean deps check demo lint ksrc
+.PHONY: all modules selftests tools clean deps check demo lint ksrc soak
 
 all: modules selftests
 
@@ -78,6 +79,10 @@ bench-%: deps
 	@/usr/bin/python3 $(TOP)/tools/bench/plot.py $* \
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
+
+# The crash-replay test with ten times the crash points, on both kernels.
+soak: deps
+	@$(TOP)/tools/run-tests --soak -t crash_replay
 
 lint: deps
 	@$(TOP)/tools/lint.sh

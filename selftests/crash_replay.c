@@ -28,8 +28,10 @@
 #define ROUNDS		16
 #define DISK_ID		0x7e55ULL
 #define TAG		0xd15cUL
+/* Random points in between, and a bound on all; ten times more to soak. */
 #define NR_RANDOM	190
 #define MAX_POINTS	320
+#define SOAK_FACTOR	10
 #define SEED		20261122U
 
 /*
@@ -227,8 +229,10 @@ FIXTURE_TEARDOWN(replay)
 	free(self->w);
 }
 
-TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 1500)
+TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 14400)
 {
+	const char *soak = getenv("TS_SOAK");
+	unsigned int factor = soak && !strcmp(soak, "1") ? SOAK_FACTOR : 1;
 	unsigned long long *points, *keep;
 	size_t n, i, kept = 0;
 	long long ready;
@@ -244,17 +248,17 @@ TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 1500)
 	ready = crash_log_find_mark(&self->w->log, "ready");
 	ASSERT_LE(0, ready);
 
-	ASSERT_EQ(0, crash_points(NR_RANDOM, SEED, &points, &n));
+	ASSERT_EQ(0, crash_points(NR_RANDOM * factor, SEED, &points, &n));
 	/* Points from the formatted, loaded store on; at most MAX_POINTS. */
 	keep = calloc(n, sizeof(*keep));
 	ASSERT_NE(NULL, keep);
 	for (i = 0; i < n; i++)
 		if (points[i] > (unsigned long long)ready)
 			keep[kept++] = points[i];
-	if (kept > MAX_POINTS) {
-		for (i = 0; i < MAX_POINTS; i++)
-			keep[i] = keep[i * kept / MAX_POINTS];
-		kept = MAX_POINTS;
+	if (kept > MAX_POINTS * factor) {
+		for (i = 0; i < MAX_POINTS * factor; i++)
+			keep[i] = keep[i * kept / (MAX_POINTS * factor)];
+		kept = MAX_POINTS * factor;
 	}
 	failed = crash_check_points(keep, kept, check_point, self->w);
 	printf("# crash points replayed and checked: %llu of %zu\n",

@@ -13,7 +13,7 @@ case "$TS_DIR" in
 /mnt | /mnt/*) ;;
 *) mount --bind "$TS_DIR" /mnt && TS_DIR=/mnt ;;
 esac
-export TS_DIR
+export TS_DIR TS_SOAK
 
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
