@@ -76,6 +76,13 @@ FIXTURE_TEARDOWN(swap)
 }
 
 #define TSCTL	"\"$TS_DIR/build/tools/tesseractctl\""
+/* Shell steps for the bad stores below, on /dev/loop7. */
+#define LOOP7		"rm -f /tmp/l7.img && truncate -s 16M /tmp/l7.img && losetup /dev/loop7 /tmp/l7.img"
+#define FORMAT7		TSCTL " format /dev/loop7 >/dev/null"
+#define DD7		"dd of=/dev/loop7 conv=notrunc status=none"
+#define RANDOM_BLOCK0	"head -c 4096 /dev/urandom | " DD7
+#define FLIP_UUID	"printf '\\001' | " DD7 " bs=1 seek=20"
+#define TRASH_METADATA	"head -c 1M /dev/urandom | " DD7 " bs=4096 seek=1"
 
 static const struct {
 	const char *setup;	/* shell commands preparing the device */
@@ -87,27 +94,19 @@ static const struct {
 	  "backing=/dev/ts-nonexistent: no such file", "true" },
 	{ "true", "backing=/proc/version",
 	  "backing=/proc/version: not a block device", "true" },
-	{ "truncate -s 16M /tmp/blank.img && losetup /dev/loop7 /tmp/blank.img",
-	  "backing=/dev/loop7", "backing=/dev/loop7: not a tesseract store",
+	/* Nothing on it: never formatted. */
+	{ LOOP7, "backing=/dev/loop7", "backing=/dev/loop7: not a tesseract store",
 	  "losetup -d /dev/loop7" },
 	/* Another owner's data in block 0. */
-	{ "truncate -s 16M /tmp/foreign.img && losetup /dev/loop7 /tmp/foreign.img && "
-	  "head -c 4096 /dev/urandom | dd of=/dev/loop7 conv=notrunc status=none",
-	  "backing=/dev/loop7", "backing=/dev/loop7: not a tesseract store",
-	  "losetup -d /dev/loop7" },
+	{ LOOP7 " && " RANDOM_BLOCK0, "backing=/dev/loop7",
+	  "backing=/dev/loop7: not a tesseract store", "losetup -d /dev/loop7" },
 	/* A bit flipped in the superblock (in its uuid). */
-	{ "truncate -s 16M /tmp/flip.img && losetup /dev/loop7 /tmp/flip.img && "
-	  TSCTL " format /dev/loop7 >/dev/null && "
-	  "printf '\\001' | dd of=/dev/loop7 bs=1 seek=20 conv=notrunc status=none",
-	  "backing=/dev/loop7",
+	{ LOOP7 " && " FORMAT7 " && " FLIP_UUID, "backing=/dev/loop7",
 	  "backing=/dev/loop7: superblock checksum mismatch",
 	  "losetup -d /dev/loop7" },
 	/* Both checkpoints (and the journal) overwritten. */
-	{ "truncate -s 16M /tmp/ckpt.img && losetup /dev/loop7 /tmp/ckpt.img && "
-	  TSCTL " format /dev/loop7 >/dev/null && "
-	  "head -c 1M /dev/urandom | dd of=/dev/loop7 bs=4096 seek=1 conv=notrunc status=none",
-	  "backing=/dev/loop7", "backing=/dev/loop7: no valid checkpoint",
-	  "losetup -d /dev/loop7" },
+	{ LOOP7 " && " FORMAT7 " && " TRASH_METADATA, "backing=/dev/loop7",
+	  "backing=/dev/loop7: no valid checkpoint", "losetup -d /dev/loop7" },
 	{ "truncate -s 16M /tmp/ro.img && losetup -r /dev/loop6 /tmp/ro.img",
 	  "backing=/dev/loop6", "backing=/dev/loop6: read-only",
 	  "losetup -d /dev/loop6" },
