@@ -165,9 +165,24 @@ for p in $PROFILES; do
 	dmsetup --noudevsync remove dp-image
 done
 
+# ratios PROFILE: "speedup=.. worst_latency_gain=.. swapins_avoided=..
+# data_bytes_ratio=..", on against off.
+ratios() {
+	echo "speedup=$(calc ratio "$(val "$1" on pageout mib_s)" \
+		"$(val "$1" off pageout mib_s)")" \
+		"worst_latency_gain=$(calc ratio "$(val "$1" off pageout max_ms)" \
+		"$(val "$1" on pageout max_ms)")" \
+		"swapins_avoided=$(calc avoided "$(val "$1" on pageout pswpin)" \
+		"$(val "$1" off pageout pswpin)")" \
+		"data_bytes_ratio=$(calc ratio \
+		"$(val "$1" on pageout image_written)" \
+		"$(val "$1" off pageout image_written)")"
+}
+
 echo "#"
 for p in $PROFILES; do
 	table "$p"
+	echo "#   $p: $(ratios "$p")"
 done
 summary=dpbench
 goals=
@@ -180,17 +195,9 @@ for p in $PROFILES; do
 		goals=unmeasured
 		continue
 	fi
-	speedup=$(calc ratio "$(val "$p" on pageout mib_s)" \
-		"$(val "$p" off pageout mib_s)")
-	gain=$(calc ratio "$(val "$p" off pageout max_ms)" \
-		"$(val "$p" on pageout max_ms)")
-	avoided=$(calc avoided "$(val "$p" on pageout pswpin)" \
-		"$(val "$p" off pageout pswpin)")
-	data=$(calc ratio "$(val "$p" on pageout image_written)" \
-		"$(val "$p" off pageout image_written)")
-	echo "dpbench $p speedup=$speedup worst_latency_gain=$gain" \
-		"swapins_avoided=$avoided data_bytes_ratio=$data"
-	echo "$p $speedup $gain $avoided $data" >>/tmp/dp.res
+	r=$(ratios "$p")
+	echo "dpbench $p $r"
+	echo "$p $r" | sed 's/[a-z_]*=//g' >>/tmp/dp.res
 done
 [ -n "$goals" ] && echo "$summary reconcile=unavailable" && exit 0
 
