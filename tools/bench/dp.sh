@@ -70,6 +70,18 @@ val() {
 		END { print v == "" ? "-" : v }' "$LOG"
 }
 
+# fallbacks PROFILE MODE: the page-out's non-zero fallback counters.
+fallbacks() {
+	awk -v p="$1" -v m="$2" '
+		$1 == "#" && $2 == "dp" && $3 == p && $4 == m &&
+		$5 == "pageout" && $6 == "counters" {
+			for (i = 7; i <= NF; i++)
+				if ($i ~ /^fallback_/ && $i !~ /=0$/)
+					v = v " " substr($i, 10)
+		}
+		END { print v == "" ? " none" : v }' "$LOG"
+}
+
 # calc EXPR A B: awk arithmetic on two values, "-" if either is missing or
 # the expression divides by zero.
 calc() {
@@ -100,6 +112,7 @@ table() {
 	row "page-out store bytes read" "$1" pageout store_read
 	row "page-out store bytes written" "$1" pageout store_written
 	row "page-out reconciled pages" "$1" pageout reconciled_pages
+	echo "#   page-out fallbacks, on:$(fallbacks "$1" on)"
 	row "page-out hot pass max ms" "$1" pageout hot_max_ms
 	row "read-back MiB/s" "$1" readback mib_s
 	row "read-back latency p99 ms" "$1" readback p99_ms
