@@ -70,6 +70,18 @@ val() {
 		END { print v == "" ? "-" : v }' "$LOG"
 }
 
+# fallbacks PROFILE MODE: the page-out's non-zero fallback counters.
+fallbacks() {
+	awk -v p="$1" -v m="$2" '
+		$1 == "#" && $2 == "dp" && $3 == p && $4 == m &&
+		$5 == "pageout" && $6 == "counters" {
+			for (i = 7; i <= NF; i++)
+				if ($i ~ /^fallback_/ && $i !~ /=0$/)
+					v = v " " substr($i, 10)
+		}
+		END { print v == "" ? " none" : v }' "$LOG"
+}
+
 # calc EXPR A B: awk arithmetic on two values, "-" if either is missing or
 # the expression divides by zero.
 calc() {
@@ -100,6 +112,7 @@ table() {
 	row "page-out store bytes read" "$1" pageout store_read
 	row "page-out store bytes written" "$1" pageout store_written
 	row "page-out reconciled pages" "$1" pageout reconciled_pages
+	echo "#   page-out fallbacks, on:$(fallbacks "$1" on)"
 	row "page-out hot pass max ms" "$1" pageout hot_max_ms
 	row "read-back MiB/s" "$1" readback mib_s
 	row "read-back latency p99 ms" "$1" readback p99_ms
@@ -167,9 +180,24 @@ for p in $PROFILES; do
 	dmsetup --noudevsync remove dp-image
 done
 
+# ratios PROFILE: "speedup=.. worst_latency_gain=.. swapins_avoided=..
+# data_bytes_ratio=..", on against off.
+ratios() {
+	echo "speedup=$(calc ratio "$(val "$1" on pageout mib_s)" \
+		"$(val "$1" off pageout mib_s)")" \
+		"worst_latency_gain=$(calc ratio "$(val "$1" off pageout max_ms)" \
+		"$(val "$1" on pageout max_ms)")" \
+		"swapins_avoided=$(calc avoided "$(val "$1" on pageout pswpin)" \
+		"$(val "$1" off pageout pswpin)")" \
+		"data_bytes_ratio=$(calc ratio \
+		"$(val "$1" on pageout image_written)" \
+		"$(val "$1" off pageout image_written)")"
+}
+
 echo "#"
 for p in $PROFILES; do
 	table "$p"
+	echo "#   $p: $(ratios "$p")"
 done
 summary=dpbench
 goals=
@@ -182,17 +210,9 @@ for p in $PROFILES; do
 		goals=unmeasured
 		continue
 	fi
-	speedup=$(calc ratio "$(val "$p" on pageout mib_s)" \
-		"$(val "$p" off pageout mib_s)")
-	gain=$(calc ratio "$(val "$p" off pageout max_ms)" \
-		"$(val "$p" on pageout max_ms)")
-	avoided=$(calc avoided "$(val "$p" on pageout pswpin)" \
-		"$(val "$p" off pageout pswpin)")
-	data=$(calc ratio "$(val "$p" on pageout image_written)" \
-		"$(val "$p" off pageout image_written)")
-	echo "dpbench $p speedup=$speedup worst_latency_gain=$gain" \
-		"swapins_avoided=$avoided data_bytes_ratio=$data"
-	echo "$p $speedup $gain $avoided $data" >>/tmp/dp.res
+	r=$(ratios "$p")
+	echo "dpbench $p $r"
+	echo "$p $r" | sed 's/[a-z_]*=//g' >>/tmp/dp.res
 done
 [ -n "$goals" ] && echo "$summary reconcile=unavailable" && exit 0
 
