@@ -27,6 +27,7 @@
 #include <linux/types.h>
 
 #include "kselftest.h"
+#include "powercut_util.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
 
@@ -45,40 +46,14 @@
 #define DISK_ID		0x9c07ULL
 #define MAX_SECONDS	300
 
-struct record {
-	__u64 magic;
-	__u64 seed;
-	__u64 batches;		/* acknowledged */
-	__u64 check;		/* magic ^ seed ^ batches */
+static const struct pc_workload workload = {
+	.name = "power_cut",
+	.magic = MAGIC,
+	.seed = SEED,
+	.blocks = BLOCKS,
+	.max_batch = MAX_BATCH,
+	.tag = TAG,
 };
-
-static unsigned int rnd(unsigned int *state)
-{
-	*state = *state * 1103515245U + 12345U;
-	return (*state >> 8) & 0xffffff;
-}
-
-/* The blocks the next batch writes, drawn from the generator's state. */
-static unsigned int batch_blocks(unsigned int *state, unsigned int *blocks)
-{
-	unsigned int i, n = 1 + rnd(state) % MAX_BATCH;
-
-	for (i = 0; i < n; i++)
-		blocks[i] = rnd(state) % BLOCKS;
-	return n;
-}
-
-static int write_record(int fd, void *buf, __u64 batches)
-{
-	struct record *r = buf;
-
-	memset(buf, 0, PAGE);
-	r->magic = MAGIC;
-	r->seed = SEED;
-	r->batches = batches;
-	r->check = MAGIC ^ SEED ^ batches;
-	return pwrite(fd, buf, PAGE, RECORD_OFF) == PAGE ? 0 : -1;
-}
 
 static int open_guest(struct vblk_dev *d, int fd)
 {
@@ -124,13 +99,13 @@ static int phase1(void)
 		return fail("guest", ret);
 	ram = vblk_alloc(&d, BLOCKS * PAGE, PAGE);
 	buf = vblk_alloc(&d, PAGE, PAGE);
-	if (!ram || !buf || write_record(rec, buf, 0))
+	if (!ram || !buf || pc_record_write(&workload, rec, RECORD_OFF, buf, 0))
 		return fail("setup", EIO);
 	srand(time(NULL) ^ getpid());
 	cut_ms = 500 + rand() % 4000;
 
 	for (batch = 1; time(NULL) - start < MAX_SECONDS; batch++) {
-		n = batch_blocks(&state, blocks);
+		n = pc_batch(&workload, &state, blocks);
 		for (i = 0; i < n; i++)
 			ts_fill_page(ram + blocks[i] * PAGE, TAG, blocks[i],
 				     ++versions[blocks[i]]);
@@ -141,7 +116,7 @@ static int phase1(void)
 				    ram + blocks[i] * PAGE, PAGE, 0, false))
 				return fail("guest write", EIO);
 		if (vblk_rw(&d, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0, false) ||
-		    write_record(rec, buf, batch))
+		    pc_record_write(&workload, rec, RECORD_OFF, buf, batch))
 			return fail("flush", EIO);
 		if (batch == ARM_AFTER) {
 			printf("# power_cut: %d batches acknowledged, %lld pages reconciled\n",
@@ -160,37 +135,20 @@ static int phase2(void)
 {
 	unsigned int *lo = calloc(BLOCKS, sizeof(*lo));
 	unsigned int *hi = calloc(BLOCKS, sizeof(*hi));
-	unsigned int blocks[MAX_BATCH], state, i, n, b, v, newer = 0, bad = 0;
-	long long refs;
+	char *pages = aligned_alloc(PAGE, PAGE);
+	unsigned int newer, bad;
 	struct vblk_dev d;
-	struct record r;
-	char *pages;
-	__u64 batch;
+	long long k, refs;
 	int fd;
 
 	ksft_print_header();
 	ksft_set_plan(1);
 	fd = open(IMAGE, O_RDWR | O_DIRECT);
-	pages = aligned_alloc(PAGE, PAGE);
-	if (!lo || !hi || !pages || fd < 0 ||
-	    pread(fd, pages, PAGE, RECORD_OFF) != PAGE)
-		ksft_exit_fail_msg("cannot read the record: %s\n",
-				   strerror(errno));
-	memcpy(&r, pages, sizeof(r));
-	if (r.magic != MAGIC || r.check != (MAGIC ^ r.seed ^ r.batches) ||
-	    r.batches < ARM_AFTER)
-		ksft_exit_fail_msg("no valid record of phase 1 (batches %llu)\n",
-				   (unsigned long long)r.batches);
-
-	/* The versions after batch k (lo) and after batch k + 1 (hi). */
-	state = r.seed;
-	for (batch = 1; batch <= r.batches + 1; batch++) {
-		n = batch_blocks(&state, blocks);
-		for (i = 0; i < n; i++)
-			hi[blocks[i]]++;
-		if (batch == r.batches)
-			memcpy(lo, hi, BLOCKS * sizeof(*lo));
-	}
+	k = fd < 0 || !pages ? -1 :
+	    pc_record_read(&workload, fd, RECORD_OFF, pages);
+	if (!lo || !hi || k < ARM_AFTER)
+		ksft_exit_fail_msg("no valid record of phase 1 (%lld)\n", k);
+	pc_expected(&workload, k, lo, hi);
 
 	/* The store as the cut left it: recovered, not formatted. */
 	if (ts_module_load("backing=" STORE))
@@ -203,27 +161,9 @@ static int phase2(void)
 	if (!pages || vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0, pages, BLOCKS * PAGE,
 			      0, false))
 		ksft_exit_fail_msg("cannot read the disk\n");
-	for (b = 0; b < BLOCKS; b++) {
-		const unsigned long *page = (void *)(pages + b * PAGE);
-		bool zero = true;
-
-		for (i = 0; i < PAGE / sizeof(*page) && zero; i++)
-			zero = !page[i];
-		v = zero ? 0 : page[2];
-		if (v >= lo[b] && v <= hi[b] &&
-		    (zero || ts_check_page(page, TAG, b, v))) {
-			newer += v > lo[b];
-			continue;
-		}
-		if (bad++ < 10)
-			ksft_print_msg("block %u: %s %u, expected %u..%u\n",
-				       b, zero ? "zeroes," :
-				       ts_check_page(page, TAG, b, v) ?
-				       "version" : "garbage, version field",
-				       v, lo[b], hi[b]);
-	}
-	ksft_print_msg("cut after batch %llu: %lld references recovered, %u blocks newer, %u bad\n",
-		       (unsigned long long)r.batches, refs, newer, bad);
+	bad = pc_verify(&workload, pages, lo, hi, &newer);
+	ksft_print_msg("cut after batch %lld: %lld references recovered, %u blocks newer, %u bad\n",
+		       k, refs, newer, bad);
 	vblk_close(&d);
 	close(fd);
 	ts_module_ensure_unloaded();
@@ -237,15 +177,5 @@ static int phase2(void)
 
 int main(void)
 {
-	const char *phase = getenv("TS_PHASE");
-
-	if (phase && !strcmp(phase, "1"))
-		return phase1();
-	if (phase && !strcmp(phase, "2"))
-		return phase2();
-	ksft_print_header();
-	ksft_set_plan(1);
-	ksft_test_result_skip("power_cut: run by run-tests in two boots (TS_PHASE)\n");
-	ksft_exit_skip("not in a power-cut phase\n");
-	return 4;
+	return pc_main(&workload, phase1, phase2);
 }

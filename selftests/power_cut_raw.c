@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "kselftest.h"
+#include "powercut_util.h"
 #include "ts_util.h"
 
 #define PAGE		4096UL
@@ -39,31 +40,14 @@
 #define MAGIC		0x7473706f77657263ULL
 #define MAX_SECONDS	300
 
-struct record {
-	__u64 magic;
-	__u64 seed;
-	__u64 batches;	/* acknowledged */
-	__u64 check;		/* magic ^ seed ^ batches */
+static const struct pc_workload workload = {
+	.name = "power_cut_raw",
+	.magic = MAGIC,
+	.seed = SEED,
+	.blocks = BLOCKS,
+	.max_batch = MAX_BATCH,
+	.tag = TAG,
 };
-
-static unsigned int rnd(unsigned int *state)
-{
-	*state = *state * 1103515245U + 12345U;
-	return (*state >> 8) & 0xffffff;
-}
-
-/*
- * The blocks the next batch writes, in order, drawn from the generator's
- * state (batch after batch). Returns how many.
- */
-static unsigned int batch_blocks(unsigned int *state, unsigned int *blocks)
-{
-	unsigned int i, n = 1 + rnd(state) % MAX_BATCH;
-
-	for (i = 0; i < n; i++)
-		blocks[i] = rnd(state) % BLOCKS;
-	return n;
-}
 
 static void *page_buf(size_t pages)
 {
@@ -73,19 +57,6 @@ static void *page_buf(size_t pages)
 	if (p == MAP_FAILED)
 		ksft_exit_fail_msg("mmap: %s\n", strerror(errno));
 	return p;
-}
-
-static int write_record(int fd, void *buf, unsigned int seed,
-			__u64 batches)
-{
-	struct record *r = buf;
-
-	memset(buf, 0, PAGE);
-	r->magic = MAGIC;
-	r->seed = seed;
-	r->batches = batches;
-	r->check = MAGIC ^ seed ^ batches;
-	return pwrite(fd, buf, PAGE, 0) == PAGE ? 0 : -1;
 }
 
 static int phase1(void)
@@ -104,13 +75,13 @@ static int phase1(void)
 		       strerror(errno));
 		return 1;
 	}
-	if (write_record(rec, buf, SEED, 0))
+	if (pc_record_write(&workload, rec, 0, buf, 0))
 		return 1;
 	srand(time(NULL) ^ getpid());
 	cut_ms = 300 + rand() % 2700;
 
 	for (batch = 1; time(NULL) - start < MAX_SECONDS; batch++) {
-		n = batch_blocks(&state, blocks);
+		n = pc_batch(&workload, &state, blocks);
 		for (i = 0; i < n; i++) {
 			ts_fill_page(buf, TAG, blocks[i], ++versions[blocks[i]]);
 			if (pwrite(data, buf, PAGE, blocks[i] * PAGE) != PAGE) {
@@ -119,7 +90,7 @@ static int phase1(void)
 				return 1;
 			}
 		}
-		if (fsync(data) || write_record(rec, buf, SEED, batch)) {
+		if (fsync(data) || pc_record_write(&workload, rec, 0, buf, batch)) {
 			printf("# power_cut_raw: sync: %s\n", strerror(errno));
 			return 1;
 		}
@@ -139,61 +110,28 @@ static int phase2(void)
 {
 	unsigned int *lo = calloc(BLOCKS, sizeof(*lo));
 	unsigned int *hi = calloc(BLOCKS, sizeof(*hi));
-	unsigned int blocks[MAX_BATCH], state, i, n, b, v, newer = 0, bad = 0;
 	char *pages = page_buf(BLOCKS);
-	struct record r;
-	__u64 batch;
+	unsigned int newer, bad;
+	long long k;
 	int fd;
 
 	ksft_print_header();
 	ksft_set_plan(1);
 	fd = open(RECORD, O_RDONLY | O_DIRECT);
-	if (!lo || !hi || fd < 0 || pread(fd, pages, PAGE, 0) != PAGE)
-		ksft_exit_fail_msg("cannot read the record: %s\n",
-				   strerror(errno));
+	k = fd < 0 ? -1 : pc_record_read(&workload, fd, 0, pages);
+	if (!lo || !hi || k < ARM_AFTER)
+		ksft_exit_fail_msg("no valid record of phase 1 (%lld)\n", k);
 	close(fd);
-	memcpy(&r, pages, sizeof(r));
-	if (r.magic != MAGIC || r.check != (MAGIC ^ r.seed ^ r.batches) ||
-	    r.batches < ARM_AFTER)
-		ksft_exit_fail_msg("no valid record of phase 1 (batches %llu)\n",
-				   (unsigned long long)r.batches);
-
-	/* The versions after batch k (lo) and after batch k + 1 (hi). */
-	state = r.seed;
-	for (batch = 1; batch <= r.batches + 1; batch++) {
-		n = batch_blocks(&state, blocks);
-		for (i = 0; i < n; i++)
-			hi[blocks[i]]++;
-		if (batch == r.batches)
-			memcpy(lo, hi, BLOCKS * sizeof(*lo));
-	}
+	pc_expected(&workload, k, lo, hi);
 
 	fd = open(DATA, O_RDONLY | O_DIRECT);
 	if (fd < 0 || pread(fd, pages, BLOCKS * PAGE, 0) != BLOCKS * PAGE)
 		ksft_exit_fail_msg("cannot read %s: %s\n", DATA,
 				   strerror(errno));
 	close(fd);
-	for (b = 0; b < BLOCKS; b++) {
-		const unsigned long *page = (void *)(pages + b * PAGE);
-		bool zero = true;
-
-		for (i = 0; i < PAGE / sizeof(*page) && zero; i++)
-			zero = !page[i];
-		v = zero ? 0 : page[2];
-		if (v >= lo[b] && v <= hi[b] &&
-		    (zero || ts_check_page(page, TAG, b, v))) {
-			newer += v > lo[b];
-			continue;
-		}
-		if (bad++ < 10)
-			ksft_print_msg("block %u: %s %u, expected %u..%u\n",
-				       b, zero ? "zeroes," :
-				       ts_check_page(page, TAG, b, v) ?
-				       "version" : "garbage, version field",
-				       v, lo[b], hi[b]);
-	}
-	ksft_print_msg("cut after batch %llu was acknowledged: %u blocks newer than it, %u bad\n",
-		       (unsigned long long)r.batches, newer, bad);
+	bad = pc_verify(&workload, pages, lo, hi, &newer);
+	ksft_print_msg("cut after batch %lld was acknowledged: %u blocks newer than it, %u bad\n",
+		       k, newer, bad);
 	ksft_test_result(!bad, "power_cut_raw: acknowledged writes survive the cut\n");
 	if (bad)
 		ksft_exit_fail();
@@ -203,15 +141,5 @@ static int phase2(void)
 
 int main(void)
 {
-	const char *phase = getenv("TS_PHASE");
-
-	if (phase && !strcmp(phase, "1"))
-		return phase1();
-	if (phase && !strcmp(phase, "2"))
-		return phase2();
-	ksft_print_header();
-	ksft_set_plan(1);
-	ksft_test_result_skip("power_cut_raw: run by run-tests in two boots (TS_PHASE)\n");
-	ksft_exit_skip("not in a power-cut phase\n");
-	return 4;
+	return pc_main(&workload, phase1, phase2);
 }

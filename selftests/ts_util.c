@@ -13,6 +13,7 @@
 #include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ts_util.h"
@@ -407,4 +408,19 @@ size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
 		bad += !ts_check_page((const char *)p + i * 4096, tag, i,
 				      version);
 	return bad;
+}
+
+double ts_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int ts_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
 }

@@ -105,4 +105,9 @@ void ts_fill_pages(void *p, size_t pages, unsigned long tag,
 size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
 		    unsigned long version);
 
+/* Seconds on the monotonic clock. */
+double ts_now(void);
+/* qsort() comparison of doubles. */
+int ts_cmp_double(const void *a, const void *b);
+
 #endif /* _TS_UTIL_H */

@@ -19,21 +19,6 @@
 #define PAGE	4096UL
 #define CGROUP	"ts-swapbench"
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
 	size_t mib, pages, resident, bad;
@@ -60,11 +45,11 @@ int main(int argc, char **argv)
 
 	for (r = 0; r < rounds; r++) {
 		ts_fill_pages(mem, pages, 7, r);
-		t0 = now();
+		t0 = ts_now();
 		resident = ts_push_to_swap(CGROUP, mem, pages * PAGE);
-		t1 = now();
+		t1 = ts_now();
 		bad = ts_bad_pages(mem, pages, 7, r);
-		t2 = now();
+		t2 = ts_now();
 		if (bad || resident > pages / 20) {
 			fprintf(stderr, "swapbench: %zu bad pages, %zu stayed resident\n",
 				bad, resident);
@@ -74,7 +59,7 @@ int main(int argc, char **argv)
 		printf("round %d: out %.1f MiB/s, in %.1f MiB/s, out+in %.1f MiB/s\n",
 		       r, mib / (t1 - t0), mib / (t2 - t1), rates[r]);
 	}
-	qsort(rates, rounds, sizeof(*rates), cmp_double);
+	qsort(rates, rounds, sizeof(*rates), ts_cmp_double);
 	printf("swapbench mib_s=%.1f\n", rates[rounds / 2]);
 	munmap(mem, pages * PAGE);
 	ts_cgroup_leave(CGROUP);

@@ -136,21 +136,6 @@ static struct dp_opts opts = {
 
 static char dev_dir[512];	/* debugfs directory of our device, or "" */
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* The @pct percentile of @n values (sorted in place), nearest rank. */
 static double percentile(double *v, size_t n, double pct)
 {
@@ -158,7 +143,7 @@ static double percentile(double *v, size_t n, double pct)
 
 	if (!n)
 		return 0;
-	qsort(v, n, sizeof(*v), cmp_double);
+	qsort(v, n, sizeof(*v), ts_cmp_double);
 	rank = (size_t)(pct / 100 * n + 0.999999);
 	if (rank < 1)
 		rank = 1;
@@ -205,7 +190,7 @@ static void snapshot(struct dp_stats *s)
 {
 	size_t i;
 
-	s->time = now();
+	s->time = ts_now();
 	s->pswpin = ts_vmstat("pswpin");
 	s->pswpout = ts_vmstat("pswpout");
 	blk_stat(opts.image, &s->image);
@@ -261,11 +246,11 @@ static void print_delta(const char *phase, const struct dp_stats *a,
 static size_t push_to_swap(void *addr, size_t len, double secs)
 {
 	size_t resident = ts_resident_pages(addr, len), before;
-	double end = now() + secs;
+	double end = ts_now() + secs;
 	bool drained = false;
 	char amount[32];
 
-	while (resident && now() < end) {
+	while (resident && ts_now() < end) {
 		madvise(addr, len, MADV_PAGEOUT);
 		before = resident;
 		resident = ts_resident_pages(addr, len);
@@ -307,10 +292,10 @@ static void *hot_worker(void *arg)
 
 	while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED) &&
 	       h->passes < HOT_MAX_PASSES) {
-		t0 = now();
+		t0 = ts_now();
 		for (i = 0; i < h->pages; i++)
 			h->mem[i * PAGE + 64]++;
-		h->lat[h->passes++] = now() - t0;
+		h->lat[h->passes++] = ts_now() - t0;
 		nanosleep(&period, NULL);
 	}
 	return NULL;
@@ -364,7 +349,7 @@ static int run_io(struct dp_io *io, unsigned char *cold, bool write)
 	size_t nreq = opts.cold_pages / opts.per_req, next = 0, done = 0;
 	size_t len = opts.per_req * PAGE, disk_page, ram_page;
 	unsigned int slot, in_flight = 0;
-	double last = now();
+	double last = ts_now();
 	struct vblk_req *r;
 	void *cookie;
 	__u32 used;
@@ -377,7 +362,7 @@ static int run_io(struct dp_io *io, unsigned char *cold, bool write)
 			if (io->busy[slot])
 				continue;
 			io_target(next, write, &disk_page, &ram_page);
-			io->submitted[slot] = now();
+			io->submitted[slot] = ts_now();
 			ret = vblk_req_submit(io->d, 0, io->req[slot],
 					      write ? VIRTIO_BLK_T_OUT :
 						      VIRTIO_BLK_T_IN,
@@ -412,7 +397,7 @@ static int run_io(struct dp_io *io, unsigned char *cold, bool write)
 					io->req_index[slot], *r->status);
 				return -1;
 			}
-			last = now();
+			last = ts_now();
 			io->lat[io->req_index[slot]] = last - io->submitted[slot];
 			io->busy[slot] = false;
 			in_flight--;
@@ -426,7 +411,7 @@ static int run_io(struct dp_io *io, unsigned char *cold, bool write)
 			return -1;
 		}
 		vblk_wait(io->d, 0, 1000);
-		if (now() - last > STALL_SECS) {
+		if (ts_now() - last > STALL_SECS) {
 			fprintf(stderr, "dpbench: no completion for %d s\n",
 				STALL_SECS);
 			return -1;
@@ -526,12 +511,12 @@ static int probe_latency(const char *dev)
 		return -1;
 	}
 	for (i = 0; i < PROBE_READS; i++) {
-		t0 = now();
+		t0 = ts_now();
 		if (pread(fd, buf, PAGE, (2LL << 30) + i * (1LL << 20)) != PAGE) {
 			perror(dev);
 			return -1;
 		}
-		lat[i] = now() - t0;
+		lat[i] = ts_now() - t0;
 	}
 	close(fd);
 	free(buf);
@@ -638,7 +623,7 @@ static int bench(struct vblk_dev *d)
 	ts_fill_pages(cold, opts.cold_pages, tag, 0);
 
 	/* The host swaps the cold pages out; the guest's hot ones stay. */
-	t0 = now();
+	t0 = ts_now();
 	resident = push_to_swap(cold, opts.cold_pages * PAGE, 120);
 	touch(d->ram, cold - d->ram);
 	if (ts_read_ll("/sys/fs/cgroup/" CGROUP "/memory.current", &current))
@@ -651,7 +636,7 @@ static int bench(struct vblk_dev *d)
 	printf(" cold_pages=%zu hot_pages=%zu depth=%u pages_per_request=%u",
 	       opts.cold_pages, opts.hot_pages, opts.depth, opts.per_req);
 	printf(" cold_resident=%zu swapout_secs=%.1f memory_current=%lld",
-	       resident, now() - t0, current);
+	       resident, ts_now() - t0, current);
 	printf(" memory_max=%s in_host_swap=%lld\n", opts.margin ? max : "max",
 	       ts_vhost_counter("guest_pages_in_host_swap"));
 	fflush(stdout);
