@@ -535,6 +535,7 @@ TEST_F(ctl, journal_replay)
  */
 TEST_F_TIMEOUT(ctl, module_recovers_the_same_state, 120)
 {
+	const struct ts_record ck[] = { add(1, 1, 1), add(1, 2, 2) };
 	size_t rec0 = sizeof(struct ts_journal_block);
 	char params[128];
 	int kmsg;
@@ -578,6 +579,16 @@ TEST_F_TIMEOUT(ctl, module_recovers_the_same_state, 120)
 	kmsg = ts_kmsg_open();
 	EXPECT_NE(0, ts_module_load(params));
 	EXPECT_TRUE(ts_kmsg_contains(kmsg, "journal block 2: bad record 0"));
+	close(kmsg);
+	ts_module_ensure_unloaded();
+
+	/* A newer checkpoint whose references no longer match their crc. */
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, put_ckpt(&self->s, 1, 5, 0, ck, 2));
+	ASSERT_EQ(0, flip(&self->s, self->s.g.ckpt[1] + 1, 8));
+	kmsg = ts_kmsg_open();
+	EXPECT_NE(0, ts_module_load(params));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "checkpoint 5: references corrupted"));
 	close(kmsg);
 	ts_module_ensure_unloaded();
 }
