@@ -187,42 +187,37 @@ static int ts_ckpt_load_header(struct ts_store *store, int slot,
 	return 0;
 }
 
-/* Apply the records of checkpoint @slot, checking them as a whole first. */
+/* Apply the records of checkpoint @slot. */
 static int ts_ckpt_apply(struct ts_store *store, int slot,
 			 const struct ts_ckpt_header *hdr, struct page *page)
 {
 	u64 nr = le64_to_cpu(hdr->nr_refs), i;
 	struct ts_record *recs = page_address(page);
 	u32 crc = ~0U;
-	int pass, ret;
+	int ret;
 
-	/* Pass 0 validates, pass 1 applies: all or nothing. */
-	for (pass = 0; pass < 2; pass++) {
-		for (i = 0; i < nr; i++) {
-			unsigned int r = i % TS_CKPT_RECORDS;
+	/*
+	 * Each record is checked before it is applied, the crc of them all
+	 * at the end: on any error the caller drops what was loaded.
+	 */
+	for (i = 0; i < nr; i++) {
+		unsigned int r = i % TS_CKPT_RECORDS;
 
-			if (!r) {
-				ret = ts_meta_read(store, store->ckpt_start[slot]
-						   + 1 + i / TS_CKPT_RECORDS,
-						   page);
-				if (ret)
-					return ret;
-			}
-			if (!pass) {
-				crc = crc32c(crc, &recs[r], sizeof(recs[r]));
-				if (recs[r].type != TS_REC_ADD ||
-				    !ts_record_valid(store, &recs[r]))
-					return -EUCLEAN;
-				continue;
-			}
-			ret = ts_record_apply(store, &recs[r]);
+		if (!r) {
+			ret = ts_meta_read(store, store->ckpt_start[slot] + 1 +
+					   i / TS_CKPT_RECORDS, page);
 			if (ret)
 				return ret;
 		}
-		if (!pass && ~crc != le32_to_cpu(hdr->entries_crc))
+		crc = crc32c(crc, &recs[r], sizeof(recs[r]));
+		if (recs[r].type != TS_REC_ADD ||
+		    !ts_record_valid(store, &recs[r]))
 			return -EUCLEAN;
+		ret = ts_record_apply(store, &recs[r]);
+		if (ret)
+			return ret;
 	}
-	return 0;
+	return ~crc == le32_to_cpu(hdr->entries_crc) ? 0 : -EUCLEAN;
 }
 
 /*

@@ -226,13 +226,21 @@ unsigned long ts_disk_nr_refs(struct ts_disk *disk)
 	return atomic_long_read(&disk->nr_refs);
 }
 
+/* The first block from *@x to @last with a reference, into *@x; or false. */
+bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last)
+{
+	unsigned long index = *x;
+
+	if (!atomic_long_read(&disk->nr_refs) ||
+	    !xa_find(&disk->refs, &index, last, XA_PRESENT))
+		return false;
+	*x = index;
+	return true;
+}
+
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last)
 {
-	unsigned long index = first;
-
-	if (!atomic_long_read(&disk->nr_refs))
-		return false;
-	return xa_find(&disk->refs, &index, last, XA_PRESENT);
+	return ts_disk_next_ref(disk, &first, last);
 }
 
 /* Grow the array at *@p of *@max elements of @size bytes, if it is full. */

@@ -152,6 +152,7 @@ int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w);
 u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);
+bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last);
 int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page);
 bool ts_disk_drop(struct ts_disk *disk, u64 x);
 

@@ -621,9 +621,8 @@ static int vhost_blk_unmap_range(struct vhost_blk *blk,
 		if (ret)
 			return ret;
 	}
-	for (x = first; x <= last; x++) {
-		if (!ts_disk_has_refs(be->disk, x, last))
-			break;
+	/* From reference to reference, not block by block. */
+	for (x = first; ts_disk_next_ref(be->disk, &x, last); x++) {
 		if (ts_disk_drop(be->disk, x))
 			vhost_blk_count(blk, VHOST_BLK_DROPPED_REFERENCES, 1);
 		cond_resched();
