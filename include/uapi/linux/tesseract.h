@@ -10,6 +10,7 @@
 #define _UAPI_LINUX_TESSERACT_H
 
 #include <linux/ioctl.h>
+#include <linux/types.h>
 #include <linux/vhost.h>
 
 #define TESSERACT_ABI_VERSION	2
@@ -68,5 +69,46 @@
  * off stops new references; existing ones keep being served.
  */
 #define VHOST_BLK_SET_RECONCILE	_IOW(VHOST_VIRTIO, 0xF2, int)
+
+/*
+ * /dev/tesseract: the module's control node (root only; present while the
+ * module has a store). Its ioctls name guest disks by id (see above).
+ *
+ * TESSERACT_DISK_INFO: fill in the rest of struct tesseract_disk_info for
+ * disk_id. ENOENT: no such disk (a disk is known while it is attached or
+ * has references).
+ *
+ * TESSERACT_FLATTEN: copy every referenced block of an attached disk back
+ * into its image and drop the references, so that the image is correct on
+ * its own (before copying it or migrating the VM). Runs to completion in the
+ * caller, with the VM running; the disk takes no new references meanwhile
+ * (turn reconciliation off for the device to keep it that way afterwards).
+ * Everything done is committed before it returns: 0 means the disk had no
+ * references left. ENOENT: no such disk; ENXIO: the disk is not attached
+ * (no image to write to); EROFS: its image is read-only; EINTR: a fatal
+ * signal stopped it (the blocks cleaned so far stay cleaned); EIO: an I/O
+ * error. Progress can be followed with TESSERACT_DISK_INFO from another
+ * thread.
+ */
+#define TESSERACT_DISK_ATTACHED		(1ULL << 0)
+#define TESSERACT_DISK_FLATTENING	(1ULL << 1)
+
+struct tesseract_disk_info {
+	__u64 disk_id;		/* in */
+	__u64 flags;		/* TESSERACT_DISK_* */
+	__u64 references;	/* disk blocks that are references now */
+	__u64 blocks_cleaned;	/* copied back into the image, ever */
+	__u64 blocks_compacted;	/* moved into guest order in the store */
+	__u64 bytes_moved;	/* by cleaning and compaction */
+};
+
+struct tesseract_flatten {
+	__u64 disk_id;		/* in */
+	__u64 blocks_cleaned;	/* out: by this call */
+};
+
+#define TESSERACT_IOC_MAGIC	0xE7
+#define TESSERACT_DISK_INFO	_IOWR(TESSERACT_IOC_MAGIC, 0x00, struct tesseract_disk_info)
+#define TESSERACT_FLATTEN	_IOWR(TESSERACT_IOC_MAGIC, 0x01, struct tesseract_flatten)
 
 #endif /* _UAPI_LINUX_TESSERACT_H */
