@@ -61,16 +61,9 @@ FIXTURE_TEARDOWN(guest)
 static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
 		    size_t pages)
 {
-	size_t done, chunk = 256;	/* 1 MiB requests */
-	int status;
-
-	for (done = 0; done < pages; done += chunk) {
-		status = vblk_rw(d, 0, type, sector + done * (PAGE / 512),
-				 data + done * PAGE, chunk * PAGE, 0, true);
-		if (status)
-			return status;
-	}
-	return 0;
+	/* 1 MiB requests */
+	return vblk_rw_split(d, 0, type, sector, data, pages * PAGE,
+			     256 * PAGE, true);
 }
 
 TEST_F_TIMEOUT(guest, buffers_swap_out_after_io, 300)

@@ -44,30 +44,15 @@ FIXTURE(rc) {
 static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
 		    size_t pages)
 {
-	size_t done, n;
-	int status;
-
-	for (done = 0; done < pages; done += n) {
-		n = pages - done < CHUNK ? pages - done : CHUNK;
-		/* One segment per request, no indirect table to fault in. */
-		status = vblk_rw(d, 0, type, sector + done * SECTORS,
-				 data + done * PAGE, n * PAGE, 0, false);
-		if (status)
-			return status;
-	}
-	return 0;
+	/* One segment per request, no indirect table to fault in. */
+	return vblk_rw_split(d, 0, type, sector, data, pages * PAGE,
+			     CHUNK * PAGE, false);
 }
 
 static int guest_open(struct vblk_dev *d, int disk_fd, __u64 disk_id)
 {
-	int ret;
-
-	ret = vblk_open(d, 3 * PAGES * PAGE + (4 << 20), 1, 128, 0);
-	if (ret)
-		return ret;
-	if (disk_id && ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &disk_id))
-		return -errno;
-	return vblk_set_backend(d, disk_fd);
+	return vblk_open_disk(d, 3 * PAGES * PAGE + (4 << 20), 1, disk_fd,
+			      disk_id);
 }
 
 /*

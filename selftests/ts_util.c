@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/tesseract.h>
 
 #include "ts_util.h"
 
@@ -201,6 +203,56 @@ long long ts_vhost_counter(const char *name)
 		return -1;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	return ts_read_ll(path, &val) ? -1 : val;
+}
+
+long long ts_cleaner_counter(const char *name)
+{
+	char path[256];
+	long long val;
+
+	snprintf(path, sizeof(path), TS_DEBUGFS "/cleaner/%s", name);
+	return ts_read_ll(path, &val) ? -1 : val;
+}
+
+int ts_cleaner_wait_idle(double timeout_s)
+{
+	long long start = ts_cleaner_counter("idle_passes"), now;
+	double deadline = ts_now() + timeout_s;
+
+	/*
+	 * The pass under way may have looked at the disks before the caller
+	 * made work; the one after it cannot have.
+	 */
+	while (ts_now() < deadline) {
+		now = ts_cleaner_counter("idle_passes");
+		if (start >= 0 && now >= start + 2)
+			return 0;
+		usleep(20000);
+	}
+	return -ETIMEDOUT;
+}
+
+int ts_param_set(const char *name, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), TS_SYSMOD "/parameters/%s", name);
+	return ts_write_str(path, val);
+}
+
+int ts_disk_info(unsigned long long disk_id, struct tesseract_disk_info *info)
+{
+	int fd, ret = 0;
+
+	memset(info, 0, sizeof(*info));
+	info->disk_id = disk_id;
+	fd = open("/dev/tesseract", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, TESSERACT_DISK_INFO, info))
+		ret = -errno;
+	close(fd);
+	return ret;
 }
 
 long long ts_vmstat(const char *name)

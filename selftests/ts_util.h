@@ -70,6 +70,23 @@ long long ts_swapdev_counter(const char *name);
 int ts_vhost_devices(char *buf, size_t len);
 /* A debugfs counter of the one open vhost-blk device, or -1. */
 long long ts_vhost_counter(const char *name);
+/*
+ * Background locality work (cleaner and compactor): a counter of debugfs
+ * cleaner/, or -1.
+ */
+long long ts_cleaner_counter(const char *name);
+/*
+ * Wait up to @timeout_s seconds until the background worker has made two
+ * passes over all disks that found nothing to do, so that whatever it had
+ * to do when this was called is done (with cleaner_idle_ms=0 and
+ * cleaner_rate_kib=0). 0 or -ETIMEDOUT.
+ */
+int ts_cleaner_wait_idle(double timeout_s);
+/* Set a module parameter through sysfs. 0 or -errno. */
+int ts_param_set(const char *name, const char *val);
+/* TESSERACT_DISK_INFO of @disk_id through /dev/tesseract. 0 or -errno. */
+struct tesseract_disk_info;
+int ts_disk_info(unsigned long long disk_id, struct tesseract_disk_info *info);
 /* A /proc/vmstat field, or -1. */
 long long ts_vmstat(const char *name);
 

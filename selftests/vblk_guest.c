@@ -196,6 +196,23 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 	return ret ?: vblk_setup(d, nqueues, qsize, want_features);
 }
 
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
+		   int disk_fd, __u64 disk_id)
+{
+	int ret;
+
+	ret = vblk_open(d, ram_size, nqueues, 128, 0);
+	if (ret)
+		return ret;
+	/* The id must be set before the backend, which fixes it. */
+	if (disk_id) {
+		ret = vblk_ioctl(d, VHOST_BLK_SET_DISK_ID, &disk_id);
+		if (ret)
+			return ret;
+	}
+	return vblk_set_backend(d, disk_fd);
+}
+
 int vblk_set_backend(struct vblk_dev *d, int fd)
 {
 	struct vhost_vring_file backend = { .index = 0, .fd = fd };
@@ -234,6 +251,7 @@ void vblk_close(struct vblk_dev *d)
 		free(q->chain_descs);
 		free(d->sync_req[i]);
 		d->sync_req[i] = NULL;
+		d->sync_seg[i] = NULL;
 		q->cookie = NULL;
 		q->chain_descs = NULL;
 	}
@@ -484,6 +502,28 @@ int vblk_req_wait(struct vblk_dev *d, unsigned int qi, struct vblk_req *r,
 	return *r->status;
 }
 
+static int vblk_prepare_queue(struct vblk_dev *d, unsigned int qi)
+{
+	if (!d->sync_req[qi])
+		d->sync_req[qi] = vblk_req_alloc(d);
+	if (!d->sync_seg[qi])
+		d->sync_seg[qi] = vblk_alloc(d, sizeof(*d->sync_seg[qi]), 16);
+	return d->sync_req[qi] && d->sync_seg[qi] ? 0 : -ENOMEM;
+}
+
+int vblk_prepare_queues(struct vblk_dev *d)
+{
+	unsigned int qi;
+	int ret;
+
+	for (qi = 0; qi < d->nqueues; qi++) {
+		ret = vblk_prepare_queue(d, qi);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	    __u64 sector, void *data, size_t len, size_t seg_max,
 	    bool indirect)
@@ -504,22 +544,49 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	vblk_kick(d, qi);
 	ret = vblk_req_wait(d, qi, r, 10000);
 	/* Still owned by the device: never reuse (nor free) it. */
-	if (ret == -ETIMEDOUT)
+	if (ret == -ETIMEDOUT) {
 		d->sync_req[qi] = NULL;
+		d->sync_seg[qi] = NULL;
+	}
 	return ret;
+}
+
+int vblk_rw_split(struct vblk_dev *d, unsigned int qi, __u32 type,
+		  __u64 sector, void *data, size_t len, size_t max_len,
+		  bool indirect)
+{
+	size_t done, n;
+	int status;
+
+	for (done = 0; done < len; done += n) {
+		n = len - done < max_len ? len - done : max_len;
+		status = vblk_rw(d, qi, type, sector + done / 512,
+				 (__u8 *)data + done, n, 0, indirect);
+		if (status)
+			return status;
+	}
+	return 0;
+}
+
+int vblk_discard_q(struct vblk_dev *d, unsigned int qi, __u32 type,
+		   __u64 sector, __u32 sectors, __u32 flags)
+{
+	struct virtio_blk_discard_write_zeroes *seg;
+	int ret;
+
+	ret = vblk_prepare_queue(d, qi);
+	if (ret)
+		return ret;
+	seg = d->sync_seg[qi];
+	seg->sector = htole64(sector);
+	seg->num_sectors = htole32(sectors);
+	seg->flags = htole32(flags);
+	/* The segments are the device-readable payload after the header. */
+	return vblk_rw(d, qi, type, 0, seg, sizeof(*seg), 0, false);
 }
 
 int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 		 __u32 flags)
 {
-	struct virtio_blk_discard_write_zeroes *seg;
-
-	seg = vblk_alloc(d, sizeof(*seg), 16);
-	if (!seg)
-		return -ENOMEM;
-	seg->sector = htole64(sector);
-	seg->num_sectors = htole32(sectors);
-	seg->flags = htole32(flags);
-	/* The segments are the device-readable payload after the header. */
-	return vblk_rw(d, 0, type, 0, seg, sizeof(*seg), 0, false);
+	return vblk_discard_q(d, 0, type, sector, sectors, flags);
 }

@@ -50,6 +50,8 @@ struct vblk_dev {
 	unsigned int nqueues;
 	struct vblk_queue q[VBLK_MAX_QUEUES];
 	struct vblk_req *sync_req[VBLK_MAX_QUEUES];	/* for vblk_rw() */
+	/* The segment vblk_discard_q() sends on each queue, in guest RAM. */
+	struct virtio_blk_discard_write_zeroes *sync_seg[VBLK_MAX_QUEUES];
 };
 
 /* A guest buffer; device_writes marks the ones the device fills in. */
@@ -73,6 +75,19 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 int vblk_open_dev(struct vblk_dev *d, size_t ram_size);
 int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
 	       __u64 want_features);
+/*
+ * vblk_open() of a guest of one disk, as a VMM opens it: @nqueues rings of
+ * 128 entries, no optional feature, disk id @disk_id (0: the module derives
+ * one from the backend), then the backend @disk_fd. 0 or -errno.
+ */
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
+		   int disk_fd, __u64 disk_id);
+/*
+ * Allocate what vblk_rw() and vblk_discard_q() use on each queue now: the
+ * guest RAM allocator is not thread safe, and afterwards each queue can be
+ * driven by a thread of its own. 0 or -ENOMEM.
+ */
+int vblk_prepare_queues(struct vblk_dev *d);
 /* Attach a backend (fd -1 detaches). 0 or -errno. */
 int vblk_set_backend(struct vblk_dev *d, int fd);
 int vblk_set_serial(struct vblk_dev *d, const char serial[20]);
@@ -139,9 +154,21 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	    bool indirect);
 
 /*
- * One-segment VIRTIO_BLK_T_DISCARD or VIRTIO_BLK_T_WRITE_ZEROES (@type) of
- * @sectors at @sector on queue 0: the status, or -errno.
+ * vblk_rw() of @len bytes in requests of at most @max_len bytes, each of
+ * one segment (or one indirect table, if @indirect): the first non-zero
+ * status, or -errno.
  */
+int vblk_rw_split(struct vblk_dev *d, unsigned int qi, __u32 type,
+		  __u64 sector, void *data, size_t len, size_t max_len,
+		  bool indirect);
+
+/*
+ * One-segment VIRTIO_BLK_T_DISCARD or VIRTIO_BLK_T_WRITE_ZEROES (@type) of
+ * @sectors at @sector on queue @qi: the status, or -errno.
+ */
+int vblk_discard_q(struct vblk_dev *d, unsigned int qi, __u32 type,
+		   __u64 sector, __u32 sectors, __u32 flags);
+/* vblk_discard_q() on queue 0. */
 int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 		 __u32 flags);
 
