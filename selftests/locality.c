@@ -236,38 +236,48 @@ TEST_F_TIMEOUT(loc, cleaner_copies_back_and_drops_references, 300)
 	free(image);
 }
 
-/* Store blocks of disk blocks [0, PAGES) seen by tesseract_store_read. */
+/*
+ * Read disk blocks [0, PAGES) with tesseract_store_read on: the store
+ * block each came from, into @sb (-1: not from the store). Returns the
+ * number of store I/Os, or -errno.
+ */
 static int trace_store_reads(struct vblk_dev *d, char *p, long long *sb)
 {
 	unsigned long long disk, block;
-	unsigned int store_block;
+	unsigned int store_block, nr, i;
 	char line[512], *ev;
+	int ret, ios = 0;
 	size_t b;
 	FILE *f;
-	int ret;
 
 	for (b = 0; b < PAGES; b++)
 		sb[b] = -1;
 	ts_write_str(STORE_READ "/enable", "1");
 	/* Opened for writing with O_TRUNC, the trace buffer empties. */
-	fclose(fopen(TRACING "/trace", "w"));
+	f = fopen(TRACING "/trace", "w");
+	if (f)
+		fclose(f);
 	ret = guest_read(d, p, PAGES);
 	ts_write_str(STORE_READ "/enable", "0");
 	if (ret)
-		return ret;
+		return ret < 0 ? ret : -EIO;
 	f = fopen(TRACING "/trace", "r");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		ev = strstr(line, "tesseract_store_read: ");
-		if (!ev || sscanf(ev, "tesseract_store_read: disk=%llx block=%llu store_block=%u",
-				  &disk, &block, &store_block) != 3)
+		/* @nr disk blocks from @block, store blocks in a row. */
+		if (!ev || sscanf(ev + strlen("tesseract_store_read: "),
+				  "disk=%llx block=%llu store_block=%u nr=%u",
+				  &disk, &block, &store_block, &nr) != 4 ||
+		    disk != DISK_ID)
 			continue;
-		if (disk == DISK_ID && block < PAGES)
-			sb[block] = store_block;
+		ios++;
+		for (i = 0; i < nr && block + i < PAGES; i++)
+			sb[block + i] = store_block + i;
 	}
 	fclose(f);
-	return 0;
+	return ios;
 }
 
 /* Adjacent disk blocks whose store blocks are not adjacent too. */
@@ -281,38 +291,50 @@ static size_t discontinuities(const long long *sb)
 }
 
 /*
+ * Locality recovery moves runs of at most 64 referenced blocks (256 KiB,
+ * Documentation/design.rst); a compacted run is one store I/O.
+ */
+#define RUN_MAX		64
+
+/*
  * The compactor rewrites a scattered run of references into store blocks
- * in guest order; the references stay, the data does not change.
+ * in guest order; the references stay, the data does not change, and a
+ * sequential read of the run reads the store sequentially.
  */
 TEST_F_TIMEOUT(loc, compactor_puts_references_in_guest_order, 300)
 {
-	long long *sb = calloc(PAGES, sizeof(*sb));
+	long long *sb = calloc(PAGES, sizeof(*sb)), compacted;
 	size_t before, after;
+	int ios_before, ios_after;
 
 	ASSERT_NE(NULL, sb);
 	make_references(_metadata, &self->dev, self->buf, 2, true);
-	ASSERT_EQ(0, trace_store_reads(&self->dev, self->check, sb));
+	ios_before = trace_store_reads(&self->dev, self->check, sb);
+	ASSERT_LT(0, ios_before);
 	EXPECT_EQ(0UL, bad_blocks(self->check, PAGES, 2, true));
 	before = discontinuities(sb);
-	/* Out of order to start with: the check below can fail. */
+	/* Out of order to start with: the checks below can fail. */
 	ASSERT_LT(PAGES / 2, before);
+	ASSERT_LT((int)(PAGES / 2), ios_before);
 
 	ASSERT_EQ(0, ts_param_set("compactor", "Y"));
 	ASSERT_EQ(0, ts_cleaner_wait_idle(120));
-	EXPECT_LT(0, ts_cleaner_counter("blocks_compacted"));
-	expect_counters(_metadata, PAGES, 0,
-			ts_cleaner_counter("blocks_compacted"),
-			ts_cleaner_counter("blocks_compacted") * PAGE);
+	compacted = ts_cleaner_counter("blocks_compacted");
+	/* Every block was out of order, so every block moved, once. */
+	EXPECT_EQ((long long)PAGES, compacted);
+	expect_counters(_metadata, PAGES, 0, compacted, compacted * PAGE);
 
-	ASSERT_EQ(0, trace_store_reads(&self->dev, self->check, sb));
+	ios_after = trace_store_reads(&self->dev, self->check, sb);
 	EXPECT_EQ(0UL, bad_blocks(self->check, PAGES, 2, true));
 	after = discontinuities(sb);
-	TH_LOG("store discontinuities in %lu guest blocks: %zu before, %zu after compaction",
-	       PAGES, before, after);
-	EXPECT_EQ(0UL, after);
-	/* In order now: nothing more to do, however long it runs. */
+	TH_LOG("store discontinuities, store reads: %zu, %d before; %zu, %d after",
+	       before, ios_before, after, ios_after);
+	/* In order within each run; runs may land apart. */
+	EXPECT_GE(PAGES / RUN_MAX - 1, after);
+	EXPECT_EQ((int)(PAGES / RUN_MAX), ios_after);
+	/* Nothing more to do, however long it runs. */
 	ASSERT_EQ(0, ts_cleaner_wait_idle(120));
-	EXPECT_EQ(0UL, discontinuities(sb));
+	EXPECT_EQ(compacted, ts_cleaner_counter("blocks_compacted"));
 	free(sb);
 }
 
@@ -561,7 +583,9 @@ static void race(struct __test_metadata *_metadata, struct vblk_dev *d,
 	for (i = 1; i <= RACE_THREADS; i++)
 		pthread_join(t[i].thread, NULL);
 	reconciled = ts_vhost_counter("reconciled_pages");
-	cleaned = ts_cleaner_counter("blocks_cleaned");
+	/* Partial writes over references count as cleaned: not the worker. */
+	cleaned = ts_cleaner_counter("blocks_cleaned") -
+		  ts_vhost_counter("merged_blocks");
 	compacted = ts_cleaner_counter("blocks_compacted");
 	/* Once during the run, once after the worker is done. */
 	race_check_all(&t[0], check);
@@ -571,14 +595,14 @@ static void race(struct __test_metadata *_metadata, struct vblk_dev *d,
 	TH_LOG("%lu sectors compared, %lld pages reconciled, %lld merged",
 	       atomic_load(&r->reads), reconciled,
 	       ts_vhost_counter("merged_blocks"));
-	TH_LOG("during the run: %lld blocks cleaned, %lld compacted", cleaned,
-	       compacted);
+	TH_LOG("during the run, the worker cleaned %lld blocks, compacted %lld",
+	       cleaned, compacted);
 	EXPECT_EQ(0UL, atomic_load(&r->errors));
 	EXPECT_EQ(0UL, atomic_load(&r->mismatches));
 	/* New references kept coming, and the worker raced with them. */
 	EXPECT_LT((long long)RACE_THREADS * RACE_ROUNDS, reconciled);
 	if (!strcmp(worker, "cleaner")) {
-		EXPECT_LT(RACE_BLOCKS, cleaned);
+		EXPECT_LT(0, cleaned);
 		/* All clean: the image alone holds what the guest wrote. */
 		EXPECT_EQ(0, ts_vhost_counter("pages_referenced"));
 		EXPECT_EQ(0, ts_cleaner_counter("blocks_pending"));
@@ -587,7 +611,6 @@ static void race(struct __test_metadata *_metadata, struct vblk_dev *d,
 		EXPECT_EQ(0UL, atomic_load(&r->mismatches));
 	} else {
 		EXPECT_LT(0, compacted);
-		EXPECT_EQ(0, ts_cleaner_counter("blocks_cleaned"));
 	}
 	free(image);
 	free(r->model);
@@ -652,8 +675,9 @@ TEST_F_TIMEOUT(loc, cleaner_waits_for_an_idle_disk, 300)
 
 /*
  * cleaner_rate_kib bounds the data moved per second. Only an upper bound
- * is checked, which a slow (emulated) machine cannot break, with a second
- * of slack for a burst.
+ * is checked, which a slow (emulated) machine cannot break: the worker
+ * moves a run, then waits for as long as the run takes at the rate, so
+ * one run more than the rate allows may have moved.
  */
 #define RATE_KIB	64
 
@@ -668,12 +692,12 @@ TEST_F_TIMEOUT(loc, cleaner_rate_is_limited, 300)
 	ASSERT_EQ(0, ts_param_set("cleaner_rate_kib", kib));
 	t0 = ts_now();
 	ASSERT_EQ(0, ts_param_set("cleaner", "Y"));
-	sleep(3);
+	sleep(4);
 	moved = ts_cleaner_counter("bytes_moved");
 	t1 = ts_now();
 	TH_LOG("%lld KiB moved in %.2f s at %d KiB/s", moved >> 10, t1 - t0,
 	       RATE_KIB);
-	EXPECT_GE((t1 - t0 + 1) * RATE_KIB * 1024, moved);
+	EXPECT_GE((t1 - t0) * RATE_KIB * 1024 + RUN_MAX * PAGE, moved);
 	/* Slow, but moving. */
 	for (end = ts_now() + 60; ts_now() < end && moved <= 0;) {
 		usleep(100000);

@@ -85,6 +85,7 @@ static const struct {
 	{ "swap_size_mib=99999999", -ERANGE,
 	  "swap_size_mib=99999999: larger than the maximum" },
 	{ "backing=dev/vdb", -EINVAL, "backing=dev/vdb: not an absolute path" },
+	{ "cleaner_nice=20", -EINVAL, "cleaner_nice=20: not a nice value" },
 };
 
 TEST(bad_parameters_refused)
