@@ -677,31 +677,25 @@ struct ts_run {
 	struct bio_vec bvec[TS_RUN_MAX];
 };
 
-static struct ts_run *ts_run_alloc(void)
+/* Pages for the run's contents, kept for the next run of the caller. */
+static int ts_run_get_pages(struct ts_run *run)
 {
-	struct ts_run *run = kzalloc(sizeof(*run), GFP_KERNEL);
 	unsigned int i;
 
-	if (!run)
-		return NULL;
-	for (i = 0; i < TS_RUN_MAX; i++) {
-		run->page[i] = alloc_page(GFP_KERNEL);
+	for (i = 0; i < run->nr; i++) {
 		if (!run->page[i])
-			goto fail;
+			run->page[i] = alloc_page(GFP_KERNEL);
+		if (!run->page[i])
+			return -ENOMEM;
 	}
-	return run;
-fail:
-	while (i--)
-		__free_page(run->page[i]);
-	kfree(run);
-	return NULL;
+	return 0;
 }
 
 static void ts_run_free(struct ts_run *run)
 {
 	unsigned int i;
 
-	for (i = 0; i < TS_RUN_MAX; i++)
+	for (i = 0; i < TS_RUN_MAX && run->page[i]; i++)
 		__free_page(run->page[i]);
 	kfree(run);
 }
@@ -817,7 +811,7 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	if (!(image->f_mode & FMODE_WRITE))
 		goto put_image;
 	ret = -ENOMEM;
-	run = ts_run_alloc();
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
 	if (!run)
 		goto put_image;
 
@@ -826,8 +820,8 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	ret = 0;
 	if (!ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run))
 		goto unlock;
-	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_read_locked(run) ?:
-	      ts_run_write_image(run, image);
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run) ?:
+	      ts_run_read_locked(run) ?: ts_run_write_image(run, image);
 	if (ret)
 		goto unlock;
 	for (i = 0; i < run->nr; i++) {
@@ -908,7 +902,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 
 	if (READ_ONCE(disk->compacted_at) == READ_ONCE(disk->refs_changes))
 		return 0;
-	run = ts_run_alloc();
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
 	if (!run)
 		return -ENOMEM;
 	down_read(&ts_maps_sem);
@@ -936,13 +930,14 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 			goto unlock;
 		}
 	}
-	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_read_locked(run);
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run);
 	if (ret)
 		goto unlock;
 	ret = -ENOSPC;
 	if (!ts_run_alloc_blocks(disk, run, &first))
 		goto unlock;
-	ret = ts_store_rw_blocks(ts_store, first, run->page, run->nr,
+	ret = ts_run_read_locked(run) ?:
+	      ts_store_rw_blocks(ts_store, first, run->page, run->nr,
 				 REQ_OP_WRITE);
 	if (ret) {
 		ts_run_free_blocks(first, run->nr);

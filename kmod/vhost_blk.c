@@ -756,12 +756,18 @@ static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 	size_t n;
 	u64 x;
 
+	/* Under memory pressure, fewer pages only mean shorter store reads. */
 	for (i = 0; i < max; i++) {
-		pages[i] = alloc_page(GFP_KERNEL);
-		if (!pages[i]) {
-			ret = -ENOMEM;
-			goto free;
-		}
+		pages[i] = alloc_page(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!pages[i])
+			break;
+	}
+	max = i;
+	if (!max) {
+		pages[0] = alloc_page(GFP_KERNEL);
+		if (!pages[0])
+			return -ENOMEM;
+		max = i = 1;
 	}
 	for (; pos < end; pos += n) {
 		x = pos >> TS_BLOCK_SHIFT;
@@ -787,7 +793,6 @@ static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 	}
 	if (!ret)
 		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
-free:
 	while (i--)
 		__free_page(pages[i]);
 	return ret ?: req->len;
