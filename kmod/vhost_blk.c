@@ -762,13 +762,12 @@ static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 		if (!pages[i])
 			break;
 	}
-	max = i;
-	if (!max) {
-		pages[0] = alloc_page(GFP_KERNEL);
-		if (!pages[0])
+	if (!i) {
+		pages[i] = alloc_page(GFP_KERNEL);
+		if (!pages[i++])
 			return -ENOMEM;
-		max = i = 1;
 	}
+	max = i;
 	for (; pos < end; pos += n) {
 		x = pos >> TS_BLOCK_SHIFT;
 		ret = ts_disk_read_run(be->disk, x, last, pages, max);
