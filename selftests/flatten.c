@@ -48,6 +48,8 @@ FIXTURE_SETUP(fl)
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
 	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
+	/* Else every ENOENT below would be the node's, not the disk's. */
+	ASSERT_EQ(0, access(CTL, R_OK | W_OK));
 	/* Guest RAM is charged to the group that first touches it. */
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
