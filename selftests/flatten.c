@@ -413,8 +413,9 @@ TEST_F_TIMEOUT(fl, writes_during_flatten_are_not_reconciled, 900)
 	ASSERT_EQ(0, ts_disk_info(self->id, &info));
 	EXPECT_GE((unsigned long long)(written - inside), info.references);
 	EXPECT_EQ(0ULL, info.flags & TESSERACT_DISK_FLATTENING);
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, late_block,
-				   self->check, written, false));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
+				   late_block * SECTORS, self->check, written,
+				   false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, written, 20 + round - 1, 1));
 
 	/* Flattened once more, then reconciliation is back. */
