@@ -96,6 +96,17 @@ static DEFINE_MUTEX(ts_disks_lock);
  */
 static DECLARE_RWSEM(ts_maps_sem);
 
+/*
+ * A guest request that replaces referenced data drops the references
+ * first and writes the image after. It holds this for reading from one to
+ * the other, and a commit holds it for writing, so that a commit never
+ * makes a drop durable before the data that replaces it is written. (The
+ * request is not complete, so either the old or the new contents are
+ * fine after a crash; the image's contents from before the reference are
+ * not.) Taken before ts_maps_sem.
+ */
+static DECLARE_RWSEM(ts_replace_sem);
+
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
 
@@ -285,6 +296,16 @@ struct ts_disk *ts_disk_next_attached(struct ts_disk *prev)
 	}
 	mutex_unlock(&ts_disks_lock);
 	return disk;
+}
+
+void ts_disk_replace_begin(struct ts_disk *disk)
+{
+	down_read(&ts_replace_sem);
+}
+
+void ts_disk_replace_end(struct ts_disk *disk)
+{
+	up_read(&ts_replace_sem);
 }
 
 void ts_disk_put(struct ts_disk *disk)
@@ -498,6 +519,7 @@ static int ts_checkpoint_all(void)
 	struct ts_disk *disk;
 	int ret = 0;
 
+	down_write(&ts_replace_sem);
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
 	list_for_each_entry(disk, &ts_disks, node)
@@ -512,6 +534,7 @@ static int ts_checkpoint_all(void)
 	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	return ret;
 }
 
@@ -529,6 +552,7 @@ int ts_disk_sync(struct ts_disk *disk)
 
 	if (!image)
 		return -ENXIO;
+	down_write(&ts_replace_sem);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	ret = vfs_fsync(image, 0);
@@ -542,6 +566,7 @@ int ts_disk_sync(struct ts_disk *disk)
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	fput(image);
 	/* The journal is full: a checkpoint of everything instead. */
 	return ret == -ENOSPC ? ts_checkpoint_all() : ret;

@@ -30,7 +30,6 @@
 #define DISK		"/dev/vda"
 #define DISK_ID		0x10ca1ULL
 #define PAGES		512UL		/* 2 MiB of references */
-#define CHUNK		(256 * PAGE)	/* bytes per request */
 /* Disk range the tests use, dropped (discarded) at teardown. */
 #define DISK_SECTORS	(64UL << 11)	/* 64 MiB */
 #define RACE_THREADS	3		/* on queues 1 to 3; 0 is ours */
@@ -56,8 +55,9 @@ FIXTURE_SETUP(loc)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, self->disk_fd);
-	ASSERT_EQ(0, vblk_open_disk(&self->dev, 3 * PAGES * PAGE + (8 << 20),
-				    NQUEUES, self->disk_fd, DISK_ID));
+	ASSERT_EQ(0, vblk_open_disk_mq(&self->dev,
+				       3 * PAGES * PAGE + (8 << 20), NQUEUES,
+				       self->disk_fd, DISK_ID));
 	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, self->buf);
@@ -99,8 +99,7 @@ static void make_references(struct __test_metadata *_metadata,
 {
 	size_t b;
 
-	ts_fill_pages(buf, PAGES, tag, 1);
-	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, buf, PAGES * PAGE));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, buf, PAGES, tag, 1));
 	if (scatter) {
 		for (b = 0; b < PAGES; b++)
 			ASSERT_EQ(0, vblk_rw(d, 0, VIRTIO_BLK_T_OUT,
@@ -108,8 +107,8 @@ static void make_references(struct __test_metadata *_metadata,
 					     buf + source_page(b, true) * PAGE,
 					     PAGE, 0, false));
 	} else {
-		ASSERT_EQ(0, vblk_rw_split(d, 0, VIRTIO_BLK_T_OUT, 0, buf,
-					   PAGES * PAGE, CHUNK, false));
+		ASSERT_EQ(0, vblk_io_pages(d, VIRTIO_BLK_T_OUT, 0, buf, PAGES,
+					   false));
 	}
 	ASSERT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
 }
@@ -129,8 +128,7 @@ static size_t bad_blocks(const char *p, size_t blocks, unsigned long tag,
 /* Read disk blocks [0, blocks) through the module into @p. */
 static int guest_read(struct vblk_dev *d, char *p, size_t blocks)
 {
-	return vblk_rw_split(d, 0, VIRTIO_BLK_T_IN, 0, p, blocks * PAGE, CHUNK,
-			     false);
+	return vblk_io_pages(d, VIRTIO_BLK_T_IN, 0, p, blocks, false);
 }
 
 /*
@@ -150,33 +148,6 @@ static int image_read(void *p, size_t len)
 	return n == (ssize_t)len ? 0 : -EIO;
 }
 
-/* The fields of our disk's line in debugfs disks, or -1 each. */
-struct disk_line {
-	long long attached, references, cleaned, compacted, bytes_moved;
-};
-
-static void read_disk_line(struct disk_line *l)
-{
-	char line[512], want[32];
-	FILE *f;
-
-	memset(l, 0xff, sizeof(*l));
-	f = fopen(TS_DEBUGFS "/disks", "r");
-	if (!f)
-		return;
-	snprintf(want, sizeof(want), "%llx ", DISK_ID);
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, want, strlen(want)))
-			continue;
-		if (sscanf(line + strlen(want),
-			   "attached=%lld references=%lld cleaned=%lld compacted=%lld bytes_moved=%lld",
-			   &l->attached, &l->references, &l->cleaned,
-			   &l->compacted, &l->bytes_moved) != 5)
-			memset(l, 0xff, sizeof(*l));
-	}
-	fclose(f);
-}
-
 /*
  * The counters of our disk, three ways (TESSERACT_DISK_INFO, the disks
  * line, the vhost device), and the global ones, which only this disk
@@ -187,7 +158,6 @@ static void expect_counters(struct __test_metadata *_metadata,
 			    long long compacted, long long moved)
 {
 	struct tesseract_disk_info info;
-	struct disk_line l;
 
 	ASSERT_EQ(0, ts_disk_info(DISK_ID, &info));
 	EXPECT_NE(0ULL, info.flags & TESSERACT_DISK_ATTACHED);
@@ -196,12 +166,11 @@ static void expect_counters(struct __test_metadata *_metadata,
 	EXPECT_EQ(compacted, (long long)info.blocks_compacted);
 	EXPECT_EQ(moved, (long long)info.bytes_moved);
 
-	read_disk_line(&l);
-	EXPECT_EQ(1, l.attached);
-	EXPECT_EQ(references, l.references);
-	EXPECT_EQ(cleaned, l.cleaned);
-	EXPECT_EQ(compacted, l.compacted);
-	EXPECT_EQ(moved, l.bytes_moved);
+	EXPECT_EQ(1, ts_debugfs_disk(DISK_ID, "attached"));
+	EXPECT_EQ(references, ts_debugfs_disk(DISK_ID, "references"));
+	EXPECT_EQ(cleaned, ts_debugfs_disk(DISK_ID, "cleaned"));
+	EXPECT_EQ(compacted, ts_debugfs_disk(DISK_ID, "compacted"));
+	EXPECT_EQ(moved, ts_debugfs_disk(DISK_ID, "bytes_moved"));
 
 	EXPECT_EQ(references, ts_vhost_counter("pages_referenced"));
 	EXPECT_EQ(references, ts_cleaner_counter("blocks_pending"));

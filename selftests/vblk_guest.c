@@ -196,23 +196,6 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
 	return ret ?: vblk_setup(d, nqueues, qsize, want_features);
 }
 
-int vblk_open_disk(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
-		   int disk_fd, __u64 disk_id)
-{
-	int ret;
-
-	ret = vblk_open(d, ram_size, nqueues, 128, 0);
-	if (ret)
-		return ret;
-	/* The id must be set before the backend, which fixes it. */
-	if (disk_id) {
-		ret = vblk_ioctl(d, VHOST_BLK_SET_DISK_ID, &disk_id);
-		if (ret)
-			return ret;
-	}
-	return vblk_set_backend(d, disk_fd);
-}
-
 int vblk_set_backend(struct vblk_dev *d, int fd)
 {
 	struct vhost_vring_file backend = { .index = 0, .fd = fd };
@@ -551,23 +534,6 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	return ret;
 }
 
-int vblk_rw_split(struct vblk_dev *d, unsigned int qi, __u32 type,
-		  __u64 sector, void *data, size_t len, size_t max_len,
-		  bool indirect)
-{
-	size_t done, n;
-	int status;
-
-	for (done = 0; done < len; done += n) {
-		n = len - done < max_len ? len - done : max_len;
-		status = vblk_rw(d, qi, type, sector + done / 512,
-				 (__u8 *)data + done, n, 0, indirect);
-		if (status)
-			return status;
-	}
-	return 0;
-}
-
 int vblk_discard_q(struct vblk_dev *d, unsigned int qi, __u32 type,
 		   __u64 sector, __u32 sectors, __u32 flags)
 {
@@ -589,4 +555,40 @@ int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 		 __u32 flags)
 {
 	return vblk_discard_q(d, 0, type, sector, sectors, flags);
+}
+
+int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
+		  size_t pages, bool indirect)
+{
+	size_t done, n;
+	int status;
+
+	for (done = 0; done < pages; done += n) {
+		n = pages - done < VBLK_IO_PAGES ? pages - done : VBLK_IO_PAGES;
+		status = vblk_rw(d, 0, type, sector + done * 8,
+				 (char *)data + done * 4096, n * 4096, 0,
+				 indirect);
+		if (status)
+			return status;
+	}
+	return 0;
+}
+
+int vblk_open_disk_mq(struct vblk_dev *d, size_t ram_size,
+		      unsigned int nqueues, int disk_fd, __u64 disk_id)
+{
+	int ret;
+
+	ret = vblk_open(d, ram_size, nqueues, 128, 0);
+	if (ret)
+		return ret;
+	if (disk_id && ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &disk_id))
+		return -errno;
+	return vblk_set_backend(d, disk_fd);
+}
+
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
+		   __u64 disk_id)
+{
+	return vblk_open_disk_mq(d, ram_size, 1, disk_fd, disk_id);
 }

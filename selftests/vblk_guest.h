@@ -76,13 +76,6 @@ int vblk_open_dev(struct vblk_dev *d, size_t ram_size);
 int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
 	       __u64 want_features);
 /*
- * vblk_open() of a guest of one disk, as a VMM opens it: @nqueues rings of
- * 128 entries, no optional feature, disk id @disk_id (0: the module derives
- * one from the backend), then the backend @disk_fd. 0 or -errno.
- */
-int vblk_open_disk(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
-		   int disk_fd, __u64 disk_id);
-/*
  * Allocate what vblk_rw() and vblk_discard_q() use on each queue now: the
  * guest RAM allocator is not thread safe, and afterwards each queue can be
  * driven by a thread of its own. 0 or -ENOMEM.
@@ -154,15 +147,6 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	    bool indirect);
 
 /*
- * vblk_rw() of @len bytes in requests of at most @max_len bytes, each of
- * one segment (or one indirect table, if @indirect): the first non-zero
- * status, or -errno.
- */
-int vblk_rw_split(struct vblk_dev *d, unsigned int qi, __u32 type,
-		  __u64 sector, void *data, size_t len, size_t max_len,
-		  bool indirect);
-
-/*
  * One-segment VIRTIO_BLK_T_DISCARD or VIRTIO_BLK_T_WRITE_ZEROES (@type) of
  * @sectors at @sector on queue @qi: the status, or -errno.
  */
@@ -171,5 +155,24 @@ int vblk_discard_q(struct vblk_dev *d, unsigned int qi, __u32 type,
 /* vblk_discard_q() on queue 0. */
 int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 		 __u32 flags);
+
+/*
+ * Move @pages 4 KiB pages at @data to or from (@type) the disk at @sector
+ * on queue 0, in requests of up to VBLK_IO_PAGES pages (1 MiB), each one
+ * segment (direct, or through an indirect table if @indirect): 0, or the
+ * first bad status or -errno.
+ */
+#define VBLK_IO_PAGES	256
+int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
+		  size_t pages, bool indirect);
+/*
+ * vblk_open() with one ring of 128 entries and @ram_size bytes of guest
+ * RAM, disk id @disk_id (0: derived from the backend), backend @disk_fd.
+ */
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
+		   __u64 disk_id);
+/* vblk_open_disk() with @nqueues rings. */
+int vblk_open_disk_mq(struct vblk_dev *d, size_t ram_size,
+		      unsigned int nqueues, int disk_fd, __u64 disk_id);
 
 #endif /* _VBLK_GUEST_H */
