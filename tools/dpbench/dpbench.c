@@ -700,12 +700,18 @@ out:
  */
 static int locality(struct vblk_dev *d, unsigned char *buf, unsigned long tag)
 {
+	bool built = !access(PARAMS "/compactor", F_OK) &&
+		     !access("/dev/tesseract", F_OK);
+
+	/* Back in, if the page-out's pressure pushed it out. */
+	memset(buf, 0, opts.read_len);
 	if (!opts.reconcile)
 		return seq_read(d, buf, tag, "never");
-	if (print_disk(d, "pageout") || seq_read(d, buf, tag, "before"))
+	if ((built && print_disk(d, "pageout")) ||
+	    seq_read(d, buf, tag, "before"))
 		return -1;
-	if (access(PARAMS "/compactor", F_OK)) {
-		printf("# dp: the module has no compactor parameter: locality recovery is not built, compaction and cleaning not measured\n");
+	if (!built) {
+		printf("# dp: no compactor parameter or no /dev/tesseract: locality recovery is not built, compaction and cleaning not measured\n");
 		return 0;
 	}
 	if (compact(d) || seq_read(d, buf, tag, "compacted") ||
