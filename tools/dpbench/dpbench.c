@@ -559,7 +559,7 @@ static int seq_read(struct vblk_dev *d, unsigned char *buf, unsigned long tag,
 		    const char *name)
 {
 	size_t nreq = opts.cold_pages * PAGE / opts.read_len;
-	size_t per_req = opts.read_len / PAGE, bad = 0, i, p;
+	size_t per_req = opts.read_len / PAGE, bad = 0, slowest = 0, i, p;
 	double mib = opts.cold_pages * PAGE / 1048576.0, secs = 0, t0;
 	double *lat = calloc(nreq, sizeof(*lat));
 	struct dp_stats a, b;
@@ -580,6 +580,8 @@ static int seq_read(struct vblk_dev *d, unsigned char *buf, unsigned long tag,
 				 opts.read_len, 0, false);
 		lat[i] = ts_now() - t0;
 		secs += lat[i];
+		if (lat[i] > lat[slowest])
+			slowest = i;
 		if (status) {
 			fprintf(stderr, "dpbench: %s: request %zu: status %d\n",
 				phase, i, status);
@@ -594,8 +596,8 @@ static int seq_read(struct vblk_dev *d, unsigned char *buf, unsigned long tag,
 	print_head(phase);
 	printf(" mib=%.1f secs=%.3f mib_s=%.3f read_kib=%zu requests=%zu",
 	       mib, secs, mib / secs, opts.read_len >> 10, nreq);
-	printf(" p50_ms=%.3f max_ms=%.3f bad_pages=%zu",
-	       1e3 * percentile(lat, nreq, 50),
+	printf(" slowest_request=%zu p50_ms=%.3f max_ms=%.3f bad_pages=%zu",
+	       slowest, 1e3 * percentile(lat, nreq, 50),
 	       1e3 * percentile(lat, nreq, 100), bad);
 	print_delta(phase, &a, &b);
 	free(lat);
