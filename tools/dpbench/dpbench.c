@@ -713,7 +713,7 @@ static int locality(struct vblk_dev *d, unsigned char *buf, unsigned long tag)
 	    seq_read(d, buf, tag, "before"))
 		return -1;
 	if (!built) {
-		printf("# dp: no compactor or no /dev/tesseract: compaction and cleaning not measured\n");
+		printf("# dp: no compactor or /dev/tesseract: compaction, cleaning not measured\n");
 		return 0;
 	}
 	if (compact(d) || seq_read(d, buf, tag, "compacted") ||
