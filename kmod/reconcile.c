@@ -96,6 +96,17 @@ static DEFINE_MUTEX(ts_disks_lock);
  */
 static DECLARE_RWSEM(ts_maps_sem);
 
+/*
+ * A guest request that replaces referenced data drops the references
+ * first and writes the image after. It holds this for reading from one to
+ * the other, and a commit holds it for writing, so that a commit never
+ * makes a drop durable before the data that replaces it is written. (The
+ * request is not complete, so either the old or the new contents are
+ * fine after a crash; the image's contents from before the reference are
+ * not.) Taken before ts_maps_sem.
+ */
+static DECLARE_RWSEM(ts_replace_sem);
+
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
 
@@ -285,6 +296,16 @@ struct ts_disk *ts_disk_next_attached(struct ts_disk *prev)
 	}
 	mutex_unlock(&ts_disks_lock);
 	return disk;
+}
+
+void ts_disk_replace_begin(struct ts_disk *disk)
+{
+	down_read(&ts_replace_sem);
+}
+
+void ts_disk_replace_end(struct ts_disk *disk)
+{
+	up_read(&ts_replace_sem);
 }
 
 void ts_disk_put(struct ts_disk *disk)
@@ -498,6 +519,7 @@ static int ts_checkpoint_all(void)
 	struct ts_disk *disk;
 	int ret = 0;
 
+	down_write(&ts_replace_sem);
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
 	list_for_each_entry(disk, &ts_disks, node)
@@ -512,6 +534,7 @@ static int ts_checkpoint_all(void)
 	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	return ret;
 }
 
@@ -529,6 +552,7 @@ int ts_disk_sync(struct ts_disk *disk)
 
 	if (!image)
 		return -ENXIO;
+	down_write(&ts_replace_sem);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	ret = vfs_fsync(image, 0);
@@ -542,6 +566,7 @@ int ts_disk_sync(struct ts_disk *disk)
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	fput(image);
 	/* The journal is full: a checkpoint of everything instead. */
 	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
@@ -677,31 +702,25 @@ struct ts_run {
 	struct bio_vec bvec[TS_RUN_MAX];
 };
 
-static struct ts_run *ts_run_alloc(void)
+/* Pages for the run's contents, kept for the next run of the caller. */
+static int ts_run_get_pages(struct ts_run *run)
 {
-	struct ts_run *run = kzalloc(sizeof(*run), GFP_KERNEL);
 	unsigned int i;
 
-	if (!run)
-		return NULL;
-	for (i = 0; i < TS_RUN_MAX; i++) {
-		run->page[i] = alloc_page(GFP_KERNEL);
+	for (i = 0; i < run->nr; i++) {
 		if (!run->page[i])
-			goto fail;
+			run->page[i] = alloc_page(GFP_KERNEL);
+		if (!run->page[i])
+			return -ENOMEM;
 	}
-	return run;
-fail:
-	while (i--)
-		__free_page(run->page[i]);
-	kfree(run);
-	return NULL;
+	return 0;
 }
 
 static void ts_run_free(struct ts_run *run)
 {
 	unsigned int i;
 
-	for (i = 0; i < TS_RUN_MAX; i++)
+	for (i = 0; i < TS_RUN_MAX && run->page[i]; i++)
 		__free_page(run->page[i]);
 	kfree(run);
 }
@@ -817,7 +836,7 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	if (!(image->f_mode & FMODE_WRITE))
 		goto put_image;
 	ret = -ENOMEM;
-	run = ts_run_alloc();
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
 	if (!run)
 		goto put_image;
 
@@ -826,8 +845,8 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	ret = 0;
 	if (!ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run))
 		goto unlock;
-	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_read_locked(run) ?:
-	      ts_run_write_image(run, image);
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run) ?:
+	      ts_run_read_locked(run) ?: ts_run_write_image(run, image);
 	if (ret)
 		goto unlock;
 	for (i = 0; i < run->nr; i++) {
@@ -908,7 +927,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 
 	if (READ_ONCE(disk->compacted_at) == READ_ONCE(disk->refs_changes))
 		return 0;
-	run = ts_run_alloc();
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
 	if (!run)
 		return -ENOMEM;
 	down_read(&ts_maps_sem);
@@ -936,13 +955,14 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 			goto unlock;
 		}
 	}
-	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_read_locked(run);
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run);
 	if (ret)
 		goto unlock;
 	ret = -ENOSPC;
 	if (!ts_run_alloc_blocks(disk, run, &first))
 		goto unlock;
-	ret = ts_store_rw_blocks(ts_store, first, run->page, run->nr,
+	ret = ts_run_read_locked(run) ?:
+	      ts_store_rw_blocks(ts_store, first, run->page, run->nr,
 				 REQ_OP_WRITE);
 	if (ret) {
 		ts_run_free_blocks(first, run->nr);

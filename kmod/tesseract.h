@@ -164,6 +164,8 @@ int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
 		     struct page **pages, unsigned int max);
 bool ts_disk_drop(struct ts_disk *disk, u64 x);
 void ts_disk_note_io(struct ts_disk *disk);
+void ts_disk_replace_begin(struct ts_disk *disk);
+void ts_disk_replace_end(struct ts_disk *disk);
 
 enum ts_outcome ts_reconcile_probe(struct mm_struct *mm, unsigned long uaddr);
 enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,

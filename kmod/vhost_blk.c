@@ -756,13 +756,18 @@ static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 	size_t n;
 	u64 x;
 
+	/* Under memory pressure, fewer pages only mean shorter store reads. */
 	for (i = 0; i < max; i++) {
-		pages[i] = alloc_page(GFP_KERNEL);
-		if (!pages[i]) {
-			ret = -ENOMEM;
-			goto free;
-		}
+		pages[i] = alloc_page(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!pages[i])
+			break;
 	}
+	if (!i) {
+		pages[i] = alloc_page(GFP_KERNEL);
+		if (!pages[i++])
+			return -ENOMEM;
+	}
+	max = i;
 	for (; pos < end; pos += n) {
 		x = pos >> TS_BLOCK_SHIFT;
 		ret = ts_disk_read_run(be->disk, x, last, pages, max);
@@ -787,7 +792,6 @@ static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 	}
 	if (!ret)
 		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
-free:
 	while (i--)
 		__free_page(pages[i]);
 	return ret ?: req->len;
@@ -893,10 +897,15 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			     (pos + len - 1) >> TS_BLOCK_SHIFT) ||
 	    (reconcile && write &&
 	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
-		req->result = write ?
-			vhost_blk_write_mapped(blk, be, req, nr, skip, pos,
-					       reconcile) :
-			vhost_blk_read_mapped(blk, be, req, pos);
+		if (write) {
+			ts_disk_replace_begin(be->disk);
+			req->result = vhost_blk_write_mapped(blk, be, req, nr,
+							     skip, pos,
+							     reconcile);
+			ts_disk_replace_end(be->disk);
+		} else {
+			req->result = vhost_blk_read_mapped(blk, be, req, pos);
+		}
 		/* A guest that never flushes must not pile up changes. */
 		if (ts_disk_commit_due(be->disk) && vhost_blk_commit(be))
 			req->result = -EIO;
@@ -982,6 +991,25 @@ static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
 	return ret;
 }
 
+/* One segment of a discard or write-zeroes: references, then the image. */
+static int vhost_blk_unmap_segment(struct vhost_blk *blk,
+				   struct vhost_blk_backend *be, loff_t pos,
+				   loff_t bytes, bool write_zeroes, u32 flags)
+{
+	int ret;
+
+	ret = vhost_blk_unmap_range(blk, be, pos, bytes);
+	if (ret)
+		return ret;
+	if (write_zeroes)
+		return vhost_blk_zero_range(be->file, pos, bytes,
+					    flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+	ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    pos, bytes);
+	/* Discard is a hint: a backend may ignore it. */
+	return ret == -EOPNOTSUPP ? 0 : ret;
+}
+
 static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 					  struct vhost_blk_backend *be,
 					  struct vhost_blk_chain *c,
@@ -1021,19 +1049,10 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 
 		if (!bytes)
 			continue;
-		if (vhost_blk_unmap_range(blk, be, pos, bytes))
-			return VIRTIO_BLK_S_IOERR;
-		if (write_zeroes) {
-			ret = vhost_blk_zero_range(be->file, pos, bytes,
-						   le32_to_cpu(segs[i].flags) &
-						   VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-		} else {
-			ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE |
-					    FALLOC_FL_KEEP_SIZE, pos, bytes);
-			/* Discard is a hint: a backend may ignore it. */
-			if (ret == -EOPNOTSUPP)
-				ret = 0;
-		}
+		ts_disk_replace_begin(be->disk);
+		ret = vhost_blk_unmap_segment(blk, be, pos, bytes, write_zeroes,
+					      le32_to_cpu(segs[i].flags));
+		ts_disk_replace_end(be->disk);
 		if (ret)
 			return VIRTIO_BLK_S_IOERR;
 	}
