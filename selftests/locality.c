@@ -332,7 +332,7 @@ TEST_F_TIMEOUT(loc, cleaner_wins_over_compactor, 300)
  * defines (a discarded sector is undefined until written again).
  */
 #define RACE_BLOCKS	64
-#define RACE_ROUNDS	150
+#define RACE_ROUNDS	300
 #define RACE_BATCH	8		/* swapped-out pages per round */
 #define RACE_SCRATCH	4		/* pages for partial writes and reads */
 #define RACE_TAG	0x1ace
