@@ -9,7 +9,9 @@
 # pages, which the host swapped out in a random order (dpbench -r), so that
 # the disk range becomes references scattered across the store; then
 # (dpbench -l) the guest reads the range sequentially, one request at a
-# time (queue depth 1), with the page cache dropped and every page checked:
+# time (queue depth 1), with the page cache dropped and every page checked,
+# three rounds of it but for "before" (throughput: the fastest round;
+# latencies and I/O counts: all rounds):
 #   before     the references as the page-out left them;
 #   compacted  after the compactor (compactor=Y, cleaner_idle_ms=0,
 #              cleaner_rate_kib=0) has finished: debugfs
@@ -103,7 +105,7 @@ echo
 row "read MiB/s" mib_s
 row "request latency p50 ms" p50_ms
 row "request latency max ms" max_ms
-row "requests ($READ_KIB KiB)" requests
+row "requests (all rounds)" requests
 row "store read I/Os" store_read_ios
 row "store bytes read" store_read
 row "image read I/Os" image_read_ios
