@@ -78,12 +78,18 @@ static unsigned int rnd(unsigned int *s)
 	return (*s >> 8) & 0xffffff;
 }
 
-static int open_guest(struct vblk_dev *d, const char *image, int *fd)
+/*
+ * The image is opened buffered (@direct false) where its durability is to
+ * rest on fsync: store and image share one log-writes device, where a flush
+ * of the store would also make the image's completed direct writes durable.
+ */
+static int open_guest(struct vblk_dev *d, const char *image, bool direct,
+		      int *fd)
 {
 	__u64 id = DISK_ID;
 	int ret;
 
-	*fd = open(image, O_RDWR | O_DIRECT);
+	*fd = open(image, O_RDWR | (direct ? O_DIRECT : 0));
 	if (*fd < 0)
 		return -errno;
 	ret = vblk_open(d, (BLOCKS + 64) * PAGE + (4 << 20), 1, 128, 0);
@@ -186,7 +192,7 @@ static int guest_round(struct workload *w, char *ram, unsigned int *s)
  */
 static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 			enum background bg, unsigned int bg_round,
-			unsigned int rounds)
+			unsigned int rounds, bool direct)
 {
 	unsigned int s = SEED, round, i, b;
 	pthread_t flattener;
@@ -197,7 +203,8 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 	ret = ts_swap_up("backing=" CRASH_STORE);
 	if (ret)
 		return ret;
-	if (ts_cgroup_enter(CGROUP) || open_guest(&w->dev, CRASH_IMAGE, &fd))
+	if (ts_cgroup_enter(CGROUP) ||
+	    open_guest(&w->dev, CRASH_IMAGE, direct, &fd))
 		return -EIO;
 	ram = vblk_alloc(&w->dev, BLOCKS * PAGE, PAGE);
 	if (!ram)
@@ -307,7 +314,7 @@ static int check_point(unsigned long long point, void *arg)
 		return 1;
 	}
 	vblk_init(&d);
-	if (open_guest(&d, CRASH_IMAGE_REPLAY, &fd)) {
+	if (open_guest(&d, CRASH_IMAGE_REPLAY, true, &fd)) {
 		printf("# point %llu: the disk does not attach\n", point);
 		bad = 1;
 		goto out;
@@ -346,12 +353,14 @@ FIXTURE(replay) {
 FIXTURE_VARIANT(replay) {
 	enum background bg;
 	unsigned int bg_round, rounds;
+	bool direct;		/* O_DIRECT image during the workload */
 	unsigned int nr_random, max_points, min_checked;
 };
 
 FIXTURE_VARIANT_ADD(replay, reconcile) {
 	.bg = BG_NONE,
 	.rounds = ROUNDS,
+	.direct = true,
 	.nr_random = NR_RANDOM,
 	.max_points = MAX_POINTS,
 	.min_checked = 200,
@@ -451,7 +460,8 @@ TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 14400)
 	int failed;
 
 	ASSERT_EQ(0, run_workload(_metadata, self->w, variant->bg,
-				  variant->bg_round, variant->rounds));
+				  variant->bg_round, variant->rounds,
+				  variant->direct));
 	TH_LOG("%u flushes, %llu pages reconciled", self->w->flushes,
 	       self->w->reconciled);
 	/* A test of reconciled data only if there is some. */
