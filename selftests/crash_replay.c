@@ -371,8 +371,8 @@ FIXTURE_VARIANT_ADD(replay, cleaner) {
 	.bg = BG_CLEANER,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 100,
-	.max_points = 200,
+	.nr_random = 80,
+	.max_points = 160,
 	.min_checked = 120,
 };
 
@@ -380,8 +380,8 @@ FIXTURE_VARIANT_ADD(replay, compactor) {
 	.bg = BG_COMPACTOR,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 100,
-	.max_points = 200,
+	.nr_random = 80,
+	.max_points = 160,
 	.min_checked = 120,
 };
 
@@ -390,8 +390,8 @@ FIXTURE_VARIANT_ADD(replay, flatten) {
 	.bg = BG_FLATTEN,
 	.bg_round = 6,
 	.rounds = 7,
-	.nr_random = 60,
-	.max_points = 120,
+	.nr_random = 50,
+	.max_points = 100,
 	.min_checked = 60,
 };
 
