@@ -104,6 +104,18 @@ static ssize_t abi_version_show(struct module_attribute *mattr,
 
 static struct module_attribute abi_version_attr = __ATTR_RO(abi_version);
 
+static void ts_stop_store(void)
+{
+	ts_locality_stop();
+	ts_reconcile_stop();
+	if (ts_swapdev)
+		ts_swapdev_destroy(ts_swapdev);
+	if (ts_store)
+		ts_store_close(ts_store);
+	ts_swapdev = NULL;
+	ts_store = NULL;
+}
+
 /* The store on the backing device and the swap device on top of it. */
 static int ts_start_store(void)
 {
@@ -132,18 +144,12 @@ static int ts_start_store(void)
 		return ret;
 	}
 	ts_reconcile_start(ts_store, ts_swapdev);
+	ret = ts_locality_start();
+	if (ret) {
+		ts_stop_store();
+		return ret;
+	}
 	return 0;
-}
-
-static void ts_stop_store(void)
-{
-	ts_reconcile_stop();
-	if (ts_swapdev)
-		ts_swapdev_destroy(ts_swapdev);
-	if (ts_store)
-		ts_store_close(ts_store);
-	ts_swapdev = NULL;
-	ts_store = NULL;
 }
 
 static int __init tesseract_init(void)

@@ -15,8 +15,10 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/bvec.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/jiffies.h>
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/mmap_lock.h>
@@ -29,6 +31,7 @@
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
+#include <linux/uio.h>
 #include <linux/xarray.h>
 #include <uapi/linux/tesseract_store.h>
 
@@ -52,19 +55,34 @@ static struct ts_swapdev *ts_swapdev;
  * also appended to pending, the records the next commit makes durable;
  * blocks whose references went stay allocated in frees until then. Disks
  * outlive their devices, to be attached again by id.
+ *
+ * Locality recovery (locality.c) moves referenced blocks: back into the
+ * image (cleaning) or into guest order in the store (compaction). It holds
+ * the disk's lock for a whole run of blocks, I/O included, so that a guest
+ * request on the same blocks waits for the run instead of racing it.
  */
 struct ts_disk {
 	struct list_head node;		/* in ts_disks, under ts_disks_lock */
 	u64 id;
 	struct file *image;		/* while attached; under ts_disks_lock */
+	unsigned int users;		/* pins; under ts_disks_lock */
 	struct xarray refs;
 	atomic_long_t nr_refs;
+	atomic_t flattening;		/* flattens running: no new references */
+	unsigned long last_io;		/* jiffies of the last guest request */
 
-	struct mutex lock;		/* refs changes, pending, frees */
+	struct mutex lock;		/* refs changes, pending, frees, below */
 	struct ts_record *pending;
 	unsigned int nr_pending, max_pending;
 	u32 *frees;
 	unsigned int nr_frees, max_frees;
+	u64 refs_changes;		/* ever, to tell a map that changed */
+	u64 compact_from;		/* where compaction goes on looking */
+	u64 sweep_from;			/* refs_changes when a sweep began */
+	u64 compacted_at;		/* refs_changes when one found no work */
+	u32 compact_near;		/* store block after the last moved run */
+
+	struct ts_locality_stats stats;	/* its share of ts_locality_totals */
 };
 
 /* Records a disk gathers before a commit is forced. */
@@ -77,6 +95,9 @@ static DEFINE_MUTEX(ts_disks_lock);
  * checkpoint, which needs all maps still. Taken before any disk's lock.
  */
 static DECLARE_RWSEM(ts_maps_sem);
+
+/* What locality recovery did since load, all disks (debugfs). */
+struct ts_locality_stats ts_locality_totals;
 
 void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
@@ -159,8 +180,21 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 	disk->id = id;
 	xa_init(&disk->refs);
 	mutex_init(&disk->lock);
+	disk->compacted_at = U64_MAX;
 	list_add(&disk->node, &ts_disks);
 	return disk;
+}
+
+/*
+ * Free a disk that nothing needs: not attached, not pinned, with no
+ * references and nothing left to commit.
+ */
+static void ts_disk_free_unused_locked(struct ts_disk *disk)
+{
+	lockdep_assert_held(&ts_disks_lock);
+	if (!disk->image && !disk->users && !atomic_long_read(&disk->nr_refs) &&
+	    !disk->nr_pending && !disk->nr_frees)
+		ts_disk_free(disk);
 }
 
 /*
@@ -197,23 +231,144 @@ struct ts_disk *ts_disk_attach(u64 id, struct file *image)
  */
 int ts_disk_detach(struct ts_disk *disk)
 {
-	unsigned long refs;
 	struct file *image;
 	int ret;
 
-	ret = vfs_fsync(disk->image, 0) ?: ts_disk_commit(disk);
+	ret = ts_disk_sync(disk);
 	if (ret)
 		pr_err("disk %llx: changes since the last flush not committed (%d)\n",
 		       disk->id, ret);
 	mutex_lock(&ts_disks_lock);
 	image = disk->image;
 	disk->image = NULL;
-	refs = atomic_long_read(&disk->nr_refs);
-	if (!refs && !disk->nr_pending && !disk->nr_frees)
-		ts_disk_free(disk);
+	ts_disk_free_unused_locked(disk);
 	mutex_unlock(&ts_disks_lock);
 	fput(image);
 	return ret;
+}
+
+/* The disk with id @id, pinned until ts_disk_put(); NULL if unknown. */
+struct ts_disk *ts_disk_get(u64 id)
+{
+	struct ts_disk *disk;
+
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id);
+	if (disk)
+		disk->users++;
+	mutex_unlock(&ts_disks_lock);
+	return disk;
+}
+
+/*
+ * The first attached disk after @prev (NULL: from the start), pinned; @prev
+ * is let go. NULL at the end of the list.
+ */
+struct ts_disk *ts_disk_next_attached(struct ts_disk *prev)
+{
+	struct list_head *pos;
+	struct ts_disk *disk = NULL;
+
+	mutex_lock(&ts_disks_lock);
+	for (pos = prev ? prev->node.next : ts_disks.next; pos != &ts_disks;
+	     pos = pos->next) {
+		disk = list_entry(pos, struct ts_disk, node);
+		if (disk->image) {
+			disk->users++;
+			break;
+		}
+		disk = NULL;
+	}
+	if (prev) {
+		prev->users--;
+		ts_disk_free_unused_locked(prev);
+	}
+	mutex_unlock(&ts_disks_lock);
+	return disk;
+}
+
+void ts_disk_put(struct ts_disk *disk)
+{
+	mutex_lock(&ts_disks_lock);
+	disk->users--;
+	ts_disk_free_unused_locked(disk);
+	mutex_unlock(&ts_disks_lock);
+}
+
+/* The disk's image, with a reference for the caller; NULL if detached. */
+static struct file *ts_disk_image_get(struct ts_disk *disk)
+{
+	struct file *image = NULL;
+
+	mutex_lock(&ts_disks_lock);
+	if (disk->image)
+		image = get_file(disk->image);
+	mutex_unlock(&ts_disks_lock);
+	return image;
+}
+
+bool ts_disk_attached(struct ts_disk *disk)
+{
+	return READ_ONCE(disk->image);
+}
+
+/* A guest request: locality recovery waits for the disk to go idle. */
+void ts_disk_note_io(struct ts_disk *disk)
+{
+	unsigned long now = jiffies;
+
+	if (READ_ONCE(disk->last_io) != now)
+		WRITE_ONCE(disk->last_io, now);
+}
+
+unsigned long ts_disk_idle_jiffies(struct ts_disk *disk)
+{
+	return jiffies - READ_ONCE(disk->last_io);
+}
+
+const struct ts_locality_stats *ts_disk_stats(struct ts_disk *disk)
+{
+	return &disk->stats;
+}
+
+/* While a flatten runs, the disk takes no new references. */
+void ts_disk_flatten_begin(struct ts_disk *disk)
+{
+	atomic_inc(&disk->flattening);
+}
+
+void ts_disk_flatten_end(struct ts_disk *disk)
+{
+	atomic_dec(&disk->flattening);
+}
+
+bool ts_disk_flattening(struct ts_disk *disk)
+{
+	return atomic_read(&disk->flattening);
+}
+
+/* Call @fn for every known disk, under the list lock (debugfs). */
+void ts_disks_for_each(void (*fn)(struct ts_disk *disk, void *arg), void *arg)
+{
+	struct ts_disk *disk;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		fn(disk, arg);
+	mutex_unlock(&ts_disks_lock);
+}
+
+/* References of all disks: what cleaning would still have to move. */
+unsigned long ts_disks_nr_refs(void)
+{
+	struct ts_disk *disk;
+	unsigned long refs = 0;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		refs += atomic_long_read(&disk->nr_refs);
+	mutex_unlock(&ts_disks_lock);
+	return refs;
 }
 
 u64 ts_disk_id(const struct ts_disk *disk)
@@ -243,13 +398,17 @@ bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last)
 	return ts_disk_next_ref(disk, &first, last);
 }
 
-/* Grow the array at *@p of *@max elements of @size bytes, if it is full. */
-static int ts_grow(void **p, unsigned int nr, unsigned int *max, size_t size)
+/*
+ * Grow the array at *@p of *@max elements of @size bytes, so that @more
+ * fit after the @nr in use.
+ */
+static int ts_grow(void **p, unsigned int nr, unsigned int more,
+		   unsigned int *max, size_t size)
 {
-	unsigned int new_max = *max * 2 + 64;
+	unsigned int new_max = max(*max * 2 + 64, nr + more);
 	void *grown;
 
-	if (nr < *max)
+	if (nr + more <= *max)
 		return 0;
 	grown = kvmalloc_array(new_max, size, GFP_KERNEL);
 	if (!grown)
@@ -262,13 +421,13 @@ static int ts_grow(void **p, unsigned int nr, unsigned int *max, size_t size)
 	return 0;
 }
 
-/* Room for one more record and free block, before a change. Disk lock. */
-static int ts_disk_reserve(struct ts_disk *disk)
+/* Room for @nr more records and free blocks, before changes. Disk lock. */
+static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
 	lockdep_assert_held(&disk->lock);
-	return ts_grow((void **)&disk->pending, disk->nr_pending,
+	return ts_grow((void **)&disk->pending, disk->nr_pending, nr,
 		       &disk->max_pending, sizeof(*disk->pending)) ?:
-	       ts_grow((void **)&disk->frees, disk->nr_frees,
+	       ts_grow((void **)&disk->frees, disk->nr_frees, nr,
 		       &disk->max_frees, sizeof(*disk->frees));
 }
 
@@ -287,6 +446,7 @@ static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 		rec->data_block = cpu_to_le32(block);
 	rec->disk_id = cpu_to_le64(disk->id);
 	rec->disk_block = cpu_to_le64(x);
+	disk->refs_changes++;
 	if (old) {
 		trace_tesseract_drop(disk->id, x, xa_to_value(old));
 		disk->frees[disk->nr_frees++] = xa_to_value(old);
@@ -303,7 +463,7 @@ bool ts_disk_drop(struct ts_disk *disk, u64 x)
 		return false;
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	if (xa_load(&disk->refs, x) && !ts_disk_reserve(disk)) {
+	if (xa_load(&disk->refs, x) && !ts_disk_reserve(disk, 1)) {
 		entry = xa_erase(&disk->refs, x);
 		ts_disk_log(disk, x, TS_NO_BLOCK, entry);
 	}
@@ -356,25 +516,33 @@ static int ts_checkpoint_all(void)
 }
 
 /*
- * Make the disk's changes durable. The caller has made the image durable
- * first: a dropped reference must not be forgotten before the data that
- * replaced it is on stable media.
+ * Make the disk durable: its image, then its reference changes. A dropped
+ * reference must not be forgotten on stable media before the data that
+ * replaced it is there. The disk's lock is held throughout, so that no
+ * change whose data the image flush did not cover (a run being cleaned)
+ * slips into the commit.
  */
-int ts_disk_commit(struct ts_disk *disk)
+int ts_disk_sync(struct ts_disk *disk)
 {
-	int ret;
+	struct file *image = ts_disk_image_get(disk);
+	int ret = 0;
 
-	if (!ts_store || !READ_ONCE(disk->nr_pending))
-		return 0;
+	if (!image)
+		return -ENXIO;
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	ret = ts_journal_commit(ts_store, disk->pending, disk->nr_pending);
-	if (!ret) {
-		disk->nr_pending = 0;
-		ts_disk_release_frees(disk);
+	ret = vfs_fsync(image, 0);
+	if (!ret && ts_store && disk->nr_pending) {
+		ret = ts_journal_commit(ts_store, disk->pending,
+					disk->nr_pending);
+		if (!ret) {
+			disk->nr_pending = 0;
+			ts_disk_release_frees(disk);
+		}
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	fput(image);
 	/* The journal is full: a checkpoint of everything instead. */
 	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
 }
@@ -453,36 +621,343 @@ int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
 }
 
 /*
- * Read the referenced contents of disk block @x into @page: 0, -ENOENT if
- * @x has no reference, or the store's I/O error. Holds its own reference on
- * the block meanwhile, so that a write racing with this read cannot free
- * the block and let swap reuse it under us.
+ * Read the referenced contents of disk blocks from @x on into @pages, in
+ * one I/O: as many blocks (at most @max, none past @last) as have
+ * references to store blocks that follow each other. Returns the number of
+ * blocks read, -ENOENT if @x has no reference, or the store's I/O error.
+ * Holds its own references on the blocks meanwhile, so that a write racing
+ * with this read cannot free them and let swap reuse them under us.
  */
-int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page)
+int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
+		     struct page **pages, unsigned int max)
 {
+	unsigned int nr, i;
 	void *entry;
-	u32 block;
+	u32 first;
 	int ret;
 
 	if (!atomic_long_read(&disk->nr_refs))
 		return -ENOENT;
 	xa_lock(&disk->refs);
 	entry = xa_load(&disk->refs, x);
-	if (entry) {
-		block = xa_to_value(entry);
-		spin_lock(&ts_store->lock);
-		ts_store_get_locked(ts_store, block);
-		spin_unlock(&ts_store->lock);
-	}
-	xa_unlock(&disk->refs);
-	if (!entry)
+	if (!entry) {
+		xa_unlock(&disk->refs);
 		return -ENOENT;
-
-	trace_tesseract_store_read(disk->id, x, block);
-	ret = ts_store_read_block(ts_store, block, page);
+	}
+	first = xa_to_value(entry);
+	for (nr = 1; nr < max && x + nr <= last; nr++) {
+		entry = xa_load(&disk->refs, x + nr);
+		if (!entry || xa_to_value(entry) != first + nr)
+			break;
+	}
 	spin_lock(&ts_store->lock);
-	ts_store_put_locked(ts_store, block);
+	for (i = 0; i < nr; i++)
+		ts_store_get_locked(ts_store, first + i);
 	spin_unlock(&ts_store->lock);
+	xa_unlock(&disk->refs);
+
+	trace_tesseract_store_read(disk->id, x, first, nr);
+	ret = ts_store_rw_blocks(ts_store, first, pages, nr, REQ_OP_READ);
+	spin_lock(&ts_store->lock);
+	for (i = 0; i < nr; i++)
+		ts_store_put_locked(ts_store, first + i);
+	spin_unlock(&ts_store->lock);
+	return ret ?: nr;
+}
+
+/*
+ * A run of consecutive disk blocks with references, being moved by
+ * locality recovery, and the pages that carry their contents.
+ */
+struct ts_run {
+	u64 x;				/* first disk block */
+	unsigned int nr;
+	u32 block[TS_RUN_MAX];		/* store block of x + i */
+	struct page *page[TS_RUN_MAX];
+	struct bio_vec bvec[TS_RUN_MAX];
+};
+
+/* Pages for the run's contents, kept for the next run of the caller. */
+static int ts_run_get_pages(struct ts_run *run)
+{
+	unsigned int i;
+
+	for (i = 0; i < run->nr; i++) {
+		if (!run->page[i])
+			run->page[i] = alloc_page(GFP_KERNEL);
+		if (!run->page[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void ts_run_free(struct ts_run *run)
+{
+	unsigned int i;
+
+	for (i = 0; i < TS_RUN_MAX && run->page[i]; i++)
+		__free_page(run->page[i]);
+	kfree(run);
+}
+
+/*
+ * Find the first disk block from *@x to @last with a reference and the
+ * blocks after it that have one too, at most @max; into @run. False if
+ * there is none. Disk lock held: the run stays as found.
+ */
+static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
+			       unsigned int max, struct ts_run *run)
+{
+	unsigned long index = *x;
+	void *entry;
+
+	lockdep_assert_held(&disk->lock);
+	if (!atomic_long_read(&disk->nr_refs))
+		return false;
+	entry = xa_find(&disk->refs, &index, last, XA_PRESENT);
+	if (!entry)
+		return false;
+	run->x = index;
+	run->nr = 0;
+	do {
+		run->block[run->nr++] = xa_to_value(entry);
+		if (run->nr == max || run->x + run->nr > last)
+			break;
+		entry = xa_load(&disk->refs, run->x + run->nr);
+	} while (entry);
+	*x = run->x + run->nr;
+	return true;
+}
+
+/* The run's store blocks, those that follow each other in one I/O each. */
+static int ts_run_read_locked(struct ts_run *run)
+{
+	unsigned int i, n;
+	int ret;
+
+	for (i = 0; i < run->nr; i += n) {
+		for (n = 1; i + n < run->nr; n++)
+			if (run->block[i + n] != run->block[i] + n)
+				break;
+		ret = ts_store_rw_blocks(ts_store, run->block[i],
+					 &run->page[i], n, REQ_OP_READ);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Write the run's pages into @image at the run's own place. */
+static int ts_run_write_image(struct ts_run *run, struct file *image)
+{
+	size_t len = (size_t)run->nr << TS_BLOCK_SHIFT;
+	struct iov_iter iter;
+	struct kiocb kiocb;
+	unsigned int i;
+	ssize_t ret;
+
+	for (i = 0; i < run->nr; i++)
+		bvec_set_page(&run->bvec[i], run->page[i], TS_BLOCK_SIZE, 0);
+	iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
+	init_sync_kiocb(&kiocb, image);
+	kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
+	ret = ts_vfs_iocb_write(image, &kiocb, &iter);
+	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
+		/* Alignment a direct write on this file wants beyond 4 KiB. */
+		iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
+		init_sync_kiocb(&kiocb, image);
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+		kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
+		ret = ts_vfs_iocb_write(image, &kiocb, &iter);
+	}
+	if (ret < 0)
+		return ret;
+	return (size_t)ret == len ? 0 : -EIO;
+}
+
+static void ts_disk_count_moved(struct ts_disk *disk, atomic64_t *disk_ctr,
+				atomic64_t *total_ctr, unsigned int nr)
+{
+	atomic64_add(nr, disk_ctr);
+	atomic64_add(nr, total_ctr);
+	atomic64_add((u64)nr << TS_BLOCK_SHIFT, &disk->stats.bytes_moved);
+	atomic64_add((u64)nr << TS_BLOCK_SHIFT,
+		     &ts_locality_totals.bytes_moved);
+}
+
+/*
+ * Clean the first run of referenced disk blocks from *@x to @last, at most
+ * @max (TS_RUN_MAX) of them: copy their contents into the image at their
+ * own offsets, then drop the references (committed after the image is
+ * flushed, by the next ts_disk_sync()). *@x moves past the run. Returns the
+ * blocks cleaned, 0 if no block from *@x to @last has a reference, or
+ * -errno: -ENXIO if the disk is not attached, -EROFS if its image is
+ * read-only.
+ */
+int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
+{
+	struct file *image;
+	struct ts_run *run;
+	unsigned int i;
+	void *old;
+	int ret;
+
+	if (!ts_disk_has_refs(disk, *x, last))
+		return 0;
+	image = ts_disk_image_get(disk);
+	if (!image)
+		return -ENXIO;
+	ret = -EROFS;
+	if (!(image->f_mode & FMODE_WRITE))
+		goto put_image;
+	ret = -ENOMEM;
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
+	if (!run)
+		goto put_image;
+
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	ret = 0;
+	if (!ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run))
+		goto unlock;
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run) ?:
+	      ts_run_read_locked(run) ?: ts_run_write_image(run, image);
+	if (ret)
+		goto unlock;
+	for (i = 0; i < run->nr; i++) {
+		old = xa_erase(&disk->refs, run->x + i);
+		ts_disk_log(disk, run->x + i, TS_NO_BLOCK, old);
+	}
+	ts_disk_count_moved(disk, &disk->stats.cleaned,
+			    &ts_locality_totals.cleaned, run->nr);
+	ret = run->nr;
+unlock:
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	ts_run_free(run);
+put_image:
+	fput(image);
+	return ret;
+}
+
+static bool ts_run_in_order(const struct ts_run *run)
+{
+	unsigned int i;
+
+	for (i = 1; i < run->nr; i++)
+		if (run->block[i] != run->block[0] + i)
+			return false;
+	return true;
+}
+
+/*
+ * Take @run->nr store blocks in a row for a compacted run, as new guest
+ * references; false if the store cannot spare them.
+ */
+static bool ts_run_alloc_blocks(struct ts_disk *disk, struct ts_run *run,
+				u32 *first)
+{
+	bool ok = false;
+
+	spin_lock(&ts_store->lock);
+	if (ts_store_spare_locked(ts_store) >= run->nr &&
+	    ts_store->nr_refs + run->nr <= ts_store->max_refs &&
+	    ts_store_alloc_run_locked(ts_store, disk->compact_near, run->nr,
+				      first)) {
+		ts_store->nr_refs += run->nr;
+		ok = true;
+	}
+	spin_unlock(&ts_store->lock);
+	return ok;
+}
+
+static void ts_run_free_blocks(u32 first, unsigned int nr)
+{
+	unsigned int i;
+
+	spin_lock(&ts_store->lock);
+	for (i = 0; i < nr; i++) {
+		ts_store_put_locked(ts_store, first + i);
+		ts_store->nr_refs--;
+	}
+	spin_unlock(&ts_store->lock);
+}
+
+/*
+ * Compact the next run of the disk whose store blocks are out of guest
+ * order: copy them into store blocks that follow each other and switch the
+ * references over (ADD records; the old blocks are freed at the commit,
+ * which flushes the new ones first). Looks at most @scan runs. Returns the
+ * blocks moved, 0 if the whole disk is in order, -EAGAIN if the runs looked
+ * at were in order and there are more, -ENOSPC if the store cannot spare
+ * the blocks, or another -errno.
+ */
+int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
+{
+	struct ts_run *run;
+	unsigned int i;
+	u32 first;
+	void *old;
+	int ret;
+
+	if (READ_ONCE(disk->compacted_at) == READ_ONCE(disk->refs_changes))
+		return 0;
+	run = kzalloc(sizeof(*run), GFP_KERNEL);
+	if (!run)
+		return -ENOMEM;
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	for (;;) {
+		if (!ts_run_find_locked(disk, &disk->compact_from, ULONG_MAX,
+					TS_RUN_MAX, run)) {
+			/*
+			 * The end of a sweep. If the map did not change since
+			 * it began, all of it is in order.
+			 */
+			ret = -EAGAIN;
+			if (disk->refs_changes == disk->sweep_from) {
+				disk->compacted_at = disk->refs_changes;
+				ret = 0;
+			}
+			disk->compact_from = 0;
+			disk->sweep_from = disk->refs_changes;
+			goto unlock;
+		}
+		if (run->nr > 1 && !ts_run_in_order(run))
+			break;
+		if (!--scan) {
+			ret = -EAGAIN;
+			goto unlock;
+		}
+	}
+	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run);
+	if (ret)
+		goto unlock;
+	ret = -ENOSPC;
+	if (!ts_run_alloc_blocks(disk, run, &first))
+		goto unlock;
+	ret = ts_run_read_locked(run) ?:
+	      ts_store_rw_blocks(ts_store, first, run->page, run->nr,
+				 REQ_OP_WRITE);
+	if (ret) {
+		ts_run_free_blocks(first, run->nr);
+		goto unlock;
+	}
+	for (i = 0; i < run->nr; i++) {
+		/* Replaces an entry: no allocation, cannot fail. */
+		old = xa_store(&disk->refs, run->x + i,
+			       xa_mk_value(first + i), GFP_KERNEL);
+		atomic_long_inc(&disk->nr_refs);
+		ts_disk_log(disk, run->x + i, first + i, old);
+	}
+	disk->compact_near = first + run->nr;
+	ts_disk_count_moved(disk, &disk->stats.compacted,
+			    &ts_locality_totals.compacted, run->nr);
+	ret = run->nr;
+unlock:
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	ts_run_free(run);
 	return ret;
 }
 
@@ -638,7 +1113,12 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	/* No allocation may happen under the page-table lock: reserve now. */
-	if (ts_disk_reserve(disk) || xa_reserve(&disk->refs, x, GFP_KERNEL)) {
+	if (atomic_read(&disk->flattening)) {
+		outcome = TS_OUTCOME_FLATTENING;
+		goto unlock;
+	}
+	if (ts_disk_reserve(disk, 1) ||
+	    xa_reserve(&disk->refs, x, GFP_KERNEL)) {
 		outcome = TS_OUTCOME_NO_MEMORY;
 		goto unlock;
 	}

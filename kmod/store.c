@@ -163,17 +163,60 @@ void ts_store_put_locked(struct ts_store *store, u32 block)
 }
 
 /*
- * Read @block into @page, waiting for it. The caller holds a reference on
- * the block, so that it cannot be freed and reused under the read.
+ * Take @nr free blocks in a row, the first run at or after @near that is
+ * long enough (wrapping around), for data that is read in that order.
  */
-int ts_store_read_block(struct ts_store *store, u32 block, struct page *page)
+bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
+			       unsigned int nr, u32 *first)
+{
+	unsigned long b;
+	unsigned int i;
+
+	lockdep_assert_held(&store->lock);
+	b = bitmap_find_next_zero_area(store->in_use, store->nr_blocks,
+				       near % store->nr_blocks, nr, 0);
+	if (b >= store->nr_blocks)
+		b = bitmap_find_next_zero_area(store->in_use, store->nr_blocks,
+					       0, nr, 0);
+	if (b >= store->nr_blocks)
+		return false;
+	for (i = 0; i < nr; i++) {
+		__set_bit(b + i, store->in_use);
+		store->refcount[b + i] = 1;
+	}
+	store->blocks_in_use += nr;
+	*first = b;
+	return true;
+}
+
+/* Free blocks, not counting a reserve that the swap device needs most. */
+u32 ts_store_spare_locked(struct ts_store *store)
+{
+	u32 reserve = store->nr_blocks / 16;
+	u32 free = store->nr_blocks - store->blocks_in_use;
+
+	lockdep_assert_held(&store->lock);
+	return free > reserve ? free - reserve : 0;
+}
+
+/*
+ * Read or write (@op) the @nr blocks from @block into or from @pages, in
+ * one bio, and wait for it. The caller holds a reference on each block, so
+ * that none can be freed and reused under the I/O.
+ */
+int ts_store_rw_blocks(struct ts_store *store, u32 block, struct page **pages,
+		       unsigned int nr, enum req_op op)
 {
 	struct bio *bio;
+	unsigned int i;
 	int ret;
 
-	bio = bio_alloc(store->backing.bdev, 1, REQ_OP_READ, GFP_KERNEL);
+	if (WARN_ON_ONCE(!nr || nr > BIO_MAX_VECS))
+		return -EINVAL;
+	bio = bio_alloc(store->backing.bdev, nr, op, GFP_KERNEL);
 	bio->bi_iter.bi_sector = ts_store_sector(store, block);
-	__bio_add_page(bio, page, TS_BLOCK_SIZE, 0);
+	for (i = 0; i < nr; i++)
+		__bio_add_page(bio, pages[i], TS_BLOCK_SIZE, 0);
 	ret = submit_bio_wait(bio);
 	bio_put(bio);
 	return ret;

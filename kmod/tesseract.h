@@ -5,6 +5,8 @@
 #ifndef _TESSERACT_H
 #define _TESSERACT_H
 
+#include <linux/atomic.h>
+#include <linux/blk_types.h>
 #include <linux/limits.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
@@ -87,7 +89,11 @@ bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block);
 void ts_store_claim_locked(struct ts_store *store, u32 block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
-int ts_store_read_block(struct ts_store *store, u32 block, struct page *page);
+bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
+			       unsigned int nr, u32 *first);
+u32 ts_store_spare_locked(struct ts_store *store);
+int ts_store_rw_blocks(struct ts_store *store, u32 block, struct page **pages,
+		       unsigned int nr, enum req_op op);
 
 static inline sector_t ts_store_sector(const struct ts_store *store, u32 block)
 {
@@ -107,6 +113,7 @@ enum ts_outcome {
 	TS_OUTCOME_SLOT_INCOMPLETE,	/* its swap-out has not completed */
 	TS_OUTCOME_STORE_FULL,		/* store reserve reached */
 	TS_OUTCOME_NO_MEMORY,		/* no memory for the reference map */
+	TS_OUTCOME_FLATTENING,		/* the disk is being flattened */
 	TS_NR_OUTCOMES
 };
 
@@ -143,7 +150,7 @@ bool ts_reconcile_available(void);
 
 struct ts_disk *ts_disk_attach(u64 id, struct file *image);
 int ts_disk_detach(struct ts_disk *disk);
-int ts_disk_commit(struct ts_disk *disk);
+int ts_disk_sync(struct ts_disk *disk);
 bool ts_disk_commit_due(struct ts_disk *disk);
 int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block);
 int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x);
@@ -153,8 +160,10 @@ u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);
 bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last);
-int ts_disk_read_block(struct ts_disk *disk, u64 x, struct page *page);
+int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
+		     struct page **pages, unsigned int max);
 bool ts_disk_drop(struct ts_disk *disk, u64 x);
+void ts_disk_note_io(struct ts_disk *disk);
 
 enum ts_outcome ts_reconcile_probe(struct mm_struct *mm, unsigned long uaddr);
 enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
@@ -164,6 +173,41 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 					 unsigned long start,
 					 unsigned long end);
+
+/*
+ * Locality recovery: referenced blocks copied back into the image
+ * (cleaning) or into guest order in the store (compaction), a run of at
+ * most TS_RUN_MAX blocks (256 KiB) at a time. The mechanics, under the
+ * disk's lock, are in reconcile.c; when and how fast, the background
+ * worker, flatten and /dev/tesseract in locality.c.
+ */
+#define TS_RUN_MAX	64
+
+struct ts_locality_stats {
+	atomic64_t cleaned;		/* blocks copied back */
+	atomic64_t compacted;		/* blocks moved into guest order */
+	atomic64_t bytes_moved;
+};
+
+extern struct ts_locality_stats ts_locality_totals;
+
+struct ts_disk *ts_disk_get(u64 id);
+struct ts_disk *ts_disk_next_attached(struct ts_disk *prev);
+void ts_disk_put(struct ts_disk *disk);
+bool ts_disk_attached(struct ts_disk *disk);
+unsigned long ts_disk_idle_jiffies(struct ts_disk *disk);
+const struct ts_locality_stats *ts_disk_stats(struct ts_disk *disk);
+void ts_disk_flatten_begin(struct ts_disk *disk);
+void ts_disk_flatten_end(struct ts_disk *disk);
+bool ts_disk_flattening(struct ts_disk *disk);
+void ts_disks_for_each(void (*fn)(struct ts_disk *disk, void *arg),
+		       void *arg);
+unsigned long ts_disks_nr_refs(void);
+int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max);
+int ts_disk_compact(struct ts_disk *disk, unsigned int scan);
+
+int ts_locality_start(void);
+void ts_locality_stop(void);
 
 /* /dev/vhost-blk (vhost_blk.c). */
 int ts_vhost_blk_init(void);

@@ -22,7 +22,8 @@
 			 { TS_OUTCOME_SWAP_CACHED, "swap_cached" },	\
 			 { TS_OUTCOME_SLOT_INCOMPLETE, "slot_incomplete" }, \
 			 { TS_OUTCOME_STORE_FULL, "store_full" },	\
-			 { TS_OUTCOME_NO_MEMORY, "no_memory" })
+			 { TS_OUTCOME_NO_MEMORY, "no_memory" },	\
+			 { TS_OUTCOME_FLATTENING, "flattening" })
 
 /* A whole-page piece of a guest write: referenced, or why not. */
 TRACE_EVENT(tesseract_reconcile,
@@ -70,10 +71,24 @@ DECLARE_EVENT_CLASS(tesseract_reference,
 			      __entry->store_block)
 );
 
-/* A guest read of a referenced block, served from the store. */
-DEFINE_EVENT(tesseract_reference, tesseract_store_read,
-	     TP_PROTO(u64 disk, u64 block, u32 store_block),
-	     TP_ARGS(disk, block, store_block)
+/*
+ * A guest read of referenced blocks, served from the store: @nr blocks
+ * from @block, whose store blocks follow each other from @store_block.
+ */
+TRACE_EVENT(tesseract_store_read,
+	    TP_PROTO(u64 disk, u64 block, u32 store_block, unsigned int nr),
+	    TP_ARGS(disk, block, store_block, nr),
+	    TP_STRUCT__entry(__field(u64, disk)
+			     __field(u64, block)
+			     __field(u32, store_block)
+			     __field(unsigned int, nr)),
+	    TP_fast_assign(__entry->disk = disk;
+			   __entry->block = block;
+			   __entry->store_block = store_block;
+			   __entry->nr = nr;),
+	    TP_printk("disk=%llx block=%llu store_block=%u nr=%u",
+		      __entry->disk, __entry->block, __entry->store_block,
+		      __entry->nr)
 );
 
 /* A reference dropped: its block was written, discarded or zeroed. */

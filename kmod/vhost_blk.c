@@ -112,6 +112,7 @@ enum vhost_blk_counter {
 	VHOST_BLK_FALLBACK_SLOT_INCOMPLETE,
 	VHOST_BLK_FALLBACK_STORE_FULL,
 	VHOST_BLK_FALLBACK_NO_MEMORY,
+	VHOST_BLK_FALLBACK_FLATTENING,
 	VHOST_BLK_NR_COUNTERS,
 };
 
@@ -143,6 +144,7 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_FALLBACK_SLOT_INCOMPLETE] = "fallback_slot_incomplete",
 	[VHOST_BLK_FALLBACK_STORE_FULL] = "fallback_store_full",
 	[VHOST_BLK_FALLBACK_NO_MEMORY] = "fallback_no_memory",
+	[VHOST_BLK_FALLBACK_FLATTENING] = "fallback_flattening",
 };
 
 /* What every ring of a device serves; immutable while attached. */
@@ -440,13 +442,10 @@ static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
 	return vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
 }
 
-/*
- * The image first, then the reference changes: a reference may be dropped
- * on stable media only once the data that replaced it is there.
- */
+/* The image, then the reference changes (see ts_disk_sync()). */
 static int vhost_blk_commit(struct vhost_blk_backend *be)
 {
-	return vfs_fsync(be->file, 0) ?: ts_disk_commit(be->disk);
+	return ts_disk_sync(be->disk);
 }
 
 static bool vhost_blk_reconciling(struct vhost_blk *blk)
@@ -566,33 +565,11 @@ static int vhost_blk_run_io(struct vhost_blk_backend *be, struct iov_iter *run,
 static int vhost_blk_copy_back(struct vhost_blk *blk,
 			       struct vhost_blk_backend *be, u64 x)
 {
-	struct page *page = alloc_page(GFP_KERNEL);
-	struct bio_vec bv;
-	struct iov_iter iter;
-	ssize_t ret;
+	int ret = ts_disk_clean(be->disk, &x, x, 1);
 
-	if (!page)
-		return -ENOMEM;
-	ret = ts_disk_read_block(be->disk, x, page);
-	if (ret) {
-		/* Dropped meanwhile by a racing request: nothing to merge. */
-		if (ret == -ENOENT)
-			ret = 0;
-		goto out;
-	}
-	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
-	iov_iter_bvec(&iter, ITER_SOURCE, &bv, 1, TS_BLOCK_SIZE);
-	ret = vhost_blk_sync_io(be, &iter, x << TS_BLOCK_SHIFT, true);
-	if (ret == TS_BLOCK_SIZE) {
-		ret = 0;
-		if (ts_disk_drop(be->disk, x))
-			vhost_blk_count(blk, VHOST_BLK_MERGED_BLOCKS, 1);
-	} else if (ret >= 0) {
-		ret = -EIO;
-	}
-out:
-	__free_page(page);
-	return ret;
+	if (ret > 0)
+		vhost_blk_count(blk, VHOST_BLK_MERGED_BLOCKS, ret);
+	return min(ret, 0);
 }
 
 /*
@@ -740,51 +717,84 @@ out:
 	return ret ?: req->len;
 }
 
+/* Copy @len bytes at disk offset @pos from @pages, which start at block @x. */
+static int vhost_blk_copy_pages(struct page **pages, u64 x, u64 pos,
+				size_t len, struct iov_iter *iter)
+{
+	size_t off, n;
+	struct page *page;
+
+	for (; len; pos += n, len -= n) {
+		page = pages[(pos >> TS_BLOCK_SHIFT) - x];
+		off = pos & (TS_BLOCK_SIZE - 1);
+		n = min_t(size_t, len, TS_BLOCK_SIZE - off);
+		if (copy_to_iter(page_address(page) + off, n, iter) != n)
+			return -EFAULT;
+	}
+	return 0;
+}
+
 /*
  * A read of a range with references: referenced blocks come from the
- * store, the others from the image in runs. Returns bytes read or -errno.
+ * store, in one I/O for each run whose store blocks follow each other (as
+ * compaction leaves them); the others from the image in runs. Returns
+ * bytes read or -errno.
  */
 static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 				     struct vhost_blk_backend *be,
 				     struct vhost_blk_req *req, u64 pos)
 {
-	struct page *page = alloc_page(GFP_KERNEL);
+	u64 end = pos + req->len, last = (end - 1) >> TS_BLOCK_SHIFT;
+	unsigned int max = min_t(u64, last - (pos >> TS_BLOCK_SHIFT) + 1,
+				 TS_RUN_MAX);
 	struct iov_iter run = req->iter;
-	u64 end = pos + req->len;
+	struct page *pages[TS_RUN_MAX];
 	loff_t run_pos = pos;
 	size_t run_len = 0;
-	size_t n, off;
+	unsigned int i;
 	int ret = 0;
+	size_t n;
+	u64 x;
 
-	if (!page)
-		return -ENOMEM;
+	/* Under memory pressure, fewer pages only mean shorter store reads. */
+	for (i = 0; i < max; i++) {
+		pages[i] = alloc_page(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!pages[i])
+			break;
+	}
+	max = i;
+	if (!max) {
+		pages[0] = alloc_page(GFP_KERNEL);
+		if (!pages[0])
+			return -ENOMEM;
+		max = i = 1;
+	}
 	for (; pos < end; pos += n) {
-		n = vhost_blk_piece(pos, end - pos);
-		off = pos & (TS_BLOCK_SIZE - 1);
-		ret = ts_disk_read_block(be->disk, pos >> TS_BLOCK_SHIFT, page);
+		x = pos >> TS_BLOCK_SHIFT;
+		ret = ts_disk_read_run(be->disk, x, last, pages, max);
 		if (ret == -ENOENT) {
+			n = vhost_blk_piece(pos, end - pos);
 			iov_iter_advance(&req->iter, n);
 			run_len += n;
 			ret = 0;
 			continue;
 		}
+		if (ret < 0)
+			break;
+		vhost_blk_count(blk, VHOST_BLK_STORE_READS, ret);
+		n = min_t(u64, end, (x + ret) << TS_BLOCK_SHIFT) - pos;
+		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false) ?:
+		      vhost_blk_copy_pages(pages, x, pos, n, &req->iter);
 		if (ret)
 			break;
-		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
-		if (ret)
-			break;
-		if (copy_to_iter(page_address(page) + off, n, &req->iter) != n) {
-			ret = -EFAULT;
-			break;
-		}
-		vhost_blk_count(blk, VHOST_BLK_STORE_READS, 1);
 		run = req->iter;
 		run_pos = pos + n;
 		run_len = 0;
 	}
 	if (!ret)
 		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
-	__free_page(page);
+	while (i--)
+		__free_page(pages[i]);
 	return ret ?: req->len;
 }
 
@@ -1073,6 +1083,7 @@ static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
 	}
 	sector = vhost64_to_cpu(vq, hdr.sector);
 
+	ts_disk_note_io(be->disk);
 	switch (vhost32_to_cpu(vq, hdr.type)) {
 	case VIRTIO_BLK_T_IN:
 		status = vhost_blk_rw(queue, be, c, sector, false);
