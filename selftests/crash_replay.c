@@ -6,8 +6,10 @@
  * consistent (tesseractctl check) and give the guest back every block it
  * wrote before its last completed FLUSH, exactly.
  *
- * Variants add the work that moves referenced blocks under a running guest
- * once references exist: the background cleaner copying them back into the
+ * The variants of crash_replay_locality.c (this file, built with
+ * CRASH_REPLAY_LOCALITY: each program has 15 minutes in the test VM) add
+ * the work that moves referenced blocks under a running guest once
+ * references exist: the background cleaner copying them back into the
  * image, the compactor rewriting them in guest order in the store, and a
  * TESSERACT_FLATTEN call. Only crash points from the moment that work is
  * switched on are checked for them; the earlier ones are the plain variant.
@@ -357,6 +359,7 @@ FIXTURE_VARIANT(replay) {
 	unsigned int nr_random, max_points, min_checked;
 };
 
+#ifndef CRASH_REPLAY_LOCALITY
 FIXTURE_VARIANT_ADD(replay, reconcile) {
 	.bg = BG_NONE,
 	.rounds = ROUNDS,
@@ -366,13 +369,14 @@ FIXTURE_VARIANT_ADD(replay, reconcile) {
 	.min_checked = 200,
 };
 
+#else
 /* References for five rounds, then cleaned while the guest adds more. */
 FIXTURE_VARIANT_ADD(replay, cleaner) {
 	.bg = BG_CLEANER,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 80,
-	.max_points = 160,
+	.nr_random = 70,
+	.max_points = 140,
 	.min_checked = 120,
 };
 
@@ -380,8 +384,8 @@ FIXTURE_VARIANT_ADD(replay, compactor) {
 	.bg = BG_COMPACTOR,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 80,
-	.max_points = 160,
+	.nr_random = 70,
+	.max_points = 140,
 	.min_checked = 120,
 };
 
@@ -390,10 +394,11 @@ FIXTURE_VARIANT_ADD(replay, flatten) {
 	.bg = BG_FLATTEN,
 	.bg_round = 6,
 	.rounds = 7,
-	.nr_random = 50,
-	.max_points = 100,
+	.nr_random = 40,
+	.max_points = 80,
 	.min_checked = 60,
 };
+#endif
 
 FIXTURE_SETUP(replay)
 {
