@@ -13,6 +13,8 @@
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
 #   make bench-dp         double paging: a guest's page-out, reconciliation
 #                         off against on, HDD- and SSD-like (tools/dpbench)
+#   make bench-locality   sequential reads of a reconciled range before and
+#                         after compaction and cleaning (dpbench -l)
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build

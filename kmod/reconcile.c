@@ -96,6 +96,17 @@ static DEFINE_MUTEX(ts_disks_lock);
  */
 static DECLARE_RWSEM(ts_maps_sem);
 
+/*
+ * A guest request that replaces referenced data drops the references
+ * first and writes the image after. It holds this for reading from one to
+ * the other, and a commit holds it for writing, so that a commit never
+ * makes a drop durable before the data that replaces it is written. (The
+ * request is not complete, so either the old or the new contents are
+ * fine after a crash; the image's contents from before the reference are
+ * not.) Taken before ts_maps_sem.
+ */
+static DECLARE_RWSEM(ts_replace_sem);
+
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
 
@@ -285,6 +296,16 @@ struct ts_disk *ts_disk_next_attached(struct ts_disk *prev)
 	}
 	mutex_unlock(&ts_disks_lock);
 	return disk;
+}
+
+void ts_disk_replace_begin(struct ts_disk *disk)
+{
+	down_read(&ts_replace_sem);
+}
+
+void ts_disk_replace_end(struct ts_disk *disk)
+{
+	up_read(&ts_replace_sem);
 }
 
 void ts_disk_put(struct ts_disk *disk)
@@ -498,6 +519,7 @@ static int ts_checkpoint_all(void)
 	struct ts_disk *disk;
 	int ret = 0;
 
+	down_write(&ts_replace_sem);
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
 	list_for_each_entry(disk, &ts_disks, node)
@@ -512,6 +534,7 @@ static int ts_checkpoint_all(void)
 	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	return ret;
 }
 
@@ -529,6 +552,7 @@ int ts_disk_sync(struct ts_disk *disk)
 
 	if (!image)
 		return -ENXIO;
+	down_write(&ts_replace_sem);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	ret = vfs_fsync(image, 0);
@@ -542,6 +566,7 @@ int ts_disk_sync(struct ts_disk *disk)
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	up_write(&ts_replace_sem);
 	fput(image);
 	/* The journal is full: a checkpoint of everything instead. */
 	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
@@ -621,20 +646,18 @@ int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
 }
 
 /*
- * Read the referenced contents of disk blocks from @x on into @pages, in
- * one I/O: as many blocks (at most @max, none past @last) as have
- * references to store blocks that follow each other. Returns the number of
- * blocks read, -ENOENT if @x has no reference, or the store's I/O error.
- * Holds its own references on the blocks meanwhile, so that a write racing
- * with this read cannot free them and let swap reuse them under us.
+ * Hold the store blocks that serve a guest read of disk blocks from @x on:
+ * as many (at most @max, none past @last) as have references to store
+ * blocks that follow each other, so that one I/O reads them. 0 and the
+ * blocks in *@run, or -ENOENT if @x has no reference. The caller's own
+ * references on the blocks keep a write racing with the read from freeing
+ * them and letting swap reuse them under it.
  */
-int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
-		     struct page **pages, unsigned int max)
+int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
+		     struct ts_held_run *run)
 {
-	unsigned int nr, i;
+	unsigned int i;
 	void *entry;
-	u32 first;
-	int ret;
 
 	if (!atomic_long_read(&disk->nr_refs))
 		return -ENOENT;
@@ -644,25 +667,37 @@ int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
 		xa_unlock(&disk->refs);
 		return -ENOENT;
 	}
-	first = xa_to_value(entry);
-	for (nr = 1; nr < max && x + nr <= last; nr++) {
-		entry = xa_load(&disk->refs, x + nr);
-		if (!entry || xa_to_value(entry) != first + nr)
+	run->x = x;
+	run->first = xa_to_value(entry);
+	for (run->nr = 1; run->nr < max && x + run->nr <= last; run->nr++) {
+		entry = xa_load(&disk->refs, x + run->nr);
+		if (!entry || xa_to_value(entry) != run->first + run->nr)
 			break;
 	}
 	spin_lock(&ts_store->lock);
-	for (i = 0; i < nr; i++)
-		ts_store_get_locked(ts_store, first + i);
+	for (i = 0; i < run->nr; i++)
+		ts_store_get_locked(ts_store, run->first + i);
 	spin_unlock(&ts_store->lock);
 	xa_unlock(&disk->refs);
+	trace_tesseract_store_read(disk->id, x, run->first, run->nr);
+	return 0;
+}
 
-	trace_tesseract_store_read(disk->id, x, first, nr);
-	ret = ts_store_rw_blocks(ts_store, first, pages, nr, REQ_OP_READ);
+/* Read the held blocks into the memory of @bv (@nr_bv pieces). */
+int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
+		      unsigned int nr_bv)
+{
+	return ts_store_rw(ts_store, run->first, bv, nr_bv, REQ_OP_READ);
+}
+
+void ts_disk_release_run(const struct ts_held_run *run)
+{
+	unsigned int i;
+
 	spin_lock(&ts_store->lock);
-	for (i = 0; i < nr; i++)
-		ts_store_put_locked(ts_store, first + i);
+	for (i = 0; i < run->nr; i++)
+		ts_store_put_locked(ts_store, run->first + i);
 	spin_unlock(&ts_store->lock);
-	return ret ?: nr;
 }
 
 /*
@@ -687,6 +722,7 @@ static int ts_run_get_pages(struct ts_run *run)
 			run->page[i] = alloc_page(GFP_KERNEL);
 		if (!run->page[i])
 			return -ENOMEM;
+		bvec_set_page(&run->bvec[i], run->page[i], TS_BLOCK_SIZE, 0);
 	}
 	return 0;
 }
@@ -729,22 +765,9 @@ static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
 	return true;
 }
 
-/* The run's store blocks, those that follow each other in one I/O each. */
 static int ts_run_read_locked(struct ts_run *run)
 {
-	unsigned int i, n;
-	int ret;
-
-	for (i = 0; i < run->nr; i += n) {
-		for (n = 1; i + n < run->nr; n++)
-			if (run->block[i + n] != run->block[i] + n)
-				break;
-		ret = ts_store_rw_blocks(ts_store, run->block[i],
-					 &run->page[i], n, REQ_OP_READ);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	return ts_store_read_blocks(ts_store, run->block, run->bvec, run->nr);
 }
 
 /* Write the run's pages into @image at the run's own place. */
@@ -753,11 +776,8 @@ static int ts_run_write_image(struct ts_run *run, struct file *image)
 	size_t len = (size_t)run->nr << TS_BLOCK_SHIFT;
 	struct iov_iter iter;
 	struct kiocb kiocb;
-	unsigned int i;
 	ssize_t ret;
 
-	for (i = 0; i < run->nr; i++)
-		bvec_set_page(&run->bvec[i], run->page[i], TS_BLOCK_SIZE, 0);
 	iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
 	init_sync_kiocb(&kiocb, image);
 	kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
@@ -937,8 +957,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 	if (!ts_run_alloc_blocks(disk, run, &first))
 		goto unlock;
 	ret = ts_run_read_locked(run) ?:
-	      ts_store_rw_blocks(ts_store, first, run->page, run->nr,
-				 REQ_OP_WRITE);
+	      ts_store_rw(ts_store, first, run->bvec, run->nr, REQ_OP_WRITE);
 	if (ret) {
 		ts_run_free_blocks(first, run->nr);
 		goto unlock;

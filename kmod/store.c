@@ -13,6 +13,7 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/completion.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -200,24 +201,81 @@ u32 ts_store_spare_locked(struct ts_store *store)
 }
 
 /*
- * Read or write (@op) the @nr blocks from @block into or from @pages, in
- * one bio, and wait for it. The caller holds a reference on each block, so
- * that none can be freed and reused under the I/O.
+ * Read or write (@op) the blocks from @block into or from the memory of
+ * @bv (whole blocks, @nr_bv pieces), in one bio, and wait for it. The
+ * caller holds a reference on each block, so that none can be freed and
+ * reused under the I/O.
  */
-int ts_store_rw_blocks(struct ts_store *store, u32 block, struct page **pages,
-		       unsigned int nr, enum req_op op)
+int ts_store_rw(struct ts_store *store, u32 block, const struct bio_vec *bv,
+		unsigned int nr_bv, enum req_op op)
 {
 	struct bio *bio;
 	unsigned int i;
 	int ret;
 
-	if (WARN_ON_ONCE(!nr || nr > BIO_MAX_VECS))
+	if (WARN_ON_ONCE(!nr_bv || nr_bv > BIO_MAX_VECS))
 		return -EINVAL;
-	bio = bio_alloc(store->backing.bdev, nr, op, GFP_KERNEL);
+	bio = bio_alloc(store->backing.bdev, nr_bv, op, GFP_KERNEL);
 	bio->bi_iter.bi_sector = ts_store_sector(store, block);
-	for (i = 0; i < nr; i++)
-		__bio_add_page(bio, pages[i], TS_BLOCK_SIZE, 0);
+	for (i = 0; i < nr_bv; i++)
+		__bio_add_page(bio, bv[i].bv_page, bv[i].bv_len,
+			       bv[i].bv_offset);
 	ret = submit_bio_wait(bio);
 	bio_put(bio);
 	return ret;
+}
+
+/* Reads in flight for ts_store_read_blocks(). */
+struct ts_store_reads {
+	atomic_t pending;
+	blk_status_t status;		/* of a failed one, if any */
+	struct completion done;
+};
+
+static void ts_store_read_end(struct bio *bio)
+{
+	struct ts_store_reads *reads = bio->bi_private;
+
+	if (bio->bi_status)
+		WRITE_ONCE(reads->status, bio->bi_status);
+	bio_put(bio);
+	if (atomic_dec_and_test(&reads->pending))
+		complete(&reads->done);
+}
+
+/*
+ * Read @blocks[i] into @bv[i] (4 KiB each) for @nr blocks: a bio for each
+ * stretch of blocks that follow each other, all in flight at once, so that
+ * scattered blocks cost the device's concurrency rather than one latency
+ * each. References held by the caller, as for ts_store_rw().
+ */
+int ts_store_read_blocks(struct ts_store *store, const u32 *blocks,
+			 const struct bio_vec *bv, unsigned int nr)
+{
+	struct ts_store_reads reads = { .status = BLK_STS_OK };
+	unsigned int i, n, k;
+	struct blk_plug plug;
+	struct bio *bio;
+
+	atomic_set(&reads.pending, 1);
+	init_completion(&reads.done);
+	blk_start_plug(&plug);
+	for (i = 0; i < nr; i += n) {
+		for (n = 1; i + n < nr && blocks[i + n] == blocks[i] + n; n++)
+			;
+		bio = bio_alloc(store->backing.bdev, n, REQ_OP_READ,
+				GFP_KERNEL);
+		bio->bi_iter.bi_sector = ts_store_sector(store, blocks[i]);
+		for (k = i; k < i + n; k++)
+			__bio_add_page(bio, bv[k].bv_page, bv[k].bv_len,
+				       bv[k].bv_offset);
+		bio->bi_private = &reads;
+		bio->bi_end_io = ts_store_read_end;
+		atomic_inc(&reads.pending);
+		submit_bio(bio);
+	}
+	blk_finish_plug(&plug);
+	if (!atomic_dec_and_test(&reads.pending))
+		wait_for_completion_io(&reads.done);
+	return blk_status_to_errno(READ_ONCE(reads.status));
 }

@@ -92,8 +92,10 @@ void ts_store_put_locked(struct ts_store *store, u32 block);
 bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 			       unsigned int nr, u32 *first);
 u32 ts_store_spare_locked(struct ts_store *store);
-int ts_store_rw_blocks(struct ts_store *store, u32 block, struct page **pages,
-		       unsigned int nr, enum req_op op);
+int ts_store_rw(struct ts_store *store, u32 block, const struct bio_vec *bv,
+		unsigned int nr_bv, enum req_op op);
+int ts_store_read_blocks(struct ts_store *store, const u32 *blocks,
+			 const struct bio_vec *bv, unsigned int nr);
 
 static inline sector_t ts_store_sector(const struct ts_store *store, u32 block)
 {
@@ -160,10 +162,25 @@ u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);
 bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last);
-int ts_disk_read_run(struct ts_disk *disk, u64 x, u64 last,
-		     struct page **pages, unsigned int max);
+/*
+ * Store blocks that serve a guest read of @nr disk blocks from @x, held
+ * (against reuse) from ts_disk_hold_run() to ts_disk_release_run().
+ */
+struct ts_held_run {
+	u64 x;
+	u32 first;			/* store block of x, the others follow */
+	unsigned int nr;
+};
+
+int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
+		     struct ts_held_run *run);
+int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
+		      unsigned int nr_bv);
+void ts_disk_release_run(const struct ts_held_run *run);
 bool ts_disk_drop(struct ts_disk *disk, u64 x);
 void ts_disk_note_io(struct ts_disk *disk);
+void ts_disk_replace_begin(struct ts_disk *disk);
+void ts_disk_replace_end(struct ts_disk *disk);
 
 enum ts_outcome ts_reconcile_probe(struct mm_struct *mm, unsigned long uaddr);
 enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,

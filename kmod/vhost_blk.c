@@ -717,84 +717,147 @@ out:
 	return ret ?: req->len;
 }
 
-/* Copy @len bytes at disk offset @pos from @pages, which start at block @x. */
-static int vhost_blk_copy_pages(struct page **pages, u64 x, u64 pos,
-				size_t len, struct iov_iter *iter)
+/* Memory a read of referenced blocks goes through: 2 KiB, hence kmalloc. */
+struct vhost_blk_store_buf {
+	struct bio_vec bv[TS_RUN_MAX];
+	struct page *bounce[TS_RUN_MAX];	/* allocated as needed */
+};
+
+static void vhost_blk_store_buf_free(struct vhost_blk_store_buf *buf)
+{
+	unsigned int i;
+
+	if (!buf)
+		return;
+	for (i = 0; i < TS_RUN_MAX && buf->bounce[i]; i++)
+		__free_page(buf->bounce[i]);
+	kfree(buf);
+}
+
+/*
+ * Pin the guest pages of the next @nr blocks at the cursor for the store
+ * to read into, if each is a whole, page-aligned page (as a guest's page
+ * cache is). False, with nothing pinned, otherwise.
+ */
+static bool vhost_blk_pin_guest_pages(const struct vhost_blk_cursor *c,
+				      unsigned int nr, struct bio_vec *bv)
+{
+	struct vhost_blk_cursor probe = *c;
+	unsigned long uaddr;
+	struct page *page;
+	unsigned int i;
+
+	for (i = 0; i < nr; i++) {
+		uaddr = vhost_blk_cursor_page(&probe);
+		if (!uaddr ||
+		    pin_user_pages_fast(uaddr, 1, FOLL_WRITE, &page) != 1)
+			goto unpin;
+		bvec_set_page(&bv[i], page, PAGE_SIZE, 0);
+		vhost_blk_cursor_advance(&probe, PAGE_SIZE);
+	}
+	return true;
+unpin:
+	while (i--)
+		unpin_user_page(bv[i].bv_page);
+	return false;
+}
+
+/*
+ * Read @len bytes at disk offset @pos, all of them in the held store
+ * blocks @held, into the request's buffers at @iter: straight into the
+ * guest's pages when they are whole blocks of whole pages, else through
+ * bounce pages.
+ */
+static int vhost_blk_read_held(const struct ts_held_run *held,
+			       struct vhost_blk_store_buf *buf,
+			       const struct vhost_blk_cursor *c, u64 pos,
+			       size_t len, struct iov_iter *iter)
 {
 	size_t off, n;
-	struct page *page;
+	unsigned int i;
+	int ret;
 
-	for (; len; pos += n, len -= n) {
-		page = pages[(pos >> TS_BLOCK_SHIFT) - x];
+	if (len == (size_t)held->nr << TS_BLOCK_SHIFT &&
+	    vhost_blk_pin_guest_pages(c, held->nr, buf->bv)) {
+		ret = ts_disk_read_held(held, buf->bv, held->nr);
+		for (i = 0; i < held->nr; i++)
+			unpin_user_pages_dirty_lock(&buf->bv[i].bv_page, 1,
+						    !ret);
+		if (!ret)
+			iov_iter_advance(iter, len);
+		return ret;
+	}
+
+	for (i = 0; i < held->nr; i++) {
+		if (!buf->bounce[i])
+			buf->bounce[i] = alloc_page(GFP_KERNEL);
+		if (!buf->bounce[i])
+			return -ENOMEM;
+		bvec_set_page(&buf->bv[i], buf->bounce[i], TS_BLOCK_SIZE, 0);
+	}
+	ret = ts_disk_read_held(held, buf->bv, held->nr);
+	for (; !ret && len; pos += n, len -= n) {
+		i = (pos >> TS_BLOCK_SHIFT) - held->x;
 		off = pos & (TS_BLOCK_SIZE - 1);
 		n = min_t(size_t, len, TS_BLOCK_SIZE - off);
-		if (copy_to_iter(page_address(page) + off, n, iter) != n)
-			return -EFAULT;
+		if (copy_to_iter(page_address(buf->bounce[i]) + off, n,
+				 iter) != n)
+			ret = -EFAULT;
 	}
-	return 0;
+	return ret;
 }
 
 /*
  * A read of a range with references: referenced blocks come from the
- * store, in one I/O for each run whose store blocks follow each other (as
- * compaction leaves them); the others from the image in runs. Returns
+ * store, in one I/O for each stretch whose store blocks follow each other
+ * (as compaction leaves them); the others from the image in runs. Returns
  * bytes read or -errno.
  */
 static ssize_t vhost_blk_read_mapped(struct vhost_blk *blk,
 				     struct vhost_blk_backend *be,
-				     struct vhost_blk_req *req, u64 pos)
+				     struct vhost_blk_req *req, unsigned int nr,
+				     u64 pos)
 {
 	u64 end = pos + req->len, last = (end - 1) >> TS_BLOCK_SHIFT;
-	unsigned int max = min_t(u64, last - (pos >> TS_BLOCK_SHIFT) + 1,
-				 TS_RUN_MAX);
+	struct vhost_blk_store_buf *buf = NULL;
 	struct iov_iter run = req->iter;
-	struct page *pages[TS_RUN_MAX];
+	struct vhost_blk_cursor c;
+	struct ts_held_run held;
 	loff_t run_pos = pos;
 	size_t run_len = 0;
-	unsigned int i;
 	int ret = 0;
 	size_t n;
-	u64 x;
 
-	/* Under memory pressure, fewer pages only mean shorter store reads. */
-	for (i = 0; i < max; i++) {
-		pages[i] = alloc_page(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
-		if (!pages[i])
-			break;
-	}
-	max = i;
-	if (!max) {
-		pages[0] = alloc_page(GFP_KERNEL);
-		if (!pages[0])
-			return -ENOMEM;
-		max = i = 1;
-	}
+	vhost_blk_cursor_init(&c, req->iov, nr, 0);
 	for (; pos < end; pos += n) {
-		x = pos >> TS_BLOCK_SHIFT;
-		ret = ts_disk_read_run(be->disk, x, last, pages, max);
-		if (ret == -ENOENT) {
+		if (ts_disk_hold_run(be->disk, pos >> TS_BLOCK_SHIFT, last,
+				     TS_RUN_MAX, &held)) {
 			n = vhost_blk_piece(pos, end - pos);
 			iov_iter_advance(&req->iter, n);
+			vhost_blk_cursor_advance(&c, n);
 			run_len += n;
-			ret = 0;
 			continue;
 		}
-		if (ret < 0)
-			break;
-		vhost_blk_count(blk, VHOST_BLK_STORE_READS, ret);
-		n = min_t(u64, end, (x + ret) << TS_BLOCK_SHIFT) - pos;
-		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false) ?:
-		      vhost_blk_copy_pages(pages, x, pos, n, &req->iter);
+		n = min_t(u64, end, (held.x + held.nr) << TS_BLOCK_SHIFT) - pos;
+		if (!buf)
+			buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+		ret = buf ? vhost_blk_run_io(be, &run, run_pos, run_len, false) :
+			    -ENOMEM;
+		if (!ret)
+			ret = vhost_blk_read_held(&held, buf, &c, pos, n,
+						  &req->iter);
+		ts_disk_release_run(&held);
 		if (ret)
 			break;
+		vhost_blk_count(blk, VHOST_BLK_STORE_READS, held.nr);
+		vhost_blk_cursor_advance(&c, n);
 		run = req->iter;
 		run_pos = pos + n;
 		run_len = 0;
 	}
 	if (!ret)
 		ret = vhost_blk_run_io(be, &run, run_pos, run_len, false);
-	while (i--)
-		__free_page(pages[i]);
+	vhost_blk_store_buf_free(buf);
 	return ret ?: req->len;
 }
 
@@ -898,10 +961,16 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			     (pos + len - 1) >> TS_BLOCK_SHIFT) ||
 	    (reconcile && write &&
 	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
-		req->result = write ?
-			vhost_blk_write_mapped(blk, be, req, nr, skip, pos,
-					       reconcile) :
-			vhost_blk_read_mapped(blk, be, req, pos);
+		if (write) {
+			ts_disk_replace_begin(be->disk);
+			req->result = vhost_blk_write_mapped(blk, be, req, nr,
+							     skip, pos,
+							     reconcile);
+			ts_disk_replace_end(be->disk);
+		} else {
+			req->result = vhost_blk_read_mapped(blk, be, req, nr,
+							    pos);
+		}
 		/* A guest that never flushes must not pile up changes. */
 		if (ts_disk_commit_due(be->disk) && vhost_blk_commit(be))
 			req->result = -EIO;
@@ -987,6 +1056,25 @@ static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
 	return ret;
 }
 
+/* One segment of a discard or write-zeroes: references, then the image. */
+static int vhost_blk_unmap_segment(struct vhost_blk *blk,
+				   struct vhost_blk_backend *be, loff_t pos,
+				   loff_t bytes, bool write_zeroes, u32 flags)
+{
+	int ret;
+
+	ret = vhost_blk_unmap_range(blk, be, pos, bytes);
+	if (ret)
+		return ret;
+	if (write_zeroes)
+		return vhost_blk_zero_range(be->file, pos, bytes,
+					    flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+	ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    pos, bytes);
+	/* Discard is a hint: a backend may ignore it. */
+	return ret == -EOPNOTSUPP ? 0 : ret;
+}
+
 static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 					  struct vhost_blk_backend *be,
 					  struct vhost_blk_chain *c,
@@ -1026,19 +1114,10 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 
 		if (!bytes)
 			continue;
-		if (vhost_blk_unmap_range(blk, be, pos, bytes))
-			return VIRTIO_BLK_S_IOERR;
-		if (write_zeroes) {
-			ret = vhost_blk_zero_range(be->file, pos, bytes,
-						   le32_to_cpu(segs[i].flags) &
-						   VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-		} else {
-			ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE |
-					    FALLOC_FL_KEEP_SIZE, pos, bytes);
-			/* Discard is a hint: a backend may ignore it. */
-			if (ret == -EOPNOTSUPP)
-				ret = 0;
-		}
+		ts_disk_replace_begin(be->disk);
+		ret = vhost_blk_unmap_segment(blk, be, pos, bytes, write_zeroes,
+					      le32_to_cpu(segs[i].flags));
+		ts_disk_replace_end(be->disk);
 		if (ret)
 			return VIRTIO_BLK_S_IOERR;
 	}

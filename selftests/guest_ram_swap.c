@@ -57,29 +57,13 @@ FIXTURE_TEARDOWN(guest)
 	ts_swap_down();
 }
 
-/* Move @pages of guest memory at @data to or from the disk at @sector. */
-static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
-		    size_t pages)
-{
-	size_t done, chunk = 256;	/* 1 MiB requests */
-	int status;
-
-	for (done = 0; done < pages; done += chunk) {
-		status = vblk_rw(d, 0, type, sector + done * (PAGE / 512),
-				 data + done * PAGE, chunk * PAGE, 0, true);
-		if (status)
-			return status;
-	}
-	return 0;
-}
-
 TEST_F_TIMEOUT(guest, buffers_swap_out_after_io, 300)
 {
 	ts_fill_pages(self->buf, BUF_PAGES, 1, 1);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      BUF_PAGES));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      BUF_PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   BUF_PAGES, true));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   BUF_PAGES, true));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, BUF_PAGES, 1, 1));
 
 	/* Nothing of the I/O keeps the buffers pinned in host memory. */
@@ -103,14 +87,14 @@ TEST_F_TIMEOUT(guest, write_of_swapped_buffers, 300)
 		  ts_push_to_swap(CGROUP, self->buf, BUF_PAGES * PAGE));
 
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 1 << 20, self->buf,
-			      BUF_PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 1 << 20,
+				   self->buf, BUF_PAGES, true));
 	TH_LOG("swap-ins during the guest write: %lld",
 	       ts_vmstat("pswpin") - pswpin0);
 	EXPECT_LE(pswpin0 + (long long)BUF_PAGES * 9 / 10, ts_vmstat("pswpin"));
 
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 1 << 20,
-			      self->check, BUF_PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 1 << 20,
+				   self->check, BUF_PAGES, true));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, BUF_PAGES, 2, 1));
 }
 
@@ -118,13 +102,13 @@ TEST_F_TIMEOUT(guest, write_of_swapped_buffers, 300)
 TEST_F_TIMEOUT(guest, read_into_swapped_buffers, 300)
 {
 	ts_fill_pages(self->check, BUF_PAGES, 3, 1);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 2 << 20,
-			      self->check, BUF_PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 2 << 20,
+				   self->check, BUF_PAGES, true));
 	memset(self->buf, 0xa5, BUF_PAGES * PAGE);
 	ASSERT_GT(BUF_PAGES / 20,
 		  ts_push_to_swap(CGROUP, self->buf, BUF_PAGES * PAGE));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 2 << 20, self->buf,
-			      BUF_PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 2 << 20,
+				   self->buf, BUF_PAGES, true));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, BUF_PAGES, 3, 1));
 }
 

@@ -5,7 +5,6 @@
  * and no data write; reads of those blocks come from the store; nothing
  * stale or foreign ever reaches a guest disk.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -28,47 +27,18 @@
 #define SECTORS		(PAGE / 512)
 #define CGROUP		"ts-reconcile"
 #define PAGES		512UL		/* 2 MiB of guest buffers */
-#define CHUNK		256UL		/* pages per request: 1 MiB */
 #define DISK		"/dev/vda"
 /* Disk range the tests use, dropped (discarded) at teardown. */
 #define DISK_SECTORS	(64UL << 11)	/* 64 MiB */
 #define SWAPDEV_DEBUGFS	TS_DEBUGFS "/tsswap0"
+/* Guest RAM: buffers of the tests, rings and requests. */
+#define GUEST_RAM	(3 * PAGES * PAGE + (4 << 20))
 
 FIXTURE(rc) {
 	struct vblk_dev dev;
 	int disk_fd;
 	char *buf, *check;
 };
-
-/* Move @pages pages at @data to or from the disk at @sector. */
-static int guest_io(struct vblk_dev *d, __u32 type, __u64 sector, char *data,
-		    size_t pages)
-{
-	size_t done, n;
-	int status;
-
-	for (done = 0; done < pages; done += n) {
-		n = pages - done < CHUNK ? pages - done : CHUNK;
-		/* One segment per request, no indirect table to fault in. */
-		status = vblk_rw(d, 0, type, sector + done * SECTORS,
-				 data + done * PAGE, n * PAGE, 0, false);
-		if (status)
-			return status;
-	}
-	return 0;
-}
-
-static int guest_open(struct vblk_dev *d, int disk_fd, __u64 disk_id)
-{
-	int ret;
-
-	ret = vblk_open(d, 3 * PAGES * PAGE + (4 << 20), 1, 128, 0);
-	if (ret)
-		return ret;
-	if (disk_id && ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &disk_id))
-		return -errno;
-	return vblk_set_backend(d, disk_fd);
-}
 
 /*
  * Touch what a guest request touches (rings, request header, our stack),
@@ -89,7 +59,7 @@ FIXTURE_SETUP(rc)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, self->disk_fd);
-	ASSERT_EQ(0, guest_open(&self->dev, self->disk_fd, 0));
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
 	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, self->buf);
@@ -109,14 +79,6 @@ FIXTURE_TEARDOWN(rc)
 	ts_swap_down();
 }
 
-/* Fill and push @pages pages at @p to swap; how many stayed resident. */
-static size_t fill_and_push(char *p, size_t pages, unsigned long tag,
-			    unsigned long version)
-{
-	ts_fill_pages(p, pages, tag, version);
-	return ts_push_to_swap(CGROUP, p, pages * PAGE);
-}
-
 /*
  * The core case: pages in host swap, written by the guest. Every page
  * becomes a reference, nothing is swapped in, no data is written, and the
@@ -126,7 +88,7 @@ TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
 {
 	long long pswpin0, written0, avoided0, swapped;
 
-	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 1, 1));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 1, 1));
 	swapped = ts_vhost_counter("guest_pages_in_host_swap");
 	EXPECT_LE((long long)PAGES, swapped);
 	warm_up(&self->dev, self->check);
@@ -135,12 +97,12 @@ TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
 	/* The warm-up read was a false read: count from here. */
 	avoided0 = ts_vhost_counter("swapins_avoided");
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	/* Not one swap-in for the guest's writes. */
 	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("reconciled_pages"));
-	EXPECT_EQ((long long)(PAGES / CHUNK),
+	EXPECT_EQ((long long)(PAGES / VBLK_IO_PAGES),
 		  ts_vhost_counter("reconciled_writes"));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
 	EXPECT_EQ((long long)(PAGES * PAGE),
@@ -154,32 +116,32 @@ TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
 	EXPECT_EQ(PAGES, PAGES - ts_resident_pages(self->buf, PAGES * PAGE));
 
 	/* Reads of the references come from the store. */
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("store_reads"));
 
 	/* Swapped back in and changed: the disk keeps what was written. */
 	ts_fill_pages(self->buf, PAGES, 1, 2);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 	/* ... and out again: into other blocks, the disk's stay. */
 	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
 	EXPECT_LE((long long)(2 * PAGES),
 		  ts_swapdev_counter("blocks_in_use"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 
 	/* Written again: the new version replaces the old references. */
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	EXPECT_LE((long long)(PAGES + PAGES * 95 / 100),
 		  ts_vhost_counter("reconciled_pages"));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 2));
 }
 
@@ -187,8 +149,8 @@ TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
 TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
 {
 	ts_fill_pages(self->buf, PAGES, 2, 1);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("fallback_not_swapped"));
 
 	/* Swapped, but the buffer starts 512 bytes into a page. */
@@ -205,7 +167,8 @@ TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
 			     16 * PAGE, 0, false));
 	EXPECT_EQ(16, ts_vhost_counter("fallback_swapcache") +
 		  ts_vhost_counter("fallback_slot_incomplete"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 16));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   16, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, 16, 2, 2));
 }
 
@@ -232,7 +195,7 @@ TEST_F_TIMEOUT(rc, stale_slot_is_never_referenced, 300)
 	struct pageout_arg arg = { self->buf };
 	pthread_t thread;
 
-	ASSERT_EQ(0UL, fill_and_push(self->buf, 1, 3, 1));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 1, 3, 1));
 	/* A read fault keeps the slot and the swap-cache folio ... */
 	ASSERT_TRUE(ts_check_page(self->buf, 3, 0, 1));
 	/* ... a write dirties it in place: the slot still holds version 1. */
@@ -249,7 +212,8 @@ TEST_F_TIMEOUT(rc, stale_slot_is_never_referenced, 300)
 
 	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
 	EXPECT_EQ(1, ts_vhost_counter("fallback_swapcache"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   1, false));
 	EXPECT_TRUE(ts_check_page(self->check, 3, 0, 2));
 }
 
@@ -352,33 +316,6 @@ static unsigned long rnd(unsigned long *s)
 	return *s;
 }
 
-/* A counter of the device whose disk has id @id, or -1. */
-static long long counter_of_disk(__u64 id, const char *name)
-{
-	char dir[512], path[1024], want[32], got[32];
-	long long val = -1;
-	struct dirent *e;
-	DIR *d;
-
-	d = opendir(TS_DEBUGFS "/vhost-blk");
-	if (!d)
-		return -1;
-	snprintf(want, sizeof(want), "%llx", (unsigned long long)id);
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(dir, sizeof(dir), TS_DEBUGFS "/vhost-blk/%s",
-			 e->d_name);
-		snprintf(path, sizeof(path), "%s/disk_id", dir);
-		if (ts_read_str(path, got, sizeof(got)) || strcmp(got, want))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, name);
-		ts_read_ll(path, &val);
-	}
-	closedir(d);
-	return val;
-}
-
 static int isolated_guest(int owner)
 {
 	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1), bad = 0;
@@ -394,7 +331,7 @@ static int isolated_guest(int owner)
 	    ts_cgroup_write(group, "memory.max", "3M"))
 		return 2;
 	fd = open(DISK, O_RDWR | O_DIRECT);
-	if (fd < 0 || guest_open(&d, fd, 100 + owner))
+	if (fd < 0 || vblk_open_disk(&d, GUEST_RAM, fd, 100 + owner))
 		return 2;
 	ram = vblk_alloc(&d, ISO_PAGES * PAGE, PAGE);
 	scratch = vblk_alloc(&d, PAGE, PAGE);
@@ -433,7 +370,7 @@ static int isolated_guest(int owner)
 			     scratch, PAGE, 0, false) ||
 		     !ts_check_page(scratch, owner, i, disk_ver[i])))
 			bad++;
-	reconciled = counter_of_disk(100 + owner, "reconciled_pages");
+	reconciled = ts_disk_counter(100 + owner, "reconciled_pages");
 	printf("# guest %d: %lu bad pages, %lld writes reconciled\n", owner,
 	       bad, reconciled);
 	vblk_discard(&d, VIRTIO_BLK_T_DISCARD, base, ISO_PAGES * SECTORS, 0);
@@ -472,8 +409,9 @@ TEST_F_TIMEOUT(rc, partial_writes_discards_and_zeroes_merge, 300)
 	char *c = self->check;
 
 	ASSERT_NE(NULL, expect);
-	ASSERT_EQ(0UL, fill_and_push(self->buf, 16, 5, 1));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf, 16));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 16, 5, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   16, false));
 	ASSERT_EQ(16, ts_vhost_counter("pages_referenced"));
 	ts_fill_pages(expect, 16, 5, 1);
 
@@ -503,7 +441,8 @@ TEST_F_TIMEOUT(rc, partial_writes_discards_and_zeroes_merge, 300)
 	/* Blocks 1 to 5 and 7 lost their references, 6 was discarded. */
 	EXPECT_EQ(16 - 7, ts_vhost_counter("pages_referenced"));
 	EXPECT_EQ(4, ts_vhost_counter("merged_blocks"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, c, 16));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, c, 16,
+				   false));
 	/* Block 6 was discarded: its contents are undefined. */
 	EXPECT_EQ(0, memcmp(c, expect, 6 * PAGE));
 	EXPECT_EQ(0, memcmp(c + 7 * PAGE, expect + 7 * PAGE, 9 * PAGE));
@@ -522,14 +461,14 @@ TEST_F_TIMEOUT(rc, references_survive_swapoff_close_and_reload, 300)
 {
 	struct vblk_dev d2;
 
-	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 6, 1));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 6, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	ASSERT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
 
 	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 6, 1));
 	/* No guest flush: detaching commits the references itself. */
 	ASSERT_EQ(0, vblk_set_backend(&self->dev, -1));
@@ -538,13 +477,13 @@ TEST_F_TIMEOUT(rc, references_survive_swapoff_close_and_reload, 300)
 	ASSERT_EQ(0, ts_module_load("backing=/dev/vdb"));
 
 	vblk_init(&d2);
-	ASSERT_EQ(0, guest_open(&d2, self->disk_fd, 0));
+	ASSERT_EQ(0, vblk_open_disk(&d2, GUEST_RAM, self->disk_fd, 0));
 	self->dev = d2;
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
 	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, self->check);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 6, 1));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("store_reads"));
 }
@@ -563,7 +502,7 @@ TEST_F(rc, disk_ids)
 
 	/* Another device on the same backend: the derived id is taken. */
 	vblk_init(&d2);
-	EXPECT_EQ(-EBUSY, guest_open(&d2, self->disk_fd, 0));
+	EXPECT_EQ(-EBUSY, vblk_open_disk(&d2, GUEST_RAM, self->disk_fd, 0));
 	vblk_close(&d2);
 
 	/* Ids with the derived bit are the module's; others are free. */
@@ -587,16 +526,16 @@ TEST_F_TIMEOUT(rc, false_reads_are_avoided, 300)
 	long long pswpin0, false0;
 
 	ts_fill_pages(self->check, PAGES, 7, 1);
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->check,
+				   PAGES, false));
 	memset(self->buf, 0x5a, PAGES * PAGE);
 	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
 	warm_up(&self->dev, self->check);
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
+				   PAGES, false));
 	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
 	EXPECT_EQ(false0 + (long long)PAGES,
 		  ts_vhost_counter("false_reads_avoided"));
@@ -610,10 +549,10 @@ TEST_F_TIMEOUT(rc, reconcile_off_is_plain_vhost_blk, 300)
 	int off = 0;
 
 	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
-	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 8, 1));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 8, 1));
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	EXPECT_LE(pswpin0 + (long long)PAGES * 9 / 10, ts_vmstat("pswpin"));
 	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
 	EXPECT_EQ(0, ts_vhost_counter("fallback_not_swapped"));
@@ -621,14 +560,14 @@ TEST_F_TIMEOUT(rc, reconcile_off_is_plain_vhost_blk, 300)
 	off = 1;
 	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
 	ASSERT_EQ(0, ts_write_str(TS_SYSMOD "/parameters/reconcile", "N"));
-	ASSERT_EQ(0UL, fill_and_push(self->buf, PAGES, 8, 2));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
-			      PAGES));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 8, 2));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
 	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
 	EXPECT_EQ(0, ts_vhost_counter("false_reads_avoided"));
 	ASSERT_EQ(0, ts_write_str(TS_SYSMOD "/parameters/reconcile", "Y"));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
-			      PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 2));
 	off = 2;
 	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
@@ -647,9 +586,11 @@ TEST_F_TIMEOUT(rc, decisions_are_traced, 300)
 	ASSERT_EQ(0, ts_write_str(path, "1"));
 	snprintf(path, sizeof(path), "%s/trace", tr);
 	ts_write_str(path, "");
-	ASSERT_EQ(0UL, fill_and_push(self->buf, 4, 9, 1));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf, 4));
-	ASSERT_EQ(0, guest_io(&self->dev, VIRTIO_BLK_T_IN, 0, self->check, 4));
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 4, 9, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   4, false));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   4, false));
 	ret = ts_system("grep -q 'tesseract_reconcile:.* referenced' " TRACE) ||
 	      ts_system("grep -q 'tesseract_store_read:' " TRACE);
 	snprintf(path, sizeof(path), "%s/events/tesseract/enable", tr);

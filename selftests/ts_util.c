@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
@@ -203,6 +204,69 @@ long long ts_vhost_counter(const char *name)
 	return ts_read_ll(path, &val) ? -1 : val;
 }
 
+long long ts_disk_counter(__u64 id, const char *name)
+{
+	char dir[512], path[1024], want[32], got[32];
+	long long val = -1;
+	struct dirent *e;
+	DIR *d;
+
+	d = opendir(TS_DEBUGFS "/vhost-blk");
+	if (!d)
+		return -1;
+	snprintf(want, sizeof(want), "%llx", (unsigned long long)id);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), TS_DEBUGFS "/vhost-blk/%s",
+			 e->d_name);
+		snprintf(path, sizeof(path), "%s/disk_id", dir);
+		if (ts_read_str(path, got, sizeof(got)) || strcmp(got, want))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		ts_read_ll(path, &val);
+	}
+	closedir(d);
+	return val;
+}
+
+int ts_disk_info(__u64 id, struct tesseract_disk_info *info)
+{
+	int fd, ret;
+
+	memset(info, 0, sizeof(*info));
+	info->disk_id = id;
+	fd = open("/dev/tesseract", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = ioctl(fd, TESSERACT_DISK_INFO, info) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+long long ts_debugfs_disk(__u64 id, const char *key)
+{
+	char line[512], want[32], field[64], *p;
+	long long val = -1;
+	FILE *f;
+
+	f = fopen(TS_DEBUGFS "/disks", "r");
+	if (!f)
+		return -1;
+	snprintf(want, sizeof(want), "%llx ", (unsigned long long)id);
+	snprintf(field, sizeof(field), " %s=", key);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		p = strstr(line, field);
+		if (p)
+			val = strtoll(p + strlen(field), NULL, 10);
+		break;
+	}
+	fclose(f);
+	return val;
+}
+
 long long ts_vmstat(const char *name)
 {
 	char key[64];
@@ -300,6 +364,13 @@ size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 		drained = true;
 	}
 	return resident;
+}
+
+size_t ts_fill_and_push(const char *cgroup, void *p, size_t pages,
+			unsigned long tag, unsigned long version)
+{
+	ts_fill_pages(p, pages, tag, version);
+	return ts_push_to_swap(cgroup, p, pages * 4096);
 }
 
 static unsigned long ts_mix(unsigned long x)

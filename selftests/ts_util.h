@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <linux/tesseract.h>
 
 #define TS_MODNAME	"tesseract"
 #define TS_SYSMOD	"/sys/module/" TS_MODNAME
@@ -70,6 +71,15 @@ long long ts_swapdev_counter(const char *name);
 int ts_vhost_devices(char *buf, size_t len);
 /* A debugfs counter of the one open vhost-blk device, or -1. */
 long long ts_vhost_counter(const char *name);
+/* A debugfs counter of the vhost-blk device whose disk id is @id, or -1. */
+long long ts_disk_counter(__u64 id, const char *name);
+/* TESSERACT_DISK_INFO of disk @id into @info: 0 or -errno. */
+int ts_disk_info(__u64 id, struct tesseract_disk_info *info);
+/*
+ * Field @key ("references", "attached", ...) of disk @id's line in debugfs
+ * tesseract/disks, or -1 if there is no such line or field.
+ */
+long long ts_debugfs_disk(__u64 id, const char *key);
 /* A /proc/vmstat field, or -1. */
 long long ts_vmstat(const char *name);
 
@@ -91,6 +101,12 @@ int ts_cgroup_write(const char *name, const char *file, const char *val);
  */
 size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len);
 size_t ts_resident_pages(void *addr, size_t len);
+/*
+ * ts_fill_pages() of @pages pages at @p, then ts_push_to_swap() in
+ * @cgroup: how many stayed resident.
+ */
+size_t ts_fill_and_push(const char *cgroup, void *p, size_t pages,
+			unsigned long tag, unsigned long version);
 
 /* Fill a 4 KiB page with a pattern determined by (tag, index, version). */
 void ts_fill_page(void *page, unsigned long tag, unsigned long index,

@@ -523,3 +523,33 @@ int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 	/* The segments are the device-readable payload after the header. */
 	return vblk_rw(d, 0, type, 0, seg, sizeof(*seg), 0, false);
 }
+
+int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
+		  size_t pages, bool indirect)
+{
+	size_t done, n;
+	int status;
+
+	for (done = 0; done < pages; done += n) {
+		n = pages - done < VBLK_IO_PAGES ? pages - done : VBLK_IO_PAGES;
+		status = vblk_rw(d, 0, type, sector + done * 8,
+				 (char *)data + done * 4096, n * 4096, 0,
+				 indirect);
+		if (status)
+			return status;
+	}
+	return 0;
+}
+
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
+		   __u64 disk_id)
+{
+	int ret;
+
+	ret = vblk_open(d, ram_size, 1, 128, 0);
+	if (ret)
+		return ret;
+	if (disk_id && ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &disk_id))
+		return -errno;
+	return vblk_set_backend(d, disk_fd);
+}

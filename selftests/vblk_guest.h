@@ -145,4 +145,20 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 int vblk_discard(struct vblk_dev *d, __u32 type, __u64 sector, __u32 sectors,
 		 __u32 flags);
 
+/*
+ * Move @pages 4 KiB pages at @data to or from (@type) the disk at @sector
+ * on queue 0, in requests of up to VBLK_IO_PAGES pages (1 MiB), each one
+ * segment (direct, or through an indirect table if @indirect): 0, or the
+ * first bad status or -errno.
+ */
+#define VBLK_IO_PAGES	256
+int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
+		  size_t pages, bool indirect);
+/*
+ * vblk_open() with one ring of 128 entries and @ram_size bytes of guest
+ * RAM, disk id @disk_id (0: derived from the backend), backend @disk_fd.
+ */
+int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
+		   __u64 disk_id);
+
 #endif /* _VBLK_GUEST_H */

@@ -25,7 +25,6 @@ HOT=${TS_DP_HOT_MIB:-16}
 DEPTH=${TS_DP_DEPTH:-8}
 PAGES=${TS_DP_PAGES:-8}
 MARGIN=${TS_DP_MARGIN_MIB:-16}
-BENCH="$TS_DIR/build/tools/dpbench"
 PARAM=/sys/module/tesseract/parameters/reconcile
 LOG=/tmp/dp.log
 
@@ -49,26 +48,7 @@ fail() {
 	exit 1
 }
 
-# dm_up NAME DEV MS: a dm-delay device over DEV; prints its /dev/dm-N.
-dm_up() {
-	dmsetup --noudevsync remove "$1" 2>/dev/null
-	dmsetup --noudevsync create "$1" \
-		--table "0 $(blockdev --getsz "$2") delay $2 0 $3" || return 1
-	echo "/dev/dm-$(dmsetup info -c --noheadings -o minor "$1" | tr -d ' ')"
-}
-
-# val PROFILE MODE PHASE KEY: a value from a "# dp" line of the log.
-val() {
-	awk -v p="$1" -v m="$2" -v ph="$3" -v k="$4" '
-		$1 == "#" && $2 == "dp" && $3 == p && $4 == m && $5 == ph {
-			for (i = 6; i <= NF; i++) {
-				n = index($i, "=")
-				if (n && substr($i, 1, n - 1) == k)
-					v = substr($i, n + 1)
-			}
-		}
-		END { print v == "" ? "-" : v }' "$LOG"
-}
+. "$TS_DIR/tools/bench/dplib.sh"
 
 # fallbacks PROFILE MODE: the page-out's non-zero fallback counters.
 fallbacks() {
@@ -80,17 +60,6 @@ fallbacks() {
 					v = v " " substr($i, 10)
 		}
 		END { print v == "" ? " none" : v }' "$LOG"
-}
-
-# calc EXPR A B: awk arithmetic on two values, "-" if either is missing or
-# the expression divides by zero.
-calc() {
-	awk -v a="$2" -v b="$3" -v e="$1" 'BEGIN {
-		if (a == "-" || b == "-") { print "-"; exit }
-		a += 0; b += 0
-		if (e == "ratio") { if (b == 0) print "-"; else printf "%.3f", a / b }
-		if (e == "avoided") { if (b == 0) print "-"; else printf "%.1f", 100 * (1 - a / b) }
-	}'
 }
 
 # row LABEL PROFILE PHASE KEY: one line of the side-by-side table.
@@ -124,26 +93,14 @@ table() {
 	row "pages read back wrong" "$1" verify bad_pages
 }
 
-[ -x "$BENCH" ] || fail "$BENCH missing (make tools)"
-echo N >/sys/module/zswap/parameters/enabled 2>/dev/null
-echo "# zswap enabled: $(cat /sys/module/zswap/parameters/enabled 2>/dev/null)"
-echo "# vm.page-cluster: $(cat /proc/sys/vm/page-cluster)," \
-	"THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)" \
-	"(dpbench's guest RAM is MADV_NOHUGEPAGE)"
-modprobe dm-delay || fail "no dm-delay target"
+dp_env
 : >"$LOG"
 : >/tmp/dp.res
 
 for p in $PROFILES; do
 	ms=$(delay_ms "$p") || exit 1
 	mib=$(cold_mib "$p")
-	store=$(dm_up dp-store /dev/vdb "$ms") || fail "dm-delay over /dev/vdb"
-	image=$(dm_up dp-image /dev/vda "$ms") || fail "dm-delay over /dev/vda"
-	echo "# $p: dm-delay $ms ms per I/O: store $store, image $image"
-	"$BENCH" -L "$store" "$image" | sed "s|^# dp probe|# $p: probe|"
-	"$TS_DIR/build/tools/tesseractctl" format --force "$store" >/dev/null ||
-		fail "tesseractctl format $store"
-	insmod "$TS_MODULE" backing="$store" || fail "insmod backing=$store"
+	dp_up "$p" "$ms"
 	modes="off on"
 	if [ -w "$PARAM" ]; then
 		echo 1 >"$PARAM"
@@ -153,11 +110,8 @@ for p in $PROFILES; do
 		echo "# $p: the module has no reconcile parameter:" \
 			"reconciliation is not built yet, the \"on\" run is skipped"
 	fi
-	mkswap -q /dev/tsswap0 >/dev/null || fail "mkswap /dev/tsswap0"
-	swapon /dev/tsswap0 || fail "swapon /dev/tsswap0"
-	echo "# $p: swap: $(awk 'NR > 1 { printf "%s ", $1 }' /proc/swaps)"
 	for m in $modes; do
-		"$BENCH" -p "$p" -m "$m" -c "$mib" -H "$HOT" -q "$DEPTH" \
+		"$DPBENCH" -p "$p" -m "$m" -c "$mib" -H "$HOT" -q "$DEPTH" \
 			-k "$PAGES" -M "$MARGIN" -s "$store" "$image" \
 			>/tmp/dp.out 2>&1
 		rc=$?
@@ -168,16 +122,7 @@ for p in $PROFILES; do
 			fail "dpbench -p $p -m $m exited with $rc"
 		fi
 	done
-	swapoff /dev/tsswap0
-	# A device closed just now may hold the module for a moment.
-	for _ in 1 2 3 4 5; do
-		rmmod tesseract 2>/dev/null && break
-		sleep 1
-	done
-	[ -e /sys/module/tesseract ] &&
-		fail "rmmod tesseract: $(rmmod tesseract 2>&1) (disk references left?)"
-	dmsetup --noudevsync remove dp-store
-	dmsetup --noudevsync remove dp-image
+	dp_down
 done
 
 # ratios PROFILE: "speedup=.. worst_latency_gain=.. swapins_avoided=..

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost|dp LOG OUT.png
+    plot.py swap|vhost|dp|locality LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
 queue depth and direction. dp: dpbench's guest page-out with reconciliation
 off and on, per profile: throughput, write latency, host swap-ins and bytes
-written to the guest image; and the read-back's throughput.
+written to the guest image; and the read-back's throughput. locality: the
+sequential read throughput of a reconciled range before compaction, after
+it, after cleaning, and of a range never reconciled.
 """
 import re
 import sys
@@ -133,8 +135,42 @@ def plot_dp(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_locality(log, out):
+    reads = ("before", "compacted", "cleaned", "never")
+    mib_s = ratios = None
+    for line in open(log, errors="replace"):
+        m = re.match(r"# localitybench MiB/s (.*)", line)
+        if m:
+            mib_s = dict(kv.split("=", 1) for kv in m.group(1).split())
+        m = re.match(r"localitybench (cleaned=.*)", line)
+        if m:
+            ratios = dict(kv.split("=", 1) for kv in m.group(1).split())
+    if not mib_s or not ratios:
+        sys.exit("plot.py: no localitybench results in " + log)
+
+    # A read that was not measured ("-") gets no bar, and says so.
+    vals = [float(mib_s[r]) if mib_s.get(r, "-") != "-" else 0
+            for r in reads]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(range(len(reads)), vals,
+           color=("tab:red", "tab:orange", "tab:blue", "tab:grey"))
+    for x, r in enumerate(reads):
+        ax.text(x, vals[x], mib_s.get(r, "-"), ha="center", va="bottom",
+                fontsize=8)
+    ax.set_xticks(range(len(reads)))
+    ax.set_xticklabels(["before cleaning", "after compaction",
+                        "after cleaning", "never reconciled"])
+    ax.set_ylabel("MiB/s")
+    ax.set_title("sequential reads of a reconciled range, HDD-like\n"
+                 f"cleaned/never {ratios['cleaned']}, "
+                 f"compacted/never {ratios['compacted']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
-    plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp}
+    plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp,
+             "locality": plot_locality}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])

@@ -3,7 +3,8 @@
  * dpbench: the double-paging benchmark.
  *
  *   dpbench [-p PROFILE] [-m off|on] [-c COLD_MIB] [-H HOT_MIB] [-q DEPTH]
- *           [-k PAGES] [-M MARGIN_MIB] [-s STORE_DEV] IMAGE_DEV
+ *           [-k PAGES] [-M MARGIN_MIB] [-s STORE_DEV] [-r] [-l READ_KIB]
+ *           IMAGE_DEV
  *   dpbench -L DEV...
  *
  * One "guest" (the userspace virtio-blk driver of selftests/) with its RAM in
@@ -27,6 +28,21 @@
  * (/proc/vmstat), bytes read and written on IMAGE_DEV and STORE_DEV
  * (/sys/dev/block/M:m/stat), then the device's debugfs counters. Exits
  * non-zero if any request fails or any page read back is wrong.
+ *
+ * -r swaps the cold pages out one by one in a random order instead of in
+ * address order, so that the store blocks the host gives them, and so the
+ * references the page-out makes, are scattered across the store: a host's
+ * reclaim order has nothing to do with where its guest later writes a page.
+ *
+ * -l (locality) replaces step 2: the guest reads the range it paged out
+ * sequentially, one request of READ_KIB at a time, into pages that stay
+ * resident, and checks every page, with the page cache dropped first (the
+ * image is O_DIRECT, the module reads the store with bios of its own). With
+ * -m on it does so three times: as the page-out left the references
+ * ("before"), after the module's compactor has laid them out in guest order
+ * (module parameters compactor=Y, cleaner_idle_ms=0, cleaner_rate_kib=0, until
+ * debugfs cleaner/idle_passes has grown by 2), and after TESSERACT_FLATTEN has
+ * copied them back into the image ("cleaned"); with -m off once ("never").
  *
  * -L only measures the latency of single 4 KiB O_DIRECT reads of each DEV,
  * to show what a dm-delay profile amounts to.
@@ -59,6 +75,9 @@
 #define HOT_MAX_PASSES	200000
 #define STALL_SECS	120		/* no completion for this long: fail */
 #define PROBE_READS	64
+#define PARAMS		"/sys/module/tesseract/parameters"
+#define CLEANER_DEBUGFS	TS_DEBUGFS "/cleaner"
+#define COMPACT_SECS	1800		/* compaction not done by then: fail */
 
 struct dp_opts {
 	const char *profile;
@@ -69,6 +88,8 @@ struct dp_opts {
 	unsigned int depth, per_req;
 	size_t margin;
 	bool probe;
+	bool scatter;		/* -r */
+	size_t read_len;	/* -l, bytes per sequential read; 0: no -l */
 };
 
 /* The device's debugfs counters that dpbench reports. */
@@ -107,6 +128,7 @@ static bool counter_is_level(const char *name)
 /* A block device's totals from /sys/dev/block/M:m/stat, in bytes. */
 struct dp_blk {
 	long long read, written;
+	long long read_ios;	/* read requests completed */
 };
 
 struct dp_stats {
@@ -159,6 +181,7 @@ static void blk_stat(const char *dev, struct dp_blk *b)
 
 	b->read = -1;
 	b->written = -1;
+	b->read_ios = -1;
 	if (!dev || stat(dev, &st) || !S_ISBLK(st.st_mode))
 		return;
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
@@ -170,6 +193,7 @@ static void blk_stat(const char *dev, struct dp_blk *b)
 		   &f[2], &f[3], &f[4], &f[5], &f[6]) == 7) {
 		b->read = f[2] * 512;
 		b->written = f[6] * 512;
+		b->read_ios = f[0];
 	}
 	fclose(fp);
 }
@@ -214,13 +238,15 @@ static void print_delta(const char *phase, const struct dp_stats *a,
 
 	printf(" pswpin=%lld pswpout=%lld", b->pswpin - a->pswpin,
 	       b->pswpout - a->pswpout);
-	printf(" image_read=%lld image_written=%lld",
+	printf(" image_read=%lld image_written=%lld image_read_ios=%lld",
 	       b->image.read - a->image.read,
-	       b->image.written - a->image.written);
+	       b->image.written - a->image.written,
+	       b->image.read_ios - a->image.read_ios);
 	if (opts.store)
-		printf(" store_read=%lld store_written=%lld",
+		printf(" store_read=%lld store_written=%lld store_read_ios=%lld",
 		       b->store.read - a->store.read,
-		       b->store.written - a->store.written);
+		       b->store.written - a->store.written,
+		       b->store.read_ios - a->store.read_ios);
 	printf("\n");
 
 	print_head(phase);
@@ -269,6 +295,34 @@ static size_t push_to_swap(void *addr, size_t len, double secs)
 		resident = ts_resident_pages(addr, len);
 	}
 	return resident;
+}
+
+/*
+ * Swap @pages pages at @cold out one at a time in a random order: the swap
+ * slots the host hands out, and so the store blocks, follow that order.
+ * Pages that are not reclaimed here (still in another CPU's LRU batch) are
+ * left to push_to_swap(). 0 or -1.
+ */
+static int scatter_to_swap(unsigned char *cold, size_t pages,
+			   unsigned int seed)
+{
+	size_t *order = malloc(pages * sizeof(*order)), i, j, t;
+
+	if (!order)
+		return -1;
+	for (i = 0; i < pages; i++)
+		order[i] = i;
+	srandom(seed);
+	for (i = pages - 1; i > 0; i--) {
+		j = (size_t)random() % (i + 1);
+		t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (i = 0; i < pages; i++)
+		madvise(cold + order[i] * PAGE, PAGE, MADV_PAGEOUT);
+	free(order);
+	return 0;
 }
 
 /*
@@ -496,6 +550,179 @@ static int set_reconcile(struct vblk_dev *d)
 }
 
 /*
+ * Read the paged-out range sequentially, one request of opts.read_len at a
+ * time, into @buf, and check every page: the "seqread-@name" line. The
+ * throughput counts the time the requests took, not the checks between
+ * them. 0, or -1 if a request failed or a page is wrong.
+ */
+static int seq_read(struct vblk_dev *d, unsigned char *buf, unsigned long tag,
+		    const char *name)
+{
+	size_t nreq = opts.cold_pages * PAGE / opts.read_len;
+	size_t per_req = opts.read_len / PAGE, bad = 0, slowest = 0, i, p;
+	double mib = opts.cold_pages * PAGE / 1048576.0, secs = 0, t0;
+	double *lat = calloc(nreq, sizeof(*lat));
+	struct dp_stats a, b;
+	char phase[32];
+	int status;
+
+	if (!lat)
+		return -1;
+	snprintf(phase, sizeof(phase), "seqread-%s", name);
+	/* Only real I/O counts: nothing of the range may come from a cache. */
+	sync();
+	ts_write_str("/proc/sys/vm/drop_caches", "3");
+	snapshot(&a);
+	for (i = 0; i < nreq; i++) {
+		t0 = ts_now();
+		status = vblk_rw(d, 0, VIRTIO_BLK_T_IN,
+				 i * per_req * SECTORS_PER_PAGE, buf,
+				 opts.read_len, 0, false);
+		lat[i] = ts_now() - t0;
+		secs += lat[i];
+		if (lat[i] > lat[slowest])
+			slowest = i;
+		if (status) {
+			fprintf(stderr, "dpbench: %s: request %zu: status %d\n",
+				phase, i, status);
+			free(lat);
+			return -1;
+		}
+		for (p = 0; p < per_req; p++)
+			bad += !ts_check_page(buf + p * PAGE, tag,
+					      i * per_req + p, 0);
+	}
+	snapshot(&b);
+	print_head(phase);
+	printf(" mib=%.1f secs=%.3f mib_s=%.3f read_kib=%zu requests=%zu",
+	       mib, secs, mib / secs, opts.read_len >> 10, nreq);
+	printf(" slowest_request=%zu p50_ms=%.3f max_ms=%.3f bad_pages=%zu",
+	       slowest, 1e3 * percentile(lat, nreq, 50),
+	       1e3 * percentile(lat, nreq, 100), bad);
+	print_delta(phase, &a, &b);
+	free(lat);
+	return bad ? -1 : 0;
+}
+
+static int set_param(const char *name, const char *val)
+{
+	char path[128];
+	int ret;
+
+	snprintf(path, sizeof(path), PARAMS "/%s", name);
+	ret = ts_write_str(path, val);
+	if (ret)
+		fprintf(stderr, "dpbench: %s=%s: %s\n", name, val,
+			strerror(-ret));
+	return ret ? -1 : 0;
+}
+
+/* Print the module's view of our disk (TESSERACT_DISK_INFO); 0 or -1. */
+static int print_disk(struct vblk_dev *d, const char *phase)
+{
+	struct tesseract_disk_info info = { 0 };
+	int fd = open("/dev/tesseract", O_RDWR | O_CLOEXEC), ret = -1;
+
+	if (fd < 0 || ioctl(d->fd, VHOST_BLK_GET_DISK_ID, &info.disk_id) ||
+	    ioctl(fd, TESSERACT_DISK_INFO, &info)) {
+		perror("dpbench: disk info");
+		goto out;
+	}
+	print_head(phase);
+	printf(" disk references=%llu blocks_cleaned=%llu blocks_compacted=%llu bytes_moved=%llu\n",
+	       (unsigned long long)info.references,
+	       (unsigned long long)info.blocks_cleaned,
+	       (unsigned long long)info.blocks_compacted,
+	       (unsigned long long)info.bytes_moved);
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/*
+ * Let the compactor lay the disk's references out in guest order, as fast
+ * as it can, and wait until it has finished: two passes of the worker that
+ * found nothing to do, counted from after it was switched on. 0 or -1.
+ */
+static int compact(struct vblk_dev *d)
+{
+	long long start, passes;
+	double t0 = ts_now();
+
+	if (set_param("cleaner_idle_ms", "0") ||
+	    set_param("cleaner_rate_kib", "0") ||
+	    set_param("compactor", "Y") ||
+	    ts_read_ll(CLEANER_DEBUGFS "/idle_passes", &start))
+		return -1;
+	do {
+		usleep(100000);
+		if (ts_read_ll(CLEANER_DEBUGFS "/idle_passes", &passes))
+			return -1;
+		if (ts_now() - t0 > COMPACT_SECS) {
+			fprintf(stderr, "dpbench: compaction not done after %d s\n",
+				COMPACT_SECS);
+			return -1;
+		}
+	} while (passes < start + 2);
+	/* Nothing may move behind the reads that follow. */
+	if (set_param("compactor", "N"))
+		return -1;
+	print_head("compact");
+	printf(" secs=%.3f\n", ts_now() - t0);
+	return print_disk(d, "compact");
+}
+
+/* Copy every referenced block back into the image: TESSERACT_FLATTEN. */
+static int flatten(struct vblk_dev *d)
+{
+	struct tesseract_flatten f = { 0 };
+	int fd = open("/dev/tesseract", O_RDWR | O_CLOEXEC), ret = -1;
+	double t0 = ts_now();
+
+	if (fd < 0 || ioctl(d->fd, VHOST_BLK_GET_DISK_ID, &f.disk_id) ||
+	    ioctl(fd, TESSERACT_FLATTEN, &f)) {
+		perror("dpbench: TESSERACT_FLATTEN");
+		goto out;
+	}
+	print_head("flatten");
+	printf(" secs=%.3f blocks_cleaned=%llu\n", ts_now() - t0,
+	       (unsigned long long)f.blocks_cleaned);
+	ret = print_disk(d, "flatten");
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/*
+ * -l: sequential reads of the paged-out range, with reconciliation on as
+ * the page-out left it, compacted and cleaned; off, as it is. 0 or -1.
+ */
+static int locality(struct vblk_dev *d, unsigned char *buf, unsigned long tag)
+{
+	bool built = !access(PARAMS "/compactor", F_OK) &&
+		     !access("/dev/tesseract", F_OK);
+
+	/* Back in, if the page-out's pressure pushed it out. */
+	memset(buf, 0, opts.read_len);
+	if (!opts.reconcile)
+		return seq_read(d, buf, tag, "never");
+	if ((built && print_disk(d, "pageout")) ||
+	    seq_read(d, buf, tag, "before"))
+		return -1;
+	if (!built) {
+		printf("# dp: no compactor or /dev/tesseract: compaction, cleaning not measured\n");
+		return 0;
+	}
+	if (compact(d) || seq_read(d, buf, tag, "compacted") ||
+	    flatten(d) || seq_read(d, buf, tag, "cleaned"))
+		return -1;
+	return 0;
+}
+
+/*
  * The latency of 4 KiB O_DIRECT reads of @dev, one at a time, from 2 GiB
  * on (a part the benchmark does not use): what the profile gives.
  */
@@ -536,7 +763,7 @@ static void bad_usage(void)
 	fprintf(stderr,
 		"usage: dpbench [-p PROFILE] [-m off|on] [-c COLD_MIB] [-H HOT_MIB]\n"
 		"               [-q DEPTH] [-k PAGES] [-M MARGIN_MIB] [-s STORE_DEV]\n"
-		"               IMAGE_DEV\n"
+		"               [-r] [-l READ_KIB] IMAGE_DEV\n"
 		"       dpbench -L DEV...\n");
 	exit(2);
 }
@@ -545,7 +772,7 @@ static void parse(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "p:m:c:H:q:k:M:s:L")) != -1) {
+	while ((c = getopt(argc, argv, "p:m:c:H:q:k:M:s:rl:L")) != -1) {
 		switch (c) {
 		case 'L':
 			opts.probe = true;
@@ -576,6 +803,12 @@ static void parse(int argc, char **argv)
 		case 's':
 			opts.store = optarg;
 			break;
+		case 'r':
+			opts.scatter = true;
+			break;
+		case 'l':
+			opts.read_len = strtoul(optarg, NULL, 0) << 10;
+			break;
 		default:
 			bad_usage();
 		}
@@ -586,7 +819,9 @@ static void parse(int argc, char **argv)
 	/* Each request's pages, and their read-back targets, stay contiguous. */
 	if (!opts.depth || opts.depth > MAX_DEPTH || !opts.per_req ||
 	    opts.per_req * PAGE > VHOST_BLK_SIZE_MAX || !opts.cold_pages ||
-	    opts.cold_pages % (2 * opts.per_req) || !opts.hot_pages) {
+	    opts.cold_pages % (2 * opts.per_req) || !opts.hot_pages ||
+	    opts.read_len % PAGE || opts.read_len > VHOST_BLK_SIZE_MAX ||
+	    (opts.read_len && (opts.cold_pages * PAGE) % opts.read_len)) {
 		fprintf(stderr, "dpbench: bad sizes\n");
 		exit(2);
 	}
@@ -597,7 +832,7 @@ static int bench(struct vblk_dev *d)
 {
 	unsigned long tag = ((unsigned long)getpid() << 20) ^ (unsigned long)time(NULL);
 	size_t nreq = opts.cold_pages / opts.per_req, resident, bad;
-	unsigned char *hot_mem, *cold;
+	unsigned char *hot_mem, *cold, *rbuf = NULL;
 	struct dp_hot hot = { 0 };
 	struct dp_io io = { .d = d };
 	long long current;
@@ -606,6 +841,13 @@ static int bench(struct vblk_dev *d)
 	double t0;
 
 	hot_mem = vblk_alloc(d, opts.hot_pages * PAGE, PAGE);
+	/* Before the cold pages: touch() keeps it resident. */
+	if (opts.read_len) {
+		rbuf = vblk_alloc(d, opts.read_len, PAGE);
+		if (!rbuf)
+			return -1;
+		memset(rbuf, 0, opts.read_len);
+	}
 	cold = vblk_alloc(d, opts.cold_pages * PAGE, PAGE);
 	io.lat = calloc(nreq, sizeof(*io.lat));
 	hot.lat = calloc(HOT_MAX_PASSES, sizeof(*hot.lat));
@@ -624,6 +866,8 @@ static int bench(struct vblk_dev *d)
 
 	/* The host swaps the cold pages out; the guest's hot ones stay. */
 	t0 = ts_now();
+	if (opts.scatter && scatter_to_swap(cold, opts.cold_pages, tag))
+		return -1;
 	resident = push_to_swap(cold, opts.cold_pages * PAGE, 120);
 	touch(d->ram, cold - d->ram);
 	if (ts_read_ll("/sys/fs/cgroup/" CGROUP "/memory.current", &current))
@@ -635,6 +879,7 @@ static int bench(struct vblk_dev *d)
 	print_head("setup");
 	printf(" cold_pages=%zu hot_pages=%zu depth=%u pages_per_request=%u",
 	       opts.cold_pages, opts.hot_pages, opts.depth, opts.per_req);
+	printf(" swapout_order=%s", opts.scatter ? "random" : "address");
 	printf(" cold_resident=%zu swapout_secs=%.1f memory_current=%lld",
 	       resident, ts_now() - t0, current);
 	printf(" memory_max=%s in_host_swap=%lld\n", opts.margin ? max : "max",
@@ -643,6 +888,11 @@ static int bench(struct vblk_dev *d)
 
 	if (phase(&io, &hot, cold, true))
 		return -1;
+	if (opts.read_len) {
+		/* No more pressure: the read buffer must stay resident. */
+		ts_cgroup_write(CGROUP, "memory.max", "max");
+		return locality(d, rbuf, tag);
+	}
 
 	/*
 	 * The guest frees the pages it paged out and the host swaps them out
@@ -694,7 +944,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dpbench: cannot join cgroup %s\n", CGROUP);
 		return 1;
 	}
-	ram = META_BYTES + (opts.hot_pages + opts.cold_pages) * PAGE;
+	ram = META_BYTES + (opts.hot_pages + opts.cold_pages) * PAGE +
+	      opts.read_len;
 	if (vblk_open_dev(&d, ram)) {
 		perror("dpbench: /dev/vhost-blk");
 		goto out;

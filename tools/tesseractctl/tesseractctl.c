@@ -1,22 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * tesseractctl: format, check and dump the store of tesseract on its
- * backing device.
+ * backing device; show and flatten the guest disks of the loaded module.
  *
  *   tesseractctl format [--journal-blocks N] [--force] DEVICE
  *   tesseractctl check DEVICE
  *   tesseractctl dump DEVICE
+ *   tesseractctl disk DISK-ID
+ *   tesseractctl flatten [-q] DISK-ID
  *
  * The on-disk format is include/uapi/linux/tesseract_store.h; the man page,
  * tesseractctl.8, says what each command does and what check's exit status
  * means. Everything is read and written with O_DIRECT where the device
  * allows it, so that check and dump see what is on the device, not stale
- * page cache of the backing device.
+ * page cache of the backing device. disk and flatten use the ioctls of
+ * /dev/tesseract (include/uapi/linux/tesseract.h).
  */
+#include <ctype.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,8 +31,10 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
+#include <linux/tesseract.h>
 #include <linux/tesseract_store.h>
 
 #include "ts_crc.h"
@@ -1325,11 +1332,291 @@ static int cmd_store(int argc, char **argv, bool dump)
 	return store_run(argv[optind], dump);
 }
 
+/* disk, flatten: guest disks of the loaded module, through /dev/tesseract */
+
+#define CTL_NODE	"/dev/tesseract"
+#define EXIT_FAIL	1	/* disk, flatten: the command failed */
+
+/* A disk id as debugfs disk_id prints it: hex, "0x" allowed. */
+static int parse_disk_id(const char *s, __u64 *id)
+{
+	char *end;
+
+	errno = 0;
+	*id = strtoull(s, &end, 16);
+	if (errno || *end || !*s || !isxdigit((unsigned char)*s)) {
+		err("'%s' is not a disk id (hex, as debugfs disk_id prints it)",
+		    s);
+		return -1;
+	}
+	return 0;
+}
+
+static int ctl_open(int flags)
+{
+	int fd = open(CTL_NODE, flags | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		err("%s: no such file: is the tesseract module loaded with a store (backing=)?",
+		    CTL_NODE);
+	else if (errno == EACCES || errno == EPERM)
+		err("%s: %s (root only)", CTL_NODE, strerror(errno));
+	else
+		err("%s: %s", CTL_NODE, strerror(errno));
+	return -1;
+}
+
+/* What an errno of TESSERACT_DISK_INFO or TESSERACT_FLATTEN means. */
+static void disk_error(__u64 id, int e)
+{
+	const char *why;
+
+	switch (e) {
+	case ENOENT:
+		why = "no such disk (a disk is known while it is attached or has references)";
+		break;
+	case ENXIO:
+		why = "not attached: flatten writes into its image, attach it (start its VM)";
+		break;
+	case EROFS:
+		why = "its image is read-only: attach it writable to flatten it";
+		break;
+	case EINTR:
+		why = "interrupted; the blocks cleaned so far stay cleaned";
+		break;
+	case EIO:
+		why = "I/O error (see the kernel log); the blocks cleaned so far stay cleaned";
+		break;
+	case ENOTTY:
+	case EINVAL:
+		err("disk %llx: %s: the module does not know this request (ABI %d expected)",
+		    id, strerror(e), TESSERACT_ABI_VERSION);
+		return;
+	default:
+		why = strerror(e);
+	}
+	err("disk %llx: %s", id, why);
+}
+
+static int disk_info(int fd, __u64 id, struct tesseract_disk_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->disk_id = id;
+	return ioctl(fd, TESSERACT_DISK_INFO, info) ? -errno : 0;
+}
+
+static const char disk_usage[] =
+	"usage: tesseractctl disk DISK-ID\n"
+	"\n"
+	"Print what the loaded module knows about the guest disk DISK-ID (hex,\n"
+	"as /sys/kernel/debug/tesseract/vhost-blk-N/disk_id prints it; 0x is\n"
+	"allowed): whether it is attached or being flattened, its references\n"
+	"and what the cleaner and the compactor did to it. Exit status: 0, 1 if\n"
+	"the disk is unknown or the module cannot be asked, 64 for a bad\n"
+	"command line.\n";
+
+static int cmd_disk(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct tesseract_disk_info info;
+	__u64 id;
+	int c, fd, ret;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(disk_usage, stdout);
+			return 0;
+		}
+		fputs(disk_usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (optind != argc - 1) {
+		fputs(disk_usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (parse_disk_id(argv[optind], &id))
+		return EXIT_USAGE;
+	fd = ctl_open(O_RDONLY);
+	if (fd < 0)
+		return EXIT_FAIL;
+	ret = disk_info(fd, id, &info);
+	close(fd);
+	if (ret) {
+		disk_error(id, -ret);
+		return EXIT_FAIL;
+	}
+	printf("disk_id: %llx\n", info.disk_id);
+	printf("attached: %s\n",
+	       info.flags & TESSERACT_DISK_ATTACHED ? "yes" : "no");
+	printf("flattening: %s\n",
+	       info.flags & TESSERACT_DISK_FLATTENING ? "yes" : "no");
+	printf("references: %llu\n", info.references);
+	printf("blocks_cleaned: %llu\n", info.blocks_cleaned);
+	printf("blocks_compacted: %llu\n", info.blocks_compacted);
+	printf("bytes_moved: %llu\n", info.bytes_moved);
+	return 0;
+}
+
+/* The flatten call, run by a thread of its own while main reports. */
+struct flatten_job {
+	int fd;
+	struct tesseract_flatten arg;
+	int error;		/* errno of the ioctl, 0 if it succeeded */
+	bool done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *flatten_thread(void *p)
+{
+	struct flatten_job *job = p;
+	int e;
+
+	e = ioctl(job->fd, TESSERACT_FLATTEN, &job->arg) ? errno : 0;
+	pthread_mutex_lock(&job->lock);
+	job->error = e;
+	job->done = true;
+	pthread_cond_signal(&job->cond);
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Wait up to a second for the job; true once it is done. */
+static bool flatten_wait(struct flatten_job *job)
+{
+	struct timespec ts;
+	bool done;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec++;
+	pthread_mutex_lock(&job->lock);
+	while (!job->done &&
+	       pthread_cond_timedwait(&job->cond, &job->lock, &ts) != ETIMEDOUT)
+		;
+	done = job->done;
+	pthread_mutex_unlock(&job->lock);
+	return done;
+}
+
+static const char flatten_usage[] =
+	"usage: tesseractctl flatten [-q] DISK-ID\n"
+	"\n"
+	"Copy every referenced block of the attached guest disk DISK-ID (hex, as\n"
+	"debugfs disk_id prints it; 0x is allowed) back into its image and drop\n"
+	"the references, so that the image is correct on its own, e.g. before\n"
+	"it is copied or the VM migrated. The VM may keep running; the disk\n"
+	"takes no new references meanwhile (but may again afterwards: turn\n"
+	"reconciliation off for its device to prevent that). Progress goes to\n"
+	"standard error about once a second, a summary line to standard output.\n"
+	"\n"
+	"  -q, --quiet  no progress lines\n"
+	"  -h, --help   this text\n"
+	"\n"
+	"Exit status: 0 flattened, 1 failed (no such disk, not attached,\n"
+	"read-only image, I/O error, ...), 64 bad command line. Killed (by\n"
+	"Ctrl-C, say), the blocks cleaned so far stay cleaned.\n";
+
+static int cmd_flatten(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct flatten_job job = { .fd = -1 };
+	struct tesseract_disk_info start, info;
+	pthread_condattr_t attr;
+	bool quiet = false;
+	pthread_t thread;
+	double t0;
+	int c, ret;
+	__u64 id;
+
+	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			fputs(flatten_usage, stdout);
+			return 0;
+		default:
+			fputs(flatten_usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(flatten_usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (parse_disk_id(argv[optind], &id))
+		return EXIT_USAGE;
+	job.fd = ctl_open(O_RDWR);
+	if (job.fd < 0)
+		return EXIT_FAIL;
+	/* Where the counters start, and ENOENT before any work. */
+	ret = disk_info(job.fd, id, &start);
+	if (ret) {
+		disk_error(id, -ret);
+		close(job.fd);
+		return EXIT_FAIL;
+	}
+	job.arg.disk_id = id;
+	pthread_mutex_init(&job.lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&job.cond, &attr);
+	t0 = now();
+	ret = pthread_create(&thread, NULL, flatten_thread, &job);
+	if (ret) {
+		err("cannot start a thread: %s", strerror(ret));
+		close(job.fd);
+		return EXIT_FAIL;
+	}
+	while (!flatten_wait(&job)) {
+		if (quiet || disk_info(job.fd, id, &info))
+			continue;
+		/* blocks_cleaned counts the background cleaner's too. */
+		fprintf(stderr, "%s: disk %llx: %llu references left, %llu cleaned, %.0f s\n",
+			prog, id, info.references,
+			info.blocks_cleaned - start.blocks_cleaned,
+			now() - t0);
+	}
+	pthread_join(thread, NULL);
+	if (job.error) {
+		disk_error(id, job.error);
+		close(job.fd);
+		return EXIT_FAIL;
+	}
+	printf("disk %llx: flattened: %llu blocks cleaned in %.1f s",
+	       id, job.arg.blocks_cleaned, now() - t0);
+	/* New references may come as soon as the call returned. */
+	if (!disk_info(job.fd, id, &info))
+		printf(", %llu references now (%llu before)",
+		       info.references, start.references);
+	printf("\n");
+	close(job.fd);
+	return 0;
+}
+
 static const char usage[] =
-	"usage: tesseractctl COMMAND [OPTIONS] DEVICE\n"
+	"usage: tesseractctl COMMAND [OPTIONS] DEVICE|DISK-ID\n"
 	"\n"
 	"Format, check and inspect the store of tesseract on its backing\n"
-	"device.\n"
+	"device; show and flatten guest disks of the loaded module.\n"
 	"\n"
 	"  format [--journal-blocks N] [--force] DEVICE\n"
 	"                 write a new, empty store\n"
@@ -1337,6 +1624,11 @@ static const char usage[] =
 	"                 what is wrong)\n"
 	"  dump DEVICE    print the superblock, checkpoints, journal and\n"
 	"                 references\n"
+	"  disk DISK-ID   a guest disk's state: attached, references, what\n"
+	"                 the cleaner and the compactor did\n"
+	"  flatten [-q] DISK-ID\n"
+	"                 copy a disk's referenced blocks back into its\n"
+	"                 image and drop the references\n"
 	"\n"
 	"'tesseractctl COMMAND --help' describes a command; see also\n"
 	"tesseractctl(8).\n";
@@ -1355,6 +1647,10 @@ int main(int argc, char **argv)
 		return cmd_store(argc - 1, argv + 1, false);
 	if (!strcmp(cmd, "dump"))
 		return cmd_store(argc - 1, argv + 1, true);
+	if (!strcmp(cmd, "disk"))
+		return cmd_disk(argc - 1, argv + 1);
+	if (!strcmp(cmd, "flatten"))
+		return cmd_flatten(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
 	    !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);

@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Shared by the benchmarks that run build/tools/dpbench in the test kernel
+# (dp.sh, locality.sh); sourced, with $TS_DIR, $TS_MODULE and a fail()
+# function of the caller's; val() reads dpbench's lines from $LOG.
+
+DPBENCH="$TS_DIR/build/tools/dpbench"
+
+# dm_up NAME DEV MS: a dm-delay device over DEV; prints its /dev/dm-N.
+dm_up() {
+	dmsetup --noudevsync remove "$1" 2>/dev/null
+	dmsetup --noudevsync create "$1" \
+		--table "0 $(blockdev --getsz "$2") delay $2 0 $3" || return 1
+	echo "/dev/dm-$(dmsetup info -c --noheadings -o minor "$1" | tr -d ' ')"
+}
+
+# dp_env: zswap off, and the swap settings the results depend on.
+dp_env() {
+	[ -x "$DPBENCH" ] || fail "$DPBENCH missing (make tools)"
+	echo N >/sys/module/zswap/parameters/enabled 2>/dev/null
+	echo "# zswap enabled: $(cat /sys/module/zswap/parameters/enabled 2>/dev/null)"
+	echo "# vm.page-cluster: $(cat /proc/sys/vm/page-cluster)," \
+		"THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)" \
+		"(dpbench's guest RAM is MADV_NOHUGEPAGE)"
+	modprobe dm-delay || fail "no dm-delay target"
+}
+
+# dp_up PROFILE MS: the store (/dev/vdb) and the image (/dev/vda) behind
+# dm-delay, MS ms per I/O, their latency probed; the module loaded on the
+# store and /dev/tsswap0 the swap. Sets $store and $image.
+dp_up() {
+	store=$(dm_up dp-store /dev/vdb "$2") || fail "dm-delay over /dev/vdb"
+	image=$(dm_up dp-image /dev/vda "$2") || fail "dm-delay over /dev/vda"
+	echo "# $1: dm-delay $2 ms per I/O: store $store, image $image"
+	"$DPBENCH" -L "$store" "$image" | sed "s|^# dp probe|# $1: probe|"
+	"$TS_DIR/build/tools/tesseractctl" format --force "$store" >/dev/null ||
+		fail "tesseractctl format $store"
+	insmod "$TS_MODULE" backing="$store" || fail "insmod backing=$store"
+	mkswap -q /dev/tsswap0 >/dev/null || fail "mkswap /dev/tsswap0"
+	swapon /dev/tsswap0 || fail "swapon /dev/tsswap0"
+	echo "# $1: swap: $(awk 'NR > 1 { printf "%s ", $1 }' /proc/swaps)"
+}
+
+# dp_down: undo dp_up.
+dp_down() {
+	swapoff /dev/tsswap0
+	# A device closed just now may hold the module for a moment.
+	for _ in 1 2 3 4 5; do
+		rmmod tesseract 2>/dev/null && break
+		sleep 1
+	done
+	[ -e /sys/module/tesseract ] &&
+		fail "rmmod tesseract: $(rmmod tesseract 2>&1) (disk references left?)"
+	dmsetup --noudevsync remove dp-store
+	dmsetup --noudevsync remove dp-image
+}
+
+# val PROFILE MODE PHASE KEY: a value from a "# dp" line of $LOG, "-" if
+# there is none.
+val() {
+	awk -v p="$1" -v m="$2" -v ph="$3" -v k="$4" '
+		$1 == "#" && $2 == "dp" && $3 == p && $4 == m && $5 == ph {
+			for (i = 6; i <= NF; i++) {
+				n = index($i, "=")
+				if (n && substr($i, 1, n - 1) == k)
+					v = substr($i, n + 1)
+			}
+		}
+		END { print v == "" ? "-" : v }' "$LOG"
+}
+
+# calc EXPR A B: awk arithmetic on two values, "-" if either is missing or
+# the expression divides by zero.
+calc() {
+	awk -v a="$2" -v b="$3" -v e="$1" 'BEGIN {
+		if (a == "-" || b == "-") { print "-"; exit }
+		a += 0; b += 0
+		if (e == "ratio") { if (b == 0) print "-"; else printf "%.3f", a / b }
+		if (e == "avoided") { if (b == 0) print "-"; else printf "%.1f", 100 * (1 - a / b) }
+	}'
+}
