@@ -82,9 +82,9 @@ bench-%: deps
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
 
-# The crash-replay test with ten times the crash points, on both kernels.
+# The crash-replay tests with ten times the crash points, on both kernels.
 soak: deps
-	@$(TOP)/tools/run-tests --soak -t crash_replay
+	@$(TOP)/tools/run-tests --soak -t crash_replay -t crash_replay_locality
 
 lint: deps
 	@$(TOP)/tools/lint.sh

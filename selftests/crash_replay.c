@@ -5,9 +5,18 @@
  * flush point and at random points in between, and each must load, be
  * consistent (tesseractctl check) and give the guest back every block it
  * wrote before its last completed FLUSH, exactly.
+ *
+ * The variants of crash_replay_locality.c (this file, built with
+ * CRASH_REPLAY_LOCALITY: each program has 15 minutes in the test VM) add
+ * the work that moves referenced blocks under a running guest once
+ * references exist: the background cleaner copying them back into the
+ * image, the compactor rewriting them in guest order in the store, and a
+ * TESSERACT_FLATTEN call. Only crash points from the moment that work is
+ * switched on are checked for them; the earlier ones are the plain variant.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +42,18 @@
 #define MAX_POINTS	320
 #define SOAK_FACTOR	10
 #define SEED		20261122U
+#define PARAM(name)	TS_SYSMOD "/parameters/" name
+#define CLEANER(name)	TS_DEBUGFS "/cleaner/" name
+/* How long the background worker may take to go idle. */
+#define IDLE_TIMEOUT_S	300
+
+/* What moves referenced blocks while the guest runs, from round bg_round. */
+enum background { BG_NONE, BG_CLEANER, BG_COMPACTOR, BG_FLATTEN };
+
+/* The background worker's counters (debugfs cleaner/), and flatten's. */
+struct bg_counters {
+	long long cleaned, compacted, pending;
+};
 
 /*
  * What the guest did. Block b got versions 1, 2, ... in order; durable[k][b]
@@ -46,6 +67,9 @@ struct workload {
 	unsigned int flushes;
 	struct crash_log log;
 	unsigned long long checked, reconciled;
+	struct bg_counters before, after;	/* around the background work */
+	int flatten_ret;			/* 0 or -errno of the ioctl */
+	unsigned long long flattened;		/* blocks it cleaned */
 	char *check;			/* a page of guest memory */
 	struct vblk_dev dev;
 };
@@ -56,12 +80,18 @@ static unsigned int rnd(unsigned int *s)
 	return (*s >> 8) & 0xffffff;
 }
 
-static int open_guest(struct vblk_dev *d, const char *image, int *fd)
+/*
+ * The image is opened buffered (@direct false) where its durability is to
+ * rest on fsync: store and image share one log-writes device, where a flush
+ * of the store would also make the image's completed direct writes durable.
+ */
+static int open_guest(struct vblk_dev *d, const char *image, bool direct,
+		      int *fd)
 {
 	__u64 id = DISK_ID;
 	int ret;
 
-	*fd = open(image, O_RDWR | O_DIRECT);
+	*fd = open(image, O_RDWR | (direct ? O_DIRECT : 0));
 	if (*fd < 0)
 		return -errno;
 	ret = vblk_open(d, (BLOCKS + 64) * PAGE + (4 << 20), 1, 128, 0);
@@ -72,17 +102,111 @@ static int open_guest(struct vblk_dev *d, const char *image, int *fd)
 	return vblk_set_backend(d, *fd);
 }
 
-/* The recorded run: rounds of changes, swap-outs, writes and flushes. */
-static int run_workload(struct __test_metadata *_metadata, struct workload *w)
+static void bg_read(struct bg_counters *c)
 {
-	unsigned int s = SEED, round, i, b, n;
+	if (ts_read_ll(CLEANER("blocks_cleaned"), &c->cleaned) ||
+	    ts_read_ll(CLEANER("blocks_compacted"), &c->compacted) ||
+	    ts_read_ll(CLEANER("blocks_pending"), &c->pending))
+		memset(c, 0xff, sizeof(*c));	/* all -1: unknown */
+}
+
+/*
+ * Switch the background worker on, working all the time at full speed (no
+ * idle time asked of the guest, no rate limit), so that it races the guest.
+ */
+static int bg_start(enum background bg)
+{
+	int ret;
+
+	ret = ts_write_str(PARAM("cleaner_idle_ms"), "0");
+	ret = ret ?: ts_write_str(PARAM("cleaner_rate_kib"), "0");
+	if (bg == BG_CLEANER)
+		ret = ret ?: ts_write_str(PARAM("cleaner"), "Y");
+	if (bg == BG_COMPACTOR)
+		ret = ret ?: ts_write_str(PARAM("compactor"), "Y");
+	return ret;
+}
+
+/*
+ * Wait until the worker has made two passes finding nothing to do: the one
+ * running when we start looking may have begun before the last change.
+ */
+static int bg_wait_idle(void)
+{
+	long long start, now;
+	double deadline = ts_now() + IDLE_TIMEOUT_S;
+
+	if (ts_read_ll(CLEANER("idle_passes"), &start))
+		return -ENOENT;
+	do {
+		usleep(20000);
+		if (ts_read_ll(CLEANER("idle_passes"), &now))
+			return -ENOENT;
+		if (now >= start + 2)
+			return 0;
+	} while (ts_now() < deadline);
+	return -ETIMEDOUT;
+}
+
+static void *flatten_thread(void *arg)
+{
+	struct tesseract_flatten f = { .disk_id = DISK_ID };
+	struct workload *w = arg;
+	int fd = open("/dev/tesseract", O_RDWR);
+
+	if (fd < 0 || ioctl(fd, TESSERACT_FLATTEN, &f))
+		w->flatten_ret = -errno;
+	else
+		w->flattened = f.blocks_cleaned;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* One round of the guest: changes, swap-outs and writes. */
+static int guest_round(struct workload *w, char *ram, unsigned int *s)
+{
+	unsigned int b, n;
+
+	/* New contents for some pages, pushed to host swap... */
+	for (n = 0; n < BLOCKS / 4; n++) {
+		b = rnd(s) % BLOCKS;
+		ts_fill_page(ram + b * PAGE, TAG, b, ++w->version[b]);
+	}
+	ts_push_to_swap(CGROUP, ram, BLOCKS * PAGE);
+	/* ... then written (reconciled), with some resident ones. */
+	for (n = 0; n < BLOCKS / 2; n++) {
+		b = rnd(s) % BLOCKS;
+		if (!(n % 8))
+			ts_fill_page(ram + b * PAGE, TAG, b, ++w->version[b]);
+		if (vblk_rw(&w->dev, 0, VIRTIO_BLK_T_OUT, b * SECTORS,
+			    ram + b * PAGE, PAGE, 0, false))
+			return -EIO;
+		w->written[b] = w->version[b];
+	}
+	return 0;
+}
+
+/*
+ * The recorded run: rounds of changes, swap-outs, writes and flushes;
+ * round @bg_round starts the background work @bg, which then runs while
+ * the guest goes on (flatten: for that round), until after the last.
+ */
+static int run_workload(struct __test_metadata *_metadata, struct workload *w,
+			enum background bg, unsigned int bg_round,
+			unsigned int rounds, bool direct)
+{
+	unsigned int s = SEED, round, i, b;
+	pthread_t flattener;
 	char *ram, name[32];
+	bool flattening = false;
 	int fd, ret;
 
 	ret = ts_swap_up("backing=" CRASH_STORE);
 	if (ret)
 		return ret;
-	if (ts_cgroup_enter(CGROUP) || open_guest(&w->dev, CRASH_IMAGE, &fd))
+	if (ts_cgroup_enter(CGROUP) ||
+	    open_guest(&w->dev, CRASH_IMAGE, direct, &fd))
 		return -EIO;
 	ram = vblk_alloc(&w->dev, BLOCKS * PAGE, PAGE);
 	if (!ram)
@@ -91,26 +215,30 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w)
 		ts_fill_page(ram + b * PAGE, TAG, b, ++w->version[b]);
 	crash_mark("ready");
 
-	for (round = 1; round <= ROUNDS; round++) {
-		/* New contents for some pages, pushed to host swap... */
-		for (n = 0; n < BLOCKS / 4; n++) {
-			b = rnd(&s) % BLOCKS;
-			ts_fill_page(ram + b * PAGE, TAG, b, ++w->version[b]);
-		}
-		ts_push_to_swap(CGROUP, ram, BLOCKS * PAGE);
-		/* ... then written (reconciled), with some resident ones. */
-		for (n = 0; n < BLOCKS / 2; n++) {
-			b = rnd(&s) % BLOCKS;
-			if (!(n % 8))
-				ts_fill_page(ram + b * PAGE, TAG, b,
-					     ++w->version[b]);
-			if (vblk_rw(&w->dev, 0, VIRTIO_BLK_T_OUT, b * SECTORS,
-				    ram + b * PAGE, PAGE, 0, false))
+	for (round = 1; round <= rounds; round++) {
+		if (bg != BG_NONE && round == bg_round) {
+			bg_read(&w->before);
+			crash_mark("bg-on");
+			if (bg == BG_FLATTEN) {
+				if (pthread_create(&flattener, NULL,
+						   flatten_thread, w))
+					return -EAGAIN;
+				flattening = true;
+			} else if (bg_start(bg)) {
 				return -EIO;
-			w->written[b] = w->version[b];
+			}
 		}
+		ret = guest_round(w, ram, &s);
+		/* Flatten runs while the guest writes this round's blocks. */
+		if (flattening) {
+			pthread_join(flattener, NULL);
+			flattening = false;
+			crash_mark("bg-done");
+		}
+		if (ret)
+			return ret;
 		/* The last round ends without a flush. */
-		if (round == ROUNDS)
+		if (round == rounds)
 			break;
 		if (vblk_rw(&w->dev, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0,
 			    false))
@@ -122,6 +250,13 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w)
 		crash_mark(name);
 	}
 	w->reconciled = ts_vhost_counter("reconciled_pages");
+	/* Logged to the end: the cleaner also drops the last references. */
+	if (bg == BG_CLEANER || bg == BG_COMPACTOR) {
+		if (bg_wait_idle())
+			return -ETIMEDOUT;
+		crash_mark("bg-done");
+	}
+	bg_read(&w->after);
 	vblk_close(&w->dev);
 	close(fd);
 	ts_cgroup_leave(CGROUP);
@@ -164,6 +299,25 @@ static bool block_ok(const struct workload *w, const char *p, unsigned int b,
 	return false;
 }
 
+/* What a bad block holds instead: another intact page, zeros or garbage. */
+static void report_block(const struct workload *w, const char *p,
+			 unsigned long long point, unsigned int b,
+			 unsigned int k)
+{
+	const unsigned long *h = (const unsigned long *)p;
+	static const char zero[PAGE];
+
+	printf("# point %llu (after flush %u): block %u lost its data (versions %u to %u good): ",
+	       point, k, b, k ? w->durable[k][b] : 0, w->version[b]);
+	if (!memcmp(p, zero, PAGE))
+		printf("zeros\n");
+	else if (ts_check_page(p, h[0], h[1], h[2]))
+		printf("intact page of tag %lx block %lu version %lu\n",
+		       h[0], h[1], h[2]);
+	else
+		printf("garbage (%lx %lx %lx)\n", h[0], h[1], h[2]);
+}
+
 static int check_point(unsigned long long point, void *arg)
 {
 	struct workload *w = arg;
@@ -181,7 +335,7 @@ static int check_point(unsigned long long point, void *arg)
 		return 1;
 	}
 	vblk_init(&d);
-	if (open_guest(&d, CRASH_IMAGE_REPLAY, &fd)) {
+	if (open_guest(&d, CRASH_IMAGE_REPLAY, true, &fd)) {
 		printf("# point %llu: the disk does not attach\n", point);
 		bad = 1;
 		goto out;
@@ -196,9 +350,10 @@ static int check_point(unsigned long long point, void *arg)
 		if (block_ok(w, buf + b * PAGE, b, k))
 			continue;
 		if (!bad++)
-			printf("# point %llu (after flush %u): block %u lost its data\n",
-			       point, k, b);
+			report_block(w, buf + b * PAGE, point, b, k);
 	}
+	if (bad)
+		printf("# point %llu: %u blocks bad\n", point, bad);
 	w->checked++;
 out:
 	vblk_close(&d);
@@ -211,6 +366,59 @@ out:
 FIXTURE(replay) {
 	struct workload *w;
 };
+
+/*
+ * Points: logreplay's (every flush and FUA) from the start mark on, plus
+ * nr_random random ones, thinned out evenly to max_points; at least
+ * min_checked of them must be checked.
+ */
+FIXTURE_VARIANT(replay) {
+	enum background bg;
+	unsigned int bg_round, rounds;
+	bool direct;		/* O_DIRECT image during the workload */
+	unsigned int nr_random, max_points, min_checked;
+};
+
+#ifndef CRASH_REPLAY_LOCALITY
+FIXTURE_VARIANT_ADD(replay, reconcile) {
+	.bg = BG_NONE,
+	.rounds = ROUNDS,
+	.direct = true,
+	.nr_random = NR_RANDOM,
+	.max_points = MAX_POINTS,
+	.min_checked = 200,
+};
+
+#else
+/* References for five rounds, then cleaned while the guest adds more. */
+FIXTURE_VARIANT_ADD(replay, cleaner) {
+	.bg = BG_CLEANER,
+	.bg_round = 6,
+	.rounds = 12,
+	.nr_random = 70,
+	.max_points = 140,
+	.min_checked = 120,
+};
+
+FIXTURE_VARIANT_ADD(replay, compactor) {
+	.bg = BG_COMPACTOR,
+	.bg_round = 6,
+	.rounds = 12,
+	.nr_random = 70,
+	.max_points = 140,
+	.min_checked = 120,
+};
+
+/* One flatten, during a round of guest writes, and a round after it. */
+FIXTURE_VARIANT_ADD(replay, flatten) {
+	.bg = BG_FLATTEN,
+	.bg_round = 6,
+	.rounds = 7,
+	.nr_random = 160,	/* a third of them in the rounds checked */
+	.max_points = 80,
+	.min_checked = 50,
+};
+#endif
 
 FIXTURE_SETUP(replay)
 {
@@ -229,42 +437,91 @@ FIXTURE_TEARDOWN(replay)
 	free(self->w);
 }
 
+/* The background work was done, and while the log was being written. */
+static void check_background(struct __test_metadata *_metadata,
+			     const struct workload *w, enum background bg)
+{
+	const struct bg_counters *b = &w->before, *a = &w->after;
+
+	if (bg == BG_NONE)
+		return;
+	TH_LOG("background: cleaned %lld -> %lld, compacted %lld -> %lld",
+	       b->cleaned, a->cleaned, b->compacted, a->compacted);
+	TH_LOG("references %lld -> %lld; flatten cleaned %llu", b->pending,
+	       a->pending, w->flattened);
+	ASSERT_LE(0, b->cleaned);
+	ASSERT_LE(0, a->cleaned);
+	/* Nothing moved before the log's start mark for the checks. */
+	EXPECT_EQ(0, b->cleaned);
+	EXPECT_EQ(0, b->compacted);
+	/* A test of moved references only if there were many to move. */
+	EXPECT_LE((long long)BLOCKS / 4, b->pending);
+	switch (bg) {
+	case BG_CLEANER:
+		EXPECT_LE(b->pending, a->cleaned);
+		EXPECT_EQ(0, a->pending);
+		break;
+	case BG_COMPACTOR:
+		EXPECT_LE(b->pending / 2, a->compacted);
+		EXPECT_EQ(0, a->cleaned);
+		break;
+	case BG_FLATTEN:
+		EXPECT_EQ(0, w->flatten_ret);
+		EXPECT_LE((unsigned long long)b->pending / 2, w->flattened);
+		break;
+	default:
+		break;
+	}
+}
+
 TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 14400)
 {
 	const char *soak = getenv("TS_SOAK");
 	unsigned int factor = soak && !strcmp(soak, "1") ? SOAK_FACTOR : 1;
+	unsigned int max_points = variant->max_points * factor;
 	unsigned long long *points, *keep;
 	size_t n, i, kept = 0;
-	long long ready;
+	long long start;
 	int failed;
 
-	ASSERT_EQ(0, run_workload(_metadata, self->w));
+	ASSERT_EQ(0, run_workload(_metadata, self->w, variant->bg,
+				  variant->bg_round, variant->rounds,
+				  variant->direct));
 	TH_LOG("%u flushes, %llu pages reconciled", self->w->flushes,
 	       self->w->reconciled);
 	/* A test of reconciled data only if there is some. */
 	ASSERT_LT((unsigned long long)BLOCKS, self->w->reconciled);
+	check_background(_metadata, self->w, variant->bg);
 	ASSERT_EQ(0, crash_log_stop());
 	ASSERT_EQ(0, crash_log_read(&self->w->log));
-	ready = crash_log_find_mark(&self->w->log, "ready");
-	ASSERT_LE(0, ready);
+	start = crash_log_find_mark(&self->w->log, variant->bg == BG_NONE ?
+				    "ready" : "bg-on");
+	ASSERT_LE(0, start);
+	if (variant->bg != BG_NONE)
+		ASSERT_LT(start, crash_log_find_mark(&self->w->log,
+						     "bg-done"));
 
-	ASSERT_EQ(0, crash_points(NR_RANDOM * factor, SEED, &points, &n));
-	/* Points from the formatted, loaded store on; at most MAX_POINTS. */
+	ASSERT_EQ(0, crash_points(variant->nr_random * factor, SEED, &points,
+				  &n));
+	/*
+	 * Points from the start mark on (the formatted, loaded store; or the
+	 * background work switched on); at most max_points.
+	 */
 	keep = calloc(n, sizeof(*keep));
 	ASSERT_NE(NULL, keep);
 	for (i = 0; i < n; i++)
-		if (points[i] > (unsigned long long)ready)
+		if (points[i] > (unsigned long long)start)
 			keep[kept++] = points[i];
-	if (kept > MAX_POINTS * factor) {
-		for (i = 0; i < MAX_POINTS * factor; i++)
-			keep[i] = keep[i * kept / (MAX_POINTS * factor)];
-		kept = MAX_POINTS * factor;
+	if (kept > max_points) {
+		for (i = 0; i < max_points; i++)
+			keep[i] = keep[i * kept / max_points];
+		kept = max_points;
 	}
 	failed = crash_check_points(keep, kept, check_point, self->w);
 	printf("# crash points replayed and checked: %llu of %zu\n",
 	       self->w->checked, kept);
 	EXPECT_EQ(0, failed);
-	EXPECT_LE(200ULL, self->w->checked);
+	EXPECT_LE(variant->min_checked, self->w->checked);
 	free(keep);
 	free(points);
 }
