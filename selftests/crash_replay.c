@@ -42,8 +42,6 @@
 #define MAX_POINTS	320
 #define SOAK_FACTOR	10
 #define SEED		20261122U
-#define PARAM(name)	TS_SYSMOD "/parameters/" name
-#define CLEANER(name)	TS_DEBUGFS "/cleaner/" name
 /* How long the background worker may take to go idle. */
 #define IDLE_TIMEOUT_S	300
 
@@ -104,10 +102,9 @@ static int open_guest(struct vblk_dev *d, const char *image, bool direct,
 
 static void bg_read(struct bg_counters *c)
 {
-	if (ts_read_ll(CLEANER("blocks_cleaned"), &c->cleaned) ||
-	    ts_read_ll(CLEANER("blocks_compacted"), &c->compacted) ||
-	    ts_read_ll(CLEANER("blocks_pending"), &c->pending))
-		memset(c, 0xff, sizeof(*c));	/* all -1: unknown */
+	c->cleaned = ts_cleaner_counter("blocks_cleaned");
+	c->compacted = ts_cleaner_counter("blocks_compacted");
+	c->pending = ts_cleaner_counter("blocks_pending");
 }
 
 /*
@@ -118,34 +115,13 @@ static int bg_start(enum background bg)
 {
 	int ret;
 
-	ret = ts_write_str(PARAM("cleaner_idle_ms"), "0");
-	ret = ret ?: ts_write_str(PARAM("cleaner_rate_kib"), "0");
+	ret = ts_param_set("cleaner_idle_ms", "0");
+	ret = ret ?: ts_param_set("cleaner_rate_kib", "0");
 	if (bg == BG_CLEANER)
-		ret = ret ?: ts_write_str(PARAM("cleaner"), "Y");
+		ret = ret ?: ts_param_set("cleaner", "Y");
 	if (bg == BG_COMPACTOR)
-		ret = ret ?: ts_write_str(PARAM("compactor"), "Y");
+		ret = ret ?: ts_param_set("compactor", "Y");
 	return ret;
-}
-
-/*
- * Wait until the worker has made two passes finding nothing to do: the one
- * running when we start looking may have begun before the last change.
- */
-static int bg_wait_idle(void)
-{
-	long long start, now;
-	double deadline = ts_now() + IDLE_TIMEOUT_S;
-
-	if (ts_read_ll(CLEANER("idle_passes"), &start))
-		return -ENOENT;
-	do {
-		usleep(20000);
-		if (ts_read_ll(CLEANER("idle_passes"), &now))
-			return -ENOENT;
-		if (now >= start + 2)
-			return 0;
-	} while (ts_now() < deadline);
-	return -ETIMEDOUT;
 }
 
 static void *flatten_thread(void *arg)
@@ -252,7 +228,7 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 	w->reconciled = ts_vhost_counter("reconciled_pages");
 	/* Logged to the end: the cleaner also drops the last references. */
 	if (bg == BG_CLEANER || bg == BG_COMPACTOR) {
-		if (bg_wait_idle())
+		if (ts_cleaner_wait_idle(IDLE_TIMEOUT_S))
 			return -ETIMEDOUT;
 		crash_mark("bg-done");
 	}
