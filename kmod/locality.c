@@ -382,7 +382,7 @@ int ts_locality_start(void)
 {
 	int ret;
 
-	ts_cleaner = kthread_run(ts_cleaner_fn, NULL, "tesseract-cleaner");
+	ts_cleaner = kthread_run(ts_cleaner_fn, NULL, "tesseract-clean");
 	if (IS_ERR(ts_cleaner)) {
 		ret = PTR_ERR(ts_cleaner);
 		ts_cleaner = NULL;

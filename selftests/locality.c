@@ -684,7 +684,7 @@ TEST_F_TIMEOUT(loc, cleaner_rate_is_limited, 300)
 	EXPECT_EQ(0UL, bad_blocks(self->check, PAGES, 5, false));
 }
 
-/* The nice of the kthread tesseract-cleaner, or 100 if not found. */
+/* The nice of the kthread tesseract-clean, or 100 if not found. */
 static int cleaner_nice(void)
 {
 	char path[300], comm[32], stat[1024], *p;
