@@ -50,6 +50,8 @@ echo "# tesseract-guest: kernel $TS_KVER, $(nproc) cpus, $(free -m | awk '/Mem:/
 run_tests() {
 	list="$TS_BUILD/selftests/$1"
 	per_test_timeout=${TS_TEST_TIMEOUT:-900}
+	# Soak runs check ten times the points: ten times the time.
+	[ "${TS_SOAK:-0}" = 1 ] && per_test_timeout=$((per_test_timeout * 10))
 
 	if [ ! -r "$list" ]; then
 		echo "# tesseract-error: $list missing (selftests not built)"
