@@ -64,13 +64,7 @@ FIXTURE_SETUP(fl)
 
 FIXTURE_TEARDOWN(fl)
 {
-	/* Leave no references to the next test's fresh store. */
-	if (self->dev.fd >= 0)
-		vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0,
-			     BLOCKS * SECTORS, 0);
-	vblk_close(&self->dev);
-	if (self->disk_fd >= 0)
-		close(self->disk_fd);
+	vblk_close_disk(&self->dev, self->disk_fd, BLOCKS * SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
 }

@@ -69,13 +69,7 @@ FIXTURE_TEARDOWN(loc)
 {
 	ts_param_set("cleaner", "N");
 	ts_param_set("compactor", "N");
-	/* Leave no references to the next test's fresh store. */
-	if (self->dev.fd >= 0)
-		vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0, DISK_SECTORS,
-			     0);
-	vblk_close(&self->dev);
-	if (self->disk_fd >= 0)
-		close(self->disk_fd);
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
 }

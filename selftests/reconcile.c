@@ -68,13 +68,7 @@ FIXTURE_SETUP(rc)
 
 FIXTURE_TEARDOWN(rc)
 {
-	/* Leave no references to the next test's fresh store. */
-	if (self->dev.fd >= 0)
-		vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0, DISK_SECTORS,
-			     0);
-	vblk_close(&self->dev);
-	if (self->disk_fd >= 0)
-		close(self->disk_fd);
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
 }

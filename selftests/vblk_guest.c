@@ -592,3 +592,12 @@ int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
 {
 	return vblk_open_disk_mq(d, ram_size, 1, disk_fd, disk_id);
 }
+
+void vblk_close_disk(struct vblk_dev *d, int disk_fd, __u64 sectors)
+{
+	if (d->fd >= 0)
+		vblk_discard(d, VIRTIO_BLK_T_DISCARD, 0, sectors, 0);
+	vblk_close(d);
+	if (disk_fd >= 0)
+		close(disk_fd);
+}

@@ -171,6 +171,11 @@ int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
  */
 int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
 		   __u64 disk_id);
+/*
+ * Undo vblk_open_disk(): discard sectors [0, @sectors) first, so that the
+ * disk leaves no references to the next test's store; close @disk_fd.
+ */
+void vblk_close_disk(struct vblk_dev *d, int disk_fd, __u64 sectors);
 /* vblk_open_disk() with @nqueues rings. */
 int vblk_open_disk_mq(struct vblk_dev *d, size_t ram_size,
 		      unsigned int nqueues, int disk_fd, __u64 disk_id);
