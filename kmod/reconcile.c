@@ -32,6 +32,7 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/uio.h>
+#include <linux/userfaultfd_k.h>
 #include <linux/xarray.h>
 #include <uapi/linux/tesseract_store.h>
 
@@ -44,6 +45,16 @@ bool ts_reconcile_param = true;
 module_param_named(reconcile, ts_reconcile_param, bool, 0644);
 MODULE_PARM_DESC(reconcile,
 		 "Turn guest writes of host-swapped pages into references to their swap blocks (default: on)");
+
+/*
+ * One disk's share of the store's references: without it one guest could
+ * take all of them (and the blocks they pin) and leave none for the
+ * others. 0: no limit but the store's.
+ */
+static unsigned int ts_disk_max_refs;
+module_param_named(disk_max_refs, ts_disk_max_refs, uint, 0644);
+MODULE_PARM_DESC(disk_max_refs,
+		 "Most references one guest disk may hold, in 4 KiB blocks (default 0: no limit but the store's)");
 
 /* Set at load, when a store and swap device exist; fixed until unload. */
 static struct ts_store *ts_store;
@@ -71,6 +82,20 @@ struct ts_disk {
 	atomic_t flattening;		/* flattens running: no new references */
 	unsigned long last_io;		/* jiffies of the last guest request */
 
+	/*
+	 * A guest request that replaces referenced data drops the references
+	 * first and writes the image after. It holds this for reading from
+	 * one to the other, and a commit of this disk's changes holds it for
+	 * writing, so that a commit never makes a drop durable before the
+	 * data that replaces it is written. (The request is not complete, so
+	 * either the old or the new contents are fine after a crash; the
+	 * image's contents from before the reference are not.) Per disk: a
+	 * request of one guest, which may wait on its image or on faults in
+	 * its memory, never holds up another guest's FLUSH. Taken before
+	 * ts_maps_sem.
+	 */
+	struct rw_semaphore replace_sem;
+
 	struct mutex lock;		/* refs changes, pending, frees, below */
 	struct ts_record *pending;
 	unsigned int nr_pending, max_pending;
@@ -97,15 +122,10 @@ static DEFINE_MUTEX(ts_disks_lock);
 static DECLARE_RWSEM(ts_maps_sem);
 
 /*
- * A guest request that replaces referenced data drops the references
- * first and writes the image after. It holds this for reading from one to
- * the other, and a commit holds it for writing, so that a commit never
- * makes a drop durable before the data that replaces it is written. (The
- * request is not complete, so either the old or the new contents are
- * fine after a crash; the image's contents from before the reference are
- * not.) Taken before ts_maps_sem.
+ * Serializes checkpoints of every disk, which hold the replace_sem of all
+ * disks at once (in the order of a snapshot of ts_disks).
  */
-static DECLARE_RWSEM(ts_replace_sem);
+static DEFINE_MUTEX(ts_ckpt_lock);
 
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
@@ -126,27 +146,32 @@ static void ts_disk_free(struct ts_disk *disk)
 	kfree(disk);
 }
 
+static void ts_disk_release_frees(struct ts_store *store,
+				  struct ts_disk *disk);
+
 /* Drop every disk and its references, durable or not (unload, failure). */
 void ts_disks_forget(struct ts_store *store)
 {
 	struct ts_disk *disk, *next;
-	unsigned long x;
+	unsigned long x, n, flags;
 	void *entry;
 
 	mutex_lock(&ts_disks_lock);
 	list_for_each_entry_safe(disk, next, &ts_disks, node) {
 		WARN_ON(disk->image);
-		spin_lock(&store->lock);
+		n = 0;
+		spin_lock_irqsave(&store->lock, flags);
 		xa_for_each(&disk->refs, x, entry) {
 			ts_store_put_locked(store, xa_to_value(entry));
 			store->nr_refs--;
+			if (!(++n % TS_STORE_LOCK_BATCH)) {
+				spin_unlock_irqrestore(&store->lock, flags);
+				cond_resched();
+				spin_lock_irqsave(&store->lock, flags);
+			}
 		}
-		while (disk->nr_frees) {
-			ts_store_put_locked(store,
-					    disk->frees[--disk->nr_frees]);
-			store->nr_refs--;
-		}
-		spin_unlock(&store->lock);
+		spin_unlock_irqrestore(&store->lock, flags);
+		ts_disk_release_frees(store, disk);
 		ts_disk_free(disk);
 	}
 	mutex_unlock(&ts_disks_lock);
@@ -168,7 +193,8 @@ void ts_reconcile_stop(void)
 /* Reconciliation needs a swap device to reference. */
 bool ts_reconcile_available(void)
 {
-	return ts_swapdev && READ_ONCE(ts_reconcile_param);
+	return ts_swapdev && READ_ONCE(ts_reconcile_param) &&
+	       ts_swapdev_sees_all_swap_outs(ts_swapdev);
 }
 
 static struct ts_disk *ts_disk_find_locked(u64 id)
@@ -190,6 +216,7 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 		return NULL;
 	disk->id = id;
 	xa_init(&disk->refs);
+	init_rwsem(&disk->replace_sem);
 	mutex_init(&disk->lock);
 	disk->compacted_at = U64_MAX;
 	list_add(&disk->node, &ts_disks);
@@ -300,12 +327,12 @@ struct ts_disk *ts_disk_next_attached(struct ts_disk *prev)
 
 void ts_disk_replace_begin(struct ts_disk *disk)
 {
-	down_read(&ts_replace_sem);
+	down_read(&disk->replace_sem);
 }
 
 void ts_disk_replace_end(struct ts_disk *disk)
 {
-	up_read(&ts_replace_sem);
+	up_read(&disk->replace_sem);
 }
 
 void ts_disk_put(struct ts_disk *disk)
@@ -499,27 +526,76 @@ bool ts_disk_commit_due(struct ts_disk *disk)
 	return READ_ONCE(disk->nr_pending) >= TS_DISK_PENDING_COMMIT;
 }
 
-/* The blocks of committed drops go back to the store. Disk lock held. */
-static void ts_disk_release_frees(struct ts_disk *disk)
+/*
+ * The blocks of committed drops go back to the store, a batch per hold of
+ * its lock: swap-outs and slot frees spin on it meanwhile. Disk lock held,
+ * or the disk is going away.
+ */
+static void ts_disk_release_frees(struct ts_store *store,
+				  struct ts_disk *disk)
 {
-	spin_lock(&ts_store->lock);
+	unsigned int n;
+	unsigned long flags;
+
 	while (disk->nr_frees) {
-		ts_store_put_locked(ts_store, disk->frees[--disk->nr_frees]);
-		ts_store->nr_refs--;
+		n = min(disk->nr_frees, TS_STORE_LOCK_BATCH);
+		spin_lock_irqsave(&store->lock, flags);
+		while (n--) {
+			ts_store_put_locked(store,
+					    disk->frees[--disk->nr_frees]);
+			store->nr_refs--;
+		}
+		spin_unlock_irqrestore(&store->lock, flags);
+		cond_resched();
 	}
-	spin_unlock(&ts_store->lock);
+}
+
+/*
+ * The disks that exist now, pinned, in an array: a checkpoint takes each
+ * one's replace_sem without ts_disks_lock held, since a request holding
+ * a replace_sem may look up its image under ts_disks_lock.
+ */
+static struct ts_disk **ts_disks_pin_all(unsigned int *nr)
+{
+	struct ts_disk **disks, *disk;
+	unsigned int n = 0;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		n++;
+	disks = kvmalloc_array(max(n, 1U), sizeof(*disks), GFP_KERNEL);
+	if (disks) {
+		n = 0;
+		list_for_each_entry(disk, &ts_disks, node) {
+			disk->users++;
+			disks[n++] = disk;
+		}
+	}
+	mutex_unlock(&ts_disks_lock);
+	*nr = n;
+	return disks;
 }
 
 /*
  * Every disk's images durable, then a checkpoint of all maps: what a
- * journal that has run full does instead of a commit.
+ * journal that has run full does instead of a commit. Disks created
+ * meanwhile have no references to drop, so no replace_sem of theirs is
+ * needed.
  */
 static int ts_checkpoint_all(void)
 {
-	struct ts_disk *disk;
+	struct ts_disk **disks, *disk;
+	unsigned int nr, i;
 	int ret = 0;
 
-	down_write(&ts_replace_sem);
+	mutex_lock(&ts_ckpt_lock);
+	disks = ts_disks_pin_all(&nr);
+	if (!disks) {
+		mutex_unlock(&ts_ckpt_lock);
+		return -ENOMEM;
+	}
+	for (i = 0; i < nr; i++)
+		down_write_nest_lock(&disks[i]->replace_sem, &ts_ckpt_lock);
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
 	list_for_each_entry(disk, &ts_disks, node)
@@ -529,12 +605,17 @@ static int ts_checkpoint_all(void)
 	if (!ret) {
 		list_for_each_entry(disk, &ts_disks, node) {
 			disk->nr_pending = 0;
-			ts_disk_release_frees(disk);
+			ts_disk_release_frees(ts_store, disk);
 		}
 	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
-	up_write(&ts_replace_sem);
+	for (i = 0; i < nr; i++)
+		up_write(&disks[i]->replace_sem);
+	mutex_unlock(&ts_ckpt_lock);
+	for (i = 0; i < nr; i++)
+		ts_disk_put(disks[i]);
+	kvfree(disks);
 	return ret;
 }
 
@@ -552,7 +633,7 @@ int ts_disk_sync(struct ts_disk *disk)
 
 	if (!image)
 		return -ENXIO;
-	down_write(&ts_replace_sem);
+	down_write(&disk->replace_sem);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	ret = vfs_fsync(image, 0);
@@ -561,12 +642,12 @@ int ts_disk_sync(struct ts_disk *disk)
 					disk->nr_pending);
 		if (!ret) {
 			disk->nr_pending = 0;
-			ts_disk_release_frees(disk);
+			ts_disk_release_frees(ts_store, disk);
 		}
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	up_write(&ts_replace_sem);
+	up_write(&disk->replace_sem);
 	fput(image);
 	/* The journal is full: a checkpoint of everything instead. */
 	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
@@ -578,6 +659,7 @@ int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block)
 	struct ts_disk *disk;
 	void *old;
 	int ret = 0;
+	unsigned long flags;
 
 	mutex_lock(&ts_disks_lock);
 	disk = ts_disk_find_locked(id) ?: ts_disk_new_locked(id);
@@ -590,13 +672,13 @@ int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block)
 		ret = xa_err(old);
 		goto unlock;
 	}
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	ts_store_claim_locked(store, block);
 	if (old)
 		ts_store_put_locked(store, xa_to_value(old));
 	else
 		store->nr_refs++;
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 	if (!old)
 		atomic_long_inc(&disk->nr_refs);
 	if (store->nr_refs > store->max_refs)
@@ -611,16 +693,17 @@ int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x)
 {
 	struct ts_disk *disk;
 	void *old = NULL;
+	unsigned long flags;
 
 	mutex_lock(&ts_disks_lock);
 	disk = ts_disk_find_locked(id);
 	if (disk)
 		old = xa_erase(&disk->refs, x);
 	if (old) {
-		spin_lock(&store->lock);
+		spin_lock_irqsave(&store->lock, flags);
 		ts_store_put_locked(store, xa_to_value(old));
 		store->nr_refs--;
-		spin_unlock(&store->lock);
+		spin_unlock_irqrestore(&store->lock, flags);
 		atomic_long_dec(&disk->nr_refs);
 	}
 	mutex_unlock(&ts_disks_lock);
@@ -658,6 +741,7 @@ int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
 {
 	unsigned int i;
 	void *entry;
+	unsigned long flags;
 
 	if (!atomic_long_read(&disk->nr_refs))
 		return -ENOENT;
@@ -674,10 +758,10 @@ int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
 		if (!entry || xa_to_value(entry) != run->first + run->nr)
 			break;
 	}
-	spin_lock(&ts_store->lock);
+	spin_lock_irqsave(&ts_store->lock, flags);
 	for (i = 0; i < run->nr; i++)
 		ts_store_get_locked(ts_store, run->first + i);
-	spin_unlock(&ts_store->lock);
+	spin_unlock_irqrestore(&ts_store->lock, flags);
 	xa_unlock(&disk->refs);
 	trace_tesseract_store_read(disk->id, x, run->first, run->nr);
 	return 0;
@@ -693,11 +777,12 @@ int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
 void ts_disk_release_run(const struct ts_held_run *run)
 {
 	unsigned int i;
+	unsigned long flags;
 
-	spin_lock(&ts_store->lock);
+	spin_lock_irqsave(&ts_store->lock, flags);
 	for (i = 0; i < run->nr; i++)
 		ts_store_put_locked(ts_store, run->first + i);
-	spin_unlock(&ts_store->lock);
+	spin_unlock_irqrestore(&ts_store->lock, flags);
 }
 
 /*
@@ -878,8 +963,9 @@ static bool ts_run_alloc_blocks(struct ts_disk *disk, struct ts_run *run,
 				u32 *first)
 {
 	bool ok = false;
+	unsigned long flags;
 
-	spin_lock(&ts_store->lock);
+	spin_lock_irqsave(&ts_store->lock, flags);
 	if (ts_store_spare_locked(ts_store) >= run->nr &&
 	    ts_store->nr_refs + run->nr <= ts_store->max_refs &&
 	    ts_store_alloc_run_locked(ts_store, disk->compact_near, run->nr,
@@ -887,20 +973,21 @@ static bool ts_run_alloc_blocks(struct ts_disk *disk, struct ts_run *run,
 		ts_store->nr_refs += run->nr;
 		ok = true;
 	}
-	spin_unlock(&ts_store->lock);
+	spin_unlock_irqrestore(&ts_store->lock, flags);
 	return ok;
 }
 
 static void ts_run_free_blocks(u32 first, unsigned int nr)
 {
 	unsigned int i;
+	unsigned long flags;
 
-	spin_lock(&ts_store->lock);
+	spin_lock_irqsave(&ts_store->lock, flags);
 	for (i = 0; i < nr; i++) {
 		ts_store_put_locked(ts_store, first + i);
 		ts_store->nr_refs--;
 	}
-	spin_unlock(&ts_store->lock);
+	spin_unlock_irqrestore(&ts_store->lock, flags);
 }
 
 /*
@@ -1086,11 +1173,18 @@ static enum ts_outcome ts_page_locate(struct ts_disk *disk,
 				      struct mm_struct *mm,
 				      unsigned long uaddr, u32 *block)
 {
+	struct vm_area_struct *vma = ts_anon_vma(mm, uaddr);
 	struct ts_locate l = { .disk = disk,
 			       .outcome = TS_OUTCOME_NOT_SWAPPED,
 			       .block = TS_NO_BLOCK };
 
-	if (ts_anon_vma(mm, uaddr))
+	/*
+	 * A plain copy of a page the VMM may not read fails: so must the
+	 * write, rather than succeed through a reference.
+	 */
+	if (vma && !(vma->vm_flags & VM_READ))
+		l.outcome = TS_OUTCOME_NO_ACCESS;
+	else if (vma)
 		ts_with_pte_locked(mm, uaddr, ts_locate_pte, &l);
 	*block = l.block;
 	return l.outcome;
@@ -1125,6 +1219,7 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 {
 	enum ts_outcome outcome;
 	u32 block = TS_NO_BLOCK;
+	unsigned int max_refs;
 	void *old;
 
 	if (!ts_swapdev)
@@ -1134,6 +1229,11 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 	/* No allocation may happen under the page-table lock: reserve now. */
 	if (atomic_read(&disk->flattening)) {
 		outcome = TS_OUTCOME_FLATTENING;
+		goto unlock;
+	}
+	max_refs = READ_ONCE(ts_disk_max_refs);
+	if (max_refs && atomic_long_read(&disk->nr_refs) >= max_refs) {
+		outcome = TS_OUTCOME_DISK_QUOTA;
 		goto unlock;
 	}
 	if (ts_disk_reserve(disk, 1) ||
@@ -1173,6 +1273,12 @@ static void ts_swapped_pte(pte_t *pte, void *arg)
  * page is swapped out (to any device), swapping it in would be a false
  * read: drop the swap entry instead, and let the read fault in a fresh
  * page. True if an entry was dropped.
+ *
+ * Only where the copy into the page can succeed (VM_WRITE: otherwise the
+ * contents would be gone and the read failed), and never in a range armed
+ * with userfaultfd: its monitor must see the write fault (uffd-wp, as in
+ * QEMU's background snapshot), and a page it already filled must not turn
+ * missing again (postcopy).
  */
 bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 			     unsigned long uaddr)
@@ -1182,7 +1288,7 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 
 	mmap_read_lock(mm);
 	vma = ts_anon_vma(mm, uaddr);
-	if (vma)
+	if (vma && (vma->vm_flags & VM_WRITE) && !userfaultfd_armed(vma))
 		ts_with_pte_locked(mm, uaddr, ts_swapped_pte, &swapped);
 	/*
 	 * The entry may change before the zap: whatever is there then goes,

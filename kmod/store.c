@@ -19,6 +19,26 @@
 
 #include "tesseract.h"
 
+static u32 ts_chunk_start(u32 chunk)
+{
+	return chunk << TS_STORE_CHUNK_SHIFT;
+}
+
+static u32 ts_chunk_end(const struct ts_store *store, u32 chunk)
+{
+	return min_t(u64, (u64)(chunk + 1) << TS_STORE_CHUNK_SHIFT,
+		     store->nr_blocks);
+}
+
+/* A free block gets its first reference. */
+static void ts_store_take_locked(struct ts_store *store, u32 block)
+{
+	__set_bit(block, store->in_use);
+	store->refcount[block] = 1;
+	store->blocks_in_use++;
+	store->chunk_free[block >> TS_STORE_CHUNK_SHIFT]--;
+}
+
 static const char *ts_open_error(int err)
 {
 	switch (err) {
@@ -59,6 +79,7 @@ static int ts_store_check_backing(struct ts_store *store)
 int ts_store_open(const char *path, struct ts_store **storep)
 {
 	struct ts_store *store;
+	u32 i;
 	int ret;
 
 	store = kzalloc(sizeof(*store), GFP_KERNEL);
@@ -80,18 +101,25 @@ int ts_store_open(const char *path, struct ts_store **storep)
 				   GFP_KERNEL);
 	store->in_use = kvcalloc(BITS_TO_LONGS(store->nr_blocks),
 				 sizeof(unsigned long), GFP_KERNEL);
-	if (!store->refcount || !store->in_use) {
+	store->nr_chunks = DIV_ROUND_UP(store->nr_blocks, TS_STORE_CHUNK);
+	store->chunk_free = kvcalloc(store->nr_chunks,
+				     sizeof(*store->chunk_free), GFP_KERNEL);
+	if (!store->refcount || !store->in_use || !store->chunk_free) {
 		pr_err("backing=%s: no memory for %u block reference counts\n",
 		       path, store->nr_blocks);
 		ret = -ENOMEM;
 		goto free_refcount;
 	}
+	for (i = 0; i < store->nr_chunks; i++)
+		store->chunk_free[i] = ts_chunk_end(store, i) -
+				       ts_chunk_start(i);
 	pr_info("store on %s: %u blocks of %u bytes\n", path,
 		store->nr_blocks, TS_BLOCK_SIZE);
 	*storep = store;
 	return 0;
 
 free_refcount:
+	kvfree(store->chunk_free);
 	kvfree(store->in_use);
 	kvfree(store->refcount);
 close_backing:
@@ -104,6 +132,7 @@ free_store:
 void ts_store_close(struct ts_store *store)
 {
 	WARN_ON(store->blocks_in_use);
+	kvfree(store->chunk_free);
 	kvfree(store->in_use);
 	kvfree(store->refcount);
 	ts_bdev_close(&store->backing);
@@ -119,30 +148,37 @@ void ts_store_close(struct ts_store *store)
  */
 bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
 {
-	unsigned long b;
+	u32 start = near % store->nr_blocks;
+	u32 chunk = start >> TS_STORE_CHUNK_SHIFT;
+	unsigned long b, from, end;
+	u32 i;
 
 	lockdep_assert_held(&store->lock);
-	b = find_next_zero_bit(store->in_use, store->nr_blocks,
-			       near % store->nr_blocks);
-	if (b >= store->nr_blocks)
-		b = find_first_zero_bit(store->in_use, store->nr_blocks);
-	if (b >= store->nr_blocks)
-		return false;
-	__set_bit(b, store->in_use);
-	store->refcount[b] = 1;
-	store->blocks_in_use++;
-	*block = b;
-	return true;
+	/* The first chunk twice: from @near, and at last from its start. */
+	for (i = 0; i <= store->nr_chunks; i++) {
+		if (store->chunk_free[chunk]) {
+			from = i ? ts_chunk_start(chunk) : start;
+			end = ts_chunk_end(store, chunk);
+			b = find_next_zero_bit(store->in_use, end, from);
+			if (b < end) {
+				ts_store_take_locked(store, b);
+				*block = b;
+				return true;
+			}
+		}
+		chunk = (chunk + 1) % store->nr_chunks;
+	}
+	return false;
 }
 
 /* Take a reference on @block, free or not (recovery). */
 void ts_store_claim_locked(struct ts_store *store, u32 block)
 {
 	lockdep_assert_held(&store->lock);
-	if (!store->refcount[block]++) {
-		__set_bit(block, store->in_use);
-		store->blocks_in_use++;
-	}
+	if (store->refcount[block])
+		store->refcount[block]++;
+	else
+		ts_store_take_locked(store, block);
 }
 
 void ts_store_get_locked(struct ts_store *store, u32 block)
@@ -160,34 +196,40 @@ void ts_store_put_locked(struct ts_store *store, u32 block)
 	if (!--store->refcount[block]) {
 		__clear_bit(block, store->in_use);
 		store->blocks_in_use--;
+		store->chunk_free[block >> TS_STORE_CHUNK_SHIFT]++;
 	}
 }
 
 /*
  * Take @nr free blocks in a row, the first run at or after @near that is
  * long enough (wrapping around), for data that is read in that order.
+ * Runs are looked for within a chunk, in chunks with room enough.
  */
 bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 			       unsigned int nr, u32 *first)
 {
-	unsigned long b;
-	unsigned int i;
+	u32 start = near % store->nr_blocks;
+	u32 chunk = start >> TS_STORE_CHUNK_SHIFT;
+	unsigned long b, from, end;
+	u32 i, k;
 
 	lockdep_assert_held(&store->lock);
-	b = bitmap_find_next_zero_area(store->in_use, store->nr_blocks,
-				       near % store->nr_blocks, nr, 0);
-	if (b >= store->nr_blocks)
-		b = bitmap_find_next_zero_area(store->in_use, store->nr_blocks,
-					       0, nr, 0);
-	if (b >= store->nr_blocks)
-		return false;
-	for (i = 0; i < nr; i++) {
-		__set_bit(b + i, store->in_use);
-		store->refcount[b + i] = 1;
+	for (i = 0; i <= store->nr_chunks; i++) {
+		if (store->chunk_free[chunk] >= nr) {
+			from = i ? ts_chunk_start(chunk) : start;
+			end = ts_chunk_end(store, chunk);
+			b = bitmap_find_next_zero_area(store->in_use, end, from,
+						       nr, 0);
+			if (b + nr <= end) {
+				for (k = 0; k < nr; k++)
+					ts_store_take_locked(store, b + k);
+				*first = b;
+				return true;
+			}
+		}
+		chunk = (chunk + 1) % store->nr_chunks;
 	}
-	store->blocks_in_use += nr;
-	*first = b;
-	return true;
+	return false;
 }
 
 /* Free blocks, not counting a reserve that the swap device needs most. */

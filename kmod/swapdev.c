@@ -16,6 +16,7 @@
 #include <linux/debugfs.h>
 #include <linux/delay.h>
 #include <linux/highmem.h>
+#include <linux/ftrace.h>
 #include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
@@ -55,6 +56,7 @@ struct ts_swapdev_stats {
 	atomic64_t store_full;		/* writes refused: no free block */
 	atomic64_t write_errors;	/* backing device write failures */
 	atomic64_t read_errors;		/* backing device read failures */
+	atomic64_t swap_outs_seen;	/* slots whose swap-out began */
 };
 
 /*
@@ -79,11 +81,26 @@ struct ts_swapdev {
 	u64 slots_in_use;
 
 	/*
-	 * Set when the slot's block holds the data of its last completed
-	 * write; cleared while a write is in flight or failed. Reconciliation
-	 * may reference a slot's block only while this is set.
+	 * Set when the slot's block holds the data of the last swap-out of
+	 * its page, a completed write to this device; cleared when another
+	 * swap-out of the page begins, whether or not it will reach us, and
+	 * while a write is in flight or failed. Reconciliation may reference
+	 * a slot's block only while this is set.
 	 */
 	unsigned long *slot_complete;
+
+	/*
+	 * Not every swap-out reaches this device: 6.12 keeps zero-filled
+	 * folios as a bit in the swap area's zeromap, and zswap keeps folios
+	 * compressed in RAM. A function-entry hook (ftrace) on
+	 * swap_writepage(), the one function every swap-out of a folio goes
+	 * through before the kernel decides where its data goes, clears
+	 * slot_complete first. It is registered permanent: nothing (such as
+	 * the ftrace_enabled sysctl) can turn it off while it is needed.
+	 * Without it, reconciliation stays off.
+	 */
+	struct ftrace_ops swap_out_ops;
+	bool watching_swap_outs;
 
 	/*
 	 * The swap type the kernel gave this device at swapon (-1: not seen
@@ -122,6 +139,7 @@ struct ts_swap_io {
 	struct ts_swapdev *swapdev;
 	struct bio *upper;
 	u64 first_slot;
+	u32 first_block;
 	u32 nr_slots;
 	bool swap_out;			/* carries swap-cache folios */
 	struct bio bio;			/* must be last: bio_set front_pad */
@@ -132,13 +150,39 @@ static struct ts_swapdev *ts_swapdev_of(struct bio *bio)
 	return bio->bi_bdev->bd_disk->private_data;
 }
 
+/*
+ * The write of @io's slots is over. A slot becomes complete only if the
+ * write was a swap-out, succeeded, and the slot still maps the block
+ * written: a discard (BLKDISCARD by root on the active swap device) may
+ * have unmapped it meanwhile. The reference each slot's write has held
+ * since ts_swapdev_map_write() kept its block from being reused by
+ * another slot until now.
+ */
+static void ts_swap_io_written(struct ts_swap_io *io, bool ok)
+{
+	struct ts_swapdev *swapdev = io->swapdev;
+	struct ts_store *store = swapdev->store;
+	unsigned long flags;
+	u64 slot;
+	u32 i;
+
+	spin_lock_irqsave(&store->lock, flags);
+	for (i = 0; i < io->nr_slots; i++) {
+		slot = io->first_slot + i;
+		if (ok && io->swap_out &&
+		    swapdev->slot_block[slot] == io->first_block + i)
+			set_bit(slot, swapdev->slot_complete);
+		ts_store_put_locked(store, io->first_block + i);
+	}
+	spin_unlock_irqrestore(&store->lock, flags);
+}
+
 static void ts_swap_io_endio(struct bio *bio)
 {
 	struct ts_swap_io *io = container_of(bio, struct ts_swap_io, bio);
 	struct ts_swapdev *swapdev = io->swapdev;
 	struct bio *upper = io->upper;
 	bool write = op_is_write(bio_op(bio));
-	u32 i;
 
 	if (bio->bi_status) {
 		atomic64_add(io->nr_slots, write ? &swapdev->stats.write_errors :
@@ -146,14 +190,9 @@ static void ts_swap_io_endio(struct bio *bio)
 		/* Racy like bio_chain's own propagation: any error will do. */
 		if (!upper->bi_status)
 			upper->bi_status = bio->bi_status;
-	} else if (io->swap_out) {
-		/*
-		 * The slot cannot be freed or rewritten while this write is in
-		 * flight: its swap-cache folio is under writeback.
-		 */
-		for (i = 0; i < io->nr_slots; i++)
-			set_bit(io->first_slot + i, swapdev->slot_complete);
 	}
+	if (write)
+		ts_swap_io_written(io, !bio->bi_status);
 	bio_put(bio);
 	bio_endio(upper);
 }
@@ -203,6 +242,94 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 TS_DEFINE_BDEV_RELEASE(ts_swapdev_release, ts_swapdev_forget_swap_cache)
 
 /*
+ * At the entry of swap_writepage(@page, wbc): a swap-out of @page's folio
+ * begins, locked, in the swap cache, with its PTEs already swap entries.
+ * Whether its data then reaches this device or stays in zswap or the
+ * zeromap, its slots no longer hold its contents until a write of them
+ * completes. The folio stays in the swap cache until that decision is
+ * carried out, so reconciliation, which checks the swap cache and then
+ * slot_complete under store->lock, sees one or the other.
+ */
+static void ts_swapdev_swap_out_begins(unsigned long ip,
+				       unsigned long parent_ip,
+				       struct ftrace_ops *ops,
+				       struct ftrace_regs *fregs)
+{
+	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
+						  swap_out_ops);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct ts_store *store = swapdev->store;
+	struct folio *folio;
+	unsigned long flags;
+	swp_entry_t entry;
+	struct page *page;
+	u64 first, nr;
+
+	/* Registered with FTRACE_OPS_FL_SAVE_REGS: never NULL. */
+	if (WARN_ON_ONCE(!regs))
+		return;
+	page = (struct page *)regs_get_kernel_argument(regs, 0);
+	if (!page)
+		return;
+	folio = page_folio(page);
+	if (!folio_test_swapcache(folio))
+		return;
+	entry = ts_folio_swap_entry(folio);
+	/*
+	 * A slot of ours can be complete only after a swap-out to this
+	 * device, which taught it its swap type.
+	 */
+	if ((int)swp_type(entry) != READ_ONCE(swapdev->swap_type))
+		return;
+	first = swp_offset(entry);
+	if (first >= swapdev->nr_slots)
+		return;
+	nr = min_t(u64, folio_nr_pages(folio), swapdev->nr_slots - first);
+
+	spin_lock_irqsave(&store->lock, flags);
+	bitmap_clear(swapdev->slot_complete, first, nr);
+	spin_unlock_irqrestore(&store->lock, flags);
+	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
+}
+
+/* Reconciliation is safe only while this device sees every swap-out. */
+bool ts_swapdev_sees_all_swap_outs(struct ts_swapdev *swapdev)
+{
+	return swapdev->watching_swap_outs;
+}
+
+#define TS_SWAP_OUT_FUNCTION	"swap_writepage"
+
+static void ts_swapdev_watch_swap_outs(struct ts_swapdev *swapdev)
+{
+	struct ftrace_ops *ops = &swapdev->swap_out_ops;
+	int ret;
+
+	ops->func = ts_swapdev_swap_out_begins;
+	ops->flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_PERMANENT;
+	ret = ftrace_set_filter(ops, TS_SWAP_OUT_FUNCTION,
+				strlen(TS_SWAP_OUT_FUNCTION), 0);
+	if (!ret)
+		ret = register_ftrace_function(ops);
+	if (ret) {
+		ftrace_free_filter(ops);
+		pr_warn("%s: cannot watch swap-outs (ftrace on %s: %d): reconciliation stays off, since swap-outs to zswap or the zeromap would leave stale slots\n",
+			TS_SWAPDEV_NAME, TS_SWAP_OUT_FUNCTION, ret);
+		return;
+	}
+	swapdev->watching_swap_outs = true;
+}
+
+static void ts_swapdev_unwatch_swap_outs(struct ts_swapdev *swapdev)
+{
+	if (!swapdev->watching_swap_outs)
+		return;
+	unregister_ftrace_function(&swapdev->swap_out_ops);
+	ftrace_free_filter(&swapdev->swap_out_ops);
+	swapdev->watching_swap_outs = false;
+}
+
+/*
  * Reference the store block that holds the swapped-out page of @entry, for
  * a guest disk. Called under the page-table lock of a PTE that holds
  * @entry, which keeps the slot from being freed and reused meanwhile; the
@@ -217,6 +344,7 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 	enum ts_outcome state;
 	u32 reserve;
 	void *cached;
+	unsigned long flags;
 
 	if ((int)swp_type(entry) != READ_ONCE(swapdev->swap_type) ||
 	    !slot || slot >= swapdev->nr_slots)
@@ -225,12 +353,13 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 	reserve = max_t(u32, store->nr_blocks >> TS_RECONCILE_RESERVE_SHIFT,
 			TS_RECONCILE_RESERVE_MIN);
 
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	/*
 	 * Complete first: only a completed swap-out of this slot since swapon
 	 * proves that region->mapping belongs to the live swap area.
 	 */
-	if (!test_bit(slot, swapdev->slot_complete) ||
+	if (!swapdev->watching_swap_outs ||
+	    !test_bit(slot, swapdev->slot_complete) ||
 	    !READ_ONCE(region->mapping)) {
 		state = TS_OUTCOME_SLOT_INCOMPLETE;
 		goto unlock;
@@ -253,11 +382,16 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 		goto unlock;
 	}
 	*block = swapdev->slot_block[slot];
+	/* A complete slot maps the block its last write went to. */
+	if (WARN_ON_ONCE(*block == TS_NO_BLOCK)) {
+		state = TS_OUTCOME_SLOT_INCOMPLETE;
+		goto unlock;
+	}
 	ts_store_get_locked(store, *block);
 	store->nr_refs++;
 	state = TS_OUTCOME_REFERENCED;
 unlock:
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 	return state;
 }
 
@@ -272,7 +406,8 @@ bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry)
  * Choose the block a write to @slot goes to. A block referenced only by
  * this slot is overwritten in place; one that something else also
  * references keeps its contents for them and the slot moves to a fresh
- * block (redirect-on-write).
+ * block (redirect-on-write). The write holds a reference of its own on the
+ * block until it completes.
  */
 static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 				 u32 *block)
@@ -280,8 +415,9 @@ static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 	struct ts_store *store = swapdev->store;
 	u32 old, fresh;
 	bool ok = true;
+	unsigned long flags;
 
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	old = swapdev->slot_block[slot];
 	clear_bit(slot, swapdev->slot_complete);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
@@ -298,7 +434,10 @@ static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 		swapdev->slot_block[slot] = fresh;
 		*block = fresh;
 	}
-	spin_unlock(&store->lock);
+	/* The write's own, until it completes: see ts_swap_io_written(). */
+	if (ok)
+		ts_store_get_locked(store, *block);
+	spin_unlock_irqrestore(&store->lock, flags);
 	return ok;
 }
 
@@ -306,10 +445,11 @@ static u32 ts_swapdev_map_read(struct ts_swapdev *swapdev, u64 slot)
 {
 	struct ts_store *store = swapdev->store;
 	u32 block;
+	unsigned long flags;
 
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	block = swapdev->slot_block[slot];
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 	return block;
 }
 
@@ -370,13 +510,23 @@ static struct ts_swap_io *ts_swap_io_alloc(struct ts_swapdev *swapdev,
 	struct ts_swap_io *io;
 	struct bio *bio;
 
+	/*
+	 * The lower bio is the swap I/O of the upper one's cgroup, on the
+	 * device that really does it: charged to that cgroup (swap-out runs
+	 * in whoever reclaims, often kswapd) and, as REQ_SWAP, treated the
+	 * way the block layer treats swap on a plain device (io.max charges
+	 * swap writes but does not hold them up behind reclaim).
+	 */
 	bio = bio_alloc_bioset(store->backing.bdev, nr_vecs,
-			       bio_op(upper) | (upper->bi_opf & REQ_SYNC),
+			       bio_op(upper) |
+			       (upper->bi_opf & (REQ_SYNC | REQ_SWAP)),
 			       GFP_NOIO, &swapdev->bio_set);
+	bio_clone_blkg_association(bio, upper);
 	io = container_of(bio, struct ts_swap_io, bio);
 	io->swapdev = swapdev;
 	io->upper = upper;
 	io->first_slot = slot;
+	io->first_block = block;
 	io->nr_slots = 0;
 	bio->bi_iter.bi_sector = ts_store_sector(store, block);
 	bio->bi_end_io = ts_swap_io_endio;
@@ -471,14 +621,15 @@ static void ts_swapdev_discard(struct ts_swapdev *swapdev, struct bio *bio)
 				     TS_SECTORS_PER_BLOCK);
 	u64 end = bio_end_sector(bio) / TS_SECTORS_PER_BLOCK;
 	struct ts_store *store = swapdev->store;
+	unsigned long flags;
 	u64 slot;
 
 	/* Only whole slots can be dropped; partial ones keep their data. */
 	for (slot = first; slot < end; slot++) {
-		spin_lock(&store->lock);
+		spin_lock_irqsave(&store->lock, flags);
 		if (ts_swapdev_unmap_locked(swapdev, slot))
 			atomic64_inc(&swapdev->stats.discards);
-		spin_unlock(&store->lock);
+		spin_unlock_irqrestore(&store->lock, flags);
 		cond_resched();
 	}
 	bio_endio(bio);
@@ -512,13 +663,14 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 {
 	struct ts_swapdev *swapdev = bdev->bd_disk->private_data;
 	struct ts_store *store = swapdev->store;
+	unsigned long flags;
 
 	if (slot >= swapdev->nr_slots)
 		return;
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
 		atomic64_inc(&swapdev->stats.frees);
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 }
 
 static const struct block_device_operations ts_swapdev_fops = {
@@ -590,10 +742,11 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_atomic64_fops, ts_atomic64_get, NULL, "%llu\n");
 static int ts_slots_in_use_get(void *data, u64 *val)
 {
 	struct ts_swapdev *swapdev = data;
+	unsigned long flags;
 
-	spin_lock(&swapdev->store->lock);
+	spin_lock_irqsave(&swapdev->store->lock, flags);
 	*val = swapdev->slots_in_use;
-	spin_unlock(&swapdev->store->lock);
+	spin_unlock_irqrestore(&swapdev->store->lock, flags);
 	return 0;
 }
 DEFINE_DEBUGFS_ATTRIBUTE(ts_slots_in_use_fops, ts_slots_in_use_get, NULL,
@@ -602,10 +755,11 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_slots_in_use_fops, ts_slots_in_use_get, NULL,
 static int ts_blocks_in_use_get(void *data, u64 *val)
 {
 	struct ts_store *store = data;
+	unsigned long flags;
 
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	*val = store->blocks_in_use;
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 	return 0;
 }
 DEFINE_DEBUGFS_ATTRIBUTE(ts_blocks_in_use_fops, ts_blocks_in_use_get, NULL,
@@ -618,10 +772,11 @@ static int ts_hold_set(void *data, u64 slot)
 	struct ts_store *store = swapdev->store;
 	int ret = 0;
 	u32 block;
+	unsigned long flags;
 
 	if (slot >= swapdev->nr_slots)
 		return -EINVAL;
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	block = swapdev->slot_block[slot];
 	if (block == TS_NO_BLOCK) {
 		ret = -ENODATA;
@@ -631,17 +786,18 @@ static int ts_hold_set(void *data, u64 slot)
 		ts_store_get_locked(store, block);
 		swapdev->holds[swapdev->nr_holds++] = block;
 	}
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 	return ret;
 }
 
 static int ts_hold_get(void *data, u64 *val)
 {
 	struct ts_swapdev *swapdev = data;
+	unsigned long flags;
 
-	spin_lock(&swapdev->store->lock);
+	spin_lock_irqsave(&swapdev->store->lock, flags);
 	*val = swapdev->nr_holds;
-	spin_unlock(&swapdev->store->lock);
+	spin_unlock_irqrestore(&swapdev->store->lock, flags);
 	return 0;
 }
 DEFINE_DEBUGFS_ATTRIBUTE(ts_hold_fops, ts_hold_get, ts_hold_set, "%llu\n");
@@ -649,11 +805,12 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_hold_fops, ts_hold_get, ts_hold_set, "%llu\n");
 static void ts_swapdev_release_holds(struct ts_swapdev *swapdev)
 {
 	struct ts_store *store = swapdev->store;
+	unsigned long flags;
 
-	spin_lock(&store->lock);
+	spin_lock_irqsave(&store->lock, flags);
 	while (swapdev->nr_holds)
 		ts_store_put_locked(store, swapdev->holds[--swapdev->nr_holds]);
-	spin_unlock(&store->lock);
+	spin_unlock_irqrestore(&store->lock, flags);
 }
 
 static int ts_release_holds_set(void *data, u64 val)
@@ -682,6 +839,8 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 		{ "write_errors",
 		  offsetof(struct ts_swapdev_stats, write_errors) },
 		{ "read_errors", offsetof(struct ts_swapdev_stats, read_errors) },
+		{ "swap_outs_seen",
+		  offsetof(struct ts_swapdev_stats, swap_outs_seen) },
 	};
 	struct dentry *dir;
 	size_t i;
@@ -746,9 +905,12 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 	if (ret)
 		goto free_tables;
 
+	/* Before the device exists: no swap-out may go unseen. */
+	ts_swapdev_watch_swap_outs(swapdev);
+
 	ret = register_blkdev(0, "tsswap");
 	if (ret < 0)
-		goto exit_bioset;
+		goto unwatch;
 	swapdev->major = ret;
 
 	disk = ts_alloc_disk(UINT_MAX);
@@ -780,7 +942,8 @@ put_disk:
 	put_disk(disk);
 unregister:
 	unregister_blkdev(swapdev->major, "tsswap");
-exit_bioset:
+unwatch:
+	ts_swapdev_unwatch_swap_outs(swapdev);
 	bioset_exit(&swapdev->bio_set);
 free_tables:
 	kvfree(swapdev->regions);
@@ -794,18 +957,20 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 {
 	struct ts_store *store = swapdev->store;
 	u64 slot;
+	unsigned long flags;
 
 	debugfs_remove(swapdev->debugfs);
 	del_gendisk(swapdev->disk);
 	put_disk(swapdev->disk);
 	unregister_blkdev(swapdev->major, "tsswap");
+	ts_swapdev_unwatch_swap_outs(swapdev);
 
 	ts_swapdev_release_holds(swapdev);
 	/* Whatever mkswap or a plain writer left behind. */
 	for (slot = 0; slot < swapdev->nr_slots; slot++) {
-		spin_lock(&store->lock);
+		spin_lock_irqsave(&store->lock, flags);
 		ts_swapdev_unmap_locked(swapdev, slot);
-		spin_unlock(&store->lock);
+		spin_unlock_irqrestore(&store->lock, flags);
 		if (!(slot % 4096))
 			cond_resched();
 	}

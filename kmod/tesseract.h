@@ -6,6 +6,7 @@
 #define _TESSERACT_H
 
 #include <linux/atomic.h>
+#include <linux/bits.h>
 #include <linux/blk_types.h>
 #include <linux/limits.h>
 #include <linux/mutex.h>
@@ -32,14 +33,27 @@ extern struct dentry *ts_debugfs_root;
 #define TS_STORE_MIN_BLOCKS	256
 
 /*
+ * The allocator looks for free blocks a chunk at a time (128 MiB of store,
+ * 4 KiB of bitmap), skipping full chunks by their free count: the search
+ * runs under the store's lock with interrupts off, and must take the same
+ * short time on a large, nearly full store as on an empty one.
+ */
+#define TS_STORE_CHUNK_SHIFT	15
+#define TS_STORE_CHUNK		BIT(TS_STORE_CHUNK_SHIFT)
+
+/* Work done under the store's lock at a time by loops over many blocks. */
+#define TS_STORE_LOCK_BATCH	256
+
+/*
  * The refcounted block store on the backing device. Block numbers count
  * data blocks from data_start; blocks before it are reserved for the
  * on-disk metadata (superblock, journal).
  *
  * lock protects refcount, the allocator and everything that maps names
- * (swap slots) to blocks. It is taken in the swap write path and in
- * swap_slot_free_notify, which runs in atomic context: never sleep or
- * allocate under it.
+ * (swap slots) to blocks. It is taken in the swap write path, in
+ * swap_slot_free_notify, which runs in atomic context, and in the
+ * completion of swap writes, which may run in interrupt context: always
+ * with interrupts off, and never sleep or allocate under it.
  */
 /* The journal's position; under lock. See journal.c. */
 struct ts_journal {
@@ -64,6 +78,8 @@ struct ts_store {
 	spinlock_t lock;		/* see above */
 	u32 *refcount;			/* per data block; 0 = free */
 	unsigned long *in_use;		/* bitmap: refcount != 0 */
+	u32 *chunk_free;		/* free blocks per TS_STORE_CHUNK */
+	u32 nr_chunks;
 	u32 blocks_in_use;
 	u32 nr_refs;			/* guest-disk references */
 
@@ -116,6 +132,8 @@ enum ts_outcome {
 	TS_OUTCOME_STORE_FULL,		/* store reserve reached */
 	TS_OUTCOME_NO_MEMORY,		/* no memory for the reference map */
 	TS_OUTCOME_FLATTENING,		/* the disk is being flattened */
+	TS_OUTCOME_NO_ACCESS,		/* the VMM may not read the page */
+	TS_OUTCOME_DISK_QUOTA,		/* the disk holds disk_max_refs */
 	TS_NR_OUTCOMES
 };
 
@@ -133,6 +151,7 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 		      struct ts_swapdev **swapdevp);
 void ts_swapdev_destroy(struct ts_swapdev *swapdev);
 bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry);
+bool ts_swapdev_sees_all_swap_outs(struct ts_swapdev *swapdev);
 enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 				     swp_entry_t entry, u32 *block);
 

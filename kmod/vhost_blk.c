@@ -113,6 +113,8 @@ enum vhost_blk_counter {
 	VHOST_BLK_FALLBACK_STORE_FULL,
 	VHOST_BLK_FALLBACK_NO_MEMORY,
 	VHOST_BLK_FALLBACK_FLATTENING,
+	VHOST_BLK_FALLBACK_NO_ACCESS,
+	VHOST_BLK_FALLBACK_DISK_QUOTA,
 	VHOST_BLK_NR_COUNTERS,
 };
 
@@ -145,6 +147,8 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_FALLBACK_STORE_FULL] = "fallback_store_full",
 	[VHOST_BLK_FALLBACK_NO_MEMORY] = "fallback_no_memory",
 	[VHOST_BLK_FALLBACK_FLATTENING] = "fallback_flattening",
+	[VHOST_BLK_FALLBACK_NO_ACCESS] = "fallback_no_access",
+	[VHOST_BLK_FALLBACK_DISK_QUOTA] = "fallback_disk_quota",
 };
 
 /* What every ring of a device serves; immutable while attached. */
