@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Swap-outs that never reach /dev/tsswap0: 6.12's zeromap keeps
+ * zero-filled folios as a bit in the swap area, and zswap keeps folios
+ * compressed in RAM. A page that kept its slot after a read fault, was
+ * rewritten and then swapped out that way leaves the slot holding its old
+ * contents. A guest write of that page must never reference them: the
+ * guest disk must read back what the page held when it was written.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "ts_util.h"
+#include "vblk_guest.h"
+
+#define PAGE		4096UL
+#define CGROUP		"ts-bypass"
+#define PAGES		256UL
+#define ROUNDS		3
+#define DISK		"/dev/vda"
+#define DISK_SECTORS	(8UL << 11)	/* 8 MiB */
+#define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))
+#define ZSWAP		"/sys/module/zswap/parameters/"
+
+FIXTURE(bp) {
+	struct vblk_dev dev;
+	int disk_fd;
+	char *buf, *check;
+};
+
+FIXTURE_SETUP(bp)
+{
+	vblk_init(&self->dev);
+	self->disk_fd = -1;
+	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->check);
+}
+
+FIXTURE_TEARDOWN(bp)
+{
+	ts_system_quiet("echo N > " ZSWAP "enabled; "
+			"echo 20 > " ZSWAP "max_pool_percent");
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+}
+
+/* Pages zswap holds now. */
+static long long zswap_stored(void)
+{
+	long long n = -1;
+
+	ts_read_ll("/sys/kernel/debug/zswap/stored_pages", &n);
+	return n;
+}
+
+static bool have_zswap(void)
+{
+	return access(ZSWAP "enabled", W_OK) == 0;
+}
+
+static size_t nonzero_pages(const char *p, size_t pages)
+{
+	static const char zero[PAGE];
+	size_t i, bad = 0;
+
+	for (i = 0; i < pages; i++)
+		bad += memcmp(p + i * PAGE, zero, PAGE) != 0;
+	return bad;
+}
+
+/*
+ * Version @v of page @i: a header naming it, then one repeated byte, so
+ * that zswap keeps it (it rejects pages that do not compress).
+ */
+static void fill_compressible_page(char *p, unsigned long tag, size_t i,
+				   unsigned long v)
+{
+	unsigned long *hdr = (unsigned long *)p;
+
+	memset(p, (int)(tag * 31 + i * 7 + v), PAGE);
+	hdr[0] = tag;
+	hdr[1] = i;
+	hdr[2] = v;
+}
+
+static void fill_compressible(char *p, size_t pages, unsigned long tag,
+			      unsigned long v)
+{
+	size_t i;
+
+	for (i = 0; i < pages; i++)
+		fill_compressible_page(p + i * PAGE, tag, i, v);
+}
+
+static size_t bad_compressible(const char *p, size_t pages, unsigned long tag,
+			       unsigned long v)
+{
+	static char want[PAGE];
+	size_t i, bad = 0;
+
+	for (i = 0; i < pages; i++) {
+		fill_compressible_page(want, tag, i, v);
+		bad += memcmp(p + i * PAGE, want, PAGE) != 0;
+	}
+	return bad;
+}
+
+enum second_version {
+	ZEROES,		/* 6.12: zeromap */
+	PATTERN,	/* anything else, compressible */
+};
+
+/*
+ * Put version 1 of the pages in their slots on our device, read them back
+ * in (they keep their slots), give them version 2 in place and reclaim
+ * them again with @before_reclaim in force, e.g. zswap on. Then the guest
+ * writes them to its disk, which must read back version 2.
+ */
+static void stale_slot_round(struct __test_metadata *_metadata,
+			     struct vblk_dev *dev, char *buf, char *check,
+			     unsigned long round,
+			     enum second_version v2, const char *before_reclaim,
+			     const char *after_reclaim)
+{
+	unsigned long tag = 10 + round;
+	long long stored;
+	size_t bad;
+
+	ts_system_quiet("echo N > " ZSWAP "enabled");
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, buf, PAGES, tag, 1));
+	/* Read faults: each folio keeps its slot, which holds version 1. */
+	ASSERT_EQ(0UL, ts_bad_pages(buf, PAGES, tag, 1));
+	if (v2 == ZEROES)
+		memset(buf, 0, PAGES * PAGE);
+	else
+		fill_compressible(buf, PAGES, tag, 2);
+	if (before_reclaim)
+		ts_system_quiet(before_reclaim);
+	stored = zswap_stored();
+	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, buf, PAGES * PAGE));
+	/* zswap (if on) took them: 6.12 keeps zero-filled ones before it. */
+	if (before_reclaim && v2 == PATTERN)
+		ASSERT_LE(stored + (long long)PAGES * 9 / 10, zswap_stored())
+			ts_system("grep -r . /sys/kernel/debug/zswap "
+				  ZSWAP " >&2");
+	/* The PTEs hold entries of our device again: the case to test. */
+	ASSERT_LE((long long)PAGES * 95 / 100,
+		  ts_vhost_counter("guest_pages_in_host_swap"));
+	if (after_reclaim) {
+		ts_system_quiet(after_reclaim);
+		/* Other pages for zswap, which has no room: it writes back. */
+		ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, check,
+						       PAGES, 99, 1));
+		usleep(500000);
+	}
+
+	ASSERT_EQ(0, vblk_io_pages(dev, VIRTIO_BLK_T_OUT, 0, buf,
+				   PAGES, false));
+	ASSERT_EQ(0, vblk_io_pages(dev, VIRTIO_BLK_T_IN, 0, check,
+				   PAGES, false));
+	bad = v2 == ZEROES ? nonzero_pages(check, PAGES) :
+			     bad_compressible(check, PAGES, tag, 2);
+	TH_LOG("round %lu: %zu of %lu pages stale; %lld referenced, %lld incomplete",
+	       round, bad, PAGES, ts_vhost_counter("reconciled_pages"),
+	       ts_vhost_counter("fallback_slot_incomplete"));
+	EXPECT_EQ(0UL, bad);
+}
+
+/* 6.12 keeps zero-filled folios in the swap area's zeromap: no write. */
+TEST_F_TIMEOUT(bp, zero_filled_swap_out_is_never_referenced, 600)
+{
+	unsigned long round;
+
+	for (round = 0; round < ROUNDS; round++)
+		stale_slot_round(_metadata, &self->dev, self->buf,
+				 self->check, round, ZEROES, NULL, NULL);
+}
+
+/* zswap keeps folios compressed in RAM: no write either. */
+TEST_F_TIMEOUT(bp, zswap_swap_out_is_never_referenced, 600)
+{
+	unsigned long round;
+
+	if (!have_zswap())
+		SKIP(return, "no zswap in this kernel");
+	for (round = 0; round < ROUNDS; round++) {
+		stale_slot_round(_metadata, &self->dev, self->buf,
+				 self->check, round, PATTERN,
+				 "echo Y > " ZSWAP "enabled", NULL);
+		stale_slot_round(_metadata, &self->dev, self->buf,
+				 self->check, round, ZEROES,
+				 "echo Y > " ZSWAP "enabled", NULL);
+	}
+}
+
+/*
+ * zswap with no room left writes what it keeps back to our device (the
+ * folio through the swap cache, a real swap-out, with the PTE untouched):
+ * then the slot holds version 2 and may be referenced again; never
+ * version 1.
+ */
+TEST_F_TIMEOUT(bp, zswap_writeback_is_a_swap_out, 600)
+{
+	long long writes0;
+	unsigned long round;
+
+	if (!have_zswap())
+		SKIP(return, "no zswap in this kernel");
+	for (round = 0; round < ROUNDS; round++) {
+		writes0 = ts_swapdev_counter("writes");
+		stale_slot_round(_metadata, &self->dev, self->buf,
+				 self->check, round, PATTERN,
+				 "echo Y > " ZSWAP "enabled",
+				 "echo 0 > " ZSWAP "max_pool_percent");
+		TH_LOG("round %lu: %lld slots written", round,
+		       ts_swapdev_counter("writes") - writes0);
+	}
+}
+
+TEST_HARNESS_MAIN
