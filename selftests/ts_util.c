@@ -475,7 +475,8 @@ int ts_swap_up(const char *params)
 	char dev[128];
 	int ret;
 
-	ts_system_quiet("echo N > /sys/module/zswap/parameters/enabled");
+	/* Not through the shell: ts_system_quiet() sends stdout elsewhere. */
+	ts_write_str("/sys/module/zswap/parameters/enabled", "N");
 	swapoff(TS_SWAPDEV);
 	ts_module_ensure_unloaded();
 	/* A fresh store for every test. */
