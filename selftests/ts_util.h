@@ -135,13 +135,6 @@ void ts_fill_pages(void *p, size_t pages, unsigned long tag,
 size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
 		    unsigned long version);
 
-/*
- * A device-mapper device @name with @table (dm-delay loaded); its node,
- * from devtmpfs (the test VM has no udev), in @path. 0 or -1.
- */
-int ts_dm_create(const char *name, const char *table, char *path,
-		 size_t len);
-void ts_dm_remove(const char *name);
 /* Seconds on the monotonic clock. */
 double ts_now(void);
 /* qsort() comparison of doubles. */
