@@ -449,6 +449,45 @@ void ts_system_quiet(const char *cmd)
 	ts_system(buf);
 }
 
+/*
+ * A device-mapper device named @name with @table; its node (from devtmpfs,
+ * there is no udev in the test VM) in @path. 0 or -1.
+ */
+int ts_dm_create(const char *name, const char *table, char *path,
+		 size_t len)
+{
+	char cmd[512], minor[32];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "modprobe -q dm-mod; modprobe -q dm-delay; "
+		 "dmsetup --noudevsync remove %s 2>/dev/null; "
+		 "dmsetup --noudevsync create %s --table '%s'",
+		 name, name, table);
+	if (ts_system(cmd))
+		return -1;
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup info -c --noheadings -o minor %s", name);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(minor, sizeof(minor), f)) {
+		pclose(f);
+		return -1;
+	}
+	pclose(f);
+	snprintf(path, len, "/dev/dm-%d", atoi(minor));
+	return access(path, R_OK) ? -1 : 0;
+}
+
+void ts_dm_remove(const char *name)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync remove %s", name);
+	ts_system(cmd);
+}
+
 #define TS_SWAPDEV	"/dev/tsswap0"
 
 int ts_tool(const char *args)

@@ -48,6 +48,14 @@ int ts_system(const char *cmd);
 /* Run a shell command with its output discarded. */
 void ts_system_quiet(const char *cmd);
 
+/*
+ * A device-mapper device @name with @table (dmsetup --noudevsync; dm-mod
+ * and dm-delay loaded first); its node, from devtmpfs, in @path. 0 or -1.
+ */
+int ts_dm_create(const char *name, const char *table, char *path,
+		 size_t len);
+void ts_dm_remove(const char *name);
+
 /* Run build/tools/tesseractctl (under $TS_DIR) with @args: exit status. */
 int ts_tool(const char *args);
 /* tesseractctl format --force @dev: 0 or -EIO. */

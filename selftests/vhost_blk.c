@@ -894,45 +894,6 @@ TEST_F(bdev, discard_write_zeroes_flush)
 }
 
 /*
- * A device-mapper device named @name with @table; its node (from devtmpfs,
- * there is no udev in the test VM) in @path. 0 or -1.
- */
-static int dm_create(const char *name, const char *table, char *path,
-		     size_t len)
-{
-	char cmd[512], minor[32];
-	FILE *f;
-
-	snprintf(cmd, sizeof(cmd),
-		 "modprobe -q dm-mod; modprobe -q dm-delay; "
-		 "dmsetup --noudevsync remove %s 2>/dev/null; "
-		 "dmsetup --noudevsync create %s --table '%s'",
-		 name, name, table);
-	if (ts_system(cmd))
-		return -1;
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup info -c --noheadings -o minor %s", name);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	if (!fgets(minor, sizeof(minor), f)) {
-		pclose(f);
-		return -1;
-	}
-	pclose(f);
-	snprintf(path, len, "/dev/dm-%d", atoi(minor));
-	return access(path, R_OK) ? -1 : 0;
-}
-
-static void dm_remove(const char *name)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync remove %s", name);
-	ts_system(cmd);
-}
-
-/*
  * BDEV_BACKEND behind dm-delay (@delay_ms per request) as "tsvblk-slow",
  * opened for direct I/O: its fd, -ENODEV without BDEV_BACKEND, or another
  * negative errno without the delay target.
@@ -950,7 +911,7 @@ static int open_slow_backend(unsigned int delay_ms, char *path, size_t len)
 	close(fd);
 	snprintf(table, sizeof(table), "0 %lld delay %s 0 %u", sectors,
 		 BDEV_BACKEND, delay_ms);
-	if (dm_create("tsvblk-slow", table, path, len))
+	if (ts_dm_create("tsvblk-slow", table, path, len))
 		return -EOPNOTSUPP;
 	fd = open(path, O_RDWR | O_DIRECT);
 	return fd < 0 ? -errno : fd;
@@ -964,7 +925,7 @@ TEST(backend_io_errors)
 	unsigned int i;
 
 	module_ready();
-	if (dm_create("tsvblk-err", "0 8192 error", path, sizeof(path)))
+	if (ts_dm_create("tsvblk-err", "0 8192 error", path, sizeof(path)))
 		SKIP(return, "no device-mapper error target");
 	for (i = 0; i < ARRAY_SIZE(modes); i++) {
 		struct vblk_dev d;
@@ -998,7 +959,7 @@ TEST(backend_io_errors)
 		vblk_close(&d);
 		close(disk);
 	}
-	dm_remove("tsvblk-err");
+	ts_dm_remove("tsvblk-err");
 	EXPECT_EQ(0, ts_module_unload());
 }
 
@@ -1120,7 +1081,7 @@ TEST(close_waits_for_slow_io)
 	TH_LOG("close took %lld ms", ms);
 	EXPECT_EQ(0, ts_vhost_devices(NULL, 0));
 	close(disk);
-	dm_remove("tsvblk-slow");
+	ts_dm_remove("tsvblk-slow");
 	EXPECT_EQ(0, ts_module_unload());
 }
 
@@ -1205,7 +1166,7 @@ TEST(hostile_resubmission_bounded)
 	EXPECT_EQ(VIRTIO_BLK_S_OK, *c.status);
 	vblk_close(&d);
 	close(disk);
-	dm_remove("tsvblk-slow");
+	ts_dm_remove("tsvblk-slow");
 	EXPECT_EQ(0, ts_module_unload());
 }
 
