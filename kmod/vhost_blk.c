@@ -1441,11 +1441,15 @@ unlock:
 static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
 {
 	u64 offered = VHOST_BLK_FEATURES | (1ULL << VIRTIO_BLK_F_RO);
+	long ret;
 	int i;
 
 	if (features & ~offered)
 		return -EOPNOTSUPP;
 	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (ret)
+		goto unlock;
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_virtqueue *vq = &blk->queues[i].vq;
 
@@ -1453,8 +1457,61 @@ static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
 		vq->acked_features = features;
 		mutex_unlock(&vq->mutex);
 	}
+unlock:
 	mutex_unlock(&blk->dev.mutex);
-	return 0;
+	return ret;
+}
+
+/*
+ * Our own configuring ioctls are the owner's, as the vhost core's are
+ * (vhost_dev_ioctl() checks every one but VHOST_SET_OWNER): a process that
+ * merely inherited or was passed the fd must not change a running disk.
+ */
+static long vhost_blk_set_serial(struct vhost_blk *blk,
+				 const char serial[VHOST_BLK_SERIAL_BYTES])
+{
+	long ret;
+
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret) {
+		spin_lock(&blk->serial_lock);
+		memcpy(blk->serial, serial, VHOST_BLK_SERIAL_BYTES);
+		spin_unlock(&blk->serial_lock);
+	}
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+static long vhost_blk_set_reconcile(struct vhost_blk *blk, int on)
+{
+	long ret;
+
+	if (on != 0 && on != 1)
+		return -EINVAL;
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret)
+		WRITE_ONCE(blk->reconcile, on);
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+/*
+ * There are none to set (the value is checked first, as for
+ * VHOST_SET_FEATURES), but setting none is configuring all the same.
+ */
+static long vhost_blk_set_backend_features(struct vhost_blk *blk,
+					   u64 features)
+{
+	long ret;
+
+	if (features)
+		return -EOPNOTSUPP;
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
 }
 
 static long vhost_blk_get_features(struct vhost_blk *blk, u64 __user *argp)
@@ -1524,10 +1581,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_SERIAL:
 		if (copy_from_user(serial, argp, sizeof(serial)))
 			return -EFAULT;
-		spin_lock(&blk->serial_lock);
-		memcpy(blk->serial, serial, sizeof(serial));
-		spin_unlock(&blk->serial_lock);
-		return 0;
+		return vhost_blk_set_serial(blk, serial);
 	case VHOST_BLK_SET_DISK_ID:
 		if (copy_from_user(&disk_id, argp, sizeof(disk_id)))
 			return -EFAULT;
@@ -1541,10 +1595,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_RECONCILE:
 		if (get_user(on, (int __user *)argp))
 			return -EFAULT;
-		if (on != 0 && on != 1)
-			return -EINVAL;
-		WRITE_ONCE(blk->reconcile, on);
-		return 0;
+		return vhost_blk_set_reconcile(blk, on);
 	case VHOST_GET_FEATURES:
 		return vhost_blk_get_features(blk, argp);
 	case VHOST_SET_FEATURES:
@@ -1561,7 +1612,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_SET_BACKEND_FEATURES:
 		if (copy_from_user(&features, argp, sizeof(features)))
 			return -EFAULT;
-		return features ? -EOPNOTSUPP : 0;
+		return vhost_blk_set_backend_features(blk, features);
 	default:
 		mutex_lock(&blk->dev.mutex);
 		ret = vhost_dev_ioctl(&blk->dev, ioctl, argp);
