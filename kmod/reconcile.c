@@ -779,15 +779,13 @@ static int ts_run_write_image(struct ts_run *run, struct file *image)
 	ssize_t ret;
 
 	iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
-	init_sync_kiocb(&kiocb, image);
-	kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
+	ts_init_image_kiocb(&kiocb, image, run->x << TS_BLOCK_SHIFT);
 	ret = ts_vfs_iocb_write(image, &kiocb, &iter);
 	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
 		/* Alignment a direct write on this file wants beyond 4 KiB. */
 		iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
-		init_sync_kiocb(&kiocb, image);
+		ts_init_image_kiocb(&kiocb, image, run->x << TS_BLOCK_SHIFT);
 		kiocb.ki_flags &= ~IOCB_DIRECT;
-		kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
 		ret = ts_vfs_iocb_write(image, &kiocb, &iter);
 	}
 	if (ret < 0)

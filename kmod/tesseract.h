@@ -7,6 +7,7 @@
 
 #include <linux/atomic.h>
 #include <linux/blk_types.h>
+#include <linux/fs.h>
 #include <linux/limits.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
@@ -222,6 +223,19 @@ void ts_disks_for_each(void (*fn)(struct ts_disk *disk, void *arg),
 unsigned long ts_disks_nr_refs(void);
 int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max);
 int ts_disk_compact(struct ts_disk *disk, unsigned int scan);
+
+/*
+ * A synchronous kiocb for I/O on a guest image at @pos. The attach refuses
+ * an O_APPEND file, but the VMM can set O_APPEND on it later (fcntl), and
+ * IOCB_APPEND would move every write to the end of the file.
+ */
+static inline void ts_init_image_kiocb(struct kiocb *kiocb, struct file *file,
+				       loff_t pos)
+{
+	init_sync_kiocb(kiocb, file);
+	kiocb->ki_flags &= ~IOCB_APPEND;
+	kiocb->ki_pos = pos;
+}
 
 int ts_locality_start(void);
 void ts_locality_stop(void);

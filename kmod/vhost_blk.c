@@ -430,8 +430,8 @@ static void vhost_blk_req_prepare(struct vhost_blk_req *req,
 	iov_iter_init(&req->iter, req->write ? ITER_SOURCE : ITER_DEST,
 		      req->iov, nr, skip + req->len);
 	iov_iter_advance(&req->iter, skip);
-	init_sync_kiocb(&req->iocb, be->file);
-	req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	ts_init_image_kiocb(&req->iocb, be->file,
+			    sector << VHOST_BLK_SECTOR_SHIFT);
 }
 
 static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
@@ -526,16 +526,14 @@ static ssize_t vhost_blk_sync_io(struct vhost_blk_backend *be,
 	struct kiocb kiocb;
 	ssize_t ret;
 
-	init_sync_kiocb(&kiocb, be->file);
-	kiocb.ki_pos = pos;
+	ts_init_image_kiocb(&kiocb, be->file, pos);
 	if ((iov_iter_alignment(iter) | pos) & (be->dio_align - 1))
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 	ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
 		      vfs_iocb_iter_read(be->file, &kiocb, iter);
 	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
 		*iter = saved;
-		init_sync_kiocb(&kiocb, be->file);
-		kiocb.ki_pos = pos;
+		ts_init_image_kiocb(&kiocb, be->file, pos);
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 		ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
 			      vfs_iocb_iter_read(be->file, &kiocb, iter);
@@ -1334,6 +1332,9 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
 		ret = -EBADF;
 		goto err;
 	}
+	/* A file opened to append would take every write at its end. */
+	if (file->f_flags & O_APPEND)
+		goto err;
 
 	be = kzalloc(sizeof(*be), GFP_KERNEL);
 	if (!be) {

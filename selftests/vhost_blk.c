@@ -309,7 +309,7 @@ TEST(device_node_and_features)
 
 TEST(set_backend_refuses_bad_fds)
 {
-	int fds[2], dirfd, img;
+	int fds[2], dirfd, img, app;
 	struct vblk_dev d;
 
 	module_ready();
@@ -323,6 +323,11 @@ TEST(set_backend_refuses_bad_fds)
 	EXPECT_EQ(-EBADF, vblk_set_backend(&d, 1000));
 	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, fds[0]));
 	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, dirfd));
+	/* Every write would go to the end of the file. */
+	app = open(FILE_BACKEND, O_RDWR | O_APPEND);
+	ASSERT_LE(0, app);
+	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, app));
+	close(app);
 	ASSERT_EQ(0, vblk_set_backend(&d, img));
 	EXPECT_EQ(-EBUSY, vblk_set_backend(&d, img));
 	EXPECT_EQ(0, vblk_set_backend(&d, -1));
@@ -331,6 +336,41 @@ TEST(set_backend_refuses_bad_fds)
 	close(fds[0]);
 	close(fds[1]);
 	close(dirfd);
+	close(img);
+	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+/*
+ * O_APPEND set on the backend's open file after the attach (fcntl on the
+ * VMM's own fd): writes still go where the guest put them.
+ */
+TEST(append_flag_set_later_is_ignored)
+{
+	struct vblk_dev d;
+	struct stat st;
+	__u8 *buf;
+	int img;
+
+	module_ready();
+	img = make_file_backend(FILE_SIZE, O_RDWR);
+	ASSERT_LE(0, img);
+	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 1, 16, all_features));
+	ASSERT_EQ(0, vblk_set_backend(&d, img));
+	ASSERT_EQ(0, fcntl(img, F_SETFL, O_APPEND));
+	buf = vblk_alloc(&d, 4096, 4096);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0x5c, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, 8, buf,
+					   4096, 0, false));
+	memset(buf, 0, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 8, buf,
+					   4096, 0, false));
+	EXPECT_EQ(0x5c, buf[0]);
+	EXPECT_EQ(0x5c, buf[4095]);
+	ASSERT_EQ(0, fstat(img, &st));
+	EXPECT_EQ((off_t)FILE_SIZE, st.st_size);
+	vblk_close(&d);
 	close(img);
 	unlink(FILE_BACKEND);
 	EXPECT_EQ(0, ts_module_unload());
