@@ -206,6 +206,7 @@ struct vhost_blk_req {
 	long result;		/* bytes moved or -errno */
 	u16 head;
 	bool write;
+	bool counted;		/* bytes_written counted as written */
 	struct iovec iov[];
 };
 
@@ -308,7 +309,9 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 	u32 used_len = 1;
 	int ret;
 
-	vhost_blk_account_rw(req->queue->blk, req->write, req->result);
+	if (!req->counted)
+		vhost_blk_account_rw(req->queue->blk, req->write,
+				     req->result);
 	if (ok && !req->write)
 		used_len += req->len;
 	ret = vhost_blk_finish(req->queue, req->head, req->status,
@@ -557,6 +560,21 @@ static int vhost_blk_run_io(struct vhost_blk_backend *be, struct iov_iter *run,
 }
 
 /*
+ * Write @len bytes of guest data of @run at @pos: bytes_written counts
+ * them here, as the pages that became references are not written.
+ */
+static int vhost_blk_write_run(struct vhost_blk *blk,
+			       struct vhost_blk_backend *be,
+			       struct iov_iter *run, loff_t pos, size_t len)
+{
+	int ret = vhost_blk_run_io(be, run, pos, len, true);
+
+	if (!ret)
+		vhost_blk_count(blk, VHOST_BLK_BYTES_WRITTEN, len);
+	return ret;
+}
+
+/*
  * Write the referenced contents of block @x into the image and drop the
  * reference, so that a write of part of the block merges with them.
  */
@@ -679,8 +697,8 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 			if (reconcile)
 				vhost_blk_count_outcome(blk, outcome, 1);
 			if (outcome == TS_OUTCOME_REFERENCED) {
-				ret = vhost_blk_run_io(be, &run, run_pos,
-						       run_len, true);
+				ret = vhost_blk_write_run(blk, be, &run,
+							  run_pos, run_len);
 				if (ret)
 					goto out;
 				referenced++;
@@ -703,7 +721,7 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 		vhost_blk_cursor_advance(&c, n);
 		run_len += n;
 	}
-	ret = vhost_blk_run_io(be, &run, run_pos, run_len, true);
+	ret = vhost_blk_write_run(blk, be, &run, run_pos, run_len);
 out:
 	if (referenced) {
 		vhost_blk_count(blk, VHOST_BLK_RECONCILED_WRITES, 1);
@@ -949,6 +967,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->head = c->head;
 	req->len = len;
 	req->write = write;
+	req->counted = false;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
 
 	reconcile = vhost_blk_reconciling(blk);
@@ -960,6 +979,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	    (reconcile && write &&
 	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
 		if (write) {
+			req->counted = true;
 			ts_disk_replace_begin(be->disk);
 			req->result = vhost_blk_write_mapped(blk, be, req, nr,
 							     skip, pos,

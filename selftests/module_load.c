@@ -5,8 +5,10 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <linux/tesseract.h>
 
 #include "kselftest_harness.h"
@@ -73,6 +75,44 @@ TEST(parameters_described)
 			 ts_module_path(), params[i]);
 		EXPECT_EQ(0, ts_system(cmd)) TH_LOG("%s undescribed", params[i]);
 	}
+}
+
+/*
+ * The load message names the ABI the module implements, and the admin
+ * guide's example of it (and the ABI page) say the same.
+ */
+TEST(load_message_and_docs_name_the_abi)
+{
+	const char *dir = getenv("TS_DIR");
+	char want[64], doc[512], cmd[1024];
+	int kmsg;
+
+	ts_module_ensure_unloaded();
+	kmsg = ts_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	ASSERT_EQ(0, ts_module_load(""));
+	snprintf(want, sizeof(want), "tesseract: loaded (ABI %d)",
+		 TESSERACT_ABI_VERSION);
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, want)) TH_LOG("no '%s'", want);
+	close(kmsg);
+	ASSERT_EQ(0, ts_module_unload());
+
+	ASSERT_NE(NULL, dir);
+	snprintf(doc, sizeof(doc), "%s/Documentation/admin-guide.rst", dir);
+	/* The guide shows the message, with no other ABI version. */
+	snprintf(cmd, sizeof(cmd), "grep -q 'loaded (ABI %d)' %s",
+		 TESSERACT_ABI_VERSION, doc);
+	EXPECT_EQ(0, ts_system(cmd)) TH_LOG("admin-guide.rst: not ABI %d",
+					    TESSERACT_ABI_VERSION);
+	snprintf(cmd, sizeof(cmd),
+		 "grep 'loaded (ABI' %s | grep -qv 'loaded (ABI %d)'", doc,
+		 TESSERACT_ABI_VERSION);
+	EXPECT_NE(0, ts_system(cmd)) TH_LOG("admin-guide.rst: another ABI");
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '(ABI version %d)' %s/Documentation/abi.rst",
+		 TESSERACT_ABI_VERSION, dir);
+	EXPECT_EQ(0, ts_system(cmd)) TH_LOG("abi.rst: not ABI version %d",
+					    TESSERACT_ABI_VERSION);
 }
 
 static const struct {
