@@ -16,6 +16,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bvec.h>
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
@@ -110,11 +111,40 @@ static DECLARE_RWSEM(ts_replace_sem);
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
 
+/*
+ * Fault injection for tests (debugfs fail_ref_alloc): this many of the next
+ * reservations of room for reference-map changes fail as if memory were
+ * short. A kvmalloc failure cannot be provoked on demand otherwise.
+ */
+static atomic_t ts_fail_ref_alloc;
+static struct dentry *ts_fail_ref_alloc_debugfs;
+
+static int ts_fail_ref_alloc_get(void *data, u64 *val)
+{
+	*val = atomic_read(&ts_fail_ref_alloc);
+	return 0;
+}
+
+static int ts_fail_ref_alloc_set(void *data, u64 val)
+{
+	if (val > INT_MAX)
+		return -EINVAL;
+	atomic_set(&ts_fail_ref_alloc, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_fail_ref_alloc_fops, ts_fail_ref_alloc_get,
+			 ts_fail_ref_alloc_set, "%llu\n");
+
 void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
 	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
 	ts_store = store;
 	ts_swapdev = swapdev;
+	atomic_set(&ts_fail_ref_alloc, 0);
+	ts_fail_ref_alloc_debugfs =
+		debugfs_create_file_unsafe("fail_ref_alloc", 0600,
+					   ts_debugfs_root, NULL,
+					   &ts_fail_ref_alloc_fops);
 }
 
 static void ts_disk_free(struct ts_disk *disk)
@@ -155,6 +185,8 @@ void ts_disks_forget(struct ts_store *store)
 /* Unload: a checkpoint, so that the next load replays no journal. */
 void ts_reconcile_stop(void)
 {
+	debugfs_remove(ts_fail_ref_alloc_debugfs);
+	ts_fail_ref_alloc_debugfs = NULL;
 	if (ts_store) {
 		down_write(&ts_maps_sem);
 		ts_checkpoint(ts_store);
@@ -446,6 +478,8 @@ static int ts_grow(void **p, unsigned int nr, unsigned int more,
 static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
 	lockdep_assert_held(&disk->lock);
+	if (atomic_add_unless(&ts_fail_ref_alloc, -1, 0))
+		return -ENOMEM;
 	return ts_grow((void **)&disk->pending, disk->nr_pending, nr,
 		       &disk->max_pending, sizeof(*disk->pending)) ?:
 	       ts_grow((void **)&disk->frees, disk->nr_frees, nr,
