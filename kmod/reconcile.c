@@ -509,22 +509,32 @@ static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 	}
 }
 
-/* Drop the reference of disk block @x, if it has one. */
-bool ts_disk_drop(struct ts_disk *disk, u64 x)
+/*
+ * Drop the reference of disk block @x: 1 if it had one, 0 if not, or
+ * -ENOMEM if there was no memory to record the drop. Then the reference
+ * stays, and reads keep serving it: the caller must fail its request
+ * rather than write the block.
+ */
+int ts_disk_drop(struct ts_disk *disk, u64 x)
 {
-	void *entry = NULL;
+	void *entry;
+	int ret = 0;
 
 	if (!atomic_long_read(&disk->nr_refs))
-		return false;
+		return 0;
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	if (xa_load(&disk->refs, x) && !ts_disk_reserve(disk, 1)) {
-		entry = xa_erase(&disk->refs, x);
-		ts_disk_log(disk, x, TS_NO_BLOCK, entry);
+	if (xa_load(&disk->refs, x)) {
+		ret = ts_disk_reserve(disk, 1);
+		if (!ret) {
+			entry = xa_erase(&disk->refs, x);
+			ts_disk_log(disk, x, TS_NO_BLOCK, entry);
+			ret = 1;
+		}
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	return entry;
+	return ret;
 }
 
 /* Enough changes gathered that the device should commit them now. */

@@ -178,7 +178,7 @@ int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
 int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
 		      unsigned int nr_bv);
 void ts_disk_release_run(const struct ts_held_run *run);
-bool ts_disk_drop(struct ts_disk *disk, u64 x);
+int ts_disk_drop(struct ts_disk *disk, u64 x);
 void ts_disk_note_io(struct ts_disk *disk);
 void ts_disk_replace_begin(struct ts_disk *disk);
 void ts_disk_replace_end(struct ts_disk *disk);

@@ -589,34 +589,43 @@ static int vhost_blk_copy_back(struct vhost_blk *blk,
 }
 
 /*
- * Before a discard or write-zeroes of [@pos, @pos + @len): blocks it covers
- * whole lose their references; a block it covers in part is first copied
- * back, so that the rest of the block keeps its contents.
+ * Before a discard or write-zeroes of [@pos, @pos + *@len): blocks it
+ * covers whole lose their references; a block it covers in part is first
+ * copied back, so that the rest of the block keeps its contents. If a
+ * reference cannot be dropped, *@len is cut to where it starts: the caller
+ * must apply the request to that much (whose references are gone) and no
+ * more, and fail it.
  */
 static int vhost_blk_unmap_range(struct vhost_blk *blk,
 				 struct vhost_blk_backend *be, u64 pos,
-				 u64 len)
+				 u64 *len)
 {
 	u64 first = pos >> TS_BLOCK_SHIFT;
-	u64 last = (pos + len - 1) >> TS_BLOCK_SHIFT;
+	u64 last = (pos + *len - 1) >> TS_BLOCK_SHIFT;
 	u64 x;
 	int ret;
 
 	if (!ts_disk_has_refs(be->disk, first, last))
 		return 0;
-	if (pos & (TS_BLOCK_SIZE - 1)) {
-		ret = vhost_blk_copy_back(blk, be, first);
-		if (ret)
+	if ((pos & (TS_BLOCK_SIZE - 1)) ||
+	    ((pos + *len) & (TS_BLOCK_SIZE - 1))) {
+		ret = (pos & (TS_BLOCK_SIZE - 1)) ?
+		      vhost_blk_copy_back(blk, be, first) : 0;
+		if (!ret && ((pos + *len) & (TS_BLOCK_SIZE - 1)))
+			ret = vhost_blk_copy_back(blk, be, last);
+		if (ret) {
+			*len = 0;
 			return ret;
-	}
-	if ((pos + len) & (TS_BLOCK_SIZE - 1)) {
-		ret = vhost_blk_copy_back(blk, be, last);
-		if (ret)
-			return ret;
+		}
 	}
 	/* From reference to reference, not block by block. */
 	for (x = first; ts_disk_next_ref(be->disk, &x, last); x++) {
-		if (ts_disk_drop(be->disk, x))
+		ret = ts_disk_drop(be->disk, x);
+		if (ret < 0) {
+			*len = x > first ? (x << TS_BLOCK_SHIFT) - pos : 0;
+			return ret;
+		}
+		if (ret)
 			vhost_blk_count(blk, VHOST_BLK_DROPPED_REFERENCES, 1);
 		cond_resched();
 	}
@@ -709,19 +718,31 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 				run_len = 0;
 				continue;
 			}
-			if (ts_disk_drop(be->disk, x))
+			ret = ts_disk_drop(be->disk, x);
+			if (ret < 0)
+				goto fail;
+			if (ret)
 				vhost_blk_count(blk,
 						VHOST_BLK_DROPPED_REFERENCES, 1);
+			ret = 0;
 		} else if (ts_disk_has_refs(be->disk, x, x)) {
 			ret = vhost_blk_copy_back(blk, be, x);
 			if (ret)
-				goto out;
+				goto fail;
 		}
 		iov_iter_advance(&req->iter, n);
 		vhost_blk_cursor_advance(&c, n);
 		run_len += n;
 	}
 	ret = vhost_blk_write_run(blk, be, &run, run_pos, run_len);
+	goto out;
+fail:
+	/*
+	 * Block x keeps its reference and its contents, and the request
+	 * fails. Blocks before it whose references went still get their new
+	 * data: the image holds what was there before those references.
+	 */
+	vhost_blk_write_run(blk, be, &run, run_pos, run_len);
 out:
 	if (referenced) {
 		vhost_blk_count(blk, VHOST_BLK_RECONCILED_WRITES, 1);
@@ -1074,23 +1095,33 @@ static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
 	return ret;
 }
 
-/* One segment of a discard or write-zeroes: references, then the image. */
+/*
+ * One segment of a discard or write-zeroes: references, then the image;
+ * if some references could not be dropped, the image only as far as they
+ * went, and an error.
+ */
 static int vhost_blk_unmap_segment(struct vhost_blk *blk,
 				   struct vhost_blk_backend *be, loff_t pos,
 				   loff_t bytes, bool write_zeroes, u32 flags)
 {
-	int ret;
+	u64 len = bytes;
+	int err, ret = 0;
 
-	ret = vhost_blk_unmap_range(blk, be, pos, bytes);
-	if (ret)
-		return ret;
-	if (write_zeroes)
-		return vhost_blk_zero_range(be->file, pos, bytes,
-					    flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-	ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			    pos, bytes);
-	/* Discard is a hint: a backend may ignore it. */
-	return ret == -EOPNOTSUPP ? 0 : ret;
+	err = vhost_blk_unmap_range(blk, be, pos, &len);
+	if (!len)
+		return err;
+	if (write_zeroes) {
+		ret = vhost_blk_zero_range(be->file, pos, len,
+					   flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+	} else {
+		ret = vfs_fallocate(be->file,
+				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    pos, len);
+		/* Discard is a hint: a backend may ignore it. */
+		if (ret == -EOPNOTSUPP)
+			ret = 0;
+	}
+	return err ?: ret;
 }
 
 static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,

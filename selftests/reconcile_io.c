@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Guest requests over references: the device's counters against their
- * definitions in Documentation/abi.rst for a known workload.
+ * Guest requests over references: what a failure to change a reference
+ * map does to a request (fault injection), and the device's counters
+ * against their definitions in Documentation/abi.rst for a known workload.
  * Same setup as reconcile.c: the store on /dev/vdb, swap on /dev/tsswap0,
  * the guest disk on /dev/vda.
  */
@@ -25,17 +26,20 @@
 #define DISK		"/dev/vda"
 #define DISK_SECTORS	(16UL << 11)	/* 16 MiB, discarded at teardown */
 #define GUEST_RAM	(3 * PAGES * PAGE + (4 << 20))
+#define FAIL_KNOB	TS_DEBUGFS "/fail_ref_alloc"
 
 FIXTURE(rio) {
 	struct vblk_dev dev;
 	int disk_fd;
 	char *buf, *check;
+	void *image;		/* O_DIRECT reads of the image, past the device */
 };
 
 FIXTURE_SETUP(rio)
 {
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
+	self->image = NULL;
 	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
@@ -45,13 +49,108 @@ FIXTURE_SETUP(rio)
 	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, self->buf);
 	ASSERT_NE(NULL, self->check);
+	ASSERT_EQ(0, posix_memalign(&self->image, PAGE, PAGES * PAGE));
 }
 
 FIXTURE_TEARDOWN(rio)
 {
+	ts_write_str(FAIL_KNOB, "0");
 	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
+	free(self->image);
+}
+
+/* The image's block @x, read past the module into @image. */
+static void *image_block(int disk_fd, void *image, unsigned long x)
+{
+	char *p = (char *)image + (x % PAGES) * PAGE;
+
+	if (pread(disk_fd, p, PAGE, x * PAGE) != (ssize_t)PAGE)
+		memset(p, 0xff, PAGE);
+	return p;
+}
+
+/* Disk block @x read through the device holds page (tag, x, version). */
+static bool disk_block_is(struct vblk_dev *d, char *buf, unsigned long x,
+			  unsigned long tag, unsigned long version)
+{
+	if (vblk_rw(d, 0, VIRTIO_BLK_T_IN, x * SECTORS, buf, PAGE, 0,
+		    false) != VIRTIO_BLK_S_OK)
+		return false;
+	return ts_check_page(buf, tag, x, version);
+}
+
+/*
+ * A request that must drop a reference and cannot get the memory to
+ * record the drop fails with VIRTIO_BLK_S_IOERR, and nothing changes: the
+ * block keeps its reference and its contents, the image is not written.
+ */
+TEST_F_TIMEOUT(rio, failed_drop_fails_the_request, 300)
+{
+	char before[8][PAGE];
+	char *page = self->check + PAGE;
+	unsigned long x;
+	long long n;
+	int off = 0;
+
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 8, 21, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   8, false));
+	ASSERT_EQ(8, ts_vhost_counter("pages_referenced"));
+	/* Plain writes from here: only the drops need the memory. */
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_RECONCILE, &off));
+	for (x = 0; x < 8; x++)
+		memcpy(before[x], image_block(self->disk_fd, self->image, x),
+		       PAGE);
+
+	/* A whole-block write over a reference. */
+	ASSERT_EQ(0, ts_write_str(FAIL_KNOB, "1"));
+	ts_fill_page(page, 21, 0, 2);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT,
+					      0, page, PAGE, 0, false));
+	ASSERT_EQ(0, ts_read_ll(FAIL_KNOB, &n));
+	EXPECT_EQ(0, n);	/* the one failure was used */
+	/* Write-zeroes and discard of a referenced block. */
+	ASSERT_EQ(0, ts_write_str(FAIL_KNOB, "1"));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
+		  vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES,
+			       1 * SECTORS, SECTORS, 0));
+	ASSERT_EQ(0, ts_write_str(FAIL_KNOB, "1"));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR,
+		  vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 2 * SECTORS,
+			       SECTORS, 0));
+	/* A write of two referenced blocks, and one of part of a block. */
+	ASSERT_EQ(0, ts_write_str(FAIL_KNOB, "1"));
+	ts_fill_page(page, 21, 3, 2);
+	ts_fill_page(page + PAGE, 21, 4, 2);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT,
+					      3 * SECTORS, page, 2 * PAGE, 0,
+					      false));
+	ASSERT_EQ(0, ts_write_str(FAIL_KNOB, "1"));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT,
+					      5 * SECTORS + 1, page, 512, 0,
+					      false));
+	EXPECT_EQ(5, ts_vhost_counter("errors"));
+
+	/* Nothing changed: references, contents, image. */
+	EXPECT_EQ(8, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ(0, ts_vhost_counter("dropped_references"));
+	for (x = 0; x < 8; x++) {
+		EXPECT_TRUE(disk_block_is(&self->dev, self->check, x, 21, 1))
+			TH_LOG("block %lu lost its contents", x);
+		EXPECT_EQ(0, memcmp(before[x], image_block(self->disk_fd,
+							   self->image, x),
+				    PAGE))
+			TH_LOG("image block %lu written", x);
+	}
+
+	/* With the memory there, the same write goes through. */
+	ts_fill_page(page, 21, 0, 2);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 0,
+					   page, PAGE, 0, false));
+	EXPECT_TRUE(disk_block_is(&self->dev, self->check, 0, 21, 2));
+	EXPECT_EQ(7, ts_vhost_counter("pages_referenced"));
 }
 
 static const char * const counters[] = {
