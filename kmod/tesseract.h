@@ -239,6 +239,9 @@ static inline void ts_init_image_kiocb(struct kiocb *kiocb, struct file *file,
 
 int ts_locality_start(void);
 void ts_locality_stop(void);
+int ts_control_register(void);
+void ts_control_enable(void);
+void ts_control_unregister(void);
 
 /* /dev/vhost-blk (vhost_blk.c). */
 int ts_vhost_blk_init(void);
