@@ -163,10 +163,20 @@ static int watch_nodes(const char *params, struct node_order *o)
 	if (pthread_create(&thread, NULL, loader_fn, &l))
 		return -1;
 	while (!atomic_load(&l.done)) {
-		vblk = exists("/dev/vhost-blk");
-		control = exists("/dev/tesseract");
+		/*
+		 * Look at what must come first last, and at what must go
+		 * first last: a node seen then was there throughout.
+		 */
+		if (params) {
+			vblk = exists("/dev/vhost-blk");
+			control = exists("/dev/tesseract");
+		}
 		swapdev = exists("/sys/block/tsswap0");
 		cleaner = exists(TS_DEBUGFS "/cleaner");
+		if (!params) {
+			vblk = exists("/dev/vhost-blk");
+			control = exists("/dev/tesseract");
+		}
 		o->polls++;
 		if (!vblk && !control)
 			o->polls_without_nodes++;
