@@ -305,9 +305,23 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 	}
 }
 
+/* Set once every node of the module is registered and init cannot fail. */
+static bool ts_control_live;
+
+/*
+ * An init that fails after this node was registered frees the module
+ * under any file still open on it: opens wait for the module to be up.
+ */
+static int ts_control_open(struct inode *inode, struct file *file)
+{
+	if (!READ_ONCE(ts_control_live))
+		return -ENODEV;
+	return nonseekable_open(inode, file);
+}
+
 static const struct file_operations ts_control_fops = {
 	.owner = THIS_MODULE,
-	.open = nonseekable_open,
+	.open = ts_control_open,
 	.unlocked_ioctl = ts_control_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,
@@ -377,7 +391,7 @@ static void ts_locality_debugfs_create(void)
 			    &ts_pending_fops);
 }
 
-/* With the store: the worker, the control node and the counters. */
+/* With the store: the worker and the counters. */
 int ts_locality_start(void)
 {
 	int ret;
@@ -385,13 +399,6 @@ int ts_locality_start(void)
 	ts_cleaner = kthread_run(ts_cleaner_fn, NULL, "tesseract-clean");
 	if (IS_ERR(ts_cleaner)) {
 		ret = PTR_ERR(ts_cleaner);
-		ts_cleaner = NULL;
-		return ret;
-	}
-	ret = misc_register(&ts_control);
-	if (ret) {
-		pr_err("cannot register /dev/%s (%d)\n", ts_control.name, ret);
-		kthread_stop(ts_cleaner);
 		ts_cleaner = NULL;
 		return ret;
 	}
@@ -405,7 +412,30 @@ void ts_locality_stop(void)
 		return;
 	debugfs_remove(ts_disks_debugfs);
 	debugfs_remove_recursive(ts_cleaner_debugfs);
-	misc_deregister(&ts_control);
 	kthread_stop(ts_cleaner);
 	ts_cleaner = NULL;
+}
+
+/*
+ * /dev/tesseract, once the store is recovered and the worker runs (main.c
+ * registers the nodes last); it opens after ts_control_enable().
+ */
+int ts_control_register(void)
+{
+	int ret = misc_register(&ts_control);
+
+	if (ret)
+		pr_err("cannot register /dev/%s (%d)\n", ts_control.name, ret);
+	return ret;
+}
+
+void ts_control_enable(void)
+{
+	WRITE_ONCE(ts_control_live, true);
+}
+
+void ts_control_unregister(void)
+{
+	WRITE_ONCE(ts_control_live, false);
+	misc_deregister(&ts_control);
 }

@@ -152,6 +152,40 @@ static int ts_start_store(void)
 	return 0;
 }
 
+/*
+ * The device nodes, last of all: an open or an ioctl must find the store
+ * recovered and every part of the module running. /dev/vhost-blk comes
+ * last, and /dev/tesseract opens only after it, so that no file of either
+ * is open if init fails after all.
+ */
+static int ts_register_nodes(void)
+{
+	int ret;
+
+	if (ts_store) {
+		ret = ts_control_register();
+		if (ret)
+			return ret;
+	}
+	ret = ts_vhost_blk_init();
+	if (ret) {
+		if (ts_store)
+			ts_control_unregister();
+		return ret;
+	}
+	if (ts_store)
+		ts_control_enable();
+	return 0;
+}
+
+/* The nodes go first: no new user may come while the rest stops. */
+static void ts_unregister_nodes(void)
+{
+	ts_vhost_blk_exit();
+	if (ts_store)
+		ts_control_unregister();
+}
+
 static int __init tesseract_init(void)
 {
 	int ret;
@@ -164,21 +198,20 @@ static int __init tesseract_init(void)
 	/* debugfs is diagnostics only: a failure here must not block loading. */
 	ts_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
 
-	ret = ts_vhost_blk_init();
-	if (ret)
-		goto undo;
-
 	if (backing[0]) {
 		ret = ts_start_store();
 		if (ret)
-			goto stop_vhost_blk;
+			goto undo;
 	}
+	ret = ts_register_nodes();
+	if (ret)
+		goto stop_store;
 
 	pr_info("loaded (ABI %d)\n", TESSERACT_ABI_VERSION);
 	return 0;
 
-stop_vhost_blk:
-	ts_vhost_blk_exit();
+stop_store:
+	ts_stop_store();
 undo:
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
@@ -187,8 +220,8 @@ undo:
 
 static void __exit tesseract_exit(void)
 {
+	ts_unregister_nodes();
 	ts_stop_store();
-	ts_vhost_blk_exit();
 	debugfs_remove_recursive(ts_debugfs_root);
 	sysfs_remove_file(&THIS_MODULE->mkobj.kobj, &abi_version_attr.attr);
 	pr_info("unloaded\n");

@@ -16,6 +16,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bvec.h>
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
@@ -130,11 +131,40 @@ static DEFINE_MUTEX(ts_ckpt_lock);
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
 
+/*
+ * Fault injection for tests (debugfs fail_ref_alloc): this many of the next
+ * reservations of room for reference-map changes fail as if memory were
+ * short. A kvmalloc failure cannot be provoked on demand otherwise.
+ */
+static atomic_t ts_fail_ref_alloc;
+static struct dentry *ts_fail_ref_alloc_debugfs;
+
+static int ts_fail_ref_alloc_get(void *data, u64 *val)
+{
+	*val = atomic_read(&ts_fail_ref_alloc);
+	return 0;
+}
+
+static int ts_fail_ref_alloc_set(void *data, u64 val)
+{
+	if (val > INT_MAX)
+		return -EINVAL;
+	atomic_set(&ts_fail_ref_alloc, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_fail_ref_alloc_fops, ts_fail_ref_alloc_get,
+			 ts_fail_ref_alloc_set, "%llu\n");
+
 void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
 	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
 	ts_store = store;
 	ts_swapdev = swapdev;
+	atomic_set(&ts_fail_ref_alloc, 0);
+	ts_fail_ref_alloc_debugfs =
+		debugfs_create_file_unsafe("fail_ref_alloc", 0600,
+					   ts_debugfs_root, NULL,
+					   &ts_fail_ref_alloc_fops);
 }
 
 static void ts_disk_free(struct ts_disk *disk)
@@ -180,6 +210,8 @@ void ts_disks_forget(struct ts_store *store)
 /* Unload: a checkpoint, so that the next load replays no journal. */
 void ts_reconcile_stop(void)
 {
+	debugfs_remove(ts_fail_ref_alloc_debugfs);
+	ts_fail_ref_alloc_debugfs = NULL;
 	if (ts_store) {
 		down_write(&ts_maps_sem);
 		ts_checkpoint(ts_store);
@@ -473,6 +505,8 @@ static int ts_grow(void **p, unsigned int nr, unsigned int more,
 static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
 	lockdep_assert_held(&disk->lock);
+	if (atomic_add_unless(&ts_fail_ref_alloc, -1, 0))
+		return -ENOMEM;
 	return ts_grow((void **)&disk->pending, disk->nr_pending, nr,
 		       &disk->max_pending, sizeof(*disk->pending)) ?:
 	       ts_grow((void **)&disk->frees, disk->nr_frees, nr,
@@ -502,22 +536,32 @@ static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 	}
 }
 
-/* Drop the reference of disk block @x, if it has one. */
-bool ts_disk_drop(struct ts_disk *disk, u64 x)
+/*
+ * Drop the reference of disk block @x: 1 if it had one, 0 if not, or
+ * -ENOMEM if there was no memory to record the drop. Then the reference
+ * stays, and reads keep serving it: the caller must fail its request
+ * rather than write the block.
+ */
+int ts_disk_drop(struct ts_disk *disk, u64 x)
 {
-	void *entry = NULL;
+	void *entry;
+	int ret = 0;
 
 	if (!atomic_long_read(&disk->nr_refs))
-		return false;
+		return 0;
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	if (xa_load(&disk->refs, x) && !ts_disk_reserve(disk, 1)) {
-		entry = xa_erase(&disk->refs, x);
-		ts_disk_log(disk, x, TS_NO_BLOCK, entry);
+	if (xa_load(&disk->refs, x)) {
+		ret = ts_disk_reserve(disk, 1);
+		if (!ret) {
+			entry = xa_erase(&disk->refs, x);
+			ts_disk_log(disk, x, TS_NO_BLOCK, entry);
+			ret = 1;
+		}
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	return entry;
+	return ret;
 }
 
 /* Enough changes gathered that the device should commit them now. */
@@ -864,15 +908,13 @@ static int ts_run_write_image(struct ts_run *run, struct file *image)
 	ssize_t ret;
 
 	iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
-	init_sync_kiocb(&kiocb, image);
-	kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
+	ts_init_image_kiocb(&kiocb, image, run->x << TS_BLOCK_SHIFT);
 	ret = ts_vfs_iocb_write(image, &kiocb, &iter);
 	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
 		/* Alignment a direct write on this file wants beyond 4 KiB. */
 		iov_iter_bvec(&iter, ITER_SOURCE, run->bvec, run->nr, len);
-		init_sync_kiocb(&kiocb, image);
+		ts_init_image_kiocb(&kiocb, image, run->x << TS_BLOCK_SHIFT);
 		kiocb.ki_flags &= ~IOCB_DIRECT;
-		kiocb.ki_pos = run->x << TS_BLOCK_SHIFT;
 		ret = ts_vfs_iocb_write(image, &kiocb, &iter);
 	}
 	if (ret < 0)

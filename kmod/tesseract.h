@@ -8,6 +8,7 @@
 #include <linux/atomic.h>
 #include <linux/bits.h>
 #include <linux/blk_types.h>
+#include <linux/fs.h>
 #include <linux/limits.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
@@ -196,7 +197,7 @@ int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
 int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
 		      unsigned int nr_bv);
 void ts_disk_release_run(const struct ts_held_run *run);
-bool ts_disk_drop(struct ts_disk *disk, u64 x);
+int ts_disk_drop(struct ts_disk *disk, u64 x);
 void ts_disk_note_io(struct ts_disk *disk);
 void ts_disk_replace_begin(struct ts_disk *disk);
 void ts_disk_replace_end(struct ts_disk *disk);
@@ -242,8 +243,24 @@ unsigned long ts_disks_nr_refs(void);
 int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max);
 int ts_disk_compact(struct ts_disk *disk, unsigned int scan);
 
+/*
+ * A synchronous kiocb for I/O on a guest image at @pos. The attach refuses
+ * an O_APPEND file, but the VMM can set O_APPEND on it later (fcntl), and
+ * IOCB_APPEND would move every write to the end of the file.
+ */
+static inline void ts_init_image_kiocb(struct kiocb *kiocb, struct file *file,
+				       loff_t pos)
+{
+	init_sync_kiocb(kiocb, file);
+	kiocb->ki_flags &= ~IOCB_APPEND;
+	kiocb->ki_pos = pos;
+}
+
 int ts_locality_start(void);
 void ts_locality_stop(void);
+int ts_control_register(void);
+void ts_control_enable(void);
+void ts_control_unregister(void);
 
 /* /dev/vhost-blk (vhost_blk.c). */
 int ts_vhost_blk_init(void);

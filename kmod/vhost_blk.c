@@ -210,6 +210,7 @@ struct vhost_blk_req {
 	long result;		/* bytes moved or -errno */
 	u16 head;
 	bool write;
+	bool counted;		/* bytes_written counted as written */
 	struct iovec iov[];
 };
 
@@ -312,7 +313,9 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 	u32 used_len = 1;
 	int ret;
 
-	vhost_blk_account_rw(req->queue->blk, req->write, req->result);
+	if (!req->counted)
+		vhost_blk_account_rw(req->queue->blk, req->write,
+				     req->result);
 	if (ok && !req->write)
 		used_len += req->len;
 	ret = vhost_blk_finish(req->queue, req->head, req->status,
@@ -434,8 +437,8 @@ static void vhost_blk_req_prepare(struct vhost_blk_req *req,
 	iov_iter_init(&req->iter, req->write ? ITER_SOURCE : ITER_DEST,
 		      req->iov, nr, skip + req->len);
 	iov_iter_advance(&req->iter, skip);
-	init_sync_kiocb(&req->iocb, be->file);
-	req->iocb.ki_pos = sector << VHOST_BLK_SECTOR_SHIFT;
+	ts_init_image_kiocb(&req->iocb, be->file,
+			    sector << VHOST_BLK_SECTOR_SHIFT);
 }
 
 static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
@@ -530,16 +533,14 @@ static ssize_t vhost_blk_sync_io(struct vhost_blk_backend *be,
 	struct kiocb kiocb;
 	ssize_t ret;
 
-	init_sync_kiocb(&kiocb, be->file);
-	kiocb.ki_pos = pos;
+	ts_init_image_kiocb(&kiocb, be->file, pos);
 	if ((iov_iter_alignment(iter) | pos) & (be->dio_align - 1))
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 	ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
 		      vfs_iocb_iter_read(be->file, &kiocb, iter);
 	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
 		*iter = saved;
-		init_sync_kiocb(&kiocb, be->file);
-		kiocb.ki_pos = pos;
+		ts_init_image_kiocb(&kiocb, be->file, pos);
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 		ret = write ? ts_vfs_iocb_write(be->file, &kiocb, iter) :
 			      vfs_iocb_iter_read(be->file, &kiocb, iter);
@@ -563,6 +564,21 @@ static int vhost_blk_run_io(struct vhost_blk_backend *be, struct iov_iter *run,
 }
 
 /*
+ * Write @len bytes of guest data of @run at @pos: bytes_written counts
+ * them here, as the pages that became references are not written.
+ */
+static int vhost_blk_write_run(struct vhost_blk *blk,
+			       struct vhost_blk_backend *be,
+			       struct iov_iter *run, loff_t pos, size_t len)
+{
+	int ret = vhost_blk_run_io(be, run, pos, len, true);
+
+	if (!ret)
+		vhost_blk_count(blk, VHOST_BLK_BYTES_WRITTEN, len);
+	return ret;
+}
+
+/*
  * Write the referenced contents of block @x into the image and drop the
  * reference, so that a write of part of the block merges with them.
  */
@@ -577,34 +593,43 @@ static int vhost_blk_copy_back(struct vhost_blk *blk,
 }
 
 /*
- * Before a discard or write-zeroes of [@pos, @pos + @len): blocks it covers
- * whole lose their references; a block it covers in part is first copied
- * back, so that the rest of the block keeps its contents.
+ * Before a discard or write-zeroes of [@pos, @pos + *@len): blocks it
+ * covers whole lose their references; a block it covers in part is first
+ * copied back, so that the rest of the block keeps its contents. If a
+ * reference cannot be dropped, *@len is cut to where it starts: the caller
+ * must apply the request to that much (whose references are gone) and no
+ * more, and fail it.
  */
 static int vhost_blk_unmap_range(struct vhost_blk *blk,
 				 struct vhost_blk_backend *be, u64 pos,
-				 u64 len)
+				 u64 *len)
 {
 	u64 first = pos >> TS_BLOCK_SHIFT;
-	u64 last = (pos + len - 1) >> TS_BLOCK_SHIFT;
+	u64 last = (pos + *len - 1) >> TS_BLOCK_SHIFT;
 	u64 x;
 	int ret;
 
 	if (!ts_disk_has_refs(be->disk, first, last))
 		return 0;
-	if (pos & (TS_BLOCK_SIZE - 1)) {
-		ret = vhost_blk_copy_back(blk, be, first);
-		if (ret)
+	if ((pos & (TS_BLOCK_SIZE - 1)) ||
+	    ((pos + *len) & (TS_BLOCK_SIZE - 1))) {
+		ret = (pos & (TS_BLOCK_SIZE - 1)) ?
+		      vhost_blk_copy_back(blk, be, first) : 0;
+		if (!ret && ((pos + *len) & (TS_BLOCK_SIZE - 1)))
+			ret = vhost_blk_copy_back(blk, be, last);
+		if (ret) {
+			*len = 0;
 			return ret;
-	}
-	if ((pos + len) & (TS_BLOCK_SIZE - 1)) {
-		ret = vhost_blk_copy_back(blk, be, last);
-		if (ret)
-			return ret;
+		}
 	}
 	/* From reference to reference, not block by block. */
 	for (x = first; ts_disk_next_ref(be->disk, &x, last); x++) {
-		if (ts_disk_drop(be->disk, x))
+		ret = ts_disk_drop(be->disk, x);
+		if (ret < 0) {
+			*len = x > first ? (x << TS_BLOCK_SHIFT) - pos : 0;
+			return ret;
+		}
+		if (ret)
 			vhost_blk_count(blk, VHOST_BLK_DROPPED_REFERENCES, 1);
 		cond_resched();
 	}
@@ -685,8 +710,8 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 			if (reconcile)
 				vhost_blk_count_outcome(blk, outcome, 1);
 			if (outcome == TS_OUTCOME_REFERENCED) {
-				ret = vhost_blk_run_io(be, &run, run_pos,
-						       run_len, true);
+				ret = vhost_blk_write_run(blk, be, &run,
+							  run_pos, run_len);
 				if (ret)
 					goto out;
 				referenced++;
@@ -697,19 +722,31 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 				run_len = 0;
 				continue;
 			}
-			if (ts_disk_drop(be->disk, x))
+			ret = ts_disk_drop(be->disk, x);
+			if (ret < 0)
+				goto fail;
+			if (ret)
 				vhost_blk_count(blk,
 						VHOST_BLK_DROPPED_REFERENCES, 1);
+			ret = 0;
 		} else if (ts_disk_has_refs(be->disk, x, x)) {
 			ret = vhost_blk_copy_back(blk, be, x);
 			if (ret)
-				goto out;
+				goto fail;
 		}
 		iov_iter_advance(&req->iter, n);
 		vhost_blk_cursor_advance(&c, n);
 		run_len += n;
 	}
-	ret = vhost_blk_run_io(be, &run, run_pos, run_len, true);
+	ret = vhost_blk_write_run(blk, be, &run, run_pos, run_len);
+	goto out;
+fail:
+	/*
+	 * Block x keeps its reference and its contents, and the request
+	 * fails. Blocks before it whose references went still get their new
+	 * data: the image holds what was there before those references.
+	 */
+	vhost_blk_write_run(blk, be, &run, run_pos, run_len);
 out:
 	if (referenced) {
 		vhost_blk_count(blk, VHOST_BLK_RECONCILED_WRITES, 1);
@@ -955,6 +992,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->head = c->head;
 	req->len = len;
 	req->write = write;
+	req->counted = false;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
 
 	reconcile = vhost_blk_reconciling(blk);
@@ -966,6 +1004,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	    (reconcile && write &&
 	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
 		if (write) {
+			req->counted = true;
 			ts_disk_replace_begin(be->disk);
 			req->result = vhost_blk_write_mapped(blk, be, req, nr,
 							     skip, pos,
@@ -1060,23 +1099,33 @@ static int vhost_blk_zero_range(struct file *file, loff_t pos, loff_t len,
 	return ret;
 }
 
-/* One segment of a discard or write-zeroes: references, then the image. */
+/*
+ * One segment of a discard or write-zeroes: references, then the image;
+ * if some references could not be dropped, the image only as far as they
+ * went, and an error.
+ */
 static int vhost_blk_unmap_segment(struct vhost_blk *blk,
 				   struct vhost_blk_backend *be, loff_t pos,
 				   loff_t bytes, bool write_zeroes, u32 flags)
 {
-	int ret;
+	u64 len = bytes;
+	int err, ret = 0;
 
-	ret = vhost_blk_unmap_range(blk, be, pos, bytes);
-	if (ret)
-		return ret;
-	if (write_zeroes)
-		return vhost_blk_zero_range(be->file, pos, bytes,
-					    flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-	ret = vfs_fallocate(be->file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			    pos, bytes);
-	/* Discard is a hint: a backend may ignore it. */
-	return ret == -EOPNOTSUPP ? 0 : ret;
+	err = vhost_blk_unmap_range(blk, be, pos, &len);
+	if (!len)
+		return err;
+	if (write_zeroes) {
+		ret = vhost_blk_zero_range(be->file, pos, len,
+					   flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+	} else {
+		ret = vfs_fallocate(be->file,
+				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    pos, len);
+		/* Discard is a hint: a backend may ignore it. */
+		if (ret == -EOPNOTSUPP)
+			ret = 0;
+	}
+	return err ?: ret;
 }
 
 static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
@@ -1338,6 +1387,9 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
 		ret = -EBADF;
 		goto err;
 	}
+	/* A file opened to append would take every write at its end. */
+	if (file->f_flags & O_APPEND)
+		goto err;
 
 	be = kzalloc(sizeof(*be), GFP_KERNEL);
 	if (!be) {
@@ -1445,11 +1497,15 @@ unlock:
 static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
 {
 	u64 offered = VHOST_BLK_FEATURES | (1ULL << VIRTIO_BLK_F_RO);
+	long ret;
 	int i;
 
 	if (features & ~offered)
 		return -EOPNOTSUPP;
 	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (ret)
+		goto unlock;
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_virtqueue *vq = &blk->queues[i].vq;
 
@@ -1457,8 +1513,61 @@ static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
 		vq->acked_features = features;
 		mutex_unlock(&vq->mutex);
 	}
+unlock:
 	mutex_unlock(&blk->dev.mutex);
-	return 0;
+	return ret;
+}
+
+/*
+ * Our own configuring ioctls are the owner's, as the vhost core's are
+ * (vhost_dev_ioctl() checks every one but VHOST_SET_OWNER): a process that
+ * merely inherited or was passed the fd must not change a running disk.
+ */
+static long vhost_blk_set_serial(struct vhost_blk *blk,
+				 const char serial[VHOST_BLK_SERIAL_BYTES])
+{
+	long ret;
+
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret) {
+		spin_lock(&blk->serial_lock);
+		memcpy(blk->serial, serial, VHOST_BLK_SERIAL_BYTES);
+		spin_unlock(&blk->serial_lock);
+	}
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+static long vhost_blk_set_reconcile(struct vhost_blk *blk, int on)
+{
+	long ret;
+
+	if (on != 0 && on != 1)
+		return -EINVAL;
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret)
+		WRITE_ONCE(blk->reconcile, on);
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
+}
+
+/*
+ * There are none to set (the value is checked first, as for
+ * VHOST_SET_FEATURES), but setting none is configuring all the same.
+ */
+static long vhost_blk_set_backend_features(struct vhost_blk *blk,
+					   u64 features)
+{
+	long ret;
+
+	if (features)
+		return -EOPNOTSUPP;
+	mutex_lock(&blk->dev.mutex);
+	ret = vhost_dev_check_owner(&blk->dev);
+	mutex_unlock(&blk->dev.mutex);
+	return ret;
 }
 
 static long vhost_blk_get_features(struct vhost_blk *blk, u64 __user *argp)
@@ -1528,10 +1637,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_SERIAL:
 		if (copy_from_user(serial, argp, sizeof(serial)))
 			return -EFAULT;
-		spin_lock(&blk->serial_lock);
-		memcpy(blk->serial, serial, sizeof(serial));
-		spin_unlock(&blk->serial_lock);
-		return 0;
+		return vhost_blk_set_serial(blk, serial);
 	case VHOST_BLK_SET_DISK_ID:
 		if (copy_from_user(&disk_id, argp, sizeof(disk_id)))
 			return -EFAULT;
@@ -1545,10 +1651,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_RECONCILE:
 		if (get_user(on, (int __user *)argp))
 			return -EFAULT;
-		if (on != 0 && on != 1)
-			return -EINVAL;
-		WRITE_ONCE(blk->reconcile, on);
-		return 0;
+		return vhost_blk_set_reconcile(blk, on);
 	case VHOST_GET_FEATURES:
 		return vhost_blk_get_features(blk, argp);
 	case VHOST_SET_FEATURES:
@@ -1565,7 +1668,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_SET_BACKEND_FEATURES:
 		if (copy_from_user(&features, argp, sizeof(features)))
 			return -EFAULT;
-		return features ? -EOPNOTSUPP : 0;
+		return vhost_blk_set_backend_features(blk, features);
 	default:
 		mutex_lock(&blk->dev.mutex);
 		ret = vhost_dev_ioctl(&blk->dev, ioctl, argp);

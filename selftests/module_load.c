@@ -4,9 +4,16 @@
  * of bad parameter values with a message, and no leaks over many cycles.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fs.h>
 #include <linux/tesseract.h>
 
 #include "kselftest_harness.h"
@@ -73,6 +80,176 @@ TEST(parameters_described)
 			 ts_module_path(), params[i]);
 		EXPECT_EQ(0, ts_system(cmd)) TH_LOG("%s undescribed", params[i]);
 	}
+}
+
+/*
+ * The load message names the ABI the module implements, and the admin
+ * guide's example of it (and the ABI page) say the same.
+ */
+TEST(load_message_and_docs_name_the_abi)
+{
+	const char *dir = getenv("TS_DIR");
+	char want[64], doc[512], cmd[1024];
+	int kmsg;
+
+	ts_module_ensure_unloaded();
+	kmsg = ts_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	ASSERT_EQ(0, ts_module_load(""));
+	snprintf(want, sizeof(want), "tesseract: loaded (ABI %d)",
+		 TESSERACT_ABI_VERSION);
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, want)) TH_LOG("no '%s'", want);
+	close(kmsg);
+	ASSERT_EQ(0, ts_module_unload());
+
+	ASSERT_NE(NULL, dir);
+	snprintf(doc, sizeof(doc), "%s/Documentation/admin-guide.rst", dir);
+	/* The guide shows the message, with no other ABI version. */
+	snprintf(cmd, sizeof(cmd), "grep -q 'loaded (ABI %d)' %s",
+		 TESSERACT_ABI_VERSION, doc);
+	EXPECT_EQ(0, ts_system(cmd)) TH_LOG("admin-guide.rst: not ABI %d",
+					    TESSERACT_ABI_VERSION);
+	snprintf(cmd, sizeof(cmd),
+		 "grep 'loaded (ABI' %s | grep -qv 'loaded (ABI %d)'", doc,
+		 TESSERACT_ABI_VERSION);
+	EXPECT_NE(0, ts_system(cmd)) TH_LOG("admin-guide.rst: another ABI");
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '(ABI version %d)' %s/Documentation/abi.rst",
+		 TESSERACT_ABI_VERSION, dir);
+	EXPECT_EQ(0, ts_system(cmd)) TH_LOG("abi.rst: not ABI version %d",
+					    TESSERACT_ABI_VERSION);
+}
+
+#define SLOW_STORE	"ts-slow-store"
+
+struct loader {
+	const char *params;	/* NULL: unload */
+	int ret;
+	atomic_bool done;
+};
+
+static void *loader_fn(void *p)
+{
+	struct loader *l = p;
+
+	l->ret = l->params ? ts_module_load(l->params) : ts_module_unload();
+	atomic_store(&l->done, true);
+	return NULL;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st);
+}
+
+/* What a poll during a load or an unload saw. */
+struct node_order {
+	unsigned long polls, polls_without_nodes;
+	bool vblk_without_store;	/* /dev/vhost-blk, no tsswap0 */
+	bool control_without_store;	/* /dev/tesseract, no tsswap0 */
+	bool vblk_without_cleaner;	/* /dev/vhost-blk, no cleaner/ */
+};
+
+/* Load or unload (@params NULL) in a thread, watching the nodes. */
+static int watch_nodes(const char *params, struct node_order *o)
+{
+	struct loader l = { .params = params };
+	bool vblk, control, swapdev, cleaner;
+	pthread_t thread;
+
+	memset(o, 0, sizeof(*o));
+	if (pthread_create(&thread, NULL, loader_fn, &l))
+		return -1;
+	while (!atomic_load(&l.done)) {
+		/*
+		 * Look at what must come first last, and at what must go
+		 * first last: a node seen then was there throughout.
+		 */
+		if (params) {
+			vblk = exists("/dev/vhost-blk");
+			control = exists("/dev/tesseract");
+		}
+		swapdev = exists("/sys/block/tsswap0");
+		cleaner = exists(TS_DEBUGFS "/cleaner");
+		if (!params) {
+			vblk = exists("/dev/vhost-blk");
+			control = exists("/dev/tesseract");
+		}
+		o->polls++;
+		if (!vblk && !control)
+			o->polls_without_nodes++;
+		o->vblk_without_store |= vblk && !swapdev;
+		o->control_without_store |= control && !swapdev;
+		o->vblk_without_cleaner |= vblk && !cleaner;
+	}
+	pthread_join(thread, NULL);
+	return l.ret;
+}
+
+/*
+ * The device nodes that let userspace reach the store appear only once it
+ * is recovered and running, and go first at unload: the store sits behind
+ * dm-delay, so that recovery (and the unload checkpoint) take long enough
+ * to watch.
+ */
+FIXTURE(slow_store) {
+	char dev[64];
+};
+
+FIXTURE_SETUP(slow_store)
+{
+	unsigned long long bytes = 0;
+	char table[128];
+	int fd;
+
+	ts_module_ensure_unloaded();
+	fd = open("/dev/vdb", O_RDONLY);
+	if (fd < 0)
+		SKIP(return, "no /dev/vdb");
+	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
+	close(fd);
+	ASSERT_EQ(0, ts_format("/dev/vdb"));
+	/* 100 ms per request: the store's few metadata reads take seconds. */
+	snprintf(table, sizeof(table), "0 %llu delay /dev/vdb 0 100",
+		 bytes >> 9);
+	ASSERT_EQ(0, ts_dm_create(SLOW_STORE, table, self->dev,
+				  sizeof(self->dev)));
+}
+
+FIXTURE_TEARDOWN(slow_store)
+{
+	ts_module_ensure_unloaded();
+	ts_dm_remove(SLOW_STORE);
+}
+
+TEST_F_TIMEOUT(slow_store, nodes_appear_last_and_go_first, 120)
+{
+	struct node_order o;
+	char params[128];
+	double t0;
+
+	snprintf(params, sizeof(params), "backing=%s", self->dev);
+	t0 = ts_now();
+	ASSERT_EQ(0, watch_nodes(params, &o));
+	TH_LOG("load: %.2f s, %lu polls, %lu before any node", ts_now() - t0,
+	       o.polls, o.polls_without_nodes);
+	/* The window was there to see. */
+	EXPECT_LT(100UL, o.polls_without_nodes);
+	EXPECT_FALSE(o.vblk_without_store);
+	EXPECT_FALSE(o.control_without_store);
+	EXPECT_FALSE(o.vblk_without_cleaner);
+	EXPECT_TRUE(exists("/dev/vhost-blk"));
+	EXPECT_TRUE(exists("/dev/tesseract"));
+
+	t0 = ts_now();
+	ASSERT_EQ(0, watch_nodes(NULL, &o));
+	TH_LOG("unload: %.2f s, %lu polls", ts_now() - t0, o.polls);
+	EXPECT_FALSE(o.vblk_without_store);
+	EXPECT_FALSE(o.control_without_store);
+	EXPECT_FALSE(o.vblk_without_cleaner);
+	EXPECT_FALSE(exists("/dev/vhost-blk"));
 }
 
 static const struct {

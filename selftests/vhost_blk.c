@@ -309,7 +309,7 @@ TEST(device_node_and_features)
 
 TEST(set_backend_refuses_bad_fds)
 {
-	int fds[2], dirfd, img;
+	int fds[2], dirfd, img, app;
 	struct vblk_dev d;
 
 	module_ready();
@@ -323,6 +323,11 @@ TEST(set_backend_refuses_bad_fds)
 	EXPECT_EQ(-EBADF, vblk_set_backend(&d, 1000));
 	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, fds[0]));
 	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, dirfd));
+	/* Every write would go to the end of the file. */
+	app = open(FILE_BACKEND, O_RDWR | O_APPEND);
+	ASSERT_LE(0, app);
+	EXPECT_EQ(-EINVAL, vblk_set_backend(&d, app));
+	close(app);
 	ASSERT_EQ(0, vblk_set_backend(&d, img));
 	EXPECT_EQ(-EBUSY, vblk_set_backend(&d, img));
 	EXPECT_EQ(0, vblk_set_backend(&d, -1));
@@ -331,6 +336,140 @@ TEST(set_backend_refuses_bad_fds)
 	close(fds[0]);
 	close(fds[1]);
 	close(dirfd);
+	close(img);
+	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+/*
+ * O_APPEND set on the backend's open file after the attach (fcntl on the
+ * VMM's own fd): writes still go where the guest put them.
+ */
+TEST(append_flag_set_later_is_ignored)
+{
+	struct vblk_dev d;
+	struct stat st;
+	__u8 *buf;
+	int img;
+
+	module_ready();
+	img = make_file_backend(FILE_SIZE, O_RDWR);
+	ASSERT_LE(0, img);
+	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 1, 16, all_features));
+	ASSERT_EQ(0, vblk_set_backend(&d, img));
+	ASSERT_EQ(0, fcntl(img, F_SETFL, O_APPEND));
+	buf = vblk_alloc(&d, 4096, 4096);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0x5c, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, 8, buf,
+					   4096, 0, false));
+	memset(buf, 0, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 8, buf,
+					   4096, 0, false));
+	EXPECT_EQ(0x5c, buf[0]);
+	EXPECT_EQ(0x5c, buf[4095]);
+	ASSERT_EQ(0, fstat(img, &st));
+	EXPECT_EQ((off_t)FILE_SIZE, st.st_size);
+	vblk_close(&d);
+	close(img);
+	unlink(FILE_BACKEND);
+	EXPECT_EQ(0, ts_module_unload());
+}
+
+/* A configuring ioctl of a non-owner; 0 if it failed with EPERM. */
+static int non_owner_try(const char *name, int fd, unsigned long req,
+			 void *arg)
+{
+	if (ioctl(fd, req, arg) == 0) {
+		fprintf(stderr, "# non-owner %s succeeded\n", name);
+		return 1;
+	}
+	if (errno != EPERM) {
+		fprintf(stderr, "# non-owner %s: %s, not EPERM\n", name,
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* In a child of the owner (another mm): every configuring ioctl. */
+static int non_owner_configures(int fd, int img)
+{
+	static const char serial[20] = "intruder";
+	struct vhost_vring_file backend = { .fd = img };
+	struct vhost_vring_state num = { .index = 0, .num = 16 };
+	struct vhost_memory mem = { .nregions = 0 };
+	__u64 features = 1ULL << VIRTIO_F_VERSION_1, none = 0;
+	int off = 0, bad = 0;
+
+	bad += non_owner_try("VHOST_BLK_SET_SERIAL", fd, VHOST_BLK_SET_SERIAL,
+			     (void *)serial);
+	bad += non_owner_try("VHOST_BLK_SET_RECONCILE", fd,
+			     VHOST_BLK_SET_RECONCILE, &off);
+	bad += non_owner_try("VHOST_SET_FEATURES", fd, VHOST_SET_FEATURES,
+			     &features);
+	bad += non_owner_try("VHOST_SET_BACKEND_FEATURES", fd,
+			     VHOST_SET_BACKEND_FEATURES, &none);
+	bad += non_owner_try("VHOST_BLK_SET_BACKEND", fd,
+			     VHOST_BLK_SET_BACKEND, &backend);
+	bad += non_owner_try("VHOST_SET_MEM_TABLE", fd, VHOST_SET_MEM_TABLE,
+			     &mem);
+	bad += non_owner_try("VHOST_SET_VRING_NUM", fd, VHOST_SET_VRING_NUM,
+			     &num);
+	bad += non_owner_try("VHOST_RESET_OWNER", fd, VHOST_RESET_OWNER, NULL);
+	/* Reading is not configuring. */
+	if (ioctl(fd, VHOST_GET_FEATURES, &features)) {
+		fprintf(stderr, "# non-owner VHOST_GET_FEATURES: %s\n",
+			strerror(errno));
+		bad++;
+	}
+	return bad;
+}
+
+/*
+ * Only the owner configures its device: a forked process (another mm)
+ * holding the same fd gets EPERM from each configuring ioctl, and the
+ * device keeps the owner's configuration.
+ */
+TEST(only_the_owner_configures)
+{
+	static const char serial[20] = "owner-0001";
+	__u8 *id, *buf;
+	struct vblk_dev d;
+	int img, status;
+	pid_t pid;
+
+	module_ready();
+	img = make_file_backend(FILE_SIZE, O_RDWR);
+	ASSERT_LE(0, img);
+	ASSERT_EQ(0, vblk_open(&d, RAM_SIZE, 1, 16, all_features));
+	ASSERT_EQ(0, vblk_set_serial(&d, serial));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(non_owner_configures(d.fd, img) ? 1 : 0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+
+	/* The owner's settings stand, and the owner still configures. */
+	EXPECT_EQ(1, stat_ll("reconcile"));
+	ASSERT_EQ(0, vblk_set_backend(&d, img));
+	id = vblk_alloc(&d, 64, 8);
+	buf = vblk_alloc(&d, 4096, 4096);
+	ASSERT_NE(NULL, id);
+	ASSERT_NE(NULL, buf);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_GET_ID, 0, id,
+					   20, 0, false));
+	EXPECT_EQ(0, memcmp(id, serial, 20));
+	memset(buf, 0x3c, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, 0, buf,
+					   4096, 0, false));
+	memset(buf, 0, 4096);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0, buf,
+					   4096, 0, false));
+	EXPECT_EQ(0x3c, buf[100]);
+	vblk_close(&d);
 	close(img);
 	unlink(FILE_BACKEND);
 	EXPECT_EQ(0, ts_module_unload());
