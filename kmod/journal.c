@@ -344,9 +344,9 @@ int ts_journal_recover(struct ts_store *store)
 	ret = ts_journal_replay(store, page);
 	if (ret)
 		goto out;
-	pr_info("store on %s: checkpoint %llu, journal up to %llu, %u references\n",
-		store->path, le64_to_cpu(hdr[slot].seq), store->journal.seq,
-		store->nr_refs);
+	pr_info("store on %s: checkpoint %llu in slot %d, journal up to %llu, %u references\n",
+		store->path, le64_to_cpu(hdr[slot].seq), slot,
+		store->journal.seq, store->nr_refs);
 out:
 	__free_page(page);
 	return ret;

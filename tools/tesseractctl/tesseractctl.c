@@ -828,9 +828,9 @@ static int slot_pick(struct store *s)
 	}
 	s->cur = cur;
 	s->map = &sl[cur].map;
-	if (s->dump)
-		printf("checkpoint: slot %d, seq %llu, %llu references\n",
-		       s->cur, sl[s->cur].seq, sl[s->cur].nr_refs);
+	/* Both commands say which slot they read: the module logs its own. */
+	printf("checkpoint: slot %d, seq %llu, %llu references\n", s->cur,
+	       sl[s->cur].seq, sl[s->cur].nr_refs);
 	return 0;
 }
 
