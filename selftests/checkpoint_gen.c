@@ -46,7 +46,7 @@
 
 /* Round r writes pages [0, pages[r - 1]) with version r, then flushes. */
 static const unsigned int round_pages[] = { BLOCKS, BLOCKS, SMALL, BLOCKS };
-#define ROUNDS		(sizeof(round_pages) / sizeof(round_pages[0]))
+#define ROUNDS		ARRAY_SIZE(round_pages)
 
 /* The checkpoint tesseractctl reads, and the journal it replays after it. */
 struct pick {
@@ -150,7 +150,7 @@ static void run_workload(struct __test_metadata *_metadata,
 		/* dump reads a device in use: what the FLUSH left. */
 		ASSERT_EQ(0, tool("dump", CRASH_STORE)) show_output();
 		ASSERT_EQ(0, read_pick(&w->after[r])) show_output();
-		TH_LOG("flush %u: checkpoint slot %d seq %llu, %llu references, journal %llu blocks",
+		TH_LOG("flush %u: checkpoint slot %d seq %llu, %llu refs, journal %llu blocks",
 		       r, w->after[r].slot, w->after[r].seq,
 		       w->after[r].refs, w->after[r].journal);
 	}
@@ -217,7 +217,7 @@ static int check_point(unsigned long long point, void *arg)
 	snprintf(needle, sizeof(needle), "checkpoint %llu in slot %d,",
 		 pick.seq, pick.slot);
 	if (!ts_kmsg_contains(kmsg, needle)) {
-		printf("# point %llu (after flush %u): tesseractctl check reads slot %d seq %llu, the module another:\n",
+		printf("# point %llu (after flush %u): check reads slot %d seq %llu, the module:\n",
 		       point, k, pick.slot, pick.seq);
 		ts_system("dmesg | grep 'store on' | tail -1 | sed 's/^/# /'");
 		bad++;
@@ -245,11 +245,12 @@ static int check_point(unsigned long long point, void *arg)
 		if (v >= (int)w->durable[k][b] &&
 		    v <= (int)w->newest[b] && (v || !w->durable[k][b]))
 			continue;
-		if (!bad++)
-			printf("# point %llu (after flush %u, checkpoint slot %d seq %llu): block %u holds %s %d, flushed version %u\n",
-			       point, k, pick.slot, pick.seq, b,
-			       v < 0 ? "garbage" : "version", v,
-			       w->durable[k][b]);
+		if (bad++)
+			continue;
+		printf("# point %llu (after flush %u, checkpoint slot %d seq %llu):\n",
+		       point, k, pick.slot, pick.seq);
+		printf("# block %u holds %s %d, flushed version %u\n", b,
+		       v < 0 ? "garbage" : "version", v, w->durable[k][b]);
 	}
 	if (bad)
 		printf("# point %llu: %u blocks bad\n", point, bad);
