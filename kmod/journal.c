@@ -11,6 +11,14 @@
  * commit returns after its journal blocks are (FUA). A block whose
  * reference is dropped stays allocated until the drop is committed, so
  * that a crash before that point finds its old contents intact.
+ *
+ * Generations. Journal blocks and checkpoints draw their sequence numbers
+ * from one counter: a checkpoint takes a number of its own, so that of two
+ * checkpoints the later one always has the larger number, even when no
+ * journal block was written between them (a commit too big for the journal
+ * is a checkpoint instead), and journal blocks written after it have
+ * larger numbers still. Two valid checkpoints with one number are
+ * corruption.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -118,6 +126,11 @@ static int ts_sb_load_page(struct ts_store *store, struct page *page)
 		pr_err("backing=%s: superblock checksum mismatch (torn or corrupted)\n",
 		       store->path);
 		return -EUCLEAN;
+	}
+	if (le32_to_cpu(sb->version) < TS_SB_VERSION) {
+		pr_err("backing=%s: store format version %u, this module reads %u: its checkpoints may share a sequence number; flatten its disks with the module that wrote it, then format it again\n",
+		       store->path, le32_to_cpu(sb->version), TS_SB_VERSION);
+		return -EINVAL;
 	}
 	if (le32_to_cpu(sb->version) != TS_SB_VERSION) {
 		pr_err("backing=%s: store format version %u, this module reads %u\n",
@@ -320,6 +333,13 @@ int ts_journal_recover(struct ts_store *store)
 		ret = -EUCLEAN;
 		goto out;
 	}
+	/* Every checkpoint has a number of its own: neither is newer. */
+	if (valid[0] && valid[1] && hdr[0].seq == hdr[1].seq) {
+		pr_err("backing=%s: both checkpoint slots claim seq %llu: corrupted\n",
+		       store->path, le64_to_cpu(hdr[0].seq));
+		ret = -EUCLEAN;
+		goto out;
+	}
 	slot = valid[0] && (!valid[1] || le64_to_cpu(hdr[0].seq) >
 			    le64_to_cpu(hdr[1].seq)) ? 0 : 1;
 	/*
@@ -344,9 +364,9 @@ int ts_journal_recover(struct ts_store *store)
 	ret = ts_journal_replay(store, page);
 	if (ret)
 		goto out;
-	pr_info("store on %s: checkpoint %llu, journal up to %llu, %u references\n",
-		store->path, le64_to_cpu(hdr[slot].seq), store->journal.seq,
-		store->nr_refs);
+	pr_info("store on %s: checkpoint %llu in slot %d, journal up to %llu, %u references\n",
+		store->path, le64_to_cpu(hdr[slot].seq), slot,
+		store->journal.seq, store->nr_refs);
 out:
 	__free_page(page);
 	return ret;
@@ -433,7 +453,8 @@ static int ts_checkpoint_locked(struct ts_store *store)
 	hdr = page_address(w.page);
 	memset(hdr, 0, TS_STORE_BLOCK_SIZE);
 	hdr->magic = cpu_to_le64(TS_CKPT_MAGIC);
-	hdr->seq = cpu_to_le64(j->seq);
+	/* A number of its own: newer than any checkpoint or block before. */
+	hdr->seq = cpu_to_le64(j->seq + 1);
 	hdr->entries_crc = cpu_to_le32(~w.crc);
 	hdr->nr_refs = cpu_to_le64(w.nr);
 	hdr->journal_next = cpu_to_le64(j->next);
@@ -441,8 +462,17 @@ static int ts_checkpoint_locked(struct ts_store *store)
 	hdr->crc = cpu_to_le32(ts_block_crc(hdr, &hdr->crc));
 	/* The entries (FUA each) are down: now the header. */
 	ret = ts_meta_write(store, store->ckpt_start[slot], w.page);
-	if (ret)
+	if (ret) {
+		/*
+		 * The header may be on the media or not. A journal block
+		 * numbered after it would not follow the old checkpoint's
+		 * blocks, one numbered as before would not follow it: no
+		 * commit until a checkpoint succeeds.
+		 */
+		j->since_ckpt = store->journal_blocks;
 		goto out;
+	}
+	j->seq++;
 	j->ckpt_slot = slot;
 	j->since_ckpt = 0;
 out:

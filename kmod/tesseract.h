@@ -59,7 +59,7 @@ extern struct dentry *ts_debugfs_root;
 /* The journal's position; under lock. See journal.c. */
 struct ts_journal {
 	struct mutex lock;		/* serializes journal and checkpoints */
-	u64 seq;			/* of the last journal block written */
+	u64 seq;			/* last used, by a block or checkpoint */
 	u64 next;			/* ring index of the next one */
 	u64 since_ckpt;			/* blocks written since the checkpoint */
 	int ckpt_slot;			/* slot of the newest checkpoint */

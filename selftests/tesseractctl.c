@@ -296,7 +296,7 @@ TEST_F(ctl, format_then_check)
 	/* The superblock. */
 	ASSERT_EQ(0, blk_read(self->s.fd, 0, self->s.blk));
 	EXPECT_EQ(TS_SB_MAGIC, le64toh(sb->magic));
-	EXPECT_EQ(1U, le32toh(sb->version));
+	EXPECT_EQ(2U, le32toh(sb->version));
 	EXPECT_EQ(4096U, le32toh(sb->block_size));
 	EXPECT_EQ(0U, sb->incompat_features);
 	EXPECT_EQ(g->blocks, le64toh(sb->device_blocks));
@@ -551,9 +551,14 @@ TEST_F_TIMEOUT(ctl, module_recovers_the_same_state, 120)
 	EXPECT_TRUE(ts_kmsg_contains(kmsg, "journal up to 3, 4 references"));
 	close(kmsg);
 	ASSERT_EQ(0, ts_module_unload());
-	/* Unloading wrote a checkpoint of the same map. */
+	/*
+	 * Unloading wrote a checkpoint of the same map, into slot 1, with a
+	 * number of its own after journal block 3.
+	 */
 	EXPECT_EQ(0, ctl("check")) ts_system(SHOW);
-	EXPECT_TRUE(summary("consistent", 4, 3, 3, 0, 3)) ts_system(SHOW);
+	EXPECT_TRUE(out_has("checkpoint: slot 1, seq 4, 4 references\n"))
+		ts_system(SHOW);
+	EXPECT_TRUE(summary("consistent", 4, 3, 3, 0, 4)) ts_system(SHOW);
 
 	/* Torn in the middle: the state before it, and a warning. */
 	ASSERT_EQ(0, fresh_store(&self->s, ""));
@@ -589,6 +594,89 @@ TEST_F_TIMEOUT(ctl, module_recovers_the_same_state, 120)
 	kmsg = ts_kmsg_open();
 	EXPECT_NE(0, ts_module_load(params));
 	EXPECT_TRUE(ts_kmsg_contains(kmsg, "checkpoint 5: references corrupted"));
+	close(kmsg);
+	ts_module_ensure_unloaded();
+}
+
+/*
+ * Which checkpoint is read: the tool and the module take the slot with the
+ * higher seq, whichever slot that is, and refuse two with the same seq
+ * (every checkpoint takes a number of its own).
+ */
+TEST_F_TIMEOUT(ctl, checkpoint_generations, 120)
+{
+	const struct ts_record old[] = { add(1, 1, 1), add(1, 2, 2) };
+	const struct ts_record new[] = { add(1, 1, 3) };
+	char params[128];
+	bool module = !getenv("TS_CTL_DEV");
+	int kmsg;
+
+	snprintf(params, sizeof(params), "backing=%s", dev);
+
+	/* The newer one in slot 0. */
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, put_ckpt(&self->s, 1, 8, 0, old, 2));
+	ASSERT_EQ(0, put_ckpt(&self->s, 0, 9, 0, new, 1));
+	EXPECT_EQ(0, ctl("check")) ts_system(SHOW);
+	EXPECT_TRUE(out_has("checkpoint: slot 0, seq 9, 1 references\n"))
+		ts_system(SHOW);
+	EXPECT_TRUE(summary("consistent", 1, 1, 1, 0, 9)) ts_system(SHOW);
+	if (module) {
+		kmsg = ts_kmsg_open();
+		ASSERT_EQ(0, ts_module_load(params));
+		EXPECT_TRUE(ts_kmsg_contains(kmsg, "checkpoint 9 in slot 0, journal up to 9,"));
+		close(kmsg);
+		ASSERT_EQ(0, ts_module_unload());
+		/* Its own checkpoint went to slot 1, numbered after 9. */
+		EXPECT_EQ(0, ctl("check")) ts_system(SHOW);
+		EXPECT_TRUE(out_has("checkpoint: slot 1, seq 10, 1 references\n"))
+			ts_system(SHOW);
+	}
+
+	/* The same seq in both slots, whatever their contents: corrupt. */
+	ASSERT_EQ(0, put_ckpt(&self->s, 1, 10, 0, new, 1));
+	ASSERT_EQ(0, put_ckpt(&self->s, 0, 10, 0, old, 2));
+	EXPECT_EQ(ST_CKPT, ctl("check")) ts_system(SHOW);
+	EXPECT_TRUE(err_has("checkpoint slots 0 and 1 both claim seq 10"))
+		ts_system(SHOW);
+	EXPECT_FALSE(out_has("checkpoint: slot")) ts_system(SHOW);
+	EXPECT_EQ(ST_CKPT, ctl("dump")) ts_system(SHOW);
+	if (module) {
+		kmsg = ts_kmsg_open();
+		EXPECT_NE(0, ts_module_load(params));
+		EXPECT_TRUE(ts_kmsg_contains(kmsg, "slots claim seq 10: corrupted"));
+		close(kmsg);
+		ts_module_ensure_unloaded();
+	}
+
+	/* A torn header does not count: the other one is read. */
+	ASSERT_EQ(0, flip(&self->s, self->s.g.ckpt[1], 200));
+	EXPECT_EQ(0, ctl("check")) ts_system(SHOW);
+	EXPECT_TRUE(out_has("checkpoint: slot 0, seq 10, 2 references\n"))
+		ts_system(SHOW);
+}
+
+/* Version 1 stores, whose checkpoints could share a seq, are refused. */
+TEST_F(ctl, version_1_is_refused)
+{
+	struct ts_sb *sb = self->s.blk;
+	char params[128];
+	int kmsg;
+
+	ASSERT_EQ(0, fresh_store(&self->s, ""));
+	ASSERT_EQ(0, blk_read(self->s.fd, 0, sb));
+	sb->version = htole32(1);
+	seal(sb, &sb->crc);
+	ASSERT_EQ(0, blk_write(self->s.fd, 0, sb));
+	EXPECT_EQ(ST_SB, ctl("check")) ts_system(SHOW);
+	EXPECT_TRUE(err_has("version 1, this tool reads 2: its checkpoints may share"))
+		ts_system(SHOW);
+	if (getenv("TS_CTL_DEV"))
+		return;
+	snprintf(params, sizeof(params), "backing=%s", dev);
+	kmsg = ts_kmsg_open();
+	EXPECT_NE(0, ts_module_load(params));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "this module reads 2: its checkpoints may share"));
 	close(kmsg);
 	ts_module_ensure_unloaded();
 }

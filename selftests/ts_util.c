@@ -500,15 +500,26 @@ int ts_tool(const char *args)
 	return ts_system(cmd);
 }
 
-int ts_format(const char *dev)
+int ts_format_with(const char *dev, const char *format_args)
 {
 	char args[256];
 
-	snprintf(args, sizeof(args), "format --force %s >/dev/null", dev);
+	snprintf(args, sizeof(args), "format --force %s %s >/dev/null",
+		 format_args, dev);
 	return ts_tool(args) ? -EIO : 0;
 }
 
+int ts_format(const char *dev)
+{
+	return ts_format_with(dev, "");
+}
+
 int ts_swap_up(const char *params)
+{
+	return ts_swap_up_with(params, "");
+}
+
+int ts_swap_up_with(const char *params, const char *format_args)
 {
 	const char *backing = strstr(params, "backing=");
 	char dev[128];
@@ -520,7 +531,7 @@ int ts_swap_up(const char *params)
 	ts_module_ensure_unloaded();
 	/* A fresh store for every test. */
 	if (backing && sscanf(backing, "backing=%127s", dev) == 1 &&
-	    ts_format(dev))
+	    ts_format_with(dev, format_args))
 		return -EIO;
 	ret = ts_module_load(params);
 	if (ret)

@@ -60,6 +60,8 @@ void ts_dm_remove(const char *name);
 int ts_tool(const char *args);
 /* tesseractctl format --force @dev: 0 or -EIO. */
 int ts_format(const char *dev);
+/* The same with more options of format (@format_args). */
+int ts_format_with(const char *dev, const char *format_args);
 
 /*
  * Format the backing device named in @params (a fresh store), load the
@@ -67,6 +69,8 @@ int ts_format(const char *dev);
  * active swap, zswap off. 0 or -errno.
  */
 int ts_swap_up(const char *params);
+/* ts_swap_up() of a store formatted with @format_args ("--journal-blocks 2"). */
+int ts_swap_up_with(const char *params, const char *format_args);
 /* swapoff /dev/tsswap0 and unload the module. */
 void ts_swap_down(void);
 

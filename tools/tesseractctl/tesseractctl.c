@@ -639,7 +639,11 @@ static int sb_load(struct store *s)
 	if (crc != le32toh(sb->crc))
 		problem(s, ST_SB, "superblock: crc 0x%08x, computed 0x%08x (torn or corrupt)",
 			le32toh(sb->crc), crc);
-	if (le32toh(sb->version) != TS_SB_VERSION)
+	if (le32toh(sb->version) < TS_SB_VERSION)
+		problem(s, ST_SB,
+			"superblock: version %u, this tool reads %u: its checkpoints may share a sequence number; flatten its disks with the module that wrote it, then format it again",
+			le32toh(sb->version), TS_SB_VERSION);
+	else if (le32toh(sb->version) != TS_SB_VERSION)
 		problem(s, ST_SB, "superblock: version %u, this tool reads %u",
 			le32toh(sb->version), TS_SB_VERSION);
 	if (le32toh(sb->block_size) != BLOCK)
@@ -781,11 +785,15 @@ static void slot_print(const struct store *s, int i)
 }
 
 /*
- * The newest slot with a good header is the checkpoint. Its header is
- * written after its entries are on stable media, so bad entries under a
- * good header are corruption, not a torn write; the older slot then serves
- * if it can, and references committed after it may be lost. An older slot
- * with bad entries is normal: a checkpoint was being written over it.
+ * The newest slot with a good header is the checkpoint, by the module's
+ * rule (ts_journal_recover()): the higher seq. Every checkpoint takes a
+ * sequence number of its own, so two good headers with one seq are
+ * corruption, and neither can be said to be the newer. A header is written
+ * after its entries are on stable media, so bad entries under a good
+ * header are corruption, not a torn write; the older slot is then shown if
+ * it can be (the module refuses the store), and references committed
+ * after it may be lost. An older slot with bad entries is normal: a
+ * checkpoint was being written over it.
  */
 static int slot_pick(struct store *s)
 {
@@ -801,16 +809,16 @@ static int slot_pick(struct store *s)
 			sl[0].why, sl[1].why);
 		return -1;
 	}
+	if (sl[0].hdr_ok && sl[1].hdr_ok && sl[0].seq == sl[1].seq) {
+		problem(s, ST_CKPT,
+			"checkpoint slots 0 and 1 both claim seq %llu: corrupt, neither is the newest",
+			sl[0].seq);
+		return -1;
+	}
 	if (!sl[0].hdr_ok || !sl[1].hdr_ok)
 		newest = sl[1].hdr_ok;
-	else if (sl[0].seq != sl[1].seq)
-		newest = sl[1].seq > sl[0].seq;
 	else
-		/*
-		 * Equal seq: no journal between two checkpoints, and one may
-		 * be being rewritten over the other. Neither is newer.
-		 */
-		newest = sl[1].ok || !sl[0].ok;
+		newest = sl[1].seq > sl[0].seq;
 	cur = newest;
 	if (!sl[newest].ok) {
 		if (!sl[newest].malformed)
@@ -828,9 +836,9 @@ static int slot_pick(struct store *s)
 	}
 	s->cur = cur;
 	s->map = &sl[cur].map;
-	if (s->dump)
-		printf("checkpoint: slot %d, seq %llu, %llu references\n",
-		       s->cur, sl[s->cur].seq, sl[s->cur].nr_refs);
+	/* Both commands say which slot they read: the module logs its own. */
+	printf("checkpoint: slot %d, seq %llu, %llu references\n", s->cur,
+	       sl[s->cur].seq, sl[s->cur].nr_refs);
 	return 0;
 }
 
@@ -1053,7 +1061,7 @@ out:
 		printf("inconsistent: %s\n", s.status & ST_IO ?
 		       "the check did not complete (I/O error)" :
 		       s.status & ST_SB ? "superblock invalid" :
-		       "no valid checkpoint");
+		       "no checkpoint to load");
 	if (s.problems > MAX_PROBLEMS)
 		fprintf(stderr, "%s: %u more problems not shown\n", path,
 			s.problems - MAX_PROBLEMS);

@@ -23,6 +23,11 @@
  * written after it: journal block sequence numbers continue from the
  * checkpoint's, one per block, and replay stops at the first block that is
  * missing, torn (bad crc) or out of sequence.
+ *
+ * Checkpoints and journal blocks take their sequence numbers from one
+ * counter, a checkpoint a number of its own (since version 2): of two
+ * checkpoints the later has the larger, even with no journal block between
+ * them, and two valid slots with the same one are corruption.
  */
 #ifndef _UAPI_LINUX_TESSERACT_STORE_H
 #define _UAPI_LINUX_TESSERACT_STORE_H
@@ -32,7 +37,7 @@
 #define TS_STORE_BLOCK_SIZE	4096
 
 #define TS_SB_MAGIC		0x31524f5453525354ULL	/* "TSRSTOR1" */
-#define TS_SB_VERSION		1
+#define TS_SB_VERSION		2	/* 1: checkpoints without own seq */
 #define TS_JOURNAL_MAGIC	0x4c4e524a53525354ULL	/* "TSRSJRNL" */
 #define TS_CKPT_MAGIC		0x54504b4353525354ULL	/* "TSRSCKPT" */
 
@@ -71,7 +76,9 @@ struct ts_record {
 /* Header of every journal block; records follow. */
 struct ts_journal_block {
 	__le64 magic;
-	__le64 seq;			/* 1 + the previous block's */
+	__le64 seq;			/* 1 + the previous block's or
+					 * checkpoint's
+					 */
 	__le32 crc;
 	__le32 nr_records;
 	__le64 reserved;		/* zero */
@@ -84,11 +91,13 @@ struct ts_journal_block {
 
 /*
  * First block of a checkpoint slot. The map it holds is every reference
- * after journal block @seq (the journal resumes at seq + 1, in ring
- * position journal_next). nr_refs TS_REC_ADD records follow in the slot's
- * next blocks, packed TS_CKPT_RECORDS to a block (the rest of the last
- * block zero); entries_crc is the CRC-32C of all nr_refs records' bytes, in
- * order. The newer of the two valid slots (by seq) is the checkpoint; a
+ * after the journal blocks before it; @seq is one more than the last
+ * sequence number used before it (journal block or checkpoint) and the
+ * journal resumes at seq + 1, in ring position journal_next. nr_refs
+ * TS_REC_ADD records follow in the slot's next blocks, packed
+ * TS_CKPT_RECORDS to a block (the rest of the last block zero);
+ * entries_crc is the CRC-32C of all nr_refs records' bytes, in order. The
+ * newer of the two valid slots (by seq, never equal) is the checkpoint; a
  * freshly formatted store has one with seq 0 and no references in slot 0,
  * and its journal starts at ring index 0 with seq 1.
  */
