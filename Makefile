@@ -15,6 +15,11 @@
 #                         off against on, HDD- and SSD-like (tools/dpbench)
 #   make bench-locality   sequential reads of a reconciled range before and
 #                         after compaction and cleaning (dpbench -l)
+#   make debug-kernel     build the 6.12 debug test kernel (KASAN, lockdep,
+#                         KFENCE, kmemleak, ...) into build/debug-kernel
+#   make check-debug      the selftests in the debug kernel, failing on any
+#                         report of it (FUZZ_SECONDS=N: time for a fuzzer);
+#                         required for every change to kmod/, not run by CI
 
 KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
@@ -36,7 +41,8 @@ KSRC_FILES := drivers/vhost/vhost.h \
 MOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch]) $(TOP)/Kbuild \
 	$(wildcard $(TOP)/include/uapi/linux/*.h)
 
-.PHONY: all modules selftests tools clean deps check demo lint ksrc soak
+.PHONY: all modules selftests tools clean deps check demo lint ksrc soak \
+	debug-kernel check-debug
 
 all: modules selftests
 
@@ -88,6 +94,19 @@ soak: deps
 
 lint: deps
 	@$(TOP)/tools/lint.sh
+
+# The debug test kernel: rebuilt only when its config fragment or the
+# linux-source-6.12 tarball changed (tools/debug-kernel/build.sh).
+DEBUG_KERNEL := $(TOP)/build/debug-kernel
+FUZZ_SECONDS ?= 0
+
+debug-kernel:
+	@$(TOP)/tools/deps.sh --debug-kernel
+	@$(TOP)/tools/debug-kernel/build.sh $(DEBUG_KERNEL)
+
+check-debug: debug-kernel
+	@$(TOP)/tools/run-tests --debug-kernel $(DEBUG_KERNEL) \
+		--fuzz-seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(TOP)/build

@@ -14,6 +14,14 @@
 #define TS_SYSMOD	"/sys/module/" TS_MODNAME
 #define TS_DEBUGFS	"/sys/kernel/debug/" TS_MODNAME
 
+/*
+ * The harness arms alarm(2) with each test's timeout. The selftests are
+ * linked with --wrap=alarm so that a slower kernel can scale every timeout
+ * by $TS_TIMEOUT_SCALE (ts_timeout.c; the debug kernel runs with 10).
+ */
+unsigned int __real_alarm(unsigned int seconds);
+unsigned int __wrap_alarm(unsigned int seconds);
+
 /* Path of tesseract.ko under test ($TS_MODULE). */
 const char *ts_module_path(void);
 

@@ -5,6 +5,9 @@
 # QEMU, busybox, fio, dmsetup, sparse, dkms, and the two Debian 12 test
 # kernels (6.1 from bookworm, 6.12 from bookworm-backports) with their headers
 # and source tarballs. Costs about a second when everything is present.
+#
+# deps.sh --debug-kernel also installs what building a kernel from the 6.12
+# tarball takes (make debug-kernel): flex, bison, bc, libelf and libssl.
 
 set -euo pipefail
 
@@ -18,6 +21,9 @@ tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
 	   python3-docutils python3-matplotlib dpkg-dev libaio-dev
 	   libnuma-dev librdmacm-dev libibverbs-dev zlib1g-dev)
 k61_pkgs=(linux-image-amd64 linux-headers-amd64 linux-source-6.1)
+debug_pkgs=()
+[ "${1:-}" = --debug-kernel ] &&
+	debug_pkgs=(flex bison bc libelf-dev libssl-dev)
 
 missing_pkgs() {
 	local p
@@ -37,7 +43,8 @@ have_everything() {
 	local abi
 
 	[ -f "$SRC_SOURCES" ] || return 1
-	[ -z "$(missing_pkgs "${tool_pkgs[@]}" "${k61_pkgs[@]}")" ] || return 1
+	[ -z "$(missing_pkgs "${tool_pkgs[@]}" "${k61_pkgs[@]}" \
+		"${debug_pkgs[@]}")" ] || return 1
 	abi=$(installed_612_abi)
 	[ -n "$abi" ] || return 1
 	[ -z "$(missing_pkgs "linux-headers-$abi-amd64" linux-source-6.12)" ] ||
@@ -102,7 +109,7 @@ main() {
 	ensure_backports_suite
 	ensure_source_suite
 	apt-get update -q >/dev/null
-	apt_install "${tool_pkgs[@]}" "${k61_pkgs[@]}"
+	apt_install "${tool_pkgs[@]}" "${k61_pkgs[@]}" "${debug_pkgs[@]}"
 	[ -n "$(installed_612_abi)" ] && [ -f /usr/src/linux-source-6.12.tar.xz ] ||
 		install_612
 	have_everything || {
@@ -111,4 +118,4 @@ main() {
 	}
 }
 
-main "$@"
+main

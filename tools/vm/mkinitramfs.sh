@@ -1,18 +1,20 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# mkinitramfs.sh KVER OUT
+# mkinitramfs.sh KVER OUT [MODDIR]
 #
 # A minimal initramfs for the test kernel: static busybox, the modules needed
 # to mount the host's root over virtio-9p, and tools/vm/init. Everything else
-# the guest runs comes from the host's root, shared read-only.
+# the guest runs comes from the host's root, shared read-only. MODDIR holds
+# the kernel's modules (default /lib/modules/KVER); a kernel with virtio-9p
+# built in, as the debug kernel, needs none.
 
 set -euo pipefail
 
 kver=$1
 out=$2
 here=$(dirname "$(readlink -f "$0")")
-moddir=/lib/modules/$kver
+moddir=${3:-/lib/modules/$kver}
 wanted=(virtio_pci 9pnet_virtio 9p)
 
 work=$(mktemp -d)
@@ -29,7 +31,7 @@ declare -A seen
 order=()
 add_module() {
 	local name=$1 line path dep
-	line=$(grep -E "/$name\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" ||
+	line=$(grep -sE "/$name\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" ||
 		true)
 	[ -n "$line" ] || return 0
 	path=${line%%:*}
