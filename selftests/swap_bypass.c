@@ -230,6 +230,7 @@ TEST_F_TIMEOUT(bp, zswap_writeback_is_a_swap_out, 600)
 		writes0 = ts_swapdev_counter("writes");
 		stale_slot_round(_metadata, &self->dev, self->buf,
 				 self->check, round, PATTERN,
+				 "echo 20 > " ZSWAP "max_pool_percent; "
 				 "echo Y > " ZSWAP "enabled",
 				 "echo 0 > " ZSWAP "max_pool_percent");
 		TH_LOG("round %lu: %lld slots written", round,
