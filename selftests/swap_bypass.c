@@ -22,7 +22,7 @@
 #define PAGE		4096UL
 #define CGROUP		"ts-bypass"
 #define PAGES		256UL
-#define ROUNDS		3
+#define ROUNDS		2
 #define DISK		"/dev/vda"
 #define DISK_SECTORS	(8UL << 11)	/* 8 MiB */
 #define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))

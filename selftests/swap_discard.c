@@ -23,7 +23,7 @@
 #define PAGE		4096UL
 #define CGROUP		"ts-swap-discard"
 #define PAGES		256UL
-#define ROUNDS		40
+#define ROUNDS		24
 #define DISK		"/dev/vda"
 #define DISK_SECTORS	(PAGES * PAGE / 512)
 #define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))
