@@ -23,7 +23,8 @@
 			 { TS_OUTCOME_SLOT_INCOMPLETE, "slot_incomplete" }, \
 			 { TS_OUTCOME_STORE_FULL, "store_full" },	\
 			 { TS_OUTCOME_NO_MEMORY, "no_memory" },	\
-			 { TS_OUTCOME_FLATTENING, "flattening" })
+			 { TS_OUTCOME_FLATTENING, "flattening" },	\
+			 { TS_OUTCOME_IDENTITY, "identity" })
 
 /* A whole-page piece of a guest write: referenced, or why not. */
 TRACE_EVENT(tesseract_reconcile,
