@@ -32,8 +32,12 @@
 #define STORE		"/dev/vdb"
 #define MNT		"/tmp/ts-ident-mnt"
 #define IMAGE_BYTES	(64UL << 20)
-#define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))
+#define SPACER		(128UL << 10)
+#define GUEST_RAM	(3 * PAGES * PAGE + (4 << 20))
 #define OUT		"/tmp/ts-ident.out"
+/* A small ext4, which reuses a deleted file's inode number at once. */
+#define MKFS_AND_MOUNT \
+	"mkfs.ext4 -q -F -b 4096 " DISK " 262144 && mkdir -p " MNT " && mount " DISK " " MNT
 
 FIXTURE(id) {
 	struct vblk_dev dev;
@@ -76,9 +80,22 @@ static __u64 disk_id(struct vblk_dev *d)
 static long long make_refs(struct vblk_dev *d, unsigned long tag)
 {
 	struct tesseract_disk_info info;
-	char *buf = vblk_alloc(d, PAGES * PAGE, PAGE);
+	char *spacer, *buf;
 
-	if (!buf || ts_fill_and_push(CGROUP, buf, PAGES, tag, 1) ||
+	/*
+	 * The request's own guest memory first, then a gap wider than swap
+	 * readahead: faulting those in must not bring any of buf back into
+	 * the swap cache (such pages are written, not referenced).
+	 */
+	if (vblk_prepare_queues(d))
+		return -1;
+	spacer = vblk_alloc(d, SPACER, PAGE);
+	buf = vblk_alloc(d, PAGES * PAGE, PAGE);
+	if (!spacer || !buf || ts_fill_and_push(CGROUP, buf, PAGES, tag, 1))
+		return -1;
+	/* A full-page read into the spacer touches them: the warm-up. */
+	if (vblk_io_pages(d, VIRTIO_BLK_T_IN, PAGES * SECTORS, spacer, 1,
+			  false) ||
 	    vblk_io_pages(d, VIRTIO_BLK_T_OUT, 0, buf, PAGES, false) ||
 	    ts_disk_info(disk_id(d), &info))
 		return -1;
@@ -96,7 +113,7 @@ static long long inherited_pages(struct vblk_dev *d, unsigned long tag)
 }
 
 /* tesseractctl disk forget @id, output in OUT: its exit status. */
-static int forget(__u64 id)
+static int forget_disk(__u64 id)
 {
 	char args[128];
 
@@ -105,9 +122,10 @@ static int forget(__u64 id)
 	return ts_tool(args);
 }
 
+/* Does OUT (up to 1 MiB of it: a dump of 256 references fits) say @needle? */
 static bool out_contains(const char *needle)
 {
-	char buf[4096];
+	static char buf[1 << 20];
 	size_t n = 0;
 	FILE *f = fopen(OUT, "r");
 
@@ -146,7 +164,7 @@ TEST_F_TIMEOUT(id, reused_inode_inherits_nothing, 300)
 	__u64 id;
 	int kmsg;
 
-	ASSERT_EQ(0, ts_system("mkfs.ext4 -q -F -b 4096 " DISK " 262144 && mkdir -p " MNT " && mount -t ext4 " DISK " " MNT));
+	ASSERT_EQ(0, ts_system(MKFS_AND_MOUNT));
 	self->mounted = true;
 	self->fd = make_image(MNT "/a.img", &ino1);
 	ASSERT_LE(0, self->fd);
@@ -168,7 +186,7 @@ TEST_F_TIMEOUT(id, reused_inode_inherits_nothing, 300)
 	EXPECT_EQ(id, disk_id(&self->dev));
 	EXPECT_EQ(0, inherited_pages(&self->dev, 11));
 	EXPECT_EQ(0, ts_vhost_counter("pages_referenced"));
-	EXPECT_TRUE(ts_kmsg_contains(kmsg, "identity"));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "another backend identity"));
 	EXPECT_EQ(1, ts_disk_counter(id, "identity_mismatch"));
 	EXPECT_EQ(0, ts_read_ll(TS_DEBUGFS "/identity_mismatches", &n));
 	EXPECT_EQ(1, n);
@@ -178,7 +196,7 @@ TEST_F_TIMEOUT(id, reused_inode_inherits_nothing, 300)
 	EXPECT_EQ((long long)PAGES, (long long)info.references);
 	EXPECT_EQ(0ULL, info.flags & TESSERACT_DISK_ATTACHED);
 	/* Forgotten while the new image is attached: they go. */
-	EXPECT_EQ(0, forget(id));
+	EXPECT_EQ(0, forget_disk(id));
 	ASSERT_EQ(0, ts_disk_info(id, &info));
 	EXPECT_EQ(0ULL, info.references);
 	EXPECT_EQ(0, inherited_pages(&self->dev, 11));
@@ -255,7 +273,7 @@ TEST_F_TIMEOUT(id, forget_frees_blocks_and_survives_reload, 300)
 	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->fd, 0));
 	id = disk_id(&self->dev);
 	ASSERT_EQ((long long)PAGES, make_refs(&self->dev, 12));
-	EXPECT_EQ(1, forget(id));
+	EXPECT_EQ(1, forget_disk(id));
 	EXPECT_TRUE(out_contains("attached"));
 	EXPECT_EQ(0, ts_disk_info(id, &info));
 
@@ -264,12 +282,12 @@ TEST_F_TIMEOUT(id, forget_frees_blocks_and_survives_reload, 300)
 	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
 	before = ts_swapdev_counter("blocks_in_use");
 	EXPECT_LE((long long)PAGES, before);
-	ASSERT_EQ(0, forget(id));
+	ASSERT_EQ(0, forget_disk(id));
 	EXPECT_TRUE(out_contains("256 references"));
 	EXPECT_EQ(-ENOENT, ts_disk_info(id, &info));
 	after = ts_swapdev_counter("blocks_in_use");
 	EXPECT_EQ(before - (long long)PAGES, after);
-	EXPECT_EQ(1, forget(id));
+	EXPECT_EQ(1, forget_disk(id));
 	/* In the journal now: dump reads the store in use. */
 	ASSERT_EQ(0, ts_tool("dump " STORE " >" OUT " 2>&1"));
 	EXPECT_TRUE(out_contains("FORGET"));
@@ -286,6 +304,84 @@ TEST_F_TIMEOUT(id, forget_frees_blocks_and_survives_reload, 300)
 	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->fd, 0));
 	EXPECT_EQ(0, ts_vhost_counter("pages_referenced"));
 	EXPECT_EQ(0, inherited_pages(&self->dev, 12));
+}
+
+/*
+ * A device on @fd with disk id @id and @token (NULL: SET_DISK_ID alone,
+ * the backend's identity): 0 or -errno.
+ */
+static int open_with(struct vblk_dev *d, int fd, __u64 id, const char *token)
+{
+	struct vhost_blk_disk_identity ident = { .disk_id = id };
+	int ret;
+
+	vblk_init(d);
+	ret = vblk_open(d, GUEST_RAM, 1, 128, 0);
+	if (ret)
+		return ret;
+	if (token) {
+		memcpy(ident.token, token,
+		       strnlen(token, sizeof(ident.token)));
+		ret = ioctl(d->fd, VHOST_BLK_SET_DISK_IDENTITY, &ident);
+	} else {
+		ret = ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &id);
+	}
+	return ret ? -errno : vblk_set_backend(d, fd);
+}
+
+/*
+ * With a token, the references follow the token, not the backend: the
+ * same id without it, or with another, attaches empty; with it, after a
+ * reload, they come back.
+ */
+TEST_F_TIMEOUT(id, token_binds_references_not_the_backend, 300)
+{
+	struct vhost_blk_disk_identity zero = { .disk_id = 0x1d };
+	struct vhost_blk_disk_identity other = {
+		.disk_id = 0x1e,
+		.token = "vm-1e",
+	};
+	char *buf;
+
+	self->fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, open_with(&self->dev, self->fd, 0x1d, "vm-1d"));
+	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_DISK_IDENTITY, &other));
+	EXPECT_EQ(EBUSY, errno);
+	ASSERT_EQ((long long)PAGES, make_refs(&self->dev, 13));
+	vblk_close(&self->dev);
+
+	ASSERT_EQ(0, open_with(&self->dev, self->fd, 0x1d, NULL));
+	EXPECT_EQ(1, ts_vhost_counter("identity_mismatch"));
+	EXPECT_EQ(0, inherited_pages(&self->dev, 13));
+	vblk_close(&self->dev);
+	ASSERT_EQ(0, open_with(&self->dev, self->fd, 0x1d, "vm-1e"));
+	EXPECT_EQ(1, ts_vhost_counter("identity_mismatch"));
+	EXPECT_EQ(0, inherited_pages(&self->dev, 13));
+	/* A mismatched disk takes no references: they would share the id. */
+	buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, buf, PAGES, 14, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, buf, PAGES,
+				   false));
+	EXPECT_EQ(0, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("fallback_identity"));
+	vblk_close(&self->dev);
+
+	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
+	ASSERT_EQ(0, ts_module_unload());
+	ASSERT_EQ(0, ts_module_load("backing=" STORE));
+	ASSERT_EQ(0, open_with(&self->dev, self->fd, 0x1d, "vm-1d"));
+	EXPECT_EQ(0, ts_vhost_counter("identity_mismatch"));
+	EXPECT_EQ((long long)PAGES, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ((long long)PAGES, inherited_pages(&self->dev, 13));
+	/* A token of zeros is none. */
+	vblk_close(&self->dev);
+	vblk_init(&self->dev);
+	ASSERT_EQ(0, vblk_open(&self->dev, GUEST_RAM, 1, 128, 0));
+	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_DISK_IDENTITY, &zero));
+	EXPECT_EQ(EINVAL, errno);
+	ASSERT_EQ(0, vblk_set_backend(&self->dev, self->fd));
 }
 
 TEST_HARNESS_MAIN
