@@ -128,7 +128,11 @@ static int ts_sb_load_page(struct ts_store *store, struct page *page)
 		return -EUCLEAN;
 	}
 	if (le32_to_cpu(sb->version) < TS_SB_VERSION) {
-		pr_err("backing=%s: store format version %u, this module reads %u: its checkpoints may share a sequence number; flatten its disks with the module that wrote it, then format it again\n",
+		/*
+		 * Its checkpoints may share a sequence number, and its
+		 * references name no backend: they could go to any.
+		 */
+		pr_err("backing=%s: store format version %u, this module reads %u: its checkpoints may share a sequence number and its references name no backend; flatten its disks with the module that wrote it, then tesseractctl format\n",
 		       store->path, le32_to_cpu(sb->version), TS_SB_VERSION);
 		return -EINVAL;
 	}
@@ -163,21 +167,56 @@ static int ts_sb_load_page(struct ts_store *store, struct page *page)
 static bool ts_record_valid(const struct ts_store *store,
 			    const struct ts_record *rec)
 {
+	const struct ts_bind_record *bind = (const void *)rec;
+
+	if (rec->type == TS_REC_BIND)
+		return bind->kind >= TS_IDENT_FILE &&
+		       bind->kind <= TS_IDENT_TOKEN &&
+		       !bind->pad[0] && !bind->pad[1];
 	if (rec->pad[0] || rec->pad[1] || rec->pad[2])
 		return false;
 	if (rec->type == TS_REC_ADD)
 		return le32_to_cpu(rec->data_block) < store->nr_blocks;
+	if (rec->type == TS_REC_FORGET)
+		return !rec->data_block && !rec->disk_block;
 	return rec->type == TS_REC_DROP && !rec->data_block;
+}
+
+/* The record of a disk's identity (ts_bind_record). */
+void ts_record_bind(struct ts_record *rec, u64 disk_id,
+		    const struct ts_ident *ident)
+{
+	struct ts_bind_record *bind = (void *)rec;
+
+	BUILD_BUG_ON(sizeof(*bind) != sizeof(*rec));
+	memset(bind, 0, sizeof(*bind));
+	bind->type = TS_REC_BIND;
+	bind->kind = ident->kind;
+	bind->fp_lo = cpu_to_le32(ident->fp_lo);
+	bind->disk_id = cpu_to_le64(disk_id);
+	bind->fp_hi = cpu_to_le64(ident->fp_hi);
 }
 
 static int ts_record_apply(struct ts_store *store, const struct ts_record *rec)
 {
+	const struct ts_bind_record *bind = (const void *)rec;
 	u64 id = le64_to_cpu(rec->disk_id), x = le64_to_cpu(rec->disk_block);
+	struct ts_ident ident;
 
-	if (rec->type == TS_REC_ADD)
+	switch (rec->type) {
+	case TS_REC_ADD:
 		return ts_disk_recover_ref(store, id, x,
 					   le32_to_cpu(rec->data_block));
-	return ts_disk_recover_drop(store, id, x);
+	case TS_REC_BIND:
+		ident.kind = bind->kind;
+		ident.fp_lo = le32_to_cpu(bind->fp_lo);
+		ident.fp_hi = le64_to_cpu(bind->fp_hi);
+		return ts_disk_recover_bind(store, id, &ident);
+	case TS_REC_FORGET:
+		return ts_disk_recover_forget(store, id);
+	default:
+		return ts_disk_recover_drop(store, id, x);
+	}
 }
 
 /* Checkpoint slot @slot's header if valid, into @hdr. */
@@ -223,7 +262,8 @@ static int ts_ckpt_apply(struct ts_store *store, int slot,
 				return ret;
 		}
 		crc = crc32c(crc, &recs[r], sizeof(recs[r]));
-		if (recs[r].type != TS_REC_ADD ||
+		if ((recs[r].type != TS_REC_ADD &&
+		     recs[r].type != TS_REC_BIND) ||
 		    !ts_record_valid(store, &recs[r]))
 			return -EUCLEAN;
 		ret = ts_record_apply(store, &recs[r]);
@@ -480,24 +520,51 @@ out:
 	return ret;
 }
 
-/* Add one reference to a checkpoint being written (ts_disks_write_refs). */
-int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block)
+/* The next record of a checkpoint being written, or NULL if it is full. */
+static struct ts_record *ts_ckpt_next(struct ts_ckpt_writer *w)
 {
-	struct ts_record *rec = &w->recs[w->nr % TS_CKPT_RECORDS];
+	if (w->nr >= w->store->max_refs)
+		return NULL;
+	return &w->recs[w->nr % TS_CKPT_RECORDS];
+}
+
+/* The record ts_ckpt_next() gave is filled in: into the checkpoint. */
+static int ts_ckpt_put(struct ts_ckpt_writer *w, struct ts_record *rec)
+{
 	int ret;
 
-	if (w->nr >= w->store->max_refs)
-		return -ENOSPC;
-	rec->type = TS_REC_ADD;
-	rec->data_block = cpu_to_le32(block);
-	rec->disk_id = cpu_to_le64(disk_id);
-	rec->disk_block = cpu_to_le64(x);
 	w->crc = crc32c(w->crc, rec, sizeof(*rec));
 	if (++w->nr % TS_CKPT_RECORDS)
 		return 0;
 	ret = ts_meta_write(w->store, w->block++, w->page);
 	memset(w->recs, 0, TS_STORE_BLOCK_SIZE);
 	return ret;
+}
+
+/* Add one reference to a checkpoint being written (ts_disks_write_refs). */
+int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block)
+{
+	struct ts_record *rec = ts_ckpt_next(w);
+
+	if (!rec)
+		return -ENOSPC;
+	rec->type = TS_REC_ADD;
+	rec->data_block = cpu_to_le32(block);
+	rec->disk_id = cpu_to_le64(disk_id);
+	rec->disk_block = cpu_to_le64(x);
+	return ts_ckpt_put(w, rec);
+}
+
+/* The identity of the disk whose references follow (ts_disks_write_refs). */
+int ts_ckpt_bind(struct ts_ckpt_writer *w, u64 disk_id,
+		 const struct ts_ident *ident)
+{
+	struct ts_record *rec = ts_ckpt_next(w);
+
+	if (!rec)
+		return -ENOSPC;
+	ts_record_bind(rec, disk_id, ident);
+	return ts_ckpt_put(w, rec);
 }
 
 /*

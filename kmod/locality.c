@@ -39,6 +39,7 @@ static DECLARE_WAIT_QUEUE_HEAD(ts_cleaner_wait);
 static bool ts_cleaner_kick;
 static atomic64_t ts_idle_passes;
 static struct dentry *ts_cleaner_debugfs, *ts_disks_debugfs;
+static struct dentry *ts_mismatches_debugfs, *ts_forgotten_debugfs;
 
 /* A knob changed: let the worker look again now. */
 static void ts_cleaner_wake(void)
@@ -281,6 +282,7 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 			     unsigned long arg)
 {
 	void __user *argp = (void __user *)arg;
+	struct tesseract_disk_forget forget;
 	struct tesseract_disk_info info;
 	struct tesseract_flatten f;
 	int ret;
@@ -298,6 +300,13 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 			return -EFAULT;
 		ret = ts_flatten(&f);
 		if (copy_to_user(argp, &f, sizeof(f)))
+			ret = ret ?: -EFAULT;
+		return ret;
+	case TESSERACT_DISK_FORGET:
+		if (copy_from_user(&forget, argp, sizeof(forget)))
+			return -EFAULT;
+		ret = ts_disk_forget(forget.disk_id, &forget.references);
+		if (copy_to_user(argp, &forget, sizeof(forget)))
 			ret = ret ?: -EFAULT;
 		return ret;
 	default:
@@ -338,11 +347,12 @@ static void ts_disk_show(struct ts_disk *disk, void *arg)
 {
 	const struct ts_locality_stats *stats = ts_disk_stats(disk);
 
-	seq_printf(arg, "%llx attached=%d references=%lu cleaned=%lld compacted=%lld bytes_moved=%lld\n",
+	seq_printf(arg, "%llx attached=%d references=%lu cleaned=%lld compacted=%lld bytes_moved=%lld identity_mismatch=%d\n",
 		   ts_disk_id(disk), ts_disk_attached(disk),
 		   ts_disk_nr_refs(disk), atomic64_read(&stats->cleaned),
 		   atomic64_read(&stats->compacted),
-		   atomic64_read(&stats->bytes_moved));
+		   atomic64_read(&stats->bytes_moved),
+		   ts_disk_identity_mismatch(disk));
 }
 
 static int ts_disks_show(struct seq_file *m, void *v)
@@ -383,6 +393,14 @@ static void ts_locality_debugfs_create(void)
 		return;
 	ts_disks_debugfs = debugfs_create_file("disks", 0400, ts_debugfs_root,
 					       NULL, &ts_disks_fops);
+	ts_mismatches_debugfs = debugfs_create_file("identity_mismatches", 0400,
+						    ts_debugfs_root,
+						    &ts_identity_mismatches,
+						    &ts_atomic64_fops);
+	ts_forgotten_debugfs = debugfs_create_file("disks_forgotten", 0400,
+						   ts_debugfs_root,
+						   &ts_disks_forgotten,
+						   &ts_atomic64_fops);
 	ts_cleaner_debugfs = debugfs_create_dir("cleaner", ts_debugfs_root);
 	for (i = 0; i < ARRAY_SIZE(counters); i++)
 		debugfs_create_file(counters[i].name, 0400, ts_cleaner_debugfs,
@@ -411,6 +429,8 @@ void ts_locality_stop(void)
 	if (!ts_cleaner)
 		return;
 	debugfs_remove(ts_disks_debugfs);
+	debugfs_remove(ts_mismatches_debugfs);
+	debugfs_remove(ts_forgotten_debugfs);
 	debugfs_remove_recursive(ts_cleaner_debugfs);
 	kthread_stop(ts_cleaner);
 	ts_cleaner = NULL;

@@ -133,6 +133,7 @@ static int ts_start_store(void)
 		ts_store = NULL;
 		return ret;
 	}
+	ts_disks_recovered(ts_store);
 	nr_slots = swap_size_mib ?
 		(u64)swap_size_mib << (20 - TS_BLOCK_SHIFT) :
 		ts_store->nr_blocks;

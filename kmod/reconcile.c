@@ -72,12 +72,24 @@ static struct ts_swapdev *ts_swapdev;
  * image (cleaning) or into guest order in the store (compaction). It holds
  * the disk's lock for a whole run of blocks, I/O included, so that a guest
  * request on the same blocks waits for the run instead of racing it.
+ *
+ * A disk's references belong to the identity of the backend they were
+ * taken with (ident.c), recorded before its first ADD record (a BIND).
+ * A backend of another identity that attaches the id while they exist
+ * gets a disk of its own, "mismatched": outside the lookups by id, empty,
+ * and it takes no references, which would have to be journalled under the
+ * same id. The references wait, detached, to be forgotten.
  */
 struct ts_disk {
 	struct list_head node;		/* in ts_disks, under ts_disks_lock */
 	u64 id;
 	struct file *image;		/* while attached; under ts_disks_lock */
 	unsigned int users;		/* pins; under ts_disks_lock */
+	struct ts_ident ident;		/* set at attach, under ts_disks_lock */
+	bool mismatch;			/* see above; fixed */
+	bool forgetting;		/* being forgotten; under ts_disks_lock */
+	bool ident_logged;		/* its BIND is pending or durable */
+	bool ident_unit;		/* holds a store->nr_refs unit for it */
 	struct xarray refs;
 	atomic_long_t nr_refs;
 	atomic_t flattening;		/* flattens running: no new references */
@@ -167,8 +179,20 @@ void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 					   &ts_fail_ref_alloc_fops);
 }
 
-static void ts_disk_free(struct ts_disk *disk)
+/* Disk identity events since load (debugfs). */
+atomic64_t ts_identity_mismatches;
+atomic64_t ts_disks_forgotten;
+
+static void ts_disk_free(struct ts_store *store, struct ts_disk *disk)
 {
+	unsigned long flags;
+
+	/* Its BIND goes out of the checkpoints with it. */
+	if (disk->ident_unit) {
+		spin_lock_irqsave(&store->lock, flags);
+		store->nr_refs--;
+		spin_unlock_irqrestore(&store->lock, flags);
+	}
 	list_del(&disk->node);
 	xa_destroy(&disk->refs);
 	kvfree(disk->pending);
@@ -202,7 +226,7 @@ void ts_disks_forget(struct ts_store *store)
 		}
 		spin_unlock_irqrestore(&store->lock, flags);
 		ts_disk_release_frees(store, disk);
-		ts_disk_free(disk);
+		ts_disk_free(store, disk);
 	}
 	mutex_unlock(&ts_disks_lock);
 }
@@ -229,15 +253,28 @@ bool ts_reconcile_available(void)
 	       ts_swapdev_sees_all_swap_outs(ts_swapdev);
 }
 
+/* The disk that owns @id's references (not a mismatched one). */
 static struct ts_disk *ts_disk_find_locked(u64 id)
 {
 	struct ts_disk *disk;
 
 	lockdep_assert_held(&ts_disks_lock);
 	list_for_each_entry(disk, &ts_disks, node)
-		if (disk->id == id)
+		if (disk->id == id && !disk->mismatch)
 			return disk;
 	return NULL;
+}
+
+/* Is @id attached, by its own disk or a mismatched one? */
+static bool ts_id_attached_locked(u64 id)
+{
+	struct ts_disk *disk;
+
+	lockdep_assert_held(&ts_disks_lock);
+	list_for_each_entry(disk, &ts_disks, node)
+		if (disk->id == id && disk->image)
+			return true;
+	return false;
 }
 
 static struct ts_disk *ts_disk_new_locked(u64 id)
@@ -256,42 +293,96 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 }
 
 /*
- * Free a disk that nothing needs: not attached, not pinned, with no
- * references and nothing left to commit.
+ * Does nothing need the disk: not attached, not pinned or being forgotten,
+ * with no references and nothing left to commit?
  */
-static void ts_disk_free_unused_locked(struct ts_disk *disk)
+static bool ts_disk_unused_locked(struct ts_disk *disk)
 {
 	lockdep_assert_held(&ts_disks_lock);
-	if (!disk->image && !disk->users && !atomic_long_read(&disk->nr_refs) &&
-	    !disk->nr_pending && !disk->nr_frees)
-		ts_disk_free(disk);
+	return !disk->image && !disk->users && !disk->forgetting &&
+	       !atomic_long_read(&disk->nr_refs) && !disk->nr_pending &&
+	       !disk->nr_frees;
+}
+
+static void ts_disk_free_unused_locked(struct ts_disk *disk)
+{
+	if (ts_disk_unused_locked(disk))
+		ts_disk_free(ts_store, disk);
+}
+
+/* Has the disk references, or changes of them not yet durable? */
+static bool ts_disk_holds_refs_locked(struct ts_disk *disk)
+{
+	lockdep_assert_held(&ts_disks_lock);
+	return atomic_long_read(&disk->nr_refs) || disk->nr_pending ||
+	       disk->nr_frees;
+}
+
+/*
+ * @id's references exist, of another identity than @ident: the backend
+ * gets a mismatched disk of its own, and the operator a line that says
+ * what to do.
+ */
+static struct ts_disk *ts_disk_mismatch_locked(struct ts_disk *owner,
+					       const struct ts_ident *ident)
+{
+	struct ts_disk *disk;
+
+	atomic64_inc(&ts_identity_mismatches);
+	pr_warn("disk %llx: its %lu references belong to another backend identity (%s %08x%016llx, this one is %s %08x%016llx): attached empty, without reconciliation; they stay until tesseractctl disk forget %llx\n",
+		owner->id, atomic_long_read(&owner->nr_refs),
+		ts_ident_kind_name(owner->ident.kind), owner->ident.fp_lo,
+		owner->ident.fp_hi, ts_ident_kind_name(ident->kind),
+		ident->fp_lo, ident->fp_hi, owner->id);
+	disk = ts_disk_new_locked(owner->id);
+	if (disk)
+		disk->mismatch = true;
+	return disk;
 }
 
 /*
  * A disk by id, attached to the caller with its image (which commits make
- * durable before the records that depend on it); ERR_PTR(-EBUSY) if the id
- * is attached already.
+ * durable before the records that depend on it) of identity @ident.
+ * ERR_PTR(-EBUSY) if the id is attached already or being forgotten. The
+ * id's references come with it only if they belong to @ident.
  */
-struct ts_disk *ts_disk_attach(u64 id, struct file *image)
+struct ts_disk *ts_disk_attach(u64 id, struct file *image,
+			       const struct ts_ident *ident)
 {
 	struct ts_disk *disk;
 
 	mutex_lock(&ts_disks_lock);
 	disk = ts_disk_find_locked(id);
-	if (disk && disk->image) {
+	if (ts_id_attached_locked(id) || (disk && disk->forgetting)) {
 		disk = ERR_PTR(-EBUSY);
-	} else if (disk) {
+	} else if (disk && !ts_disk_holds_refs_locked(disk)) {
+		/* Nothing to protect: the disk is the new backend's. */
+		if (!ts_ident_equal(&disk->ident, ident)) {
+			disk->ident = *ident;
+			disk->ident_logged = false;
+		}
+	} else if (disk && ts_ident_equal(&disk->ident, ident)) {
 		pr_info("disk %llx attached again with %lu references\n", id,
 			atomic_long_read(&disk->nr_refs));
+	} else if (disk) {
+		disk = ts_disk_mismatch_locked(disk, ident);
 	} else {
 		disk = ts_disk_new_locked(id);
-		if (!disk)
-			disk = ERR_PTR(-ENOMEM);
+		if (disk)
+			disk->ident = *ident;
 	}
+	if (!disk)
+		disk = ERR_PTR(-ENOMEM);
 	if (!IS_ERR(disk))
 		disk->image = get_file(image);
 	mutex_unlock(&ts_disks_lock);
 	return disk;
+}
+
+/* Attached with another identity than its id's references? */
+bool ts_disk_identity_mismatch(struct ts_disk *disk)
+{
+	return disk->mismatch;
 }
 
 /*
@@ -317,13 +408,21 @@ int ts_disk_detach(struct ts_disk *disk)
 	return ret;
 }
 
-/* The disk with id @id, pinned until ts_disk_put(); NULL if unknown. */
+/*
+ * The disk with id @id, pinned until ts_disk_put(); NULL if unknown. The
+ * one with the id's references, else a mismatched one that is attached.
+ */
 struct ts_disk *ts_disk_get(u64 id)
 {
-	struct ts_disk *disk;
+	struct ts_disk *disk, *d;
 
 	mutex_lock(&ts_disks_lock);
 	disk = ts_disk_find_locked(id);
+	if (!disk) {
+		list_for_each_entry(d, &ts_disks, node)
+			if (d->id == id && d->image)
+				disk = d;
+	}
 	if (disk)
 		disk->users++;
 	mutex_unlock(&ts_disks_lock);
@@ -501,13 +600,16 @@ static int ts_grow(void **p, unsigned int nr, unsigned int more,
 	return 0;
 }
 
-/* Room for @nr more records and free blocks, before changes. Disk lock. */
+/*
+ * Room for @nr more records (and the disk's BIND) and free blocks, before
+ * changes. Disk lock.
+ */
 static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
 	lockdep_assert_held(&disk->lock);
 	if (atomic_add_unless(&ts_fail_ref_alloc, -1, 0))
 		return -ENOMEM;
-	return ts_grow((void **)&disk->pending, disk->nr_pending, nr,
+	return ts_grow((void **)&disk->pending, disk->nr_pending, nr + 1,
 		       &disk->max_pending, sizeof(*disk->pending)) ?:
 	       ts_grow((void **)&disk->frees, disk->nr_frees, nr,
 		       &disk->max_frees, sizeof(*disk->frees));
@@ -520,8 +622,16 @@ static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
  */
 static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 {
-	struct ts_record *rec = &disk->pending[disk->nr_pending++];
+	struct ts_record *rec;
 
+	/* The identity, before the first reference that belongs to it. */
+	if (block != TS_NO_BLOCK && !disk->ident_logged &&
+	    disk->ident.kind != TS_IDENT_NONE) {
+		ts_record_bind(&disk->pending[disk->nr_pending++], disk->id,
+			       &disk->ident);
+		disk->ident_logged = true;
+	}
+	rec = &disk->pending[disk->nr_pending++];
 	memset(rec, 0, sizeof(*rec));
 	rec->type = block == TS_NO_BLOCK ? TS_REC_DROP : TS_REC_ADD;
 	if (block != TS_NO_BLOCK)
@@ -650,6 +760,8 @@ static int ts_checkpoint_all(void)
 		list_for_each_entry(disk, &ts_disks, node) {
 			disk->nr_pending = 0;
 			ts_disk_release_frees(ts_store, disk);
+			/* The checkpoint binds only disks with references. */
+			disk->ident_logged = atomic_long_read(&disk->nr_refs);
 		}
 	}
 	mutex_unlock(&ts_disks_lock);
@@ -706,6 +818,7 @@ int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block)
 	unsigned long flags;
 
 	mutex_lock(&ts_disks_lock);
+	/* Without a BIND before it, the disk's identity is TS_IDENT_NONE. */
 	disk = ts_disk_find_locked(id) ?: ts_disk_new_locked(id);
 	if (!disk) {
 		ret = -ENOMEM;
@@ -754,7 +867,163 @@ int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x)
 	return 0;
 }
 
-/* Every reference, into a checkpoint; maps held still by the caller. */
+/* Load time: @id's references belong to @ident (journal.c). */
+int ts_disk_recover_bind(struct ts_store *store, u64 id,
+			 const struct ts_ident *ident)
+{
+	struct ts_disk *disk;
+	unsigned long flags;
+	int ret = 0;
+
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id) ?: ts_disk_new_locked(id);
+	if (!disk) {
+		ret = -ENOMEM;
+	} else if (atomic_long_read(&disk->nr_refs) &&
+		   !ts_ident_equal(&disk->ident, ident)) {
+		/* The module binds a new identity only to a disk with none. */
+		pr_err("backing=%s: disk %llx bound to another identity while it has references\n",
+		       store->path, id);
+		ret = -EUCLEAN;
+	} else {
+		disk->ident = *ident;
+		disk->ident_logged = true;
+		if (!disk->ident_unit) {
+			disk->ident_unit = true;
+			spin_lock_irqsave(&store->lock, flags);
+			store->nr_refs++;
+			spin_unlock_irqrestore(&store->lock, flags);
+		}
+		if (store->nr_refs > store->max_refs)
+			ret = -EUCLEAN;
+	}
+	mutex_unlock(&ts_disks_lock);
+	return ret;
+}
+
+/* Drop every reference of @disk, into its frees. Disk lock, room made. */
+static u64 ts_disk_drop_all(struct ts_disk *disk)
+{
+	unsigned long x;
+	void *entry;
+	u64 n = 0;
+
+	xa_for_each(&disk->refs, x, entry) {
+		xa_erase(&disk->refs, x);
+		disk->frees[disk->nr_frees++] = xa_to_value(entry);
+		atomic_long_dec(&disk->nr_refs);
+		n++;
+	}
+	disk->refs_changes++;
+	return n;
+}
+
+/* Load time: @id has no references, no identity (journal.c). */
+int ts_disk_recover_forget(struct ts_store *store, u64 id)
+{
+	struct ts_disk *disk;
+	int ret = 0;
+
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id);
+	if (disk) {
+		mutex_lock(&disk->lock);
+		ret = ts_grow((void **)&disk->frees, disk->nr_frees,
+			      atomic_long_read(&disk->nr_refs),
+			      &disk->max_frees, sizeof(*disk->frees));
+		if (!ret) {
+			ts_disk_drop_all(disk);
+			ts_disk_release_frees(store, disk);
+		}
+		mutex_unlock(&disk->lock);
+		if (!ret)
+			ts_disk_free(store, disk);
+	}
+	mutex_unlock(&ts_disks_lock);
+	return ret;
+}
+
+/* Load time, at the end: disks left without references go. */
+void ts_disks_recovered(struct ts_store *store)
+{
+	struct ts_disk *disk, *next;
+
+	mutex_lock(&ts_disks_lock);
+	list_for_each_entry_safe(disk, next, &ts_disks, node)
+		if (ts_disk_unused_locked(disk))
+			ts_disk_free(store, disk);
+	mutex_unlock(&ts_disks_lock);
+}
+
+/*
+ * Drop every reference of the detached disk @id and its identity, durably,
+ * then free their blocks; how many in *@references. -ENOENT if unknown,
+ * -EBUSY if attached, being flattened or forgotten.
+ */
+int ts_disk_forget(u64 id, u64 *references)
+{
+	struct ts_record *rec;
+	struct ts_disk *disk;
+	int ret = 0;
+
+	*references = 0;
+	mutex_lock(&ts_disks_lock);
+	disk = ts_disk_find_locked(id);
+	if (!disk)
+		ret = -ENOENT;
+	else if (disk->image || disk->forgetting ||
+		 atomic_read(&disk->flattening))
+		ret = -EBUSY;
+	else
+		disk->forgetting = true;
+	mutex_unlock(&ts_disks_lock);
+	if (ret)
+		return ret;
+
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	ret = ts_disk_reserve(disk, atomic_long_read(&disk->nr_refs) + 1);
+	if (!ret) {
+		*references = ts_disk_drop_all(disk);
+		rec = &disk->pending[disk->nr_pending++];
+		memset(rec, 0, sizeof(*rec));
+		rec->type = TS_REC_FORGET;
+		rec->disk_id = cpu_to_le64(id);
+		/* The next references of the id need a BIND again. */
+		disk->ident_logged = false;
+		/* No image to flush: nothing replaces what goes. */
+		ret = ts_journal_commit(ts_store, disk->pending,
+					disk->nr_pending);
+		if (!ret) {
+			disk->nr_pending = 0;
+			ts_disk_release_frees(ts_store, disk);
+		}
+	}
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	/* The journal is full: a checkpoint, which has the disk no more. */
+	if (ret == -ENOSPC)
+		ret = ts_checkpoint_all();
+	if (ret) {
+		pr_err("disk %llx: forgetting %llu references not committed (%d); their blocks stay allocated until a checkpoint\n",
+		       id, *references, ret);
+	} else {
+		atomic64_inc(&ts_disks_forgotten);
+		pr_info("disk %llx: %llu references forgotten\n", id,
+			*references);
+	}
+
+	mutex_lock(&ts_disks_lock);
+	disk->forgetting = false;
+	ts_disk_free_unused_locked(disk);
+	mutex_unlock(&ts_disks_lock);
+	return ret;
+}
+
+/*
+ * Every reference, into a checkpoint, each disk's after its identity;
+ * maps held still by the caller.
+ */
 int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
 {
 	struct ts_disk *disk;
@@ -763,6 +1032,12 @@ int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
 	int ret;
 
 	list_for_each_entry(disk, &ts_disks, node) {
+		if (atomic_long_read(&disk->nr_refs) &&
+		    disk->ident.kind != TS_IDENT_NONE) {
+			ret = ts_ckpt_bind(w, disk->id, &disk->ident);
+			if (ret)
+				return ret;
+		}
 		xa_for_each(&disk->refs, x, entry) {
 			ret = ts_ckpt_add(w, disk->id, x, xa_to_value(entry));
 			if (ret)
@@ -1262,6 +1537,7 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 	enum ts_outcome outcome;
 	u32 block = TS_NO_BLOCK;
 	unsigned int max_refs;
+	unsigned long flags;
 	void *old;
 
 	if (!ts_swapdev)
@@ -1273,10 +1549,26 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 		outcome = TS_OUTCOME_FLATTENING;
 		goto unlock;
 	}
+	if (disk->mismatch) {
+		outcome = TS_OUTCOME_IDENTITY;
+		goto unlock;
+	}
 	max_refs = READ_ONCE(ts_disk_max_refs);
 	if (max_refs && atomic_long_read(&disk->nr_refs) >= max_refs) {
 		outcome = TS_OUTCOME_DISK_QUOTA;
 		goto unlock;
+	}
+	/* Room in the checkpoints for the disk's BIND, once. */
+	if (!disk->ident_unit) {
+		outcome = TS_OUTCOME_STORE_FULL;
+		spin_lock_irqsave(&ts_store->lock, flags);
+		if (ts_store->nr_refs + 2 <= ts_store->max_refs) {
+			ts_store->nr_refs++;
+			disk->ident_unit = true;
+		}
+		spin_unlock_irqrestore(&ts_store->lock, flags);
+		if (!disk->ident_unit)
+			goto unlock;
 	}
 	if (ts_disk_reserve(disk, 1) ||
 	    xa_reserve(&disk->refs, x, GFP_KERNEL)) {

@@ -82,7 +82,12 @@ struct ts_store {
 	u32 *chunk_free;		/* free blocks per TS_STORE_CHUNK */
 	u32 nr_chunks;
 	u32 blocks_in_use;
-	u32 nr_refs;			/* guest-disk references */
+	/*
+	 * Checkpoint records in use: guest-disk references, plus one for
+	 * each disk that holds an identity (its TS_REC_BIND). At most
+	 * max_refs, what a checkpoint slot holds.
+	 */
+	u32 nr_refs;
 
 	struct ts_journal journal;
 };
@@ -135,6 +140,7 @@ enum ts_outcome {
 	TS_OUTCOME_FLATTENING,		/* the disk is being flattened */
 	TS_OUTCOME_NO_ACCESS,		/* the VMM may not read the page */
 	TS_OUTCOME_DISK_QUOTA,		/* the disk holds disk_max_refs */
+	TS_OUTCOME_IDENTITY,		/* its id's references are another's */
 	TS_NR_OUTCOMES
 };
 
@@ -145,6 +151,27 @@ int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 		      unsigned int nr);
 int ts_checkpoint(struct ts_store *store);
 int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block);
+
+/*
+ * The identity of a disk's backend that its references are bound to
+ * (ident.c): a kind (enum ts_ident_kind) and a 96-bit fingerprint. Kind
+ * TS_IDENT_NONE matches nothing.
+ */
+struct ts_ident {
+	u8 kind;
+	u32 fp_lo;
+	u64 fp_hi;
+};
+
+void ts_ident_of_backend(struct file *file, struct ts_ident *ident);
+void ts_ident_of_token(const u8 *token, unsigned int len,
+		       struct ts_ident *ident);
+bool ts_ident_equal(const struct ts_ident *a, const struct ts_ident *b);
+const char *ts_ident_kind_name(u8 kind);
+int ts_ckpt_bind(struct ts_ckpt_writer *w, u64 disk_id,
+		 const struct ts_ident *ident);
+void ts_record_bind(struct ts_record *rec, u64 disk_id,
+		    const struct ts_ident *ident);
 
 struct ts_swapdev;
 
@@ -170,12 +197,19 @@ void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
 void ts_reconcile_stop(void);
 bool ts_reconcile_available(void);
 
-struct ts_disk *ts_disk_attach(u64 id, struct file *image);
+struct ts_disk *ts_disk_attach(u64 id, struct file *image,
+			       const struct ts_ident *ident);
+bool ts_disk_identity_mismatch(struct ts_disk *disk);
 int ts_disk_detach(struct ts_disk *disk);
 int ts_disk_sync(struct ts_disk *disk);
 bool ts_disk_commit_due(struct ts_disk *disk);
 int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block);
 int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x);
+int ts_disk_recover_bind(struct ts_store *store, u64 id,
+			 const struct ts_ident *ident);
+int ts_disk_recover_forget(struct ts_store *store, u64 id);
+void ts_disks_recovered(struct ts_store *store);
+int ts_disk_forget(u64 id, u64 *references);
 void ts_disks_forget(struct ts_store *store);
 int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w);
 u64 ts_disk_id(const struct ts_disk *disk);
@@ -227,6 +261,10 @@ struct ts_locality_stats {
 };
 
 extern struct ts_locality_stats ts_locality_totals;
+
+/* Disk identity events since load (debugfs). */
+extern atomic64_t ts_identity_mismatches;
+extern atomic64_t ts_disks_forgotten;
 
 struct ts_disk *ts_disk_get(u64 id);
 struct ts_disk *ts_disk_next_attached(struct ts_disk *prev);

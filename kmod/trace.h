@@ -25,7 +25,8 @@
 			 { TS_OUTCOME_NO_MEMORY, "no_memory" },	\
 			 { TS_OUTCOME_FLATTENING, "flattening" },	\
 			 { TS_OUTCOME_NO_ACCESS, "no_access" },	\
-			 { TS_OUTCOME_DISK_QUOTA, "disk_quota" })
+			 { TS_OUTCOME_DISK_QUOTA, "disk_quota" },	\
+			 { TS_OUTCOME_IDENTITY, "identity" })
 
 /* A whole-page piece of a guest write: referenced, or why not. */
 TRACE_EVENT(tesseract_reconcile,

@@ -28,6 +28,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": vhost-blk: " fmt
 
 #include <linux/blkdev.h>
+#include <linux/capability.h>
 #include <linux/debugfs.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
@@ -41,6 +42,7 @@
 #include <linux/mutex.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/string.h>
 #include <linux/uio.h>
 #include <linux/vhost.h>
 #include <linux/virtio_blk.h>
@@ -115,6 +117,7 @@ enum vhost_blk_counter {
 	VHOST_BLK_FALLBACK_FLATTENING,
 	VHOST_BLK_FALLBACK_NO_ACCESS,
 	VHOST_BLK_FALLBACK_DISK_QUOTA,
+	VHOST_BLK_FALLBACK_IDENTITY,
 	VHOST_BLK_NR_COUNTERS,
 };
 
@@ -149,6 +152,7 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_FALLBACK_FLATTENING] = "fallback_flattening",
 	[VHOST_BLK_FALLBACK_NO_ACCESS] = "fallback_no_access",
 	[VHOST_BLK_FALLBACK_DISK_QUOTA] = "fallback_disk_quota",
+	[VHOST_BLK_FALLBACK_IDENTITY] = "fallback_identity",
 };
 
 /* What every ring of a device serves; immutable while attached. */
@@ -192,6 +196,9 @@ struct vhost_blk {
 	char serial[VHOST_BLK_SERIAL_BYTES];
 
 	u64 disk_id;		/* VHOST_BLK_SET_DISK_ID; 0: derive. dev.mutex */
+	/* VHOST_BLK_SET_DISK_IDENTITY's token, if any; dev.mutex. */
+	bool has_token;
+	u8 token[VHOST_BLK_TOKEN_BYTES];
 	bool reconcile;		/* VHOST_BLK_SET_RECONCILE; read by the worker */
 
 	int id;
@@ -1370,9 +1377,11 @@ static struct vhost_blk_backend *vhost_blk_detach(struct vhost_blk *blk)
 	return be;
 }
 
-static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
+static struct vhost_blk_backend *vhost_blk_backend_open(struct vhost_blk *blk,
+							int fd)
 {
 	struct vhost_blk_backend *be;
+	struct ts_ident ident;
 	struct inode *host;
 	struct file *file;
 	int ret = -EINVAL;
@@ -1411,8 +1420,14 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd, u64 disk_id)
 	} else if (host->i_sb->s_bdev) {
 		be->dio_align = bdev_logical_block_size(host->i_sb->s_bdev);
 	}
-	be->disk = ts_disk_attach(disk_id ?: vhost_blk_derived_disk_id(host),
-				  file);
+	/* What the disk's references are bound to: see ident.c. */
+	if (blk->has_token)
+		ts_ident_of_token(blk->token, sizeof(blk->token), &ident);
+	else
+		ts_ident_of_backend(file, &ident);
+	be->disk = ts_disk_attach(blk->disk_id ?:
+				  vhost_blk_derived_disk_id(host), file,
+				  &ident);
 	if (IS_ERR(be->disk)) {
 		ret = PTR_ERR(be->disk);
 		kfree(be);
@@ -1443,7 +1458,7 @@ static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 		ret = -EBUSY;
 		goto unlock;
 	}
-	be = vhost_blk_backend_open(fd, blk->disk_id);
+	be = vhost_blk_backend_open(blk, fd);
 	if (IS_ERR(be)) {
 		ret = PTR_ERR(be);
 		goto unlock;
@@ -1603,17 +1618,32 @@ unlock:
 	return ret;
 }
 
-static long vhost_blk_set_disk_id(struct vhost_blk *blk, u64 id)
+/*
+ * An id names references that may hold another VM's memory: only a
+ * privileged owner of the device names one. @token (NULL: none) binds the
+ * references to it instead of to the backend.
+ */
+static long vhost_blk_set_disk_id(struct vhost_blk *blk, u64 id,
+				  const u8 *token)
 {
-	long ret = 0;
+	long ret;
 
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
 	if (id & VHOST_BLK_DISK_ID_DERIVED)
 		return -EINVAL;
+	if (token && !memchr_inv(token, 0, VHOST_BLK_TOKEN_BYTES))
+		return -EINVAL;
 	mutex_lock(&blk->dev.mutex);
-	if (blk->backend)
+	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret && blk->backend)
 		ret = -EBUSY;
-	else
+	if (!ret) {
 		blk->disk_id = id;
+		blk->has_token = token;
+		if (token)
+			memcpy(blk->token, token, VHOST_BLK_TOKEN_BYTES);
+	}
 	mutex_unlock(&blk->dev.mutex);
 	return ret;
 }
@@ -1624,6 +1654,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	struct vhost_blk *blk = f->private_data;
 	void __user *argp = (void __user *)arg;
 	char serial[VHOST_BLK_SERIAL_BYTES];
+	struct vhost_blk_disk_identity identity;
 	struct vhost_vring_file backend;
 	u64 features, disk_id;
 	long ret;
@@ -1641,7 +1672,12 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_DISK_ID:
 		if (copy_from_user(&disk_id, argp, sizeof(disk_id)))
 			return -EFAULT;
-		return vhost_blk_set_disk_id(blk, disk_id);
+		return vhost_blk_set_disk_id(blk, disk_id, NULL);
+	case VHOST_BLK_SET_DISK_IDENTITY:
+		if (copy_from_user(&identity, argp, sizeof(identity)))
+			return -EFAULT;
+		return vhost_blk_set_disk_id(blk, identity.disk_id,
+					     identity.token);
 	case VHOST_BLK_GET_DISK_ID:
 		mutex_lock(&blk->dev.mutex);
 		disk_id = blk->backend ? ts_disk_id(blk->backend->disk) : 0;
@@ -1739,13 +1775,17 @@ DEFINE_DEBUGFS_ATTRIBUTE(vhost_blk_reconcile_fops, vhost_blk_reconcile_get,
 static int vhost_blk_disk_show(struct seq_file *m, void *v)
 {
 	struct vhost_blk *blk = m->private;
-	bool id = !strcmp(file_dentry(m->file)->d_name.name, "disk_id");
+	const char *name = file_dentry(m->file)->d_name.name;
+	bool id = !strcmp(name, "disk_id");
 
 	mutex_lock(&blk->dev.mutex);
 	if (!blk->backend)
 		seq_puts(m, id ? "none\n" : "0\n");
 	else if (id)
 		seq_printf(m, "%llx\n", ts_disk_id(blk->backend->disk));
+	else if (!strcmp(name, "identity_mismatch"))
+		seq_printf(m, "%d\n",
+			   ts_disk_identity_mismatch(blk->backend->disk));
 	else
 		seq_printf(m, "%lu\n", ts_disk_nr_refs(blk->backend->disk));
 	mutex_unlock(&blk->dev.mutex);
@@ -1802,6 +1842,8 @@ static void vhost_blk_debugfs_create(struct vhost_blk *blk)
 	debugfs_create_file("disk_id", 0400, blk->debugfs, blk,
 			    &vhost_blk_disk_fops);
 	debugfs_create_file("pages_referenced", 0400, blk->debugfs, blk,
+			    &vhost_blk_disk_fops);
+	debugfs_create_file("identity_mismatch", 0400, blk->debugfs, blk,
 			    &vhost_blk_disk_fops);
 	debugfs_create_file("guest_pages_in_host_swap", 0400, blk->debugfs,
 			    blk, &vhost_blk_swapped_fops);

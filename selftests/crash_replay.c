@@ -86,7 +86,11 @@ static unsigned int rnd(unsigned int *s)
 static int open_guest(struct vblk_dev *d, const char *image, bool direct,
 		      int *fd)
 {
-	__u64 id = DISK_ID;
+	/* The replayed image is another device: the token names the disk. */
+	struct vhost_blk_disk_identity ident = {
+		.disk_id = DISK_ID,
+		.token = "crash-replay",
+	};
 	int ret;
 
 	*fd = open(image, O_RDWR | (direct ? O_DIRECT : 0));
@@ -95,7 +99,7 @@ static int open_guest(struct vblk_dev *d, const char *image, bool direct,
 	ret = vblk_open(d, (BLOCKS + 64) * PAGE + (4 << 20), 1, 128, 0);
 	if (ret)
 		return ret;
-	if (ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &id))
+	if (ioctl(d->fd, VHOST_BLK_SET_DISK_IDENTITY, &ident))
 		return -errno;
 	return vblk_set_backend(d, *fd);
 }

@@ -57,13 +57,20 @@ static const struct pc_workload workload = {
 
 static int open_guest(struct vblk_dev *d, int fd)
 {
-	__u64 id = DISK_ID;
+	/*
+	 * A block device's own identity changes with every boot: the token
+	 * carries the references over the power cut.
+	 */
+	struct vhost_blk_disk_identity ident = {
+		.disk_id = DISK_ID,
+		.token = "power-cut",
+	};
 	int ret;
 
 	ret = vblk_open(d, (BLOCKS + 64) * PAGE + (4 << 20), 1, 128, 0);
 	if (ret)
 		return ret;
-	if (ioctl(d->fd, VHOST_BLK_SET_DISK_ID, &id))
+	if (ioctl(d->fd, VHOST_BLK_SET_DISK_IDENTITY, &ident))
 		return -errno;
 	return vblk_set_backend(d, fd);
 }

@@ -296,7 +296,7 @@ TEST_F(ctl, format_then_check)
 	/* The superblock. */
 	ASSERT_EQ(0, blk_read(self->s.fd, 0, self->s.blk));
 	EXPECT_EQ(TS_SB_MAGIC, le64toh(sb->magic));
-	EXPECT_EQ(2U, le32toh(sb->version));
+	EXPECT_EQ((__u32)TS_SB_VERSION, le32toh(sb->version));
 	EXPECT_EQ(4096U, le32toh(sb->block_size));
 	EXPECT_EQ(0U, sb->incompat_features);
 	EXPECT_EQ(g->blocks, le64toh(sb->device_blocks));

@@ -316,6 +316,30 @@ static bool map_drop(struct refmap *m, __u64 id, __u64 blk)
 	return true;
 }
 
+/* References of disk @id. */
+static size_t map_disk_refs(const struct refmap *m, __u64 id)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->cap; i++)
+		n += m->tab[i].used && m->tab[i].disk_id == id;
+	return n;
+}
+
+/* Drop every reference of disk @id (a FORGET). */
+static void map_forget(struct refmap *m, __u64 id)
+{
+	struct refmap old = *m;
+	size_t i;
+
+	map_init(m);
+	for (i = 0; i < old.cap; i++)
+		if (old.tab[i].used && old.tab[i].disk_id != id)
+			map_add(m, old.tab[i].disk_id, old.tab[i].disk_block,
+				old.tab[i].data_block);
+	free(old.tab);
+}
+
 static int cmp_key(const void *a, const void *b)
 {
 	const struct ref *x = a, *y = b;
@@ -349,9 +373,79 @@ static struct ref *map_sorted(const struct refmap *m)
 	return v;
 }
 
+/* Disk identities: disk id -> the identity its references belong to. */
+
+struct ident {
+	__u64 disk_id;
+	__u8 kind;
+	__u32 fp_lo;
+	__u64 fp_hi;
+};
+
+struct idents {
+	struct ident *v;
+	size_t nr, cap;
+};
+
+static struct ident *ident_find(struct idents *ids, __u64 id)
+{
+	size_t i;
+
+	for (i = 0; i < ids->nr; i++)
+		if (ids->v[i].disk_id == id)
+			return &ids->v[i];
+	return NULL;
+}
+
+/* Bind @id to the identity of BIND record @rec. */
+static void ident_set(struct idents *ids, const struct ts_bind_record *rec)
+{
+	__u64 id = le64toh(rec->disk_id);
+	struct ident *d = ident_find(ids, id);
+
+	if (!d) {
+		if (ids->nr == ids->cap) {
+			ids->cap = ids->cap ? 2 * ids->cap : 16;
+			ids->v = realloc(ids->v, ids->cap * sizeof(*ids->v));
+			if (!ids->v) {
+				err("out of memory");
+				exit(ST_IO);
+			}
+		}
+		d = &ids->v[ids->nr++];
+	}
+	d->disk_id = id;
+	d->kind = rec->kind;
+	d->fp_lo = le32toh(rec->fp_lo);
+	d->fp_hi = le64toh(rec->fp_hi);
+}
+
+static void ident_drop(struct idents *ids, __u64 id)
+{
+	struct ident *d = ident_find(ids, id);
+
+	if (d)
+		*d = ids->v[--ids->nr];
+}
+
+static const char *ident_kind_str(__u8 kind)
+{
+	switch (kind) {
+	case TS_IDENT_FILE:
+		return "file";
+	case TS_IDENT_BDEV:
+		return "bdev";
+	case TS_IDENT_TOKEN:
+		return "token";
+	default:
+		return "none";
+	}
+}
+
 /* Records. */
 
-enum rec_error { REC_OK, REC_TYPE, REC_PAD, REC_DROP_DATA, REC_RANGE };
+enum rec_error { REC_OK, REC_TYPE, REC_PAD, REC_DROP_DATA, REC_RANGE,
+		 REC_KIND, REC_FORGET_DATA };
 
 static const char * const rec_error_str[] = {
 	[REC_OK] = "ok",
@@ -359,16 +453,30 @@ static const char * const rec_error_str[] = {
 	[REC_PAD] = "pad not zero",
 	[REC_DROP_DATA] = "DROP with a data block",
 	[REC_RANGE] = "data block out of range",
+	[REC_KIND] = "BIND of an unknown identity kind",
+	[REC_FORGET_DATA] = "FORGET with a data or disk block",
 };
 
-/* A checkpoint holds ADD records only. */
+/* A checkpoint holds ADD and BIND records only. */
 static enum rec_error rec_check(const struct ts_record *rec, bool ckpt,
 				__u32 data_blocks)
 {
-	if (rec->type != TS_REC_ADD && (ckpt || rec->type != TS_REC_DROP))
+	const struct ts_bind_record *bind = (const void *)rec;
+
+	if (rec->type == TS_REC_BIND) {
+		if (bind->pad[0] || bind->pad[1])
+			return REC_PAD;
+		return bind->kind >= TS_IDENT_FILE &&
+		       bind->kind <= TS_IDENT_TOKEN ? REC_OK : REC_KIND;
+	}
+	if (rec->type != TS_REC_ADD &&
+	    (ckpt || (rec->type != TS_REC_DROP && rec->type != TS_REC_FORGET)))
 		return REC_TYPE;
 	if (rec->pad[0] || rec->pad[1] || rec->pad[2])
 		return REC_PAD;
+	if (rec->type == TS_REC_FORGET)
+		return rec->data_block || rec->disk_block ? REC_FORGET_DATA :
+		       REC_OK;
 	if (rec->type == TS_REC_DROP)
 		return rec->data_block ? REC_DROP_DATA : REC_OK;
 	return le32toh(rec->data_block) < data_blocks ? REC_OK : REC_RANGE;
@@ -376,10 +484,17 @@ static enum rec_error rec_check(const struct ts_record *rec, bool ckpt,
 
 static void rec_str(const struct ts_record *rec, char *buf, size_t len)
 {
+	const struct ts_bind_record *bind = (const void *)rec;
 	unsigned long long id = le64toh(rec->disk_id);
 	unsigned long long blk = le64toh(rec->disk_block);
 
-	if (rec->type == TS_REC_ADD)
+	if (rec->type == TS_REC_BIND)
+		snprintf(buf, len, "BIND disk %016llx identity %s %08x%016llx",
+			 id, ident_kind_str(bind->kind), le32toh(bind->fp_lo),
+			 (unsigned long long)le64toh(bind->fp_hi));
+	else if (rec->type == TS_REC_FORGET)
+		snprintf(buf, len, "FORGET disk %016llx", id);
+	else if (rec->type == TS_REC_ADD)
 		snprintf(buf, len, "ADD  disk %016llx block %llu -> data %u",
 			 id, blk, le32toh(rec->data_block));
 	else if (rec->type == TS_REC_DROP)
@@ -413,6 +528,7 @@ struct slot {
 	__u64 nr_refs;
 	__u64 next;
 	struct refmap map;
+	struct idents ids;
 };
 
 struct store {
@@ -424,6 +540,7 @@ struct store {
 	struct slot slot[2];
 	int cur;		/* the checkpoint slot in use */
 	struct refmap *map;
+	struct idents *ids;	/* the identities of its disks */
 	__u64 replayed;		/* journal blocks after the checkpoint */
 	void *buf;		/* one block */
 };
@@ -698,6 +815,8 @@ static int slot_load_entries(struct store *s, int i)
 				snprintf(first, sizeof(first),
 					 "record %llu: %s: %s", n,
 					 rec_error_str[e], str);
+		} else if (rec->type == TS_REC_BIND) {
+			ident_set(&sl->ids, (const void *)rec);
 		} else if (map_add(&sl->map, le64toh(rec->disk_id),
 				   le64toh(rec->disk_block),
 				   le32toh(rec->data_block))) {
@@ -836,6 +955,7 @@ static int slot_pick(struct store *s)
 	}
 	s->cur = cur;
 	s->map = &sl[cur].map;
+	s->ids = &sl[cur].ids;
 	/* Both commands say which slot they read: the module logs its own. */
 	printf("checkpoint: slot %d, seq %llu, %llu references\n", s->cur,
 	       sl[s->cur].seq, sl[s->cur].nr_refs);
@@ -866,6 +986,19 @@ static const char * const jb_state_str[] = {
 	[JB_TORN] = "torn (crc mismatch)",
 };
 
+/*
+ * Does BIND @b give a disk that has references another identity? The
+ * module binds anew only a disk without any (it refuses such a store).
+ */
+static bool jb_rebinds(struct store *s, const struct ts_bind_record *b)
+{
+	struct ident *d = ident_find(s->ids, le64toh(b->disk_id));
+
+	return d && (d->kind != b->kind || d->fp_lo != le32toh(b->fp_lo) ||
+		     d->fp_hi != le64toh(b->fp_hi)) &&
+	       map_disk_refs(s->map, d->disk_id);
+}
+
 /* Apply the records of a valid journal block with sequence @seq. */
 static void jb_apply(struct store *s, const struct ts_journal_block *jb,
 		     __u64 seq, __u64 pos)
@@ -890,13 +1023,23 @@ static void jb_apply(struct store *s, const struct ts_journal_block *jb,
 				seq, pos, i, rec_error_str[e], str);
 		if (e != REC_OK && e != REC_RANGE)
 			continue;
-		if (rec->type == TS_REC_ADD)
+		if (rec->type == TS_REC_BIND && jb_rebinds(s, (const void *)rec))
+			problem(s, ST_JOURNAL, "journal seq %llu (ring %llu) record %u: %s: %s",
+				seq, pos, i, "rebinds a disk with references",
+				str);
+		if (rec->type == TS_REC_BIND) {
+			ident_set(s->ids, (const void *)rec);
+		} else if (rec->type == TS_REC_FORGET) {
+			map_forget(s->map, le64toh(rec->disk_id));
+			ident_drop(s->ids, le64toh(rec->disk_id));
+		} else if (rec->type == TS_REC_ADD) {
 			map_add(s->map, le64toh(rec->disk_id),
 				le64toh(rec->disk_block),
 				le32toh(rec->data_block));
-		else
+		} else {
 			map_drop(s->map, le64toh(rec->disk_id),
 				 le64toh(rec->disk_block));
+		}
 	}
 }
 
@@ -993,17 +1136,43 @@ static void map_verify(struct store *s)
 	size_t max_refs = 0;
 	__u32 max_block = 0;
 
-	if (n > s->g.max_refs)
-		problem(s, ST_MAP, "%zu references, more than max_refs %u",
-			n, s->g.max_refs);
+	size_t bound = 0, unbound = 0;
+	struct ident *d;
+
+	for (i = 0; i < n; i++) {
+		if (i && v[i].disk_id == v[i - 1].disk_id)
+			continue;
+		disks++;
+		d = ident_find(s->ids, v[i].disk_id);
+		if (d)
+			bound++;
+		else
+			unbound++;
+	}
+	/* A checkpoint holds each bound disk's BIND besides the ADDs. */
+	if (n + bound > s->g.max_refs)
+		problem(s, ST_MAP, "%zu references and %zu disk identities, more than max_refs %u",
+			n, bound, s->g.max_refs);
+	if (unbound)
+		warn_about(s, "%zu disks have references but no identity (no backend gets them)",
+			   unbound);
 	if (s->dump)
 		printf("references: %zu\n", n);
 	for (i = 0; i < n; i++) {
-		if (!i || v[i].disk_id != v[i - 1].disk_id)
-			disks++;
 		if (s->dump)
 			printf("  disk %016llx block %llu -> data %u\n",
 			       v[i].disk_id, v[i].disk_block, v[i].data_block);
+	}
+	if (s->dump)
+		printf("identities: %zu\n", bound);
+	for (i = 0; s->dump && i < n; i++) {
+		if (i && v[i].disk_id == v[i - 1].disk_id)
+			continue;
+		d = ident_find(s->ids, v[i].disk_id);
+		if (d)
+			printf("  disk %016llx %s %08x%016llx\n", v[i].disk_id,
+			       ident_kind_str(d->kind), d->fp_lo,
+			       (unsigned long long)d->fp_hi);
 	}
 	qsort(v, n, sizeof(*v), cmp_data);
 	for (i = 0; i < n; i = j) {
@@ -1067,6 +1236,8 @@ out:
 			s.problems - MAX_PROBLEMS);
 	map_free(&s.slot[0].map);
 	map_free(&s.slot[1].map);
+	free(s.slot[0].ids.v);
+	free(s.slot[1].ids.v);
 	free(s.buf);
 	close(s.dev.fd);
 	return s.status;
@@ -1391,6 +1562,9 @@ static void disk_error(__u64 id, int e)
 	case EROFS:
 		why = "its image is read-only: attach it writable to flatten it";
 		break;
+	case EBUSY:
+		why = "attached, flattening or being forgotten: stop its VM first";
+		break;
 	case EINTR:
 		why = "interrupted; the blocks cleaned so far stay cleaned";
 		break;
@@ -1417,13 +1591,38 @@ static int disk_info(int fd, __u64 id, struct tesseract_disk_info *info)
 
 static const char disk_usage[] =
 	"usage: tesseractctl disk DISK-ID\n"
+	"       tesseractctl disk forget DISK-ID\n"
 	"\n"
 	"Print what the loaded module knows about the guest disk DISK-ID (hex,\n"
 	"as /sys/kernel/debug/tesseract/vhost-blk-N/disk_id prints it; 0x is\n"
 	"allowed): whether it is attached or being flattened, its references\n"
-	"and what the cleaner and the compactor did to it. Exit status: 0, 1 if\n"
-	"the disk is unknown or the module cannot be asked, 64 for a bad\n"
-	"command line.\n";
+	"and what the cleaner and the compactor did to it.\n"
+	"\n"
+	"forget drops every reference of the detached disk DISK-ID, and the\n"
+	"backend identity they belong to, durably, and frees their store blocks.\n"
+	"What they held is lost: for references whose image is gone, or that\n"
+	"another backend's disk cannot take (identity_mismatch).\n"
+	"\n"
+	"Exit status: 0, 1 if the disk is unknown, attached (forget) or the\n"
+	"module cannot be asked, 64 for a bad command line.\n";
+
+static int disk_forget(__u64 id)
+{
+	struct tesseract_disk_forget f = { .disk_id = id };
+	int fd, ret;
+
+	fd = ctl_open(O_RDWR);
+	if (fd < 0)
+		return EXIT_FAIL;
+	ret = ioctl(fd, TESSERACT_DISK_FORGET, &f) ? errno : 0;
+	close(fd);
+	if (ret) {
+		disk_error(id, ret);
+		return EXIT_FAIL;
+	}
+	printf("disk %llx: forgot %llu references\n", id, f.references);
+	return 0;
+}
 
 static int cmd_disk(int argc, char **argv)
 {
@@ -1442,6 +1641,11 @@ static int cmd_disk(int argc, char **argv)
 		}
 		fputs(disk_usage, stderr);
 		return EXIT_USAGE;
+	}
+	if (optind == argc - 2 && !strcmp(argv[optind], "forget")) {
+		if (parse_disk_id(argv[optind + 1], &id))
+			return EXIT_USAGE;
+		return disk_forget(id);
 	}
 	if (optind != argc - 1) {
 		fputs(disk_usage, stderr);
@@ -1634,6 +1838,9 @@ static const char usage[] =
 	"                 references\n"
 	"  disk DISK-ID   a guest disk's state: attached, references, what\n"
 	"                 the cleaner and the compactor did\n"
+	"  disk forget DISK-ID\n"
+	"                 drop a detached disk's references and free their\n"
+	"                 blocks\n"
 	"  flatten [-q] DISK-ID\n"
 	"                 copy a disk's referenced blocks back into its\n"
 	"                 image and drop the references\n"

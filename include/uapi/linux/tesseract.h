@@ -58,10 +58,31 @@
  * device, or of a file's filesystem and the file's inode number. Ids a VMM
  * chooses must be non-zero and must not have VHOST_BLK_DISK_ID_DERIVED set.
  * GET returns the id in use (0 if no backend is attached).
+ *
+ * An id is a name, not a credential: the store records with a disk's
+ * references the identity of the backend they were taken with (a file's
+ * filesystem UUID, inode and generation; a block device's disk sequence
+ * number), and they come back only to a backend of the same identity. A
+ * backend of another identity attaches empty and takes no references
+ * until they are forgotten (TESSERACT_DISK_FORGET). SET_DISK_IDENTITY
+ * sets an id together with a token, which then replaces the backend's
+ * identity: the references follow the token to any backend (a copied
+ * image, a block device after a reboot). The token must not be all zero.
+ * Both SET ioctls need CAP_SYS_ADMIN (-EPERM) and the device's owner.
  */
 #define VHOST_BLK_DISK_ID_DERIVED	(1ULL << 63)
 #define VHOST_BLK_SET_DISK_ID	_IOW(VHOST_VIRTIO, 0xF0, __u64)
 #define VHOST_BLK_GET_DISK_ID	_IOR(VHOST_VIRTIO, 0xF1, __u64)
+
+#define VHOST_BLK_TOKEN_BYTES	16
+
+struct vhost_blk_disk_identity {
+	__u64 disk_id;
+	__u8 token[VHOST_BLK_TOKEN_BYTES];
+};
+
+#define VHOST_BLK_SET_DISK_IDENTITY					\
+	_IOW(VHOST_VIRTIO, 0xF3, struct vhost_blk_disk_identity)
 
 /*
  * Reconciliation of this device (int: 1 on, the default; 0 off). It takes
@@ -89,6 +110,14 @@
  * signal stopped it (the blocks cleaned so far stay cleaned); EIO: an I/O
  * error. Progress can be followed with TESSERACT_DISK_INFO from another
  * thread.
+ *
+ * TESSERACT_DISK_FORGET: drop every reference of a detached disk and the
+ * identity they belong to, durably (journalled, or in a checkpoint), then
+ * free their store blocks; references tells how many went. The data they
+ * held is lost: for a disk whose image is gone, or that attached with
+ * another identity (its VMM's disk shows "identity_mismatch"). ENOENT: no
+ * such disk; EBUSY: it is attached, being flattened or forgotten; EIO: the
+ * journal could not be written (the blocks stay allocated).
  */
 #define TESSERACT_DISK_ATTACHED		(1ULL << 0)
 #define TESSERACT_DISK_FLATTENING	(1ULL << 1)
@@ -107,8 +136,14 @@ struct tesseract_flatten {
 	__u64 blocks_cleaned;	/* out: by this call */
 };
 
+struct tesseract_disk_forget {
+	__u64 disk_id;		/* in */
+	__u64 references;	/* out: references dropped */
+};
+
 #define TESSERACT_IOC_MAGIC	0xE7
 #define TESSERACT_DISK_INFO	_IOWR(TESSERACT_IOC_MAGIC, 0x00, struct tesseract_disk_info)
 #define TESSERACT_FLATTEN	_IOWR(TESSERACT_IOC_MAGIC, 0x01, struct tesseract_flatten)
+#define TESSERACT_DISK_FORGET	_IOWR(TESSERACT_IOC_MAGIC, 0x02, struct tesseract_disk_forget)
 
 #endif /* _UAPI_LINUX_TESSERACT_H */

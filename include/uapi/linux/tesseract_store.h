@@ -16,8 +16,9 @@
  * ~crc32c(~0, buf, len)) of the whole 4 KiB block with its crc field zero.
  *
  * What is durable: the references of guest disks (disk id, disk block) to
- * data blocks. Swap slots are not: after a crash every data block that no
- * reference names is free.
+ * data blocks, and for each disk id the identity of the backend they were
+ * taken with (TS_REC_BIND). Swap slots are not: after a crash every data
+ * block that no reference names is free.
  *
  * The reference map is the newest valid checkpoint plus the journal blocks
  * written after it: journal block sequence numbers continue from the
@@ -37,7 +38,11 @@
 #define TS_STORE_BLOCK_SIZE	4096
 
 #define TS_SB_MAGIC		0x31524f5453525354ULL	/* "TSRSTOR1" */
-#define TS_SB_VERSION		2	/* 1: checkpoints without own seq */
+/*
+ * 2: checkpoints take a sequence number of their own; disk identities
+ * (TS_REC_BIND) and TS_REC_FORGET. 1 is refused.
+ */
+#define TS_SB_VERSION		2
 #define TS_JOURNAL_MAGIC	0x4c4e524a53525354ULL	/* "TSRSJRNL" */
 #define TS_CKPT_MAGIC		0x54504b4353525354ULL	/* "TSRSCKPT" */
 
@@ -63,6 +68,8 @@ struct ts_sb {
 enum ts_record_type {
 	TS_REC_ADD = 1,		/* (disk_id, disk_block) -> data_block */
 	TS_REC_DROP = 2,	/* (disk_id, disk_block) has no reference */
+	TS_REC_BIND = 3,	/* disk_id's references belong to an identity */
+	TS_REC_FORGET = 4,	/* disk_id has no references, no identity */
 };
 
 struct ts_record {
@@ -71,6 +78,33 @@ struct ts_record {
 	__le32 data_block;		/* TS_REC_ADD only */
 	__le64 disk_id;
 	__le64 disk_block;		/* 4 KiB block of the guest disk */
+};
+
+/*
+ * What a disk id's references may be re-attached to: the backend they
+ * were taken with, or a token the VMM presents (see the admin guide).
+ */
+enum ts_ident_kind {
+	TS_IDENT_NONE = 0,	/* unknown: never re-attached, only forgotten */
+	TS_IDENT_FILE = 1,	/* image file: fs UUID, inode, generation */
+	TS_IDENT_BDEV = 2,	/* block device: disk sequence number, dev_t */
+	TS_IDENT_TOKEN = 3,	/* VHOST_BLK_SET_DISK_IDENTITY's token */
+};
+
+/*
+ * TS_REC_BIND, a struct ts_record of another layout: disk_id's references
+ * (the ADD records that follow, until a FORGET) belong to the identity
+ * whose 96-bit fingerprint is (fp_hi, fp_lo), of kind @kind. Written
+ * before a disk's first ADD record, and in each checkpoint before the
+ * ADD records of its disk.
+ */
+struct ts_bind_record {
+	__u8 type;			/* TS_REC_BIND */
+	__u8 kind;			/* enum ts_ident_kind, not NONE */
+	__u8 pad[2];			/* zero */
+	__le32 fp_lo;			/* fingerprint bits 0-31 */
+	__le64 disk_id;
+	__le64 fp_hi;			/* fingerprint bits 32-95 */
 };
 
 /* Header of every journal block; records follow. */
@@ -94,7 +128,9 @@ struct ts_journal_block {
  * after the journal blocks before it; @seq is one more than the last
  * sequence number used before it (journal block or checkpoint) and the
  * journal resumes at seq + 1, in ring position journal_next. nr_refs
- * TS_REC_ADD records follow in the slot's next blocks, packed
+ * records follow in the slot's next blocks: for each disk with references
+ * a TS_REC_BIND, then the disk's TS_REC_ADD records (ADD records with no
+ * BIND before them belong to no identity). They are packed
  * TS_CKPT_RECORDS to a block (the rest of the last block zero);
  * entries_crc is the CRC-32C of all nr_refs records' bytes, in order. The
  * newer of the two valid slots (by seq, never equal) is the checkpoint; a
