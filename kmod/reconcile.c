@@ -104,10 +104,12 @@ struct ts_disk {
 	 * either the old or the new contents are fine after a crash; the
 	 * image's contents from before the reference are not.) Per disk: a
 	 * request of one guest, which may wait on its image or on faults in
-	 * its memory, never holds up another guest's FLUSH. Taken before
-	 * ts_maps_sem.
+	 * its memory, does not hold up another guest's FLUSH; only a
+	 * checkpoint of every disk (when the journal is full) waits for the
+	 * requests of all. Taken before ts_maps_sem.
 	 */
 	struct rw_semaphore replace_sem;
+	bool ckpt_held;			/* by a checkpoint; under ts_ckpt_lock */
 
 	struct mutex lock;		/* refs changes, pending, frees, below */
 	struct ts_record *pending;
@@ -731,32 +733,58 @@ static struct ts_disk **ts_disks_pin_all(unsigned int *nr)
 }
 
 /*
+ * Take the replace_sem of every disk not held yet, without waiting: those
+ * of disks created since the snapshot, whose requests may already be
+ * between a drop and its data. False if one is busy. ts_disks_lock held.
+ */
+static bool ts_disks_hold_new_locked(void)
+{
+	struct ts_disk *disk;
+
+	list_for_each_entry(disk, &ts_disks, node) {
+		if (disk->ckpt_held)
+			continue;
+		if (!down_write_trylock(&disk->replace_sem))
+			return false;
+		disk->ckpt_held = true;
+	}
+	return true;
+}
+
+/*
  * Every disk's images durable, then a checkpoint of all maps: what a
- * journal that has run full does instead of a commit. Disks created
- * meanwhile have no references to drop, so no replace_sem of theirs is
- * needed.
+ * journal that has run full does instead of a commit. It holds every
+ * disk's replace_sem: those that exist at first in a pinned snapshot,
+ * waiting for them, then those created meanwhile, or it starts again.
  */
 static int ts_checkpoint_all(void)
 {
 	struct ts_disk **disks, *disk;
 	unsigned int nr, i;
+	bool all_held;
 	int ret = 0;
 
 	mutex_lock(&ts_ckpt_lock);
+again:
 	disks = ts_disks_pin_all(&nr);
 	if (!disks) {
 		mutex_unlock(&ts_ckpt_lock);
 		return -ENOMEM;
 	}
-	for (i = 0; i < nr; i++)
+	for (i = 0; i < nr; i++) {
 		down_write_nest_lock(&disks[i]->replace_sem, &ts_ckpt_lock);
+		disks[i]->ckpt_held = true;
+	}
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
-	list_for_each_entry(disk, &ts_disks, node)
-		if (disk->image && disk->nr_pending)
-			ret = ret ?: vfs_fsync(disk->image, 0);
-	ret = ret ?: ts_checkpoint(ts_store);
-	if (!ret) {
+	all_held = ts_disks_hold_new_locked();
+	if (all_held) {
+		list_for_each_entry(disk, &ts_disks, node)
+			if (disk->image && disk->nr_pending)
+				ret = ret ?: vfs_fsync(disk->image, 0);
+		ret = ret ?: ts_checkpoint(ts_store);
+	}
+	if (all_held && !ret) {
 		list_for_each_entry(disk, &ts_disks, node) {
 			disk->nr_pending = 0;
 			ts_disk_release_frees(ts_store, disk);
@@ -764,14 +792,21 @@ static int ts_checkpoint_all(void)
 			disk->ident_logged = atomic_long_read(&disk->nr_refs);
 		}
 	}
+	list_for_each_entry(disk, &ts_disks, node) {
+		if (disk->ckpt_held)
+			up_write(&disk->replace_sem);
+		disk->ckpt_held = false;
+	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
 	for (i = 0; i < nr; i++)
-		up_write(&disks[i]->replace_sem);
-	mutex_unlock(&ts_ckpt_lock);
-	for (i = 0; i < nr; i++)
 		ts_disk_put(disks[i]);
 	kvfree(disks);
+	if (!all_held) {
+		cond_resched();
+		goto again;
+	}
+	mutex_unlock(&ts_ckpt_lock);
 	return ret;
 }
 

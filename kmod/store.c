@@ -203,7 +203,9 @@ void ts_store_put_locked(struct ts_store *store, u32 block)
 /*
  * Take @nr free blocks in a row, the first run at or after @near that is
  * long enough (wrapping around), for data that is read in that order.
- * Runs are looked for within a chunk, in chunks with room enough.
+ * Runs are looked for within a chunk, in chunks with room enough, and in
+ * a few such chunks only: a free count says nothing of fragmentation, and
+ * the search runs with interrupts off. The caller tries again later.
  */
 bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 			       unsigned int nr, u32 *first)
@@ -211,11 +213,13 @@ bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 	u32 start = near % store->nr_blocks;
 	u32 chunk = start >> TS_STORE_CHUNK_SHIFT;
 	unsigned long b, from, end;
-	u32 i, k;
+	u32 i, k, searched = 0;
 
 	lockdep_assert_held(&store->lock);
-	for (i = 0; i <= store->nr_chunks; i++) {
+	for (i = 0; i <= store->nr_chunks &&
+	     searched < TS_STORE_RUN_SEARCH_CHUNKS; i++) {
 		if (store->chunk_free[chunk] >= nr) {
+			searched++;
 			from = i ? ts_chunk_start(chunk) : start;
 			end = ts_chunk_end(store, chunk);
 			b = bitmap_find_next_zero_area(store->in_use, end, from,

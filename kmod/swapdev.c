@@ -235,6 +235,13 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 	if (disk->part0->bd_holder)
 		return;
 	WRITE_ONCE(swapdev->swap_type, -1);
+	/*
+	 * Swapoff freed every slot, which cleared their bits; clear them
+	 * anyway, since the hook cannot tell our swap-outs from others'
+	 * until a write teaches it the next swap type. Nothing sets them
+	 * now: the swap area is gone.
+	 */
+	bitmap_zero(swapdev->slot_complete, swapdev->nr_slots);
 	for (i = 0; i < swapdev->nr_regions; i++)
 		WRITE_ONCE(swapdev->regions[i].mapping, NULL);
 }

@@ -42,6 +42,9 @@ extern struct dentry *ts_debugfs_root;
 #define TS_STORE_CHUNK_SHIFT	15
 #define TS_STORE_CHUNK		BIT(TS_STORE_CHUNK_SHIFT)
 
+/* Chunks a search for a run of free blocks looks at, at most. */
+#define TS_STORE_RUN_SEARCH_CHUNKS	8
+
 /* Work done under the store's lock at a time by loops over many blocks. */
 #define TS_STORE_LOCK_BATCH	256
 
