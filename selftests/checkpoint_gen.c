@@ -35,6 +35,7 @@
 #define SECTORS		(PAGE / 512)
 #define CGROUP		"ts-ckpt-gen"
 #define DISK_ID		0xc4e7ULL
+#define TOKEN		"checkpoint-gen"
 #define TAG		0x6e4eUL
 #define BLOCKS		256U	/* a commit of them overflows the journal */
 #define SMALL		16U	/* a commit of them fits */
@@ -121,8 +122,9 @@ static void run_workload(struct __test_metadata *_metadata,
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	w->image = open(CRASH_IMAGE, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, w->image);
-	ASSERT_EQ(0, vblk_open_disk(dev, BLOCKS * PAGE + (4 << 20), w->image,
-				    DISK_ID));
+	/* The replayed image is another device: the token names the disk. */
+	ASSERT_EQ(0, vblk_open_disk_token(dev, BLOCKS * PAGE + (4 << 20),
+					  w->image, DISK_ID, TOKEN));
 	ram = vblk_alloc(dev, BLOCKS * PAGE, PAGE);
 	ASSERT_NE(NULL, ram);
 	ASSERT_EQ(0, crash_mark("ready"));
@@ -226,8 +228,8 @@ static int check_point(unsigned long long point, void *arg)
 
 	vblk_init(&d);
 	fd = open(CRASH_IMAGE_REPLAY, O_RDWR | O_DIRECT);
-	if (fd < 0 || vblk_open_disk(&d, BLOCKS * PAGE + (4 << 20), fd,
-				     DISK_ID)) {
+	if (fd < 0 || vblk_open_disk_token(&d, BLOCKS * PAGE + (4 << 20), fd,
+					   DISK_ID, TOKEN)) {
 		printf("# point %llu: the disk does not attach\n", point);
 		bad++;
 		goto out;

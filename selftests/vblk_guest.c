@@ -593,6 +593,23 @@ int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
 	return vblk_open_disk_mq(d, ram_size, 1, disk_fd, disk_id);
 }
 
+int vblk_open_disk_token(struct vblk_dev *d, size_t ram_size, int disk_fd,
+			 __u64 disk_id, const char *token)
+{
+	struct vhost_blk_disk_identity ident = { .disk_id = disk_id };
+	size_t len = strlen(token);
+	int ret;
+
+	memcpy(ident.token, token, len < sizeof(ident.token) ?
+				   len : sizeof(ident.token));
+	ret = vblk_open(d, ram_size, 1, 128, 0);
+	if (ret)
+		return ret;
+	if (ioctl(d->fd, VHOST_BLK_SET_DISK_IDENTITY, &ident))
+		return -errno;
+	return vblk_set_backend(d, disk_fd);
+}
+
 void vblk_close_disk(struct vblk_dev *d, int disk_fd, __u64 sectors)
 {
 	if (d->fd >= 0)

@@ -172,6 +172,13 @@ int vblk_io_pages(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
 int vblk_open_disk(struct vblk_dev *d, size_t ram_size, int disk_fd,
 		   __u64 disk_id);
 /*
+ * vblk_open_disk() with an identity token (VHOST_BLK_SET_DISK_IDENTITY):
+ * the references follow the token, for images that come back as other
+ * devices (a crash replay, a reboot).
+ */
+int vblk_open_disk_token(struct vblk_dev *d, size_t ram_size, int disk_fd,
+			 __u64 disk_id, const char *token);
+/*
  * Undo vblk_open_disk(): discard sectors [0, @sectors) first, so that the
  * disk leaves no references to the next test's store; close @disk_fd.
  */
