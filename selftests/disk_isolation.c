@@ -108,7 +108,7 @@ TEST_F_TIMEOUT(di, flushes_do_not_wait_for_another_disk, 300)
 	int status;
 
 	/* References in A's range, so that zeroing it replaces them. */
-	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 1, 1));
+	ASSERT_GT(PAGES / 2, ts_fill_and_push(CGROUP, self->buf, PAGES, 1, 1));
 	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_OUT, 0, self->buf,
 				   PAGES, false));
 	ASSERT_LT(0, ts_disk_counter(ID_A, "reconciled_pages"));
@@ -146,17 +146,19 @@ TEST_F_TIMEOUT(di, flushes_do_not_wait_for_another_disk, 300)
 /* disk_max_refs caps one disk's references; the rest are written. */
 TEST_F_TIMEOUT(di, disk_max_refs_caps_one_disk, 300)
 {
-	long long refs, quota;
+	long long refs, quota, swapped;
 
 	ASSERT_EQ(0, ts_param_set("disk_max_refs", "16"));
-	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 2, 1));
+	/* Pages still in an LRU batch may stay resident: they are written. */
+	swapped = PAGES - ts_fill_and_push(CGROUP, self->buf, PAGES, 2, 1);
+	ASSERT_LE(32, swapped);
 	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_OUT, 0, self->buf,
 				   PAGES, false));
 	refs = ts_disk_counter(ID_A, "pages_referenced");
 	quota = ts_disk_counter(ID_A, "fallback_disk_quota");
 	TH_LOG("%lld referenced, %lld over the quota", refs, quota);
 	EXPECT_EQ(16, refs);
-	EXPECT_EQ((long long)PAGES - 16, quota);
+	EXPECT_EQ(swapped - 16, quota);
 	/* The data is all there, whichever way it went. */
 	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_IN, 0, self->buf,
 				   PAGES, false));
