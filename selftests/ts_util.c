@@ -369,35 +369,65 @@ size_t ts_resident_pages(void *addr, size_t len)
 	return resident;
 }
 
+/* Why a push left pages resident: for the next reader of a failed log. */
+static void ts_push_report(const char *cgroup, size_t resident, size_t pages)
+{
+	static const char * const keys[] = { "anon ", "anon_thp ", "swapcached ",
+					     "pgscan ", "pgsteal " };
+	char path[256], line[256];
+	unsigned int i;
+	FILE *f;
+
+	fprintf(stderr, "# push to swap: %zu of %zu pages stayed resident\n",
+		resident, pages);
+	f = fopen("/proc/swaps", "r");
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "#   %s", line);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), TS_CGROOT "/%s/memory.stat", cgroup);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (!strncmp(line, keys[i], strlen(keys[i])))
+				fprintf(stderr, "#   %s", line);
+	if (f)
+		fclose(f);
+}
+
 size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 {
 	size_t resident, before;
-	bool drained = false;
+	int tries, stalls = 0;
 	char amount[32];
-	int tries;
 
 	madvise(addr, len, MADV_PAGEOUT);
 	resident = ts_resident_pages(addr, len);
-	/* Stop when a round makes no progress: the rest cannot be swapped. */
-	for (tries = 0; tries < 10 && resident; tries++) {
+	/* Stop after rounds without progress: the rest cannot be swapped. */
+	for (tries = 0; tries < 16 && resident && stalls < 3; tries++) {
 		snprintf(amount, sizeof(amount), "%zu", len + (1 << 20));
 		/* EAGAIN just means less than asked for was reclaimed. */
 		ts_cgroup_write(cgroup, "memory.reclaim", amount);
 		before = resident;
 		resident = ts_resident_pages(addr, len);
-		if (resident != before)
+		if (resident != before) {
+			stalls = 0;
 			continue;
-		if (drained)
-			break;
+		}
 		/*
-		 * Pages touched last may still sit in another CPU's LRU
-		 * batch, out of reach of reclaim; compaction drains all of
-		 * them. Then once more.
+		 * Pages touched last may still sit in a CPU's LRU batch, out
+		 * of reach of reclaim, and a huge page held there cannot be
+		 * split; compaction drains every CPU's batches. Then again.
 		 */
+		stalls++;
 		ts_write_str("/proc/sys/vm/compact_memory", "1");
 		madvise(addr, len, MADV_PAGEOUT);
-		drained = true;
+		resident = ts_resident_pages(addr, len);
+		if (resident != before)
+			stalls = 0;
 	}
+	if (resident > len / 4096 / 2)
+		ts_push_report(cgroup, resident, len / 4096);
 	return resident;
 }
 
