@@ -467,7 +467,8 @@ static u64 ts_journal_blocks_for(unsigned int nr)
  * Write a checkpoint of every reference into the slot not in use, then
  * switch to it (see ts_checkpoint()). Journal lock held.
  */
-static int ts_checkpoint_locked(struct ts_store *store)
+static int ts_checkpoint_locked(struct ts_store *store,
+				ts_ckpt_fill_fn fill, void *arg)
 {
 	struct ts_journal *j = &store->journal;
 	int slot = !j->ckpt_slot, ret;
@@ -484,7 +485,7 @@ static int ts_checkpoint_locked(struct ts_store *store)
 		return -ENOMEM;
 	w.recs = page_address(w.page);
 	memset(w.recs, 0, TS_STORE_BLOCK_SIZE);
-	ret = ts_disks_write_refs(store, &w);
+	ret = fill(&w, arg);
 	if (!ret && w.nr % TS_CKPT_RECORDS)
 		ret = ts_meta_write(store, w.block, w.page);
 	if (ret)
@@ -541,7 +542,7 @@ static int ts_ckpt_put(struct ts_ckpt_writer *w, struct ts_record *rec)
 	return ret;
 }
 
-/* Add one reference to a checkpoint being written (ts_disks_write_refs). */
+/* Add one reference to a checkpoint being written (a ts_ckpt_fill_fn). */
 int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block)
 {
 	struct ts_record *rec = ts_ckpt_next(w);
@@ -555,7 +556,7 @@ int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block)
 	return ts_ckpt_put(w, rec);
 }
 
-/* The identity of the disk whose references follow (ts_disks_write_refs). */
+/* The identity of the disk whose references follow (a ts_ckpt_fill_fn). */
 int ts_ckpt_bind(struct ts_ckpt_writer *w, u64 disk_id,
 		 const struct ts_ident *ident)
 {
@@ -592,11 +593,11 @@ int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 }
 
 /*
- * A checkpoint of the references in memory. The caller holds every disk
- * still and has made their images durable, so that the map in memory is a
- * state the guests may find after a crash.
+ * A checkpoint of the references @fill gives (ts_ckpt_add(), ts_ckpt_bind()
+ * for each): a state the guests may find after a crash, that replaces the
+ * journal. The caller keeps it from changing until this returns.
  */
-int ts_checkpoint(struct ts_store *store)
+int ts_checkpoint(struct ts_store *store, ts_ckpt_fill_fn fill, void *arg)
 {
 	int ret;
 
@@ -604,7 +605,7 @@ int ts_checkpoint(struct ts_store *store)
 	if (ret)
 		return ret;
 	mutex_lock(&store->journal.lock);
-	ret = ts_checkpoint_locked(store);
+	ret = ts_checkpoint_locked(store, fill, arg);
 	mutex_unlock(&store->journal.lock);
 	if (ret)
 		pr_err("%s: checkpoint failed (%d)\n", store->path, ret);

@@ -64,14 +64,17 @@ static struct ts_swapdev *ts_swapdev;
 /*
  * A guest disk. refs maps a disk block (4 KiB) to xa_mk_value(store block);
  * each entry holds one reference on its block. Every change to refs is
- * also appended to pending, the records the next commit makes durable;
- * blocks whose references went stay allocated in frees until then. Disks
- * outlive their devices, to be attached again by id.
+ * also appended to pending, the records the next commit makes durable; the
+ * block whose reference a record replaced (pending_old, TS_NO_BLOCK if
+ * none) stays allocated until then, so that a checkpoint taken meanwhile
+ * can still name it (ts_disks_write_refs()). Disks outlive their devices,
+ * to be attached again by id.
  *
  * Locality recovery (locality.c) moves referenced blocks: back into the
- * image (cleaning) or into guest order in the store (compaction). It holds
- * the disk's lock for a whole run of blocks, I/O included, so that a guest
- * request on the same blocks waits for the run instead of racing it.
+ * image (cleaning) or into guest order in the store (compaction). Each
+ * holds the disk's lock over a run's I/O, so that a guest request on the
+ * same blocks waits for the run instead of racing it; cleaning without
+ * ts_maps_sem, so that no checkpoint waits for an image.
  *
  * A disk's references belong to the identity of the backend they were
  * taken with (ident.c), recorded before its first ADD record (a BIND).
@@ -102,20 +105,22 @@ struct ts_disk {
 	 * writing, so that a commit never makes a drop durable before the
 	 * data that replaces it is written. (The request is not complete, so
 	 * either the old or the new contents are fine after a crash; the
-	 * image's contents from before the reference are not.) Per disk: a
-	 * request of one guest, which may wait on its image or on faults in
-	 * its memory, does not hold up another guest's FLUSH; only a
-	 * checkpoint of every disk (when the journal is full) waits for the
-	 * requests of all. Taken before ts_maps_sem.
+	 * image's contents from before the reference are not.) Per disk, and
+	 * never wanted by a checkpoint, which leaves out the drops that were
+	 * not committed: a request of one guest, which may wait on its image
+	 * or on faults in its memory, holds up no other guest. Taken before
+	 * ts_maps_sem.
 	 */
 	struct rw_semaphore replace_sem;
-	bool ckpt_held;			/* by a checkpoint; under ts_ckpt_lock */
 
 	struct mutex lock;		/* refs changes, pending, frees, below */
 	struct ts_record *pending;
+	u32 *pending_old;		/* per pending record */
 	unsigned int nr_pending, max_pending;
-	u32 *frees;
+	u64 pending_base;		/* records settled before pending[0] */
+	u32 *frees;			/* of a forget, until it is committed */
 	unsigned int nr_frees, max_frees;
+	bool ckpt_refs;			/* in the checkpoint being written */
 	u64 refs_changes;		/* ever, to tell a map that changed */
 	u64 compact_from;		/* where compaction goes on looking */
 	u64 sweep_from;			/* refs_changes when a sweep began */
@@ -125,22 +130,27 @@ struct ts_disk {
 	struct ts_locality_stats stats;	/* its share of ts_locality_totals */
 };
 
+/*
+ * What a checkpoint is for: the records of @disk before @end (counted from
+ * its first, pending_base) have their data durable.
+ */
+struct ts_ckpt_for {
+	struct ts_disk *disk;
+	u64 end;
+};
+
 /* Records a disk gathers before a commit is forced. */
 #define TS_DISK_PENDING_COMMIT	1024
 
 static LIST_HEAD(ts_disks);
 static DEFINE_MUTEX(ts_disks_lock);
 /*
- * Held for reading by every change of a reference map, for writing by a
- * checkpoint, which needs all maps still. Taken before any disk's lock.
+ * Held for reading by every change of a reference map or its pending
+ * records, for writing by a checkpoint, which needs all of them still.
+ * Nobody holds it over a guest's memory or an image's I/O. Taken before
+ * ts_disks_lock and any disk's lock.
  */
 static DECLARE_RWSEM(ts_maps_sem);
-
-/*
- * Serializes checkpoints of every disk, which hold the replace_sem of all
- * disks at once (in the order of a snapshot of ts_disks).
- */
-static DEFINE_MUTEX(ts_ckpt_lock);
 
 /* What locality recovery did since load, all disks (debugfs). */
 struct ts_locality_stats ts_locality_totals;
@@ -198,12 +208,15 @@ static void ts_disk_free(struct ts_store *store, struct ts_disk *disk)
 	list_del(&disk->node);
 	xa_destroy(&disk->refs);
 	kvfree(disk->pending);
+	kvfree(disk->pending_old);
 	kvfree(disk->frees);
 	kfree(disk);
 }
 
-static void ts_disk_release_frees(struct ts_store *store,
-				  struct ts_disk *disk);
+static void ts_disk_settle(struct ts_store *store, struct ts_disk *disk,
+			   unsigned int nr);
+static int ts_checkpoint_all(struct ts_disk *disk, u64 end);
+static int ts_disks_write_refs(struct ts_ckpt_writer *w, void *arg);
 
 /* Drop every disk and its references, durable or not (unload, failure). */
 void ts_disks_forget(struct ts_store *store)
@@ -227,7 +240,7 @@ void ts_disks_forget(struct ts_store *store)
 			}
 		}
 		spin_unlock_irqrestore(&store->lock, flags);
-		ts_disk_release_frees(store, disk);
+		ts_disk_settle(store, disk, disk->nr_pending);
 		ts_disk_free(store, disk);
 	}
 	mutex_unlock(&ts_disks_lock);
@@ -239,9 +252,7 @@ void ts_reconcile_stop(void)
 	debugfs_remove(ts_fail_ref_alloc_debugfs);
 	ts_fail_ref_alloc_debugfs = NULL;
 	if (ts_store) {
-		down_write(&ts_maps_sem);
-		ts_checkpoint(ts_store);
-		up_write(&ts_maps_sem);
+		ts_checkpoint_all(NULL, 0);
 		ts_disks_forget(ts_store);
 	}
 	ts_store = NULL;
@@ -603,18 +614,25 @@ static int ts_grow(void **p, unsigned int nr, unsigned int more,
 }
 
 /*
- * Room for @nr more records (and the disk's BIND) and free blocks, before
- * changes. Disk lock.
+ * Room for @nr more records (and the disk's BIND), before changes. Disk
+ * lock.
  */
 static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
+	unsigned int max = disk->max_pending, max_old = disk->max_pending;
+	int ret;
+
 	lockdep_assert_held(&disk->lock);
 	if (atomic_add_unless(&ts_fail_ref_alloc, -1, 0))
 		return -ENOMEM;
-	return ts_grow((void **)&disk->pending, disk->nr_pending, nr + 1,
-		       &disk->max_pending, sizeof(*disk->pending)) ?:
-	       ts_grow((void **)&disk->frees, disk->nr_frees, nr,
-		       &disk->max_frees, sizeof(*disk->frees));
+	/* Both arrays grow alike; one that grew alone is grown again. */
+	ret = ts_grow((void **)&disk->pending, disk->nr_pending, nr + 1,
+		      &max, sizeof(*disk->pending)) ?:
+	      ts_grow((void **)&disk->pending_old, disk->nr_pending, nr + 1,
+		      &max_old, sizeof(*disk->pending_old));
+	if (!ret)
+		disk->max_pending = max;
+	return ret;
 }
 
 /*
@@ -629,10 +647,13 @@ static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 	/* The identity, before the first reference that belongs to it. */
 	if (block != TS_NO_BLOCK && !disk->ident_logged &&
 	    disk->ident.kind != TS_IDENT_NONE) {
+		disk->pending_old[disk->nr_pending] = TS_NO_BLOCK;
 		ts_record_bind(&disk->pending[disk->nr_pending++], disk->id,
 			       &disk->ident);
 		disk->ident_logged = true;
 	}
+	disk->pending_old[disk->nr_pending] =
+		old ? xa_to_value(old) : TS_NO_BLOCK;
 	rec = &disk->pending[disk->nr_pending++];
 	memset(rec, 0, sizeof(*rec));
 	rec->type = block == TS_NO_BLOCK ? TS_REC_DROP : TS_REC_ADD;
@@ -643,7 +664,6 @@ static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 	disk->refs_changes++;
 	if (old) {
 		trace_tesseract_drop(disk->id, x, xa_to_value(old));
-		disk->frees[disk->nr_frees++] = xa_to_value(old);
 		atomic_long_dec(&disk->nr_refs);
 	}
 }
@@ -683,22 +703,23 @@ bool ts_disk_commit_due(struct ts_disk *disk)
 }
 
 /*
- * The blocks of committed drops go back to the store, a batch per hold of
- * its lock: swap-outs and slot frees spin on it meanwhile. Disk lock held,
- * or the disk is going away.
+ * Blocks whose references went back to the store, a batch per hold of its
+ * lock: swap-outs and slot frees spin on it meanwhile. TS_NO_BLOCK entries
+ * are skipped.
  */
-static void ts_disk_release_frees(struct ts_store *store,
-				  struct ts_disk *disk)
+static void ts_store_release(struct ts_store *store, const u32 *blocks,
+			     unsigned int nr)
 {
-	unsigned int n;
+	unsigned int i = 0, n;
 	unsigned long flags;
 
-	while (disk->nr_frees) {
-		n = min(disk->nr_frees, TS_STORE_LOCK_BATCH);
+	while (i < nr) {
+		n = min(nr - i, TS_STORE_LOCK_BATCH);
 		spin_lock_irqsave(&store->lock, flags);
-		while (n--) {
-			ts_store_put_locked(store,
-					    disk->frees[--disk->nr_frees]);
+		for (; n; n--, i++) {
+			if (blocks[i] == TS_NO_BLOCK)
+				continue;
+			ts_store_put_locked(store, blocks[i]);
 			store->nr_refs--;
 		}
 		spin_unlock_irqrestore(&store->lock, flags);
@@ -706,142 +727,169 @@ static void ts_disk_release_frees(struct ts_store *store,
 	}
 }
 
-/*
- * The disks that exist now, pinned, in an array: a checkpoint takes each
- * one's replace_sem without ts_disks_lock held, since a request holding
- * a replace_sem may look up its image under ts_disks_lock.
- */
-static struct ts_disk **ts_disks_pin_all(unsigned int *nr)
+/* The blocks a forget dropped, once it is committed. Disk lock held. */
+static void ts_disk_release_frees(struct ts_store *store,
+				  struct ts_disk *disk)
 {
-	struct ts_disk **disks, *disk;
-	unsigned int n = 0;
-
-	mutex_lock(&ts_disks_lock);
-	list_for_each_entry(disk, &ts_disks, node)
-		n++;
-	disks = kvmalloc_array(max(n, 1U), sizeof(*disks), GFP_KERNEL);
-	if (disks) {
-		n = 0;
-		list_for_each_entry(disk, &ts_disks, node) {
-			disk->users++;
-			disks[n++] = disk;
-		}
-	}
-	mutex_unlock(&ts_disks_lock);
-	*nr = n;
-	return disks;
+	ts_store_release(store, disk->frees, disk->nr_frees);
+	disk->nr_frees = 0;
 }
 
 /*
- * Take the replace_sem of every disk not held yet, without waiting: those
- * of disks created since the snapshot, whose requests may already be
- * between a drop and its data. False if one is busy. ts_disks_lock held.
+ * The first @nr pending records are durable: they go, and the blocks whose
+ * references they replaced go back to the store. Disk lock held, or every
+ * map held still (ts_maps_sem for writing), or the disk is going away.
  */
-static bool ts_disks_hold_new_locked(void)
+static void ts_disk_settle(struct ts_store *store, struct ts_disk *disk,
+			   unsigned int nr)
 {
-	struct ts_disk *disk;
+	if (WARN_ON_ONCE(nr > disk->nr_pending))
+		nr = disk->nr_pending;
+	ts_store_release(store, disk->pending_old, nr);
+	disk->pending_base += nr;
+	disk->nr_pending -= nr;
+	memmove(disk->pending, disk->pending + nr,
+		disk->nr_pending * sizeof(*disk->pending));
+	memmove(disk->pending_old, disk->pending_old + nr,
+		disk->nr_pending * sizeof(*disk->pending_old));
+	if (!disk->nr_pending)
+		ts_disk_release_frees(store, disk);
+}
 
-	list_for_each_entry(disk, &ts_disks, node) {
-		if (disk->ckpt_held)
-			continue;
-		if (!down_write_trylock(&disk->replace_sem))
-			return false;
-		disk->ckpt_held = true;
-	}
-	return true;
+/* The pending records of @disk before @end, of all it ever had. */
+static unsigned int ts_disk_pending_before(const struct ts_disk *disk,
+					   u64 end)
+{
+	if (end <= disk->pending_base)
+		return 0;
+	return min_t(u64, end - disk->pending_base, disk->nr_pending);
 }
 
 /*
- * Every disk's images durable, then a checkpoint of all maps: what a
- * journal that has run full does instead of a commit. It holds every
- * disk's replace_sem: those that exist at first in a pinned snapshot,
- * waiting for them, then those created meanwhile, or it starts again.
+ * The records of @disk a checkpoint makes durable: those whose data the
+ * checkpoint's disk made durable, and of every disk those before its first
+ * drop not yet known to follow its data. A drop's record and those after
+ * it stay pending, for its own commit.
  */
-static int ts_checkpoint_all(void)
+static unsigned int ts_disk_ckpt_settles(struct ts_disk *disk,
+					 const struct ts_ckpt_for *ckpt)
 {
-	struct ts_disk **disks, *disk;
-	unsigned int nr, i;
-	bool all_held;
-	int ret = 0;
+	unsigned int i = 0;
 
-	mutex_lock(&ts_ckpt_lock);
-again:
-	disks = ts_disks_pin_all(&nr);
-	if (!disks) {
-		mutex_unlock(&ts_ckpt_lock);
-		return -ENOMEM;
-	}
-	for (i = 0; i < nr; i++) {
-		down_write_nest_lock(&disks[i]->replace_sem, &ts_ckpt_lock);
-		disks[i]->ckpt_held = true;
-	}
+	if (ckpt->disk == disk)
+		i = ts_disk_pending_before(disk, ckpt->end);
+
+	for (; i < disk->nr_pending; i++)
+		if (disk->pending[i].type == TS_REC_DROP &&
+		    disk->pending_old[i] != TS_NO_BLOCK)
+			break;
+	return i;
+}
+
+/* A record of @disk not yet settled names its identity. */
+static bool ts_disk_bind_pending(const struct ts_disk *disk)
+{
+	unsigned int i;
+
+	for (i = 0; i < disk->nr_pending; i++)
+		if (disk->pending[i].type == TS_REC_BIND)
+			return true;
+	return false;
+}
+
+/*
+ * A checkpoint of every map, the journal's room back. It leaves out every
+ * drop not committed, but those of @disk before @end (ts_disks_write_
+ * refs()): so it waits for no image and no guest request, only for the
+ * changes of maps under way, which do neither. What it made durable is
+ * settled, without the disks' locks: no map or pending record changes
+ * while ts_maps_sem is held for writing, and a cleaning run holds a disk's
+ * lock over its image I/O. @disk NULL: for no disk in particular.
+ */
+static int ts_checkpoint_all(struct ts_disk *disk, u64 end)
+{
+	struct ts_ckpt_for ckpt = { .disk = disk, .end = end };
+	struct ts_disk *d;
+	int ret;
+
 	down_write(&ts_maps_sem);
 	mutex_lock(&ts_disks_lock);
-	all_held = ts_disks_hold_new_locked();
-	if (all_held) {
-		list_for_each_entry(disk, &ts_disks, node)
-			if (disk->image && disk->nr_pending)
-				ret = ret ?: vfs_fsync(disk->image, 0);
-		ret = ret ?: ts_checkpoint(ts_store);
-	}
-	if (all_held && !ret) {
-		list_for_each_entry(disk, &ts_disks, node) {
-			disk->nr_pending = 0;
-			ts_disk_release_frees(ts_store, disk);
-			/* The checkpoint binds only disks with references. */
-			disk->ident_logged = atomic_long_read(&disk->nr_refs);
+	ret = ts_checkpoint(ts_store, ts_disks_write_refs, &ckpt);
+	if (!ret) {
+		list_for_each_entry(d, &ts_disks, node) {
+			ts_disk_settle(ts_store, d,
+				       ts_disk_ckpt_settles(d, &ckpt));
+			/* Its BIND is in the checkpoint if it has references. */
+			d->ident_logged = d->ckpt_refs || ts_disk_bind_pending(d);
 		}
-	}
-	list_for_each_entry(disk, &ts_disks, node) {
-		if (disk->ckpt_held)
-			up_write(&disk->replace_sem);
-		disk->ckpt_held = false;
 	}
 	mutex_unlock(&ts_disks_lock);
 	up_write(&ts_maps_sem);
-	for (i = 0; i < nr; i++)
-		ts_disk_put(disks[i]);
-	kvfree(disks);
-	if (!all_held) {
-		cond_resched();
-		goto again;
-	}
-	mutex_unlock(&ts_ckpt_lock);
 	return ret;
+}
+
+/*
+ * Where the pending records of @disk end now (see ts_disk_commit()); not
+ * while a checkpoint settles them.
+ */
+static u64 ts_disk_pending_end(struct ts_disk *disk)
+{
+	u64 end;
+
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	end = disk->pending_base + disk->nr_pending;
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	return end;
+}
+
+/*
+ * Make the pending records of @disk before @end durable, whose data is:
+ * journalled, or in a checkpoint if the journal is full. A checkpoint
+ * taken meanwhile for another disk may have settled some of them.
+ */
+static int ts_disk_commit(struct ts_disk *disk, u64 end)
+{
+	unsigned int nr;
+	int ret = 0;
+
+	if (!ts_store)
+		return 0;
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	nr = ts_disk_pending_before(disk, end);
+	if (nr)
+		ret = ts_journal_commit(ts_store, disk->pending, nr);
+	if (nr && !ret)
+		ts_disk_settle(ts_store, disk, nr);
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	return ret == -ENOSPC ? ts_checkpoint_all(disk, end) : ret;
 }
 
 /*
  * Make the disk durable: its image, then its reference changes. A dropped
  * reference must not be forgotten on stable media before the data that
- * replaced it is there. The disk's lock is held throughout, so that no
- * change whose data the image flush did not cover (a run being cleaned)
- * slips into the commit.
+ * replaced it is there. Requests between a drop and its data finish first
+ * and none starts (replace_sem); cleaning logs its drops after writing the
+ * image: the records there are now are those whose data the image flush
+ * covers. Records added meanwhile wait for the next commit.
  */
 int ts_disk_sync(struct ts_disk *disk)
 {
 	struct file *image = ts_disk_image_get(disk);
-	int ret = 0;
+	int ret;
+	u64 end;
 
 	if (!image)
 		return -ENXIO;
 	down_write(&disk->replace_sem);
-	down_read(&ts_maps_sem);
-	mutex_lock(&disk->lock);
-	ret = vfs_fsync(image, 0);
-	if (!ret && ts_store && disk->nr_pending) {
-		ret = ts_journal_commit(ts_store, disk->pending,
-					disk->nr_pending);
-		if (!ret) {
-			disk->nr_pending = 0;
-			ts_disk_release_frees(ts_store, disk);
-		}
-	}
-	mutex_unlock(&disk->lock);
-	up_read(&ts_maps_sem);
+	end = ts_disk_pending_end(disk);
+	ret = vfs_fsync(image, 0) ?: ts_disk_commit(disk, end);
 	up_write(&disk->replace_sem);
 	fput(image);
-	/* The journal is full: a checkpoint of everything instead. */
-	return ret == -ENOSPC ? ts_checkpoint_all() : ret;
+	return ret;
 }
 
 /* Load time: @x of disk @id refers to @block (journal.c). */
@@ -999,6 +1047,7 @@ int ts_disk_forget(u64 id, u64 *references)
 {
 	struct ts_record *rec;
 	struct ts_disk *disk;
+	u64 end = 0;
 	int ret = 0;
 
 	*references = 0;
@@ -1015,30 +1064,31 @@ int ts_disk_forget(u64 id, u64 *references)
 	if (ret)
 		return ret;
 
+	/* A commit of the disk still under way (its detach) ends first. */
+	down_write(&disk->replace_sem);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	ret = ts_disk_reserve(disk, atomic_long_read(&disk->nr_refs) + 1);
+	ret = ts_disk_reserve(disk, 1) ?:
+	      ts_grow((void **)&disk->frees, disk->nr_frees,
+		      atomic_long_read(&disk->nr_refs), &disk->max_frees,
+		      sizeof(*disk->frees));
 	if (!ret) {
 		*references = ts_disk_drop_all(disk);
+		disk->pending_old[disk->nr_pending] = TS_NO_BLOCK;
 		rec = &disk->pending[disk->nr_pending++];
 		memset(rec, 0, sizeof(*rec));
 		rec->type = TS_REC_FORGET;
 		rec->disk_id = cpu_to_le64(id);
 		/* The next references of the id need a BIND again. */
 		disk->ident_logged = false;
-		/* No image to flush: nothing replaces what goes. */
-		ret = ts_journal_commit(ts_store, disk->pending,
-					disk->nr_pending);
-		if (!ret) {
-			disk->nr_pending = 0;
-			ts_disk_release_frees(ts_store, disk);
-		}
+		end = disk->pending_base + disk->nr_pending;
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	/* The journal is full: a checkpoint, which has the disk no more. */
-	if (ret == -ENOSPC)
-		ret = ts_checkpoint_all();
+	/* No image to flush: nothing replaces what goes. */
+	if (!ret)
+		ret = ts_disk_commit(disk, end);
+	up_write(&disk->replace_sem);
 	if (ret) {
 		pr_err("disk %llx: forgetting %llu references not committed (%d); their blocks stay allocated until a checkpoint\n",
 		       id, *references, ret);
@@ -1056,30 +1106,81 @@ int ts_disk_forget(u64 id, u64 *references)
 }
 
 /*
- * Every reference, into a checkpoint, each disk's after its identity;
- * maps held still by the caller.
+ * The references a checkpoint keeps of @disk besides its map: those that
+ * drops not settled by it took away, whose data may not be durable yet
+ * (the image not flushed). The latest drop of a block names the contents
+ * the block had last; its block is allocated until the drop is settled.
+ * Into @restore, block -> xa_mk_value(store block). Maps held still.
  */
-int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w)
+static int ts_disk_ckpt_restore(struct ts_disk *disk,
+				const struct ts_ckpt_for *ckpt,
+				struct xarray *restore)
 {
-	struct ts_disk *disk;
+	unsigned int i, first = ts_disk_ckpt_settles(disk, ckpt);
+	u64 x;
+	int ret;
+
+	for (i = disk->nr_pending; i-- > first;) {
+		if (disk->pending[i].type != TS_REC_DROP ||
+		    disk->pending_old[i] == TS_NO_BLOCK)
+			continue;
+		x = le64_to_cpu(disk->pending[i].disk_block);
+		if (xa_load(&disk->refs, x) || xa_load(restore, x))
+			continue;
+		ret = xa_err(xa_store(restore, x,
+				      xa_mk_value(disk->pending_old[i]),
+				      GFP_KERNEL));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int ts_ckpt_add_map(struct ts_ckpt_writer *w, u64 disk_id,
+			   struct xarray *map)
+{
 	unsigned long x;
 	void *entry;
 	int ret;
 
-	list_for_each_entry(disk, &ts_disks, node) {
-		if (atomic_long_read(&disk->nr_refs) &&
-		    disk->ident.kind != TS_IDENT_NONE) {
-			ret = ts_ckpt_bind(w, disk->id, &disk->ident);
-			if (ret)
-				return ret;
-		}
-		xa_for_each(&disk->refs, x, entry) {
-			ret = ts_ckpt_add(w, disk->id, x, xa_to_value(entry));
-			if (ret)
-				return ret;
-		}
+	xa_for_each(map, x, entry) {
+		ret = ts_ckpt_add(w, disk_id, x, xa_to_value(entry));
+		if (ret)
+			return ret;
 	}
 	return 0;
+}
+
+/*
+ * Every reference that is durable or may become so without a flush of an
+ * image, into a checkpoint, each disk's after its identity
+ * (ts_checkpoint_all(), the callback of ts_checkpoint()).
+ */
+static int ts_disks_write_refs(struct ts_ckpt_writer *w, void *arg)
+{
+	const struct ts_ckpt_for *ckpt = arg;
+	struct xarray restore;
+	struct ts_disk *disk;
+	int ret = 0;
+
+	lockdep_assert_held_write(&ts_maps_sem);
+	xa_init(&restore);
+	list_for_each_entry(disk, &ts_disks, node) {
+		ret = ts_disk_ckpt_restore(disk, ckpt, &restore);
+		if (ret)
+			break;
+		disk->ckpt_refs = atomic_long_read(&disk->nr_refs) ||
+				  !xa_empty(&restore);
+		if (disk->ckpt_refs && disk->ident.kind != TS_IDENT_NONE)
+			ret = ts_ckpt_bind(w, disk->id, &disk->ident);
+		ret = ret ?: ts_ckpt_add_map(w, disk->id, &disk->refs) ?:
+		      ts_ckpt_add_map(w, disk->id, &restore);
+		xa_destroy(&restore);
+		if (ret)
+			break;
+	}
+	xa_destroy(&restore);
+	return ret;
 }
 
 /*
@@ -1204,7 +1305,8 @@ static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
 	return true;
 }
 
-static int ts_run_read_locked(struct ts_run *run)
+/* The run's contents from the store. Disk lock held: the run stays. */
+static int ts_run_read(struct ts_run *run)
 {
 	return ts_store_read_blocks(ts_store, run->block, run->bvec, run->nr);
 }
@@ -1243,6 +1345,34 @@ static void ts_disk_count_moved(struct ts_disk *disk, atomic64_t *disk_ctr,
 }
 
 /*
+ * The run's contents are in the image: drop the references that still name
+ * the blocks copied (a change since wrote the image after the copy); how
+ * many into *@cleaned.
+ */
+static int ts_run_drop_copied(struct ts_disk *disk, struct ts_run *run,
+			      unsigned int *cleaned)
+{
+	unsigned int i;
+	void *old;
+	int ret;
+
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	ret = ts_disk_reserve(disk, run->nr);
+	for (i = 0; !ret && i < run->nr; i++) {
+		if (xa_load(&disk->refs, run->x + i) !=
+		    xa_mk_value(run->block[i]))
+			continue;
+		old = xa_erase(&disk->refs, run->x + i);
+		ts_disk_log(disk, run->x + i, TS_NO_BLOCK, old);
+		(*cleaned)++;
+	}
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	return ret;
+}
+
+/*
  * Clean the first run of referenced disk blocks from *@x to @last, at most
  * @max (TS_RUN_MAX) of them: copy their contents into the image at their
  * own offsets, then drop the references (committed after the image is
@@ -1253,10 +1383,10 @@ static void ts_disk_count_moved(struct ts_disk *disk, atomic64_t *disk_ctr,
  */
 int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 {
+	unsigned int cleaned = 0, tries;
 	struct file *image;
 	struct ts_run *run;
-	unsigned int i;
-	void *old;
+	bool found;
 	int ret;
 
 	if (!ts_disk_has_refs(disk, *x, last))
@@ -1272,25 +1402,31 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	if (!run)
 		goto put_image;
 
-	down_read(&ts_maps_sem);
-	mutex_lock(&disk->lock);
-	ret = 0;
-	if (!ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run))
-		goto unlock;
-	ret = ts_disk_reserve(disk, run->nr) ?: ts_run_get_pages(run) ?:
-	      ts_run_read_locked(run) ?: ts_run_write_image(run, image);
-	if (ret)
-		goto unlock;
-	for (i = 0; i < run->nr; i++) {
-		old = xa_erase(&disk->refs, run->x + i);
-		ts_disk_log(disk, run->x + i, TS_NO_BLOCK, old);
+	/*
+	 * The disk's lock over the copy: a guest request's change of the
+	 * run's references waits for it. Not ts_maps_sem, which would make
+	 * a checkpoint wait for this image's I/O.
+	 */
+	for (tries = 0; ; tries++) {
+		mutex_lock(&disk->lock);
+		found = ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX),
+					   run);
+		ret = found ? ts_run_get_pages(run) ?: ts_run_read(run) ?:
+			      ts_run_write_image(run, image) : 0;
+		mutex_unlock(&disk->lock);
+		if (!found || ret)
+			break;
+		ret = ts_run_drop_copied(disk, run, &cleaned);
+		/* Compaction moved them all meanwhile: again, where they are. */
+		if (ret || cleaned || tries == 2)
+			break;
+		*x = run->x;
 	}
-	ts_disk_count_moved(disk, &disk->stats.cleaned,
-			    &ts_locality_totals.cleaned, run->nr);
-	ret = run->nr;
-unlock:
-	mutex_unlock(&disk->lock);
-	up_read(&ts_maps_sem);
+	if (found && !ret) {
+		ts_disk_count_moved(disk, &disk->stats.cleaned,
+				    &ts_locality_totals.cleaned, cleaned);
+		ret = cleaned ?: -EAGAIN;
+	}
 	ts_run_free(run);
 put_image:
 	fput(image);
@@ -1395,7 +1531,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 	ret = -ENOSPC;
 	if (!ts_run_alloc_blocks(disk, run, &first))
 		goto unlock;
-	ret = ts_run_read_locked(run) ?:
+	ret = ts_run_read(run) ?:
 	      ts_store_rw(ts_store, first, run->bvec, run->nr, REQ_OP_WRITE);
 	if (ret) {
 		ts_run_free_blocks(first, run->nr);

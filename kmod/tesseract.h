@@ -152,7 +152,9 @@ int ts_store_load_sb(struct ts_store *store);
 int ts_journal_recover(struct ts_store *store);
 int ts_journal_commit(struct ts_store *store, const struct ts_record *recs,
 		      unsigned int nr);
-int ts_checkpoint(struct ts_store *store);
+/* Gives every reference of a checkpoint to @w (ts_checkpoint()). */
+typedef int (*ts_ckpt_fill_fn)(struct ts_ckpt_writer *w, void *arg);
+int ts_checkpoint(struct ts_store *store, ts_ckpt_fill_fn fill, void *arg);
 int ts_ckpt_add(struct ts_ckpt_writer *w, u64 disk_id, u64 x, u32 block);
 
 /*
@@ -214,7 +216,6 @@ int ts_disk_recover_forget(struct ts_store *store, u64 id);
 void ts_disks_recovered(struct ts_store *store);
 int ts_disk_forget(u64 id, u64 *references);
 void ts_disks_forget(struct ts_store *store);
-int ts_disks_write_refs(struct ts_store *store, struct ts_ckpt_writer *w);
 u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);

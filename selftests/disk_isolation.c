@@ -4,14 +4,22 @@
  * references on a slow backend (dm-delay), which keeps its request between
  * dropping them and writing the zeroes for seconds; guest B's FLUSHes
  * meanwhile take about as long as when A is idle. And one disk cannot take
- * every reference of the store: disk_max_refs caps each.
+ * every reference of the store: disk_max_refs caps each. Nor can a guest
+ * whose request waits on a fault in its memory (userfaultfd) hold up
+ * another's FLUSH when the journal is full and a checkpoint is due; the
+ * checkpoint still keeps the references that request dropped, since the
+ * data replacing them is not written.
  */
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -29,6 +37,11 @@
 #define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))
 #define ID_A		1001
 #define ID_B		1002
+#define A_IMAGE		"/tmp/ts-isolation-a.img"
+/* A small journal: a few commits of B fill it. */
+#define JOURNAL_BLOCKS	"4"
+#define B_ROUNDS	8
+#define STUCK_LIMIT	20.0	/* seconds a FLUSH may take before it is stuck */
 
 FIXTURE(di) {
 	struct vblk_dev a, b;
@@ -163,6 +176,215 @@ TEST_F_TIMEOUT(di, disk_max_refs_caps_one_disk, 300)
 	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_IN, 0, self->buf,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 2, 1));
+}
+
+/* Two guests on image files, a journal of a few blocks. */
+FIXTURE(dj) {
+	struct vblk_dev a, b;
+	int a_fd, b_fd;
+	char *abuf, *stuck, *bbuf;
+};
+
+FIXTURE_SETUP(dj)
+{
+	vblk_init(&self->a);
+	vblk_init(&self->b);
+	self->a_fd = -1;
+	self->b_fd = -1;
+	ASSERT_EQ(0, ts_swap_up_with("backing=/dev/vdb",
+				     "--journal-blocks " JOURNAL_BLOCKS));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->a_fd = open(A_IMAGE, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT_LE(0, self->a_fd);
+	ASSERT_EQ(0, ftruncate(self->a_fd, 16 << 20));
+	ASSERT_EQ(0, vblk_open_disk(&self->a, 3 * PAGES * PAGE + (4 << 20),
+				    self->a_fd, ID_A));
+	self->b_fd = open(B_IMAGE, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT_LE(0, self->b_fd);
+	ASSERT_EQ(0, ftruncate(self->b_fd, 16 << 20));
+	ASSERT_EQ(0, vblk_open_disk(&self->b, GUEST_RAM, self->b_fd, ID_B));
+	self->abuf = vblk_alloc(&self->a, PAGES * PAGE, PAGE);
+	self->stuck = vblk_alloc(&self->a, PAGES * PAGE, PAGE);
+	self->bbuf = vblk_alloc(&self->b, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->abuf);
+	ASSERT_NE(NULL, self->stuck);
+	ASSERT_NE(NULL, self->bbuf);
+}
+
+FIXTURE_TEARDOWN(dj)
+{
+	vblk_close_disk(&self->a, self->a_fd, 0);
+	vblk_close_disk(&self->b, self->b_fd, 0);
+	unlink(A_IMAGE);
+	unlink(B_IMAGE);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+}
+
+/* References of disk @id in the store's durable state (checkpoint, journal). */
+static long long durable_refs(__u64 id)
+{
+	char args[256];
+	long long n = -1;
+
+	snprintf(args, sizeof(args),
+		 "dump /dev/vdb 2>/dev/null | grep -c '^  disk %016llx block' >/tmp/ts-refs",
+		 (unsigned long long)id);
+	ts_tool(args);
+	ts_read_ll("/tmp/ts-refs", &n);
+	return n;
+}
+
+/* The sequence number of the store's durable checkpoint. */
+static long long durable_ckpt_seq(void)
+{
+	long long seq = -1;
+
+	ts_tool("dump /dev/vdb 2>/dev/null | awk '/checkpoint seq/ {print $NF}' >/tmp/ts-seq");
+	ts_read_ll("/tmp/ts-seq", &seq);
+	return seq;
+}
+
+struct flusher {
+	struct vblk_dev *dev;
+	char *buf;
+	atomic_bool done;
+	atomic_uint rounds;
+	atomic_llong flush_began;	/* in ms; 0 while none is under way */
+	double worst;
+	long long swapped, least_swapped;
+	int status;
+};
+
+/* B: rounds of reconciled writes, each flushed: the journal fills. */
+static void *flush_thread(void *p)
+{
+	struct flusher *f = p;
+	long long swapped;
+	unsigned int r;
+	double t;
+
+	f->least_swapped = PAGES;
+	for (r = 1; r <= B_ROUNDS && !f->status; r++) {
+		swapped = PAGES - ts_fill_and_push(CGROUP, f->buf, PAGES, 4, r);
+		f->swapped += swapped;
+		if (swapped < f->least_swapped)
+			f->least_swapped = swapped;
+		f->status = vblk_io_pages(f->dev, VIRTIO_BLK_T_OUT, 0, f->buf,
+					  PAGES, false);
+		if (f->status)
+			break;
+		t = ts_now();
+		atomic_store(&f->flush_began, (long long)(t * 1e3));
+		f->status = vblk_rw(f->dev, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0,
+				    0, false);
+		atomic_store(&f->flush_began, 0);
+		t = ts_now() - t;
+		f->worst = t > f->worst ? t : f->worst;
+		atomic_store(&f->rounds, r);
+	}
+	atomic_store(&f->done, true);
+	return NULL;
+}
+
+TEST_F_TIMEOUT(dj, full_journal_flush_does_not_wait_for_a_stuck_guest, 600)
+{
+	struct flusher f = { .dev = &self->b, .buf = self->bbuf };
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { (unsigned long)self->stuck, PAGES * PAGE },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	struct uffdio_copy copy = {
+		.dst = (unsigned long)self->stuck,
+		.len = PAGES * PAGE,
+	};
+	long long a_refs, a_durable_stuck, b_refs, seq, seq_stuck;
+	struct vblk_req *req;
+	bool stuck = false;
+	pthread_t thread;
+	char *fill;
+	long long began;
+	int uffd;
+
+	/* A holds durable references, then rewrites their blocks... */
+	ASSERT_GT(PAGES / 2, ts_fill_and_push(CGROUP, self->abuf, PAGES, 3, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_OUT, 0, self->abuf,
+				   PAGES, false));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->a, 0, VIRTIO_BLK_T_FLUSH, 0,
+					   NULL, 0, 0, false));
+	a_refs = ts_disk_counter(ID_A, "pages_referenced");
+	ASSERT_LT(0, a_refs);
+	ASSERT_EQ(a_refs, durable_refs(ID_A));
+	seq = durable_ckpt_seq();
+	ASSERT_LE(0, seq);
+
+	/* ... from memory whose fault nobody answers: its request waits. */
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	ASSERT_EQ(0, madvise(self->stuck, PAGES * PAGE, MADV_DONTNEED));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+	req = vblk_req_alloc(&self->a);
+	ASSERT_NE(NULL, req);
+	ASSERT_EQ(0, vblk_req_submit(&self->a, 0, req, VIRTIO_BLK_T_OUT, 0,
+				     self->stuck, PAGES * PAGE, 0, false));
+	vblk_kick(&self->a, 0);
+	usleep(500000);
+	ASSERT_EQ(-ETIMEDOUT, vblk_req_wait(&self->a, 0, req, 0));
+
+	/* B fills the journal: its FLUSHes take checkpoints. */
+	ASSERT_EQ(0, pthread_create(&thread, NULL, flush_thread, &f));
+	while (!atomic_load(&f.done)) {
+		usleep(100000);
+		began = atomic_load(&f.flush_began);
+		if (began && ts_now() * 1e3 - began > STUCK_LIMIT * 1e3) {
+			stuck = true;
+			break;
+		}
+	}
+	/* The durable state while A's request still waits. */
+	a_durable_stuck = durable_refs(ID_A);
+	seq_stuck = durable_ckpt_seq();
+
+	/* Answer the fault: A's request completes with these contents. */
+	fill = malloc(PAGES * PAGE);
+	ASSERT_NE(NULL, fill);
+	ts_fill_pages(fill, PAGES, 5, 1);
+	copy.src = (unsigned long)fill;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->a, 0, req, 60000));
+	pthread_join(thread, NULL);
+	close(uffd);
+
+	b_refs = ts_disk_counter(ID_B, "pages_referenced");
+	TH_LOG("A: %lld references, %lld durable while its request waited",
+	       a_refs, a_durable_stuck);
+	TH_LOG("B: %u rounds, %lld pages swapped (%lld at least), %lld referenced",
+	       atomic_load(&f.rounds), f.swapped, f.least_swapped, b_refs);
+	TH_LOG("worst FLUSH %.1f ms%s; checkpoint seq %lld, then %lld",
+	       f.worst * 1e3, stuck ? " (stuck)" : "", seq, seq_stuck);
+	ASSERT_FALSE(stuck);
+	ASSERT_EQ(0, f.status);
+	ASSERT_EQ(B_ROUNDS, (int)atomic_load(&f.rounds));
+	/* Each round's commit took a journal block: it ran full. */
+	ASSERT_LT(0, f.least_swapped);
+	ASSERT_LT(seq, seq_stuck);
+	/* The checkpoints kept what A dropped: its new data is not written. */
+	EXPECT_EQ(a_refs, a_durable_stuck);
+
+	/* Both disks hold what was written last, durably. */
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->a, 0, VIRTIO_BLK_T_FLUSH, 0,
+					   NULL, 0, 0, false));
+	EXPECT_EQ(0, durable_refs(ID_A));
+	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_IN, 0, self->abuf,
+				   PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->abuf, PAGES, 5, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->b, VIRTIO_BLK_T_IN, 0, self->bbuf,
+				   PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->bbuf, PAGES, 4, B_ROUNDS));
+	free(fill);
 }
 
 TEST_HARNESS_MAIN

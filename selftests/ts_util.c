@@ -373,9 +373,9 @@ size_t ts_resident_pages(void *addr, size_t len)
 static void ts_push_report(const char *cgroup, size_t resident, size_t pages)
 {
 	static const char * const keys[] = { "anon ", "anon_thp ", "swapcached ",
-					     "pgscan ", "pgsteal " };
+					     "pgscan ", "pgsteal ", NULL };
 	char path[256], line[256];
-	unsigned int i;
+	const char * const *key;
 	FILE *f;
 
 	fprintf(stderr, "# push to swap: %zu of %zu pages stayed resident\n",
@@ -388,8 +388,8 @@ static void ts_push_report(const char *cgroup, size_t resident, size_t pages)
 	snprintf(path, sizeof(path), TS_CGROOT "/%s/memory.stat", cgroup);
 	f = fopen(path, "r");
 	while (f && fgets(line, sizeof(line), f))
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if (!strncmp(line, keys[i], strlen(keys[i])))
+		for (key = keys; *key; key++)
+			if (!strncmp(line, *key, strlen(*key)))
 				fprintf(stderr, "#   %s", line);
 	if (f)
 		fclose(f);
