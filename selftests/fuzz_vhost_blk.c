@@ -217,12 +217,20 @@ static void fz_fail(struct fuzz *f, const char *fmt, ...)
 
 static const char *req_str(const struct fz_req *r, char *buf, size_t len)
 {
-	snprintf(buf, len,
-		 "%s type=0x%x sector=%llu len=%u segs=%u dwz=%u layout=0x%x %s q%u%s",
-		 kind_names[r->kind], r->type, (unsigned long long)r->sector,
-		 r->len, r->nsegs, r->ndwz, r->layout,
-		 r->indirect ? "indirect" : "direct", r->qi,
-		 r->swap_buf ? " swapped" : "");
+	unsigned int i;
+	size_t n;
+
+	n = snprintf(buf, len,
+		     "%s type=0x%x sector=%llu len=%u segs=%u layout=0x%x %s q%u%s",
+		     kind_names[r->kind], r->type,
+		     (unsigned long long)r->sector, r->len, r->nsegs,
+		     r->layout, r->indirect ? "indirect" : "direct", r->qi,
+		     r->swap_buf ? " swapped" : "");
+	/* Discard and write-zeroes: the segments sent. */
+	for (i = 0; i < r->dwz_bytes / sizeof(r->dwz[0]) && n < len; i++)
+		n += snprintf(buf + n, len - n, " [%llu+%u f%x]",
+			      (unsigned long long)r->dwz[i].sector,
+			      r->dwz[i].num_sectors, r->dwz[i].flags);
 	return buf;
 }
 
@@ -275,7 +283,7 @@ static void model_set(struct fuzz *f, __u64 start, __u64 n, __u32 tag)
 static bool model_check(struct fuzz *f, const struct fz_req *r,
 			const __u8 *data, __u64 sector, __u32 len)
 {
-	char desc[256];
+	char desc[512];
 	__u64 i;
 
 	for (i = 0; i < len / SECTOR; i++) {
@@ -817,7 +825,7 @@ static void fix_layout(struct fuzz *f, struct fz_req *r, unsigned int slot)
 static void complete_req(struct fuzz *f, struct fz_req *r)
 {
 	int st = *r->status;
-	char desc[256];
+	char desc[512];
 	unsigned int i;
 
 	f->reqs++;
@@ -941,7 +949,7 @@ static int start_batch(struct fuzz *f, struct fz_req *reqs, unsigned int n)
 
 static void finish_batch(struct fuzz *f, struct fz_req *reqs, unsigned int n)
 {
-	char desc[256];
+	char desc[512];
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {
@@ -1078,7 +1086,7 @@ static void op_perturb(struct fuzz *f)
 	struct fz_req r;
 	struct moved m;
 	__u64 first, last, pages;
-	char desc[256];
+	char desc[512];
 	unsigned int i;
 	int st;
 
