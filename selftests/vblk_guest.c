@@ -311,6 +311,57 @@ int vblk_post(struct vblk_dev *d, unsigned int qi, const struct vblk_buf *bufs,
 	return head;
 }
 
+int vblk_post_raw(struct vblk_dev *d, unsigned int qi,
+		  const struct vring_desc *descs, unsigned int n,
+		  bool indirect, __u32 table_len, void *cookie)
+{
+	struct vblk_queue *q = &d->q[qi];
+	unsigned int need = indirect ? 1 : n, i;
+	__u16 pos[VBLK_INDIRECT_MAX], head, idx;
+	struct vring_desc *table;
+
+	if (!n || n > VBLK_INDIRECT_MAX)
+		return -EINVAL;
+	if (q->num_free < need)
+		return -ENOSPC;
+
+	head = q->free_head;
+	if (indirect) {
+		table = q->indirect + (size_t)head * VBLK_INDIRECT_MAX;
+		for (i = 0; i < n; i++)
+			pos[i] = i;
+		q->free_head = le16toh(q->vring.desc[head].next);
+	} else {
+		table = q->vring.desc;
+		for (i = 0, idx = head; i < n; i++) {
+			pos[i] = idx;
+			idx = le16toh(q->vring.desc[idx].next);
+		}
+		q->free_head = idx;
+	}
+	for (i = 0; i < n; i++) {
+		__u16 next = descs[i].next;
+
+		table[pos[i]].addr = htole64(descs[i].addr);
+		table[pos[i]].len = htole32(descs[i].len);
+		table[pos[i]].flags = htole16(descs[i].flags);
+		table[pos[i]].next = htole16(next < n ? pos[next] : next);
+	}
+	if (indirect) {
+		struct vring_desc *desc = &q->vring.desc[head];
+
+		desc->addr = htole64(vblk_gpa(table));
+		desc->len = htole32(table_len ?: n * sizeof(*table));
+		desc->flags = htole16(VRING_DESC_F_INDIRECT);
+	}
+	q->num_free -= need;
+	q->chain_descs[head] = need;
+	q->cookie[head] = cookie;
+	q->in_flight++;
+	vblk_post_head(d, qi, head);
+	return head;
+}
+
 void vblk_kick(struct vblk_dev *d, unsigned int qi)
 {
 	struct vblk_queue *q = &d->q[qi];

@@ -100,6 +100,19 @@ void *vblk_alloc(struct vblk_dev *d, size_t size, size_t align);
  */
 int vblk_post(struct vblk_dev *d, unsigned int qi, const struct vblk_buf *bufs,
 	      unsigned int n, bool indirect, void *cookie);
+/*
+ * Post a hand-made chain on @qi: @n descriptors whose addr, len and flags
+ * (CPU byte order) are written as they are, and whose next, when below @n,
+ * names the entry of @descs it links to (any other value is written as it
+ * is). Through an indirect table if @indirect, whose head descriptor then
+ * claims @table_len bytes (0: the table's size). For hostile chains: the
+ * device may break the queue on it; one that comes back must have linked
+ * all @n descriptors from the first, for vblk_get_used() to free them.
+ * Returns the head or -ENOSPC / -EINVAL.
+ */
+int vblk_post_raw(struct vblk_dev *d, unsigned int qi,
+		  const struct vring_desc *descs, unsigned int n,
+		  bool indirect, __u32 table_len, void *cookie);
 /* Publish a raw head in the avail ring (for hand-crafted, hostile chains). */
 void vblk_post_head(struct vblk_dev *d, unsigned int qi, __u16 head);
 /* Notify the device if it asked for it (event idx or used flags). */

@@ -13,7 +13,7 @@ case "$TS_DIR" in
 /mnt | /mnt/*) ;;
 *) mount --bind "$TS_DIR" /mnt && TS_DIR=/mnt ;;
 esac
-export TS_DIR TS_SOAK TS_DEBUG TS_TIMEOUT_SCALE TS_FUZZ_SECONDS
+export TS_DIR TS_SOAK TS_DEBUG TS_TIMEOUT_SCALE TS_FUZZ_SECONDS TS_FUZZ_SEED
 
 # The debug kernel's own modules are in the build tree, not in the host's
 # /lib/modules (tools/debug-kernel/build.sh): modprobe finds them there.
@@ -61,6 +61,8 @@ run_tests() {
 	[ "${TS_SOAK:-0}" = 1 ] && per_test_timeout=$((per_test_timeout * 10))
 	# A slower kernel (the debug kernel) scales every timeout.
 	per_test_timeout=$((per_test_timeout * ${TS_TIMEOUT_SCALE:-1}))
+	# A fuzzer runs for the time it is given, on top.
+	per_test_timeout=$((per_test_timeout + ${TS_FUZZ_SECONDS:-0}))
 
 	if [ ! -r "$list" ]; then
 		echo "# tesseract-error: $list missing (selftests not built)"
