@@ -1405,14 +1405,19 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	/*
 	 * The disk's lock over the copy: a guest request's change of the
 	 * run's references waits for it. Not ts_maps_sem, which would make
-	 * a checkpoint wait for this image's I/O.
+	 * a checkpoint wait for this image's I/O; the room for the drops'
+	 * records is made under it first, since a checkpoint reads them.
 	 */
 	for (tries = 0; ; tries++) {
+		down_read(&ts_maps_sem);
 		mutex_lock(&disk->lock);
 		found = ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX),
 					   run);
-		ret = found ? ts_run_get_pages(run) ?: ts_run_read(run) ?:
-			      ts_run_write_image(run, image) : 0;
+		ret = found ? ts_disk_reserve(disk, run->nr) : 0;
+		up_read(&ts_maps_sem);
+		if (found && !ret)
+			ret = ts_run_get_pages(run) ?: ts_run_read(run) ?:
+			      ts_run_write_image(run, image);
 		mutex_unlock(&disk->lock);
 		if (!found || ret)
 			break;
