@@ -72,8 +72,8 @@ static struct ts_swapdev *ts_swapdev;
  *
  * Locality recovery (locality.c) moves referenced blocks: back into the
  * image (cleaning) or into guest order in the store (compaction). Each
- * holds the disk's lock over a run's I/O, so that a guest request on the
- * same blocks waits for the run instead of racing it; cleaning without
+ * holds the disk's move_lock over a run's I/O, so that a guest request on
+ * the same blocks waits for the run instead of racing it; cleaning without
  * ts_maps_sem, so that no checkpoint waits for an image.
  *
  * A disk's references belong to the identity of the backend they were
@@ -113,7 +113,20 @@ struct ts_disk {
 	 */
 	struct rw_semaphore replace_sem;
 
-	struct mutex lock;		/* refs changes, pending, frees, below */
+	/*
+	 * Held by every change of refs, from its decision to its record,
+	 * and by a cleaning run over its copy into the image as well: a
+	 * guest request on the run's blocks waits for the run instead of
+	 * racing it, holding nothing a checkpoint needs. Taken after
+	 * replace_sem, before ts_maps_sem.
+	 */
+	struct mutex move_lock;
+
+	/*
+	 * Changes of refs and pending, and what follows, under ts_maps_sem
+	 * for reading; a checkpoint settles pending under it for writing.
+	 */
+	struct mutex lock;
 	struct ts_record *pending;
 	u32 *pending_old;		/* per pending record */
 	unsigned int nr_pending, max_pending;
@@ -299,6 +312,7 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 	disk->id = id;
 	xa_init(&disk->refs);
 	init_rwsem(&disk->replace_sem);
+	mutex_init(&disk->move_lock);
 	mutex_init(&disk->lock);
 	disk->compacted_at = U64_MAX;
 	list_add(&disk->node, &ts_disks);
@@ -615,7 +629,7 @@ static int ts_grow(void **p, unsigned int nr, unsigned int more,
 
 /*
  * Room for @nr more records (and the disk's BIND), before changes. Disk
- * lock.
+ * lock and ts_maps_sem held: a checkpoint reads the records.
  */
 static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 {
@@ -623,6 +637,7 @@ static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 	int ret;
 
 	lockdep_assert_held(&disk->lock);
+	lockdep_assert_held_read(&ts_maps_sem);
 	if (atomic_add_unless(&ts_fail_ref_alloc, -1, 0))
 		return -ENOMEM;
 	/* Both arrays grow alike; one that grew alone is grown again. */
@@ -637,13 +652,15 @@ static int ts_disk_reserve(struct ts_disk *disk, unsigned int nr)
 
 /*
  * Record a change of block @x: a reference to @block, or none
- * (TS_NO_BLOCK); the reference @old it replaces is freed at the commit.
- * Disk lock held, room reserved.
+ * (TS_NO_BLOCK); the block of the reference @old it replaces is freed when
+ * the record settles. Disk lock and ts_maps_sem held, room reserved.
  */
 static void ts_disk_log(struct ts_disk *disk, u64 x, u32 block, void *old)
 {
 	struct ts_record *rec;
 
+	lockdep_assert_held(&disk->lock);
+	lockdep_assert_held_read(&ts_maps_sem);
 	/* The identity, before the first reference that belongs to it. */
 	if (block != TS_NO_BLOCK && !disk->ident_logged &&
 	    disk->ident.kind != TS_IDENT_NONE) {
@@ -681,6 +698,7 @@ int ts_disk_drop(struct ts_disk *disk, u64 x)
 
 	if (!atomic_long_read(&disk->nr_refs))
 		return 0;
+	mutex_lock(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	if (xa_load(&disk->refs, x)) {
@@ -693,6 +711,7 @@ int ts_disk_drop(struct ts_disk *disk, u64 x)
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	mutex_unlock(&disk->move_lock);
 	return ret;
 }
 
@@ -737,8 +756,8 @@ static void ts_disk_release_frees(struct ts_store *store,
 
 /*
  * The first @nr pending records are durable: they go, and the blocks whose
- * references they replaced go back to the store. Disk lock held, or every
- * map held still (ts_maps_sem for writing), or the disk is going away.
+ * references they replaced go back to the store. Disk lock and ts_maps_sem
+ * held, or ts_maps_sem held for writing, or the disk is going away.
  */
 static void ts_disk_settle(struct ts_store *store, struct ts_disk *disk,
 			   unsigned int nr)
@@ -786,25 +805,28 @@ static unsigned int ts_disk_ckpt_settles(struct ts_disk *disk,
 	return i;
 }
 
-/* A record of @disk not yet settled names its identity. */
+/* A record of @disk not yet settled names its identity, after any forget. */
 static bool ts_disk_bind_pending(const struct ts_disk *disk)
 {
 	unsigned int i;
 
-	for (i = 0; i < disk->nr_pending; i++)
+	for (i = disk->nr_pending; i--;) {
 		if (disk->pending[i].type == TS_REC_BIND)
 			return true;
+		if (disk->pending[i].type == TS_REC_FORGET)
+			return false;
+	}
 	return false;
 }
 
 /*
  * A checkpoint of every map, the journal's room back. It leaves out every
- * drop not committed, but those of @disk before @end (ts_disks_write_
- * refs()): so it waits for no image and no guest request, only for the
- * changes of maps under way, which do neither. What it made durable is
- * settled, without the disks' locks: no map or pending record changes
- * while ts_maps_sem is held for writing, and a cleaning run holds a disk's
- * lock over its image I/O. @disk NULL: for no disk in particular.
+ * drop not committed, but those of @disk before @end (see
+ * ts_disks_write_refs()): so it waits for no image and no guest request,
+ * only for the changes of maps under way, which do neither (compaction's
+ * store I/O aside). What it made durable is settled, without the disks'
+ * locks: no map or pending record changes while ts_maps_sem is held for
+ * writing. @disk NULL: for no disk in particular.
  */
 static int ts_checkpoint_all(struct ts_disk *disk, u64 end)
 {
@@ -1066,6 +1088,7 @@ int ts_disk_forget(u64 id, u64 *references)
 
 	/* A commit of the disk still under way (its detach) ends first. */
 	down_write(&disk->replace_sem);
+	mutex_lock(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	ret = ts_disk_reserve(disk, 1) ?:
@@ -1085,6 +1108,7 @@ int ts_disk_forget(u64 id, u64 *references)
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	mutex_unlock(&disk->move_lock);
 	/* No image to flush: nothing replaces what goes. */
 	if (!ret)
 		ret = ts_disk_commit(disk, end);
@@ -1121,6 +1145,9 @@ static int ts_disk_ckpt_restore(struct ts_disk *disk,
 	int ret;
 
 	for (i = disk->nr_pending; i-- > first;) {
+		/* What went before a forget is gone with it. */
+		if (disk->pending[i].type == TS_REC_FORGET)
+			break;
 		if (disk->pending[i].type != TS_REC_DROP ||
 		    disk->pending_old[i] == TS_NO_BLOCK)
 			continue;
@@ -1279,7 +1306,8 @@ static void ts_run_free(struct ts_run *run)
 /*
  * Find the first disk block from *@x to @last with a reference and the
  * blocks after it that have one too, at most @max; into @run. False if
- * there is none. Disk lock held: the run stays as found.
+ * there is none. Disk lock and move_lock held: the run stays as found
+ * while move_lock is.
  */
 static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
 			       unsigned int max, struct ts_run *run)
@@ -1288,6 +1316,7 @@ static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
 	void *entry;
 
 	lockdep_assert_held(&disk->lock);
+	lockdep_assert_held(&disk->move_lock);
 	if (!atomic_long_read(&disk->nr_refs))
 		return false;
 	entry = xa_find(&disk->refs, &index, last, XA_PRESENT);
@@ -1305,7 +1334,7 @@ static bool ts_run_find_locked(struct ts_disk *disk, u64 *x, u64 last,
 	return true;
 }
 
-/* The run's contents from the store. Disk lock held: the run stays. */
+/* The run's contents from the store; the run stays (move_lock held). */
 static int ts_run_read(struct ts_run *run)
 {
 	return ts_store_read_blocks(ts_store, run->block, run->bvec, run->nr);
@@ -1345,31 +1374,24 @@ static void ts_disk_count_moved(struct ts_disk *disk, atomic64_t *disk_ctr,
 }
 
 /*
- * The run's contents are in the image: drop the references that still name
- * the blocks copied (a change since wrote the image after the copy); how
- * many into *@cleaned.
+ * The run's contents are in the image: drop its references. The run is as
+ * found (move_lock held since), and its records' room was made then.
  */
-static int ts_run_drop_copied(struct ts_disk *disk, struct ts_run *run,
-			      unsigned int *cleaned)
+static void ts_run_drop_copied(struct ts_disk *disk, struct ts_run *run)
 {
 	unsigned int i;
 	void *old;
-	int ret;
 
+	lockdep_assert_held(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
-	ret = ts_disk_reserve(disk, run->nr);
-	for (i = 0; !ret && i < run->nr; i++) {
-		if (xa_load(&disk->refs, run->x + i) !=
-		    xa_mk_value(run->block[i]))
-			continue;
+	for (i = 0; i < run->nr; i++) {
 		old = xa_erase(&disk->refs, run->x + i);
+		WARN_ON_ONCE(old != xa_mk_value(run->block[i]));
 		ts_disk_log(disk, run->x + i, TS_NO_BLOCK, old);
-		(*cleaned)++;
 	}
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
-	return ret;
 }
 
 /*
@@ -1383,7 +1405,6 @@ static int ts_run_drop_copied(struct ts_disk *disk, struct ts_run *run,
  */
 int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 {
-	unsigned int cleaned = 0, tries;
 	struct file *image;
 	struct ts_run *run;
 	bool found;
@@ -1403,35 +1424,29 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 		goto put_image;
 
 	/*
-	 * The disk's lock over the copy: a guest request's change of the
-	 * run's references waits for it. Not ts_maps_sem, which would make
-	 * a checkpoint wait for this image's I/O; the room for the drops'
-	 * records is made under it first, since a checkpoint reads them.
+	 * move_lock over the copy: a guest request that would change the
+	 * run's references waits for it (it holds nothing a checkpoint
+	 * needs meanwhile). ts_maps_sem only to find the run and make room
+	 * for its records, and to drop its references after the copy: a
+	 * checkpoint does not wait for this image's I/O.
 	 */
-	for (tries = 0; ; tries++) {
-		down_read(&ts_maps_sem);
-		mutex_lock(&disk->lock);
-		found = ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX),
-					   run);
-		ret = found ? ts_disk_reserve(disk, run->nr) : 0;
-		up_read(&ts_maps_sem);
-		if (found && !ret)
-			ret = ts_run_get_pages(run) ?: ts_run_read(run) ?:
-			      ts_run_write_image(run, image);
-		mutex_unlock(&disk->lock);
-		if (!found || ret)
-			break;
-		ret = ts_run_drop_copied(disk, run, &cleaned);
-		/* Compaction moved them all meanwhile: again, where they are. */
-		if (ret || cleaned || tries == 2)
-			break;
-		*x = run->x;
-	}
+	mutex_lock(&disk->move_lock);
+	down_read(&ts_maps_sem);
+	mutex_lock(&disk->lock);
+	found = ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run);
+	ret = found ? ts_disk_reserve(disk, run->nr) : 0;
+	mutex_unlock(&disk->lock);
+	up_read(&ts_maps_sem);
+	if (found && !ret)
+		ret = ts_run_get_pages(run) ?: ts_run_read(run) ?:
+		      ts_run_write_image(run, image);
 	if (found && !ret) {
+		ts_run_drop_copied(disk, run);
 		ts_disk_count_moved(disk, &disk->stats.cleaned,
-				    &ts_locality_totals.cleaned, cleaned);
-		ret = cleaned ?: -EAGAIN;
+				    &ts_locality_totals.cleaned, run->nr);
+		ret = run->nr;
 	}
+	mutex_unlock(&disk->move_lock);
 	ts_run_free(run);
 put_image:
 	fput(image);
@@ -1486,8 +1501,8 @@ static void ts_run_free_blocks(u32 first, unsigned int nr)
 /*
  * Compact the next run of the disk whose store blocks are out of guest
  * order: copy them into store blocks that follow each other and switch the
- * references over (ADD records; the old blocks are freed at the commit,
- * which flushes the new ones first). Looks at most @scan runs. Returns the
+ * references over (ADD records; the old blocks are freed once they are durable,
+ * after the new ones). Looks at most @scan runs. Returns the
  * blocks moved, 0 if the whole disk is in order, -EAGAIN if the runs looked
  * at were in order and there are more, -ENOSPC if the store cannot spare
  * the blocks, or another -errno.
@@ -1505,6 +1520,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 	run = kzalloc(sizeof(*run), GFP_KERNEL);
 	if (!run)
 		return -ENOMEM;
+	mutex_lock(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	for (;;) {
@@ -1556,6 +1572,7 @@ int ts_disk_compact(struct ts_disk *disk, unsigned int scan)
 unlock:
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	mutex_unlock(&disk->move_lock);
 	ts_run_free(run);
 	return ret;
 }
@@ -1718,6 +1735,7 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 
 	if (!ts_swapdev)
 		return TS_OUTCOME_NOT_SWAPPED;
+	mutex_lock(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	/* No allocation may happen under the page-table lock: reserve now. */
@@ -1767,6 +1785,7 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 unlock:
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
+	mutex_unlock(&disk->move_lock);
 	trace_tesseract_reconcile(disk->id, x, uaddr, outcome, block);
 	return outcome;
 }
