@@ -6,7 +6,8 @@
 #   make KVER=<version>   ... for an installed Debian kernel
 #   make KDIR=<dir>       ... against any prepared kernel tree
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
-#   make soak             the crash-replay test with ten times the points
+#   make soak             the crash-replay tests with ten times the points,
+#                         flatten_scale with a million references
 #   make demo             boot the 6.1 test kernel and show the module
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
@@ -88,9 +89,11 @@ bench-%: deps
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
 
-# The crash-replay tests with ten times the crash points, on both kernels.
+# The crash-replay tests with ten times the crash points, and a flatten of
+# a million references, on both kernels.
 soak: deps
-	@$(TOP)/tools/run-tests --soak -t crash_replay -t crash_replay_locality
+	@$(TOP)/tools/run-tests --soak -t crash_replay -t crash_replay_locality \
+		-t flatten_scale
 
 lint: deps
 	@$(TOP)/tools/lint.sh

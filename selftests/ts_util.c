@@ -553,16 +553,25 @@ int ts_swap_up_with(const char *params, const char *format_args)
 {
 	const char *backing = strstr(params, "backing=");
 	char dev[128];
-	int ret;
 
-	/* Not through the shell: ts_system_quiet() sends stdout elsewhere. */
-	ts_write_str("/sys/module/zswap/parameters/enabled", "N");
+	/* Nothing may hold the device while it is formatted. */
 	swapoff(TS_SWAPDEV);
 	ts_module_ensure_unloaded();
 	/* A fresh store for every test. */
 	if (backing && sscanf(backing, "backing=%127s", dev) == 1 &&
 	    ts_format_with(dev, format_args))
 		return -EIO;
+	return ts_swap_up_on_store(params);
+}
+
+int ts_swap_up_on_store(const char *params)
+{
+	int ret;
+
+	/* Not through the shell: ts_system_quiet() sends stdout elsewhere. */
+	ts_write_str("/sys/module/zswap/parameters/enabled", "N");
+	swapoff(TS_SWAPDEV);
+	ts_module_ensure_unloaded();
 	ret = ts_module_load(params);
 	if (ret)
 		return ret;

@@ -79,6 +79,11 @@ int ts_format_with(const char *dev, const char *format_args);
 int ts_swap_up(const char *params);
 /* ts_swap_up() of a store formatted with @format_args ("--journal-blocks 2"). */
 int ts_swap_up_with(const char *params, const char *format_args);
+/*
+ * ts_swap_up() of the store the backing device holds, as it is (its
+ * references are loaded): no format.
+ */
+int ts_swap_up_on_store(const char *params);
 /* swapoff /dev/tsswap0 and unload the module. */
 void ts_swap_down(void);
 
