@@ -7,7 +7,8 @@
 #   make KDIR=<dir>       ... against any prepared kernel tree
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
 #   make soak             the crash-replay tests with ten times the points,
-#                         flatten_scale with a million references
+#                         flatten_scale with a million references, the
+#                         fuzzer for SOAK_FUZZ_SECONDS (default 600)
 #   make demo             boot the 6.1 test kernel and show the module
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
@@ -89,11 +90,14 @@ bench-%: deps
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
 
-# The crash-replay tests with ten times the crash points, and a flatten of
-# a million references, on both kernels.
+# The crash-replay tests with ten times the crash points, a flatten of a
+# million references and the fuzzer for a while, on both kernels.
+SOAK_FUZZ_SECONDS ?= 600
+
 soak: deps
 	@$(TOP)/tools/run-tests --soak -t crash_replay -t crash_replay_locality \
-		-t flatten_scale
+		-t flatten_scale -t fuzz_vhost_blk \
+		--fuzz-seconds $(SOAK_FUZZ_SECONDS)
 
 lint: deps
 	@$(TOP)/tools/lint.sh
