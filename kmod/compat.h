@@ -76,6 +76,19 @@ static inline void ts_bdev_close(struct ts_bdev_handle *h)
 
 #endif /* TS_HAVE_BDEV_FILE */
 
+/*
+ * The page cache of a block device, what a file opened on it has as
+ * f_mapping (6.10 replaced bd_inode with bd_mapping).
+ */
+static inline struct address_space *ts_bdev_mapping(struct block_device *bdev)
+{
+#ifdef TS_HAVE_BD_MAPPING
+	return bdev->bd_mapping;
+#else
+	return bdev->bd_inode->i_mapping;
+#endif
+}
+
 /* A bio-based disk of 4 KiB blocks with discard, non-rotational. */
 #ifdef TS_HAVE_QUEUE_LIMITS_ALLOC
 

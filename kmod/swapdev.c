@@ -18,6 +18,7 @@
 #include <linux/highmem.h>
 #include <linux/ftrace.h>
 #include <linux/pagemap.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
@@ -31,6 +32,9 @@
 #define TS_SWAPDEV_BIO_POOL	64
 
 #define TS_SWAPDEV_MAX_HOLDS	64
+
+/* Where every swap-out of a folio begins: see swap_out_ops. */
+#define TS_SWAP_OUT_FUNCTION	"swap_writepage"
 
 /*
  * The swap cache has one address_space per 2^14 slots of a swap area
@@ -57,6 +61,7 @@ struct ts_swapdev_stats {
 	atomic64_t write_errors;	/* backing device write failures */
 	atomic64_t read_errors;		/* backing device read failures */
 	atomic64_t swap_outs_seen;	/* slots whose swap-out began */
+	atomic64_t unseen_swap_outs;	/* swap-out writes the hook missed */
 };
 
 /*
@@ -103,6 +108,27 @@ struct ts_swapdev {
 	bool watching_swap_outs;
 
 	/*
+	 * ftrace can still stop calling the hook without telling anyone:
+	 * ftrace_kill(), on an ftrace anomaly, disables it kernel-wide. So
+	 * the hook proves that it is alive: it marks every slot of the folio
+	 * whose swap-out begins "announced", and the write of that swap-out
+	 * to this device consumes the mark. A swap-out write to a slot that
+	 * is not announced passed swap_writepage() unseen: the hook is lost
+	 * (hook_lost), and reconciliation stays off until the module is
+	 * reloaded. Both under store->lock. The mark of a slot that the swap
+	 * code frees unwritten (zswap, the zeromap) goes with the slot.
+	 */
+	unsigned long *slot_announced;
+	bool hook_lost;
+
+	/*
+	 * The page cache of this device's block device, which
+	 * swapcache_mapping() returns for a swap-cache folio whose swap entry
+	 * is on this device, whether or not its swap type is known yet.
+	 */
+	struct address_space *bdev_mapping;
+
+	/*
 	 * The swap type the kernel gave this device at swapon (-1: not seen
 	 * yet) and its swap-cache regions; written by swap-out, forgotten when
 	 * the last exclusive opener (swapon) lets go.
@@ -129,6 +155,13 @@ struct ts_swapdev {
 	 * the slot holds older data than the dirty swap-cache folio.
 	 */
 	unsigned int delay_writes_ms;
+
+	/*
+	 * Fault injection for tests (debugfs "fail_swap_out_hook"): while
+	 * set, the swap-out hook returns at once, as it would if ftrace had
+	 * stopped calling it.
+	 */
+	bool fail_swap_out_hook;
 
 	struct ts_swapdev_stats stats;
 	struct dentry *debugfs;
@@ -169,7 +202,7 @@ static void ts_swap_io_written(struct ts_swap_io *io, bool ok)
 	spin_lock_irqsave(&store->lock, flags);
 	for (i = 0; i < io->nr_slots; i++) {
 		slot = io->first_slot + i;
-		if (ok && io->swap_out &&
+		if (ok && io->swap_out && !swapdev->hook_lost &&
 		    swapdev->slot_block[slot] == io->first_block + i)
 			set_bit(slot, swapdev->slot_complete);
 		ts_store_put_locked(store, io->first_block + i);
@@ -242,6 +275,7 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 	 * now: the swap area is gone.
 	 */
 	bitmap_zero(swapdev->slot_complete, swapdev->nr_slots);
+	bitmap_zero(swapdev->slot_announced, swapdev->nr_slots);
 	for (i = 0; i < swapdev->nr_regions; i++)
 		WRITE_ONCE(swapdev->regions[i].mapping, NULL);
 }
@@ -256,6 +290,13 @@ TS_DEFINE_BDEV_RELEASE(ts_swapdev_release, ts_swapdev_forget_swap_cache)
  * completes. The folio stays in the swap cache until that decision is
  * carried out, so reconciliation, which checks the swap cache and then
  * slot_complete under store->lock, sees one or the other.
+ *
+ * The slots are announced for the write that may follow, now or (zswap
+ * writing the folio back later) after the folio left the swap cache: see
+ * slot_announced. Which device the folio's slots are on is known without
+ * the swap type, which only a first write teaches: swapcache_mapping()
+ * (the swap area's file, stable while the folio is locked in the swap
+ * cache) is this block device's.
  */
 static void ts_swapdev_swap_out_begins(unsigned long ip,
 				       unsigned long parent_ip,
@@ -272,6 +313,8 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	struct page *page;
 	u64 first, nr;
 
+	if (unlikely(READ_ONCE(swapdev->fail_swap_out_hook)))
+		return;
 	/* Registered with FTRACE_OPS_FL_SAVE_REGS: never NULL. */
 	if (WARN_ON_ONCE(!regs))
 		return;
@@ -279,15 +322,10 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	if (!page)
 		return;
 	folio = page_folio(page);
-	if (!folio_test_swapcache(folio))
+	if (!folio_test_swapcache(folio) ||
+	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
 		return;
 	entry = ts_folio_swap_entry(folio);
-	/*
-	 * A slot of ours can be complete only after a swap-out to this
-	 * device, which taught it its swap type.
-	 */
-	if ((int)swp_type(entry) != READ_ONCE(swapdev->swap_type))
-		return;
 	first = swp_offset(entry);
 	if (first >= swapdev->nr_slots)
 		return;
@@ -295,17 +333,45 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 
 	spin_lock_irqsave(&store->lock, flags);
 	bitmap_clear(swapdev->slot_complete, first, nr);
+	bitmap_set(swapdev->slot_announced, first, nr);
 	spin_unlock_irqrestore(&store->lock, flags);
 	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
 }
 
 /* Reconciliation is safe only while this device sees every swap-out. */
-bool ts_swapdev_sees_all_swap_outs(struct ts_swapdev *swapdev)
+static bool ts_swapdev_sees_all_swap_outs_locked(struct ts_swapdev *swapdev)
 {
-	return swapdev->watching_swap_outs;
+	return swapdev->watching_swap_outs && !swapdev->hook_lost;
 }
 
-#define TS_SWAP_OUT_FUNCTION	"swap_writepage"
+bool ts_swapdev_sees_all_swap_outs(struct ts_swapdev *swapdev)
+{
+	return swapdev->watching_swap_outs && !READ_ONCE(swapdev->hook_lost);
+}
+
+/*
+ * Under store->lock: a swap-out write of @slot begins. True if it shows
+ * that the hook has just been lost: the slot was not announced.
+ */
+static bool ts_swapdev_consume_announce_locked(struct ts_swapdev *swapdev,
+					       u64 slot)
+{
+	if (!swapdev->watching_swap_outs ||
+	    test_and_clear_bit(slot, swapdev->slot_announced))
+		return false;
+	atomic64_inc(&swapdev->stats.unseen_swap_outs);
+	if (swapdev->hook_lost)
+		return false;
+	/* Nothing marks a slot complete from now on, nor references it. */
+	WRITE_ONCE(swapdev->hook_lost, true);
+	return true;
+}
+
+static void ts_swapdev_report_lost_hook(struct ts_swapdev *swapdev, u64 slot)
+{
+	pr_warn("%s: a swap-out of slot %llu did not pass the hook on %s (ftrace stopped calling it): reconciliation off until the module is reloaded\n",
+		TS_SWAPDEV_NAME, slot, TS_SWAP_OUT_FUNCTION);
+}
 
 static void ts_swapdev_watch_swap_outs(struct ts_swapdev *swapdev)
 {
@@ -365,7 +431,7 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 	 * Complete first: only a completed swap-out of this slot since swapon
 	 * proves that region->mapping belongs to the live swap area.
 	 */
-	if (!swapdev->watching_swap_outs ||
+	if (!ts_swapdev_sees_all_swap_outs_locked(swapdev) ||
 	    !test_bit(slot, swapdev->slot_complete) ||
 	    !READ_ONCE(region->mapping)) {
 		state = TS_OUTCOME_SLOT_INCOMPLETE;
@@ -414,10 +480,11 @@ bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry)
  * this slot is overwritten in place; one that something else also
  * references keeps its contents for them and the slot moves to a fresh
  * block (redirect-on-write). The write holds a reference of its own on the
- * block until it completes.
+ * block until it completes. A @swap_out consumes the slot's announcement;
+ * *@lost tells whether it showed that the hook was lost.
  */
 static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
-				 u32 *block)
+				 bool swap_out, u32 *block, bool *lost)
 {
 	struct ts_store *store = swapdev->store;
 	u32 old, fresh;
@@ -425,6 +492,7 @@ static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
 	unsigned long flags;
 
 	spin_lock_irqsave(&store->lock, flags);
+	*lost = swap_out && ts_swapdev_consume_announce_locked(swapdev, slot);
 	old = swapdev->slot_block[slot];
 	clear_bit(slot, swapdev->slot_complete);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
@@ -554,7 +622,7 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
 	u32 block, next_block = TS_NO_BLOCK;
 	unsigned int segs_left, segs, len;
-	bool swap_out = false;
+	bool swap_out = false, lost, ok;
 	struct bio_vec bv;
 
 	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
@@ -572,7 +640,14 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 		segs_left -= segs;
 
 		if (write) {
-			if (!ts_swapdev_map_write(swapdev, slot, &block)) {
+			bv = bio_iter_iovec(upper, iter);
+			swap_out = ts_swapdev_note_swap_out(swapdev,
+							    bv.bv_page, slot);
+			ok = ts_swapdev_map_write(swapdev, slot, swap_out,
+						  &block, &lost);
+			if (unlikely(lost))
+				ts_swapdev_report_lost_hook(swapdev, slot);
+			if (!ok) {
 				atomic64_inc(&swapdev->stats.store_full);
 				upper->bi_status = BLK_STS_NOSPC;
 				bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
@@ -580,9 +655,6 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 				continue;
 			}
 			atomic64_inc(&swapdev->stats.writes);
-			bv = bio_iter_iovec(upper, iter);
-			swap_out = ts_swapdev_note_swap_out(swapdev,
-							    bv.bv_page, slot);
 		} else {
 			block = ts_swapdev_map_read(swapdev, slot);
 			if (block == TS_NO_BLOCK) {
@@ -675,6 +747,13 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	if (slot >= swapdev->nr_slots)
 		return;
 	spin_lock_irqsave(&store->lock, flags);
+	/*
+	 * Announced and never written (zswap, the zeromap, or a folio whose
+	 * swap was freed in swap_writepage()): nothing writes it now. A slot
+	 * cannot be freed between the hook and the write: the folio in the
+	 * swap cache holds it.
+	 */
+	clear_bit(slot, swapdev->slot_announced);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
 		atomic64_inc(&swapdev->stats.frees);
 	spin_unlock_irqrestore(&store->lock, flags);
@@ -828,6 +907,18 @@ static int ts_release_holds_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(ts_release_holds_fops, NULL, ts_release_holds_set,
 			 "%llu\n");
 
+static int ts_swap_out_hook_show(struct seq_file *m, void *v)
+{
+	struct ts_swapdev *swapdev = m->private;
+	const char *state = "off";
+
+	if (swapdev->watching_swap_outs)
+		state = READ_ONCE(swapdev->hook_lost) ? "lost" : "watching";
+	seq_printf(m, "%s\n", state);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ts_swap_out_hook);
+
 static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 {
 	struct ts_swapdev_stats *st = &swapdev->stats;
@@ -848,6 +939,8 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 		{ "read_errors", offsetof(struct ts_swapdev_stats, read_errors) },
 		{ "swap_outs_seen",
 		  offsetof(struct ts_swapdev_stats, swap_outs_seen) },
+		{ "unseen_swap_outs",
+		  offsetof(struct ts_swapdev_stats, unseen_swap_outs) },
 	};
 	struct dentry *dir;
 	size_t i;
@@ -870,6 +963,10 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 				   &ts_release_holds_fops);
 	debugfs_create_u32("delay_writes_ms", 0600, dir,
 			   &swapdev->delay_writes_ms);
+	debugfs_create_bool("fail_swap_out_hook", 0600, dir,
+			    &swapdev->fail_swap_out_hook);
+	debugfs_create_file("swap_out_hook", 0444, dir, swapdev,
+			    &ts_swap_out_hook_fops);
 }
 
 int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
@@ -895,8 +992,10 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 					     GFP_KERNEL);
 	swapdev->slot_complete = kvcalloc(BITS_TO_LONGS(nr_slots),
 					  sizeof(unsigned long), GFP_KERNEL);
+	swapdev->slot_announced = kvcalloc(BITS_TO_LONGS(nr_slots),
+					   sizeof(unsigned long), GFP_KERNEL);
 	if (!swapdev->slot_block || !swapdev->slot_complete ||
-	    !swapdev->regions) {
+	    !swapdev->slot_announced || !swapdev->regions) {
 		pr_err("%s: no memory for a table of %llu slots\n",
 		       TS_SWAPDEV_NAME, nr_slots);
 		ret = -ENOMEM;
@@ -934,6 +1033,8 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 	strscpy(disk->disk_name, TS_SWAPDEV_NAME, DISK_NAME_LEN);
 	set_capacity(disk, nr_slots * TS_SECTORS_PER_BLOCK);
 	swapdev->disk = disk;
+	/* Nothing can swapon the device before it is added. */
+	WRITE_ONCE(swapdev->bdev_mapping, ts_bdev_mapping(disk->part0));
 
 	ret = device_add_disk(NULL, disk, ts_swapdev_attr_groups);
 	if (ret)
@@ -954,6 +1055,7 @@ unwatch:
 	bioset_exit(&swapdev->bio_set);
 free_tables:
 	kvfree(swapdev->regions);
+	kvfree(swapdev->slot_announced);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);
@@ -984,6 +1086,7 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 
 	bioset_exit(&swapdev->bio_set);
 	kvfree(swapdev->regions);
+	kvfree(swapdev->slot_announced);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);

@@ -183,6 +183,8 @@ static void stale_slot_round(struct __test_metadata *_metadata,
 	       round, bad, PAGES, ts_vhost_counter("reconciled_pages"),
 	       ts_vhost_counter("fallback_slot_incomplete"));
 	EXPECT_EQ(0UL, bad);
+	/* Every swap-out write passed the hook: no false alarm. */
+	EXPECT_EQ(0, ts_swapdev_counter("unseen_swap_outs"));
 }
 
 /* 6.12 keeps zero-filled folios in the swap area's zeromap: no write. */
@@ -236,6 +238,90 @@ TEST_F_TIMEOUT(bp, zswap_writeback_is_a_swap_out, 600)
 		TH_LOG("round %lu: %lld slots written", round,
 		       ts_swapdev_counter("writes") - writes0);
 	}
+}
+
+/* The debugfs state of the swap-out hook ("watching", "lost", "off"). */
+static void hook_state(char *buf, size_t len)
+{
+	if (ts_read_str(TS_DEBUGFS "/tsswap0/swap_out_hook", buf, len))
+		snprintf(buf, len, "unreadable");
+}
+
+/*
+ * ftrace can stop calling the swap-out hook after it was placed (an
+ * ftrace anomaly calls ftrace_kill(), and nobody tells the module).
+ * fail_swap_out_hook makes the hook return at once, as if that had
+ * happened. The next swap-out that reaches the device unannounced must
+ * turn reconciliation off: then a later swap-out that bypasses the device
+ * (zswap, 6.12's zeromap), which the dead hook cannot see, must not leave
+ * a slot that a guest write references with its old contents.
+ */
+TEST_F_TIMEOUT(bp, lost_hook_turns_reconciliation_off, 600)
+{
+	bool zswap = zswap_small_folios(self->buf, PAGES * PAGE);
+	enum second_version v2 = zswap ? PATTERN : ZEROES;
+	unsigned long tag = 40;
+	long long stored;
+	char state[64];
+	int kmsg;
+	size_t bad;
+
+	kmsg = ts_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	hook_state(state, sizeof(state));
+	ASSERT_STREQ("watching", state);
+
+	/* Version 1 in the slots, complete. */
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, tag, 1));
+
+	/*
+	 * ftrace "dies"; other pages still go to the device, unannounced
+	 * (before the read faults below: memory.reclaim evicts the whole
+	 * group, and would write version 2 out to the device too).
+	 */
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/fail_swap_out_hook",
+				  "1"));
+	ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, self->check, PAGES,
+					       99, 1));
+
+	/* Read faults: the pages keep their slots, which hold version 1. */
+	ASSERT_EQ(0UL, ts_bad_pages(self->buf, PAGES, tag, 1));
+	if (v2 == ZEROES)
+		memset(self->buf, 0, PAGES * PAGE);
+	else
+		fill_compressible(self->buf, PAGES, tag, 2);
+
+	/* Version 2 bypasses the device, unseen by the dead hook. */
+	if (zswap)
+		ts_system("echo Y > " ZSWAP "enabled");
+	stored = zswap_stored();
+	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, self->buf,
+					      PAGES * PAGE));
+	if (zswap)
+		ASSERT_LE(stored + (long long)PAGES * 9 / 10, zswap_stored());
+	ASSERT_LE((long long)PAGES * 95 / 100,
+		  ts_vhost_counter("guest_pages_in_host_swap"));
+	/* ftrace does not come back, nor does reconciliation. */
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/fail_swap_out_hook",
+				  "0"));
+
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
+	bad = v2 == ZEROES ? nonzero_pages(self->check, PAGES) :
+			     bad_compressible(self->check, PAGES, tag, 2);
+	hook_state(state, sizeof(state));
+	TH_LOG("%s: %zu of %lu pages stale; %lld referenced; hook %s, %lld unseen swap-outs",
+	       zswap ? "zswap" : "zeromap", bad, PAGES,
+	       ts_vhost_counter("reconciled_pages"), state,
+	       ts_swapdev_counter("unseen_swap_outs"));
+	EXPECT_EQ(0UL, bad);
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+	EXPECT_STREQ("lost", state);
+	EXPECT_LT(0, ts_swapdev_counter("unseen_swap_outs"));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "did not pass the hook"));
+	close(kmsg);
 }
 
 TEST_HARNESS_MAIN
