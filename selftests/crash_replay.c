@@ -394,7 +394,11 @@ FIXTURE_VARIANT_ADD(replay, flatten) {
 	.bg = BG_FLATTEN,
 	.bg_round = 6,
 	.rounds = 7,
-	.nr_random = 160,	/* a third of them in the rounds checked */
+	/*
+	 * About a third of them land in the rounds checked, a share that
+	 * varies with timing (48 to 67 of 160 seen): enough to keep 80.
+	 */
+	.nr_random = 240,
 	.max_points = 80,
 	.min_checked = 50,
 };
