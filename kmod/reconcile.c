@@ -731,16 +731,21 @@ static void ts_store_release(struct ts_store *store, const u32 *blocks,
 {
 	unsigned int i = 0, n;
 	unsigned long flags;
+	u64 start, held;
 
 	while (i < nr) {
 		n = min(nr - i, TS_STORE_LOCK_BATCH);
 		spin_lock_irqsave(&store->lock, flags);
+		start = ktime_get_ns();
 		for (; n; n--, i++) {
 			if (blocks[i] == TS_NO_BLOCK)
 				continue;
 			ts_store_put_locked(store, blocks[i]);
 			store->nr_refs--;
 		}
+		held = ktime_get_ns() - start;
+		if (held > store->release_hold_max_ns)
+			WRITE_ONCE(store->release_hold_max_ns, held);
 		spin_unlock_irqrestore(&store->lock, flags);
 		cond_resched();
 	}

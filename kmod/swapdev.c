@@ -851,6 +851,16 @@ static int ts_blocks_in_use_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(ts_blocks_in_use_fops, ts_blocks_in_use_get, NULL,
 			 "%llu\n");
 
+static int ts_release_hold_max_get(void *data, u64 *val)
+{
+	struct ts_store *store = data;
+
+	*val = div_u64(READ_ONCE(store->release_hold_max_ns), NSEC_PER_USEC);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_release_hold_max_fops, ts_release_hold_max_get,
+			 NULL, "%llu\n");
+
 /* Writing a slot number takes a reference on the block it maps to. */
 static int ts_hold_set(void *data, u64 slot)
 {
@@ -958,6 +968,8 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 	debugfs_create_u64("slots_total", 0444, dir, &swapdev->nr_slots);
 	debugfs_create_u32("blocks_total", 0444, dir,
 			   &swapdev->store->nr_blocks);
+	debugfs_create_file_unsafe("release_hold_max_us", 0444, dir,
+				   swapdev->store, &ts_release_hold_max_fops);
 	debugfs_create_file_unsafe("hold", 0600, dir, swapdev, &ts_hold_fops);
 	debugfs_create_file_unsafe("release_holds", 0200, dir, swapdev,
 				   &ts_release_holds_fops);
