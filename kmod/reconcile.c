@@ -737,6 +737,8 @@ static void ts_store_release(struct ts_store *store, const u32 *blocks,
 		n = min(nr - i, TS_STORE_LOCK_BATCH);
 		spin_lock_irqsave(&store->lock, flags);
 		start = ktime_get_ns();
+		if (n > store->release_batch_max)
+			WRITE_ONCE(store->release_batch_max, n);
 		for (; n; n--, i++) {
 			if (blocks[i] == TS_NO_BLOCK)
 				continue;

@@ -970,6 +970,8 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 			   &swapdev->store->nr_blocks);
 	debugfs_create_file_unsafe("release_hold_max_us", 0444, dir,
 				   swapdev->store, &ts_release_hold_max_fops);
+	debugfs_create_u32("release_batch_max", 0444, dir,
+			   &swapdev->store->release_batch_max);
 	debugfs_create_file_unsafe("hold", 0600, dir, swapdev, &ts_hold_fops);
 	debugfs_create_file_unsafe("release_holds", 0200, dir, swapdev,
 				   &ts_release_holds_fops);

@@ -86,10 +86,12 @@ struct ts_store {
 	u32 nr_chunks;
 	u32 blocks_in_use;
 	/*
-	 * Longest hold of the lock, in ns, while blocks whose references
-	 * went were given back (debugfs release_hold_max_us): the work per
-	 * hold is bounded (TS_STORE_LOCK_BATCH), and a test checks it.
+	 * Most blocks given back in one hold of the lock, and the longest
+	 * such hold in ns, since load (debugfs release_batch_max and
+	 * release_hold_max_us): the work per hold is bounded
+	 * (TS_STORE_LOCK_BATCH), and a test checks it.
 	 */
+	u32 release_batch_max;
 	u64 release_hold_max_ns;
 	/*
 	 * Checkpoint records in use: guest-disk references, plus one for

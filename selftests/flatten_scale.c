@@ -61,6 +61,7 @@
  * takes well under a millisecond, a million blocks in one hold far more.
  */
 #define HOLD_LIMIT_US	50000
+#define BATCH_LIMIT	256	/* TS_STORE_LOCK_BATCH */
 #define SWAP_TAG	0x5a9UL
 #define SOAK_REFS	1048576UL
 #define SMALL_REFS	65536UL
@@ -388,7 +389,7 @@ TEST_F_TIMEOUT(fs, flatten_a_million_references_while_swapping, 7200)
 	};
 	unsigned long n = nr_refs(), k, x, bad, rounds0, pushed0;
 	struct tesseract_disk_info info;
-	long long writes0, writes, hold_us;
+	long long writes0, writes, hold_us, batch;
 	double t0, t_load, t_flat;
 	__u64 disk_bytes, cleaned;
 	const char *found;
@@ -499,8 +500,9 @@ TEST_F_TIMEOUT(fs, flatten_a_million_references_while_swapping, 7200)
 	       atomic_load(&self->sw->rounds) - rounds0,
 	       atomic_load(&self->sw->pushed) - pushed0, writes);
 	hold_us = ts_swapdev_counter("release_hold_max_us");
-	TH_LOG("longest hold of the store lock giving blocks back: %lld us",
-	       hold_us);
+	batch = ts_swapdev_counter("release_batch_max");
+	TH_LOG("store lock giving blocks back: at most %lld blocks and %lld us a hold",
+	       batch, hold_us);
 
 	/* Every reference cleaned, none left. */
 	EXPECT_EQ((__u64)n, cleaned);
@@ -521,6 +523,8 @@ TEST_F_TIMEOUT(fs, flatten_a_million_references_while_swapping, 7200)
 	EXPECT_LT(0, writes);
 	EXPECT_EQ(0UL, atomic_load(&self->sw->bad));
 	/* Bounded work per hold of the store's lock, however many go. */
+	EXPECT_LT(0, batch);
+	EXPECT_GE(BATCH_LIMIT, batch);
 	EXPECT_LE(0, hold_us);
 	EXPECT_GT(HOLD_LIMIT_US, hold_us);
 	/* No lockup, stall or warning. */
