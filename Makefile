@@ -75,8 +75,13 @@ tools:
 deps:
 	@$(TOP)/tools/deps.sh
 
+# The fuzzer runs one fixed seed in make check (FUZZ_SEED=0: one of its own
+# each run): CI must not depend on the draw. Seed 0x6b0f8ce219fdb8cc is a
+# known failure (Documentation/testing.rst, "The fuzzer").
+FUZZ_SEED ?= 0x6b0f733e3863aaeb
+
 check: deps
-	@$(TOP)/tools/run-tests
+	@FUZZ_SEED=$(FUZZ_SEED) $(TOP)/tools/run-tests
 
 demo: deps
 	@$(TOP)/tools/run-tests --demo
