@@ -293,6 +293,7 @@ static long long slab_after_cycles(int cycles, struct __test_metadata *_metadata
 		ASSERT_EQ(0, ts_module_unload()) TH_LOG("cycle %d", i);
 	}
 	ts_write_str("/proc/sys/vm/drop_caches", "3");
+	ts_slab_shrink_all();
 	return ts_slab_active_objects();
 }
 

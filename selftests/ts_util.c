@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,38 @@ bool ts_kmsg_contains(int fd, const char *needle)
 		rec[n] = '\0';
 		if (strstr(rec, needle))
 			return true;
+	}
+}
+
+/*
+ * Shrink every slab cache (/sys/kernel/slab/<cache>/shrink). Besides giving
+ * back empty slabs, kmem_cache_shrink() empties a KASAN kernel's quarantine
+ * of the cache: objects freed recently stay allocated there, and the debug
+ * kernel would otherwise count them as live. Twice, a grace period apart,
+ * so that objects freed by RCU callbacks (kmemleak's own metadata among
+ * them) leave the quarantine too.
+ */
+void ts_slab_shrink_all(void)
+{
+	char path[PATH_MAX];
+	struct dirent *d;
+	int pass;
+	DIR *dir;
+
+	for (pass = 0; pass < 2; pass++) {
+		dir = opendir("/sys/kernel/slab");
+		if (!dir)
+			return;
+		while ((d = readdir(dir))) {
+			if (d->d_name[0] == '.' || d->d_type == DT_LNK)
+				continue;
+			snprintf(path, sizeof(path), "/sys/kernel/slab/%s/shrink",
+				 d->d_name);
+			ts_write_str(path, "1");
+		}
+		closedir(dir);
+		if (!pass)
+			usleep(200 * 1000);
 	}
 }
 

@@ -48,6 +48,7 @@ int ts_kmsg_open(void);
 bool ts_kmsg_contains(int fd, const char *needle);
 
 /* Sum of active objects over all slab caches (for leak checks). */
+void ts_slab_shrink_all(void);
 long long ts_slab_active_objects(void);
 
 /* Run a shell command; its exit status, or -1 if it did not exit. */
