@@ -191,6 +191,7 @@ struct fuzz {
 	unsigned long reqs, status_ok, sectors_checked;
 	long long reconciled, max_refs;
 	bool failed;
+	const char *phase;		/* what runs outside the operations */
 	struct fz_note history[FZ_HISTORY];
 };
 
@@ -222,8 +223,13 @@ static void fz_fail(struct fuzz *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ksft_print_msg("FAIL op %lu (%s): %s; seed=0x%llx\n", f->op,
-		       op_names[f->kind], msg, (unsigned long long)f->seed);
+	if (f->phase)
+		ksft_print_msg("FAIL %s: %s; seed=0x%llx\n", f->phase, msg,
+			       (unsigned long long)f->seed);
+	else
+		ksft_print_msg("FAIL op %lu (%s): %s; seed=0x%llx\n", f->op,
+			       op_names[f->kind], msg,
+			       (unsigned long long)f->seed);
 	f->failed = true;
 }
 
@@ -884,6 +890,20 @@ static int post_req(struct fuzz *f, struct fz_req *r)
 		bufs[n - 1].len++;
 	else
 		bufs[n++] = (struct vblk_buf){ r->status, 1, true };
+	/*
+	 * Only op_hostile_chain() posts what the device cannot answer: a
+	 * buffer outside guest RAM would stop the queue, not fail the request.
+	 */
+	for (i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)bufs[i].addr;
+
+		if (a < (uintptr_t)f->d.ram ||
+		    bufs[i].len > (uintptr_t)f->d.ram + f->d.ram_size - a) {
+			fz_fail(f, "fuzzer bug: buffer %u (%u bytes) outside guest RAM; request %s",
+				i, bufs[i].len, req_str(r, desc, sizeof(desc)));
+			return -EFAULT;
+		}
+	}
 	/* A ring too full for a direct chain takes an indirect one. */
 	if (!r->indirect && f->d.q[r->qi].num_free < n)
 		r->indirect = true;
@@ -1089,34 +1109,86 @@ static void op_batch(struct fuzz *f)
 		finish_batch(f, reqs, n);
 }
 
+/*
+ * The read of op_verify(): @pages pages at @sector in up to @nsegs
+ * segments, the last ones a page each and the first what remains. Never
+ * more segments than pages: the first one's length would wrap around to
+ * nearly 4 GiB, a buffer no guest memory holds, a chain the device cannot
+ * answer at all (it stops the queue, as it must).
+ */
+static void verify_req(struct fuzz *f, struct fz_req *r, __u32 pages,
+		       __u64 sector, unsigned int nsegs, unsigned int qi,
+		       bool indirect)
+{
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	r->kind = K_IN;
+	r->type = VIRTIO_BLK_T_IN;
+	r->len = pages * PAGE;
+	r->sector = sector;
+	r->nsegs = nsegs < pages ? nsegs : pages;
+	r->seg[0] = r->len - (r->nsegs - 1) * PAGE;
+	for (i = 1; i < r->nsegs; i++)
+		r->seg[i] = PAGE;
+	r->qi = qi;
+	r->indirect = indirect;
+	r->fp_start = r->sector;
+	r->fp_end = r->sector + r->len / SECTOR;
+	r->buf = f->win[0];
+	r->hdr = f->hdr[0];
+	r->status = f->status[0];
+	memset(r->buf, 0xa5, r->len);
+	memset(r->hdr, 0, 16);
+	((struct virtio_blk_outhdr *)r->hdr)->type = htole32(r->type);
+	((struct virtio_blk_outhdr *)r->hdr)->sector = htole64(r->sector);
+	*r->status = 0xee;
+	predict(r);
+}
+
 /* Read a range and compare it: the model over more than one request. */
 static void op_verify(struct fuzz *f)
 {
+	__u32 pages = 1 + rnd_below(f, 256);
+	__u64 sector = rnd_below(f, CAP - pages * (PAGE / SECTOR) + 1);
+	unsigned int nsegs = 1 + rnd_below(f, 4);
+	unsigned int qi = rnd_below(f, NQUEUES);
 	struct fz_req r;
-	unsigned int i;
 
-	memset(&r, 0, sizeof(r));
-	r.kind = K_IN;
-	r.type = VIRTIO_BLK_T_IN;
-	r.len = (1 + rnd_below(f, 256)) * PAGE;
-	r.sector = rnd_below(f, CAP - r.len / SECTOR + 1);
-	r.nsegs = 1 + rnd_below(f, 4);
-	r.seg[0] = r.len - (r.nsegs - 1) * PAGE;
-	for (i = 1; i < r.nsegs; i++)
-		r.seg[i] = PAGE;
-	r.qi = rnd_below(f, NQUEUES);
-	r.indirect = chance(f, 50);
-	r.fp_end = r.sector + r.len / SECTOR;
-	r.buf = f->win[0];
-	r.hdr = f->hdr[0];
-	r.status = f->status[0];
-	memset(r.buf, 0xa5, r.len);
-	((struct virtio_blk_outhdr *)r.hdr)->type = htole32(r.type);
-	((struct virtio_blk_outhdr *)r.hdr)->ioprio = 0;
-	((struct virtio_blk_outhdr *)r.hdr)->sector = htole64(r.sector);
-	predict(&r);
+	verify_req(f, &r, pages, sector, nsegs, qi, chance(f, 50));
 	if (!start_batch(f, &r, 1))
 		finish_batch(f, &r, 1);
+}
+
+/*
+ * Before the first operation: reads as op_verify() draws them, of one to
+ * four pages in one to four segments, direct and indirect, on both
+ * queues, must all complete OK with the zeroes setup wrote. Seed
+ * 0x6b0f8ce219fdb8cc drew one page in four segments at operation 934:
+ * the device stopped the queue on the first segment, 2^32 - 3 pages long,
+ * and the fuzzer waited for the read until it timed out.
+ */
+static void check_verify_shapes(struct fuzz *f)
+{
+	unsigned int pages, nsegs, qi;
+	struct fz_req r;
+
+	f->phase = "verify shapes";
+	for (pages = 1; pages <= 4; pages++) {
+		for (nsegs = 1; nsegs <= 4; nsegs++) {
+			for (qi = 0; qi < NQUEUES && !f->failed; qi++) {
+				verify_req(f, &r, pages, 64 * pages, nsegs, qi,
+					   (nsegs + qi) & 1);
+				if (!start_batch(f, &r, 1))
+					finish_batch(f, &r, 1);
+				/* Answered as predicted, and OK was predicted. */
+				if (!f->failed && r.expect != VIRTIO_BLK_S_OK)
+					fz_fail(f, "%u pages in %u segments: status %d predicted",
+						pages, nsegs, r.expect);
+			}
+		}
+	}
+	f->phase = NULL;
 }
 
 struct moved {
@@ -1922,6 +1994,8 @@ static void run_op(struct fuzz *f, enum op_kind kind)
 {
 	f->kind = kind;
 	f->count[kind]++;
+	/* A fresh entry (setup may have noted things as operation 0). */
+	f->history[f->op % FZ_HISTORY].used = false;
 	fz_note(f, "%s", op_names[kind]);
 	switch (kind) {
 	case OP_BATCH:
@@ -2070,6 +2144,7 @@ int main(void)
 		teardown(f);
 		ksft_exit_fail_msg("setup: %d\n", ret);
 	}
+	check_verify_shapes(f);
 	start = ts_now();
 	for (f->op = 0; !f->failed; f->op++) {
 		elapsed = ts_now() - start;
