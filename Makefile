@@ -76,8 +76,8 @@ deps:
 	@$(TOP)/tools/deps.sh
 
 # The fuzzer runs one fixed seed in make check (FUZZ_SEED=0: one of its own
-# each run): CI must not depend on the draw. Seed 0x6b0f8ce219fdb8cc is a
-# known failure (Documentation/testing.rst, "The fuzzer").
+# each run): CI must not depend on the draw (Documentation/testing.rst,
+# "The fuzzer").
 FUZZ_SEED ?= 0x6b0f733e3863aaeb
 
 check: deps

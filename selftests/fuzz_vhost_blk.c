@@ -88,6 +88,10 @@
 
 #define SHORT_OPS	1000
 
+/* What the last FZ_HISTORY operations did: shown when a request hangs. */
+#define FZ_HISTORY	32
+#define FZ_NOTE_BYTES	2048
+
 #define TAG_ZERO	0U
 #define TAG_UNKNOWN	0xffffffffU
 
@@ -160,6 +164,13 @@ struct fz_req {
 	__u32 used;
 };
 
+struct fz_note {
+	unsigned long op;
+	bool used;
+	size_t len;
+	char text[FZ_NOTE_BYTES];
+};
+
 struct fuzz {
 	__u64 seed, rng;
 	unsigned long op;
@@ -180,6 +191,8 @@ struct fuzz {
 	unsigned long reqs, status_ok, sectors_checked;
 	long long reconciled, max_refs;
 	bool failed;
+	const char *phase;		/* what runs outside the operations */
+	struct fz_note history[FZ_HISTORY];
 };
 
 /* xorshift64*: every choice comes from the seed. */
@@ -210,9 +223,38 @@ static void fz_fail(struct fuzz *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ksft_print_msg("FAIL op %lu (%s): %s; seed=0x%llx\n", f->op,
-		       op_names[f->kind], msg, (unsigned long long)f->seed);
+	if (f->phase)
+		ksft_print_msg("FAIL %s: %s; seed=0x%llx\n", f->phase, msg,
+			       (unsigned long long)f->seed);
+	else
+		ksft_print_msg("FAIL op %lu (%s): %s; seed=0x%llx\n", f->op,
+			       op_names[f->kind], msg,
+			       (unsigned long long)f->seed);
 	f->failed = true;
+}
+
+/* Add to the current operation's entry of the history. */
+static void fz_note(struct fuzz *f, const char *fmt, ...)
+{
+	struct fz_note *e = &f->history[f->op % FZ_HISTORY];
+	va_list ap;
+	int n;
+
+	if (!e->used || e->op != f->op) {
+		e->used = true;
+		e->op = f->op;
+		e->len = 0;
+		e->text[0] = 0;
+	}
+	if (e->len >= sizeof(e->text) - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(e->text + e->len, sizeof(e->text) - e->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		e->len += n;
+	if (e->len > sizeof(e->text) - 1)
+		e->len = sizeof(e->text) - 1;
 }
 
 static const char *req_str(const struct fz_req *r, char *buf, size_t len)
@@ -334,6 +376,7 @@ static int fz_attach(struct fuzz *f, bool direct)
 	if (f->disk_fd < 0)
 		return -errno;
 	ret = vblk_set_backend(&f->d, f->disk_fd);
+	fz_note(f, "; attach%s: %d", direct ? " direct" : "", ret);
 	if (ret) {
 		close(f->disk_fd);
 		f->disk_fd = -1;
@@ -346,7 +389,7 @@ static int fz_attach(struct fuzz *f, bool direct)
 static void fz_detach(struct fuzz *f)
 {
 	if (f->attached)
-		vblk_set_backend(&f->d, -1);
+		fz_note(f, "; detach: %d", vblk_set_backend(&f->d, -1));
 	f->attached = false;
 	if (f->disk_fd >= 0)
 		close(f->disk_fd);
@@ -362,6 +405,8 @@ static int fz_open(struct fuzz *f)
 	if (chance(f, 50))
 		want |= 1ULL << VIRTIO_RING_F_EVENT_IDX;
 	ret = vblk_open(&f->d, GUEST_RAM, NQUEUES, QSIZE, want);
+	fz_note(f, "; open%s: %d", (want & (1ULL << VIRTIO_RING_F_EVENT_IDX)) ?
+		" event_idx" : "", ret);
 	if (ret)
 		return ret;
 	ret = fz_alloc_ram(f);
@@ -390,7 +435,53 @@ static int fz_reopen(struct fuzz *f)
 	return fz_open(f);
 }
 
-/* Reap until @r completes: 0, or -ETIMEDOUT. */
+/*
+ * What the last operations did and both sides' view of the rings: shown
+ * when a request never completes.
+ */
+static void fz_dump(struct fuzz *f)
+{
+	static const char * const counters[] = {
+		"in_flight", "broken_queues", "errors", "requests_in",
+		"requests_out", "requests_unsupported",
+	};
+	unsigned long op = f->op >= FZ_HISTORY ? f->op - FZ_HISTORY + 1 : 0;
+	bool event_idx = vblk_has_feature(&f->d, VIRTIO_RING_F_EVENT_IDX);
+	unsigned int i;
+
+	ksft_print_msg("the last %d operations:\n", FZ_HISTORY);
+	for (; op <= f->op; op++) {
+		const struct fz_note *e = &f->history[op % FZ_HISTORY];
+
+		if (e->used && e->op == op)
+			ksft_print_msg("  op %lu: %s\n", op, e->text);
+	}
+	for (i = 0; i < f->d.nqueues; i++) {
+		struct vblk_queue *q = &f->d.q[i];
+		struct vring *v = &q->vring;
+
+		ksft_print_msg("  q%u driver: avail %u kicked %u used %u in_flight %u free %u\n",
+			       i, q->avail_idx, q->kicked_idx, q->last_used,
+			       q->in_flight, q->num_free);
+		ksft_print_msg("  q%u ring: avail idx %u flags 0x%x, used idx %u flags 0x%x",
+			       i, le16toh(v->avail->idx),
+			       le16toh(v->avail->flags), le16toh(v->used->idx),
+			       le16toh(v->used->flags));
+		if (event_idx)
+			printf(" used_event %u avail_event %u",
+			       le16toh(vring_used_event(v)),
+			       le16toh(vring_avail_event(v)));
+		printf("\n");
+	}
+	for (i = 0; i < ARRAY_SIZE(counters); i++)
+		ksft_print_msg("  device %s %lld\n", counters[i],
+			       ts_vhost_counter(counters[i]));
+}
+
+/*
+ * Reap until @r completes: 0, -ETIMEDOUT, or -EPIPE if the device stopped
+ * the queue (its vring error eventfd): it will never answer then.
+ */
 static int fz_wait(struct fuzz *f, struct fz_req *r)
 {
 	long long deadline = ts_now() * 1000 + TIMEOUT_MS;
@@ -402,11 +493,21 @@ static int fz_wait(struct fuzz *f, struct fz_req *r)
 			if (done) {
 				done->used = len;
 				done->done = true;
+				fz_note(f, "; q%u done %p status %d used %u",
+					r->qi, (void *)done, *done->status,
+					len);
 			}
 			continue;
 		}
-		if (ts_now() * 1000 > deadline)
+		if (vblk_queue_error(&f->d, r->qi)) {
+			fz_note(f, "; q%u stopped by the device", r->qi);
+			fz_dump(f);
+			return -EPIPE;
+		}
+		if (ts_now() * 1000 > deadline) {
+			fz_dump(f);
 			return -ETIMEDOUT;
+		}
 		vblk_wait(&f->d, r->qi, 100);
 	}
 	return 0;
@@ -767,6 +868,7 @@ static int post_req(struct fuzz *f, struct fz_req *r)
 	bool dw = data_device_writes(r);
 	bool dwz = r->kind == K_DISCARD || r->kind == K_WZ;
 	__u32 hdr_len = (r->layout & L_SHORT_HDR) ? 8 : 16;
+	char desc[512];
 	unsigned int n = 0, i, nsegs = dwz ? 1 : r->nsegs;
 	__u8 *p = r->buf;
 	int head;
@@ -788,10 +890,30 @@ static int post_req(struct fuzz *f, struct fz_req *r)
 		bufs[n - 1].len++;
 	else
 		bufs[n++] = (struct vblk_buf){ r->status, 1, true };
+	/*
+	 * Only op_hostile_chain() posts what the device cannot answer: a
+	 * buffer outside guest RAM would stop the queue, not fail the request.
+	 */
+	for (i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)bufs[i].addr;
+
+		if (a < (uintptr_t)f->d.ram ||
+		    bufs[i].len > (uintptr_t)f->d.ram + f->d.ram_size - a) {
+			fz_fail(f, "fuzzer bug: buffer %u (%u bytes) outside guest RAM; request %s",
+				i, bufs[i].len, req_str(r, desc, sizeof(desc)));
+			return -EFAULT;
+		}
+	}
 	/* A ring too full for a direct chain takes an indirect one. */
 	if (!r->indirect && f->d.q[r->qi].num_free < n)
 		r->indirect = true;
 	head = vblk_post(&f->d, r->qi, bufs, n, r->indirect, r);
+	fz_note(f, "; post %p head %d avail %u: %s, buffers", (void *)r, head,
+		f->d.q[r->qi].avail_idx, req_str(r, desc, sizeof(desc)));
+	for (i = 0; i < n && i < 8; i++)
+		fz_note(f, " %u%s", bufs[i].len, bufs[i].device_writes ? "w" : "");
+	if (n > 8)
+		fz_note(f, " ... (%u)", n);
 	return head < 0 ? head : 0;
 }
 
@@ -923,6 +1045,15 @@ static unsigned int build_batch(struct fuzz *f, struct fz_req *reqs,
 	return n;
 }
 
+static void fz_kick(struct fuzz *f, unsigned int qi)
+{
+	__u16 old = f->d.q[qi].kicked_idx;
+	bool kicked = vblk_kick(&f->d, qi);
+
+	fz_note(f, "; kick q%u %u..%u%s", qi, old, f->d.q[qi].avail_idx,
+		kicked ? "" : " (not needed)");
+}
+
 /* Push, post and kick a batch built by build_batch(): 0 or -errno. */
 static int start_batch(struct fuzz *f, struct fz_req *reqs, unsigned int n)
 {
@@ -943,7 +1074,7 @@ static int start_batch(struct fuzz *f, struct fz_req *reqs, unsigned int n)
 	}
 	for (i = 0; i < NQUEUES; i++)
 		if (kick[i])
-			vblk_kick(&f->d, i);
+			fz_kick(f, i);
 	return 0;
 }
 
@@ -951,10 +1082,14 @@ static void finish_batch(struct fuzz *f, struct fz_req *reqs, unsigned int n)
 {
 	char desc[512];
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < n; i++) {
-		if (fz_wait(f, &reqs[i])) {
-			fz_fail(f, "request timed out: %s",
+		ret = fz_wait(f, &reqs[i]);
+		if (ret) {
+			fz_fail(f, "%s: %s", ret == -EPIPE ?
+				"queue stopped by the device (vring error) with a request pending" :
+				"request timed out",
 				req_str(&reqs[i], desc, sizeof(desc)));
 			return;
 		}
@@ -974,34 +1109,86 @@ static void op_batch(struct fuzz *f)
 		finish_batch(f, reqs, n);
 }
 
+/*
+ * The read of op_verify(): @pages pages at @sector in up to @nsegs
+ * segments, the last ones a page each and the first what remains. Never
+ * more segments than pages: the first one's length would wrap around to
+ * nearly 4 GiB, a buffer no guest memory holds, a chain the device cannot
+ * answer at all (it stops the queue, as it must).
+ */
+static void verify_req(struct fuzz *f, struct fz_req *r, __u32 pages,
+		       __u64 sector, unsigned int nsegs, unsigned int qi,
+		       bool indirect)
+{
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	r->kind = K_IN;
+	r->type = VIRTIO_BLK_T_IN;
+	r->len = pages * PAGE;
+	r->sector = sector;
+	r->nsegs = nsegs < pages ? nsegs : pages;
+	r->seg[0] = r->len - (r->nsegs - 1) * PAGE;
+	for (i = 1; i < r->nsegs; i++)
+		r->seg[i] = PAGE;
+	r->qi = qi;
+	r->indirect = indirect;
+	r->fp_start = r->sector;
+	r->fp_end = r->sector + r->len / SECTOR;
+	r->buf = f->win[0];
+	r->hdr = f->hdr[0];
+	r->status = f->status[0];
+	memset(r->buf, 0xa5, r->len);
+	memset(r->hdr, 0, 16);
+	((struct virtio_blk_outhdr *)r->hdr)->type = htole32(r->type);
+	((struct virtio_blk_outhdr *)r->hdr)->sector = htole64(r->sector);
+	*r->status = 0xee;
+	predict(r);
+}
+
 /* Read a range and compare it: the model over more than one request. */
 static void op_verify(struct fuzz *f)
 {
+	__u32 pages = 1 + rnd_below(f, 256);
+	__u64 sector = rnd_below(f, CAP - pages * (PAGE / SECTOR) + 1);
+	unsigned int nsegs = 1 + rnd_below(f, 4);
+	unsigned int qi = rnd_below(f, NQUEUES);
 	struct fz_req r;
-	unsigned int i;
 
-	memset(&r, 0, sizeof(r));
-	r.kind = K_IN;
-	r.type = VIRTIO_BLK_T_IN;
-	r.len = (1 + rnd_below(f, 256)) * PAGE;
-	r.sector = rnd_below(f, CAP - r.len / SECTOR + 1);
-	r.nsegs = 1 + rnd_below(f, 4);
-	r.seg[0] = r.len - (r.nsegs - 1) * PAGE;
-	for (i = 1; i < r.nsegs; i++)
-		r.seg[i] = PAGE;
-	r.qi = rnd_below(f, NQUEUES);
-	r.indirect = chance(f, 50);
-	r.fp_end = r.sector + r.len / SECTOR;
-	r.buf = f->win[0];
-	r.hdr = f->hdr[0];
-	r.status = f->status[0];
-	memset(r.buf, 0xa5, r.len);
-	((struct virtio_blk_outhdr *)r.hdr)->type = htole32(r.type);
-	((struct virtio_blk_outhdr *)r.hdr)->ioprio = 0;
-	((struct virtio_blk_outhdr *)r.hdr)->sector = htole64(r.sector);
-	predict(&r);
+	verify_req(f, &r, pages, sector, nsegs, qi, chance(f, 50));
 	if (!start_batch(f, &r, 1))
 		finish_batch(f, &r, 1);
+}
+
+/*
+ * Before the first operation: reads as op_verify() draws them, of one to
+ * four pages in one to four segments, direct and indirect, on both
+ * queues, must all complete OK with the zeroes setup wrote. Seed
+ * 0x6b0f8ce219fdb8cc drew one page in four segments at operation 934:
+ * the device stopped the queue on the first segment, 2^32 - 3 pages long,
+ * and the fuzzer waited for the read until it timed out.
+ */
+static void check_verify_shapes(struct fuzz *f)
+{
+	unsigned int pages, nsegs, qi;
+	struct fz_req r;
+
+	f->phase = "verify shapes";
+	for (pages = 1; pages <= 4; pages++) {
+		for (nsegs = 1; nsegs <= 4; nsegs++) {
+			for (qi = 0; qi < NQUEUES && !f->failed; qi++) {
+				verify_req(f, &r, pages, 64 * pages, nsegs, qi,
+					   (nsegs + qi) & 1);
+				if (!start_batch(f, &r, 1))
+					finish_batch(f, &r, 1);
+				/* Answered as predicted, and OK was predicted. */
+				if (!f->failed && r.expect != VIRTIO_BLK_S_OK)
+					fz_fail(f, "%u pages in %u segments: status %d predicted",
+						pages, nsegs, r.expect);
+			}
+		}
+	}
+	f->phase = NULL;
 }
 
 struct moved {
@@ -1121,6 +1308,7 @@ static void op_perturb(struct fuzz *f)
 		fz_fail(f, "mmap: %s", strerror(errno));
 		return;
 	}
+	fz_note(f, " %s", perturb_names[p]);
 	if (r.swap_buf)
 		push_buf(f, &r);
 	if (post_req(f, &r)) {
@@ -1131,13 +1319,14 @@ static void op_perturb(struct fuzz *f)
 		fz_fail(f, "%s: %s", perturb_names[p], strerror(errno));
 		return;
 	}
-	vblk_kick(&f->d, r.qi);
+	fz_kick(f, r.qi);
 	if (race && perturb_ram(f, p, &m, &r)) {
 		fz_fail(f, "%s: %s", perturb_names[p], strerror(errno));
 		return;
 	}
 	if (fz_wait(f, &r)) {
-		fz_fail(f, "request timed out (%s)", perturb_names[p]);
+		fz_fail(f, "request not answered (%s): %s", perturb_names[p],
+			req_str(&r, desc, sizeof(desc)));
 		return;
 	}
 	st = *r.status;
@@ -1213,6 +1402,7 @@ static void op_background(struct fuzz *f)
 	unsigned int n = build_batch(f, reqs, 1 + rnd_below(f, MAX_BATCH));
 	pthread_t thread;
 
+	fz_note(f, " %s", bg_names[bg.action]);
 	if (pthread_create(&thread, NULL, bg_thread, &bg)) {
 		fz_fail(f, "pthread_create");
 		return;
@@ -1247,9 +1437,10 @@ static void op_dev_ioctl(struct fuzz *f)
 	char serial[VHOST_BLK_SERIAL_BYTES];
 	__u64 id = 0, got = 0;
 	int fd = f->d.fd, on, ret;
-	unsigned int i;
+	unsigned int i, what = rnd_below(f, 8);
 
-	switch (rnd_below(f, 8)) {
+	fz_note(f, " %u", what);
+	switch (what) {
 	case 0:
 		for (i = 0; i < sizeof(serial); i++)
 			serial[i] = rnd(f);
@@ -1671,6 +1862,7 @@ static void op_hostile_chain(struct fuzz *f)
 	((struct virtio_blk_outhdr *)f->hdr[0])->type =
 		htole32(rnd_below(f, 2));
 	kind = rnd_below(f, 11);
+	fz_note(f, " kind %u q%u", kind, qi);
 	c[n++] = (struct vring_desc){ hdr, 16, VRING_DESC_F_NEXT, 1 };
 	switch (kind) {
 	case 0:		/* no status byte */
@@ -1802,6 +1994,9 @@ static void run_op(struct fuzz *f, enum op_kind kind)
 {
 	f->kind = kind;
 	f->count[kind]++;
+	/* A fresh entry (setup may have noted things as operation 0). */
+	f->history[f->op % FZ_HISTORY].used = false;
+	fz_note(f, "%s", op_names[kind]);
 	switch (kind) {
 	case OP_BATCH:
 		op_batch(f);
@@ -1949,6 +2144,7 @@ int main(void)
 		teardown(f);
 		ksft_exit_fail_msg("setup: %d\n", ret);
 	}
+	check_verify_shapes(f);
 	start = ts_now();
 	for (f->op = 0; !f->failed; f->op++) {
 		elapsed = ts_now() - start;

@@ -362,7 +362,7 @@ int vblk_post_raw(struct vblk_dev *d, unsigned int qi,
 	return head;
 }
 
-void vblk_kick(struct vblk_dev *d, unsigned int qi)
+bool vblk_kick(struct vblk_dev *d, unsigned int qi)
 {
 	struct vblk_queue *q = &d->q[qi];
 	__u16 old = q->kicked_idx, new = q->avail_idx;
@@ -379,6 +379,7 @@ void vblk_kick(struct vblk_dev *d, unsigned int qi)
 	q->kicked_idx = new;
 	if (kick && write(q->kick_fd, &one, sizeof(one)) != sizeof(one))
 		abort();
+	return kick;
 }
 
 /* Return a finished chain's descriptors to the free list. */

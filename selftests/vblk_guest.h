@@ -115,8 +115,11 @@ int vblk_post_raw(struct vblk_dev *d, unsigned int qi,
 		  bool indirect, __u32 table_len, void *cookie);
 /* Publish a raw head in the avail ring (for hand-crafted, hostile chains). */
 void vblk_post_head(struct vblk_dev *d, unsigned int qi, __u16 head);
-/* Notify the device if it asked for it (event idx or used flags). */
-void vblk_kick(struct vblk_dev *d, unsigned int qi);
+/*
+ * Notify the device if it asked for it (event idx or used flags): true if
+ * it was notified.
+ */
+bool vblk_kick(struct vblk_dev *d, unsigned int qi);
 /*
  * Take one completed chain: 1 and its cookie and used length, or 0 if none
  * is ready. Re-arms the interrupt (used_event) when the ring is empty.
