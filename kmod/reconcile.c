@@ -33,6 +33,7 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/uio.h>
+#include <linux/workqueue.h>
 #include <linux/userfaultfd_k.h>
 #include <linux/xarray.h>
 #include <uapi/linux/tesseract_store.h>
@@ -141,6 +142,14 @@ struct ts_disk {
 	u32 compact_near;		/* store block after the last moved run */
 
 	struct ts_locality_stats stats;	/* its share of ts_locality_totals */
+
+	/*
+	 * Commits of a guest that does not flush, off its requests' path
+	 * (ts_disk_commit_later()); an image fsync error of any commit but
+	 * the guest's flush is kept for that flush (ts_disk_flush()).
+	 */
+	struct work_struct commit_work;
+	int image_error;
 };
 
 /*
@@ -152,8 +161,14 @@ struct ts_ckpt_for {
 	u64 end;
 };
 
-/* Records a disk gathers before a commit is forced. */
+/*
+ * Records a disk gathers before the commit worker makes them durable, and
+ * how many more before a guest request waits for a commit itself: their
+ * memory stays bounded when the worker falls behind a guest that never
+ * flushes.
+ */
 #define TS_DISK_PENDING_COMMIT	1024
+#define TS_DISK_PENDING_LIMIT	(8 * TS_DISK_PENDING_COMMIT)
 
 static LIST_HEAD(ts_disks);
 static DEFINE_MUTEX(ts_disks_lock);
@@ -303,6 +318,8 @@ static bool ts_id_attached_locked(u64 id)
 	return false;
 }
 
+static void ts_disk_commit_work(struct work_struct *work);
+
 static struct ts_disk *ts_disk_new_locked(u64 id)
 {
 	struct ts_disk *disk = kzalloc(sizeof(*disk), GFP_KERNEL);
@@ -314,6 +331,7 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 	init_rwsem(&disk->replace_sem);
 	mutex_init(&disk->move_lock);
 	mutex_init(&disk->lock);
+	INIT_WORK(&disk->commit_work, ts_disk_commit_work);
 	disk->compacted_at = U64_MAX;
 	list_add(&disk->node, &ts_disks);
 	return disk;
@@ -422,7 +440,9 @@ int ts_disk_detach(struct ts_disk *disk)
 	struct file *image;
 	int ret;
 
-	ret = ts_disk_sync(disk);
+	/* No request queues it again: the device has drained them. */
+	cancel_work_sync(&disk->commit_work);
+	ret = ts_disk_flush(disk);
 	if (ret)
 		pr_err("disk %llx: changes since the last flush not committed (%d)\n",
 		       disk->id, ret);
@@ -715,10 +735,31 @@ int ts_disk_drop(struct ts_disk *disk, u64 x)
 	return ret;
 }
 
-/* Enough changes gathered that the device should commit them now. */
-bool ts_disk_commit_due(struct ts_disk *disk)
+/*
+ * A guest that never flushes must not pile up changes: once enough are
+ * pending, the worker commits them, so that the request that adds the
+ * last does not wait for an image fsync and a journal write. True if the
+ * worker has fallen so far behind that the caller must commit itself.
+ */
+bool ts_disk_commit_later(struct ts_disk *disk)
 {
-	return READ_ONCE(disk->nr_pending) >= TS_DISK_PENDING_COMMIT;
+	unsigned int nr = READ_ONCE(disk->nr_pending);
+
+	if (nr >= TS_DISK_PENDING_LIMIT)
+		return true;
+	if (nr >= TS_DISK_PENDING_COMMIT)
+		queue_work(system_unbound_wq, &disk->commit_work);
+	return false;
+}
+
+static void ts_disk_commit_work(struct work_struct *work)
+{
+	struct ts_disk *disk = container_of(work, struct ts_disk, commit_work);
+	int ret = ts_disk_sync(disk);
+
+	if (ret && ret != -ENXIO)
+		pr_warn_ratelimited("disk %llx: background commit failed (%d); the guest's next flush retries it\n",
+				    disk->id, ret);
 }
 
 /*
@@ -904,21 +945,50 @@ static int ts_disk_commit(struct ts_disk *disk, u64 end)
  * and none starts (replace_sem); cleaning logs its drops after writing the
  * image: the records there are now are those whose data the image flush
  * covers. Records added meanwhile wait for the next commit.
+ *
+ * A writeback error of the image is reported by one fsync of the file only
+ * (errseq): one that the commit worker or the cleaner sees would be lost
+ * to the guest, whose next flush would then succeed and commit drops whose
+ * data never reached the image. Kept in image_error, it fails that flush
+ * instead (@guest), and no commit but the guest's goes on meanwhile: the
+ * guest learns of the loss before a drop it may concern becomes durable.
  */
-int ts_disk_sync(struct ts_disk *disk)
+static int ts_disk_sync_for(struct ts_disk *disk, bool guest)
 {
 	struct file *image = ts_disk_image_get(disk);
-	int ret;
+	int ret, kept = 0;
 	u64 end;
 
 	if (!image)
 		return -ENXIO;
 	down_write(&disk->replace_sem);
 	end = ts_disk_pending_end(disk);
-	ret = vfs_fsync(image, 0) ?: ts_disk_commit(disk, end);
+	ret = vfs_fsync(image, 0);
+	if (guest)
+		kept = xchg(&disk->image_error, 0);
+	else if (ret)
+		cmpxchg(&disk->image_error, 0, ret);
+	else
+		kept = READ_ONCE(disk->image_error);
+	ret = ret ?: kept ?: ts_disk_commit(disk, end);
 	up_write(&disk->replace_sem);
 	fput(image);
 	return ret;
+}
+
+/* For the store's sake (cleaner, compaction, flatten, commit worker). */
+int ts_disk_sync(struct ts_disk *disk)
+{
+	return ts_disk_sync_for(disk, false);
+}
+
+/*
+ * For the guest (its flush, detach): fails too if the image failed a
+ * writeback since the last one.
+ */
+int ts_disk_flush(struct ts_disk *disk)
+{
+	return ts_disk_sync_for(disk, true);
 }
 
 /* Load time: @x of disk @id refers to @block (journal.c). */

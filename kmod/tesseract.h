@@ -215,7 +215,8 @@ struct ts_disk *ts_disk_attach(u64 id, struct file *image,
 bool ts_disk_identity_mismatch(struct ts_disk *disk);
 int ts_disk_detach(struct ts_disk *disk);
 int ts_disk_sync(struct ts_disk *disk);
-bool ts_disk_commit_due(struct ts_disk *disk);
+int ts_disk_flush(struct ts_disk *disk);
+bool ts_disk_commit_later(struct ts_disk *disk);
 int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block);
 int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x);
 int ts_disk_recover_bind(struct ts_store *store, u64 id,

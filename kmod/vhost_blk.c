@@ -106,6 +106,7 @@ enum vhost_blk_counter {
 	VHOST_BLK_DATA_BYTES_NOT_WRITTEN,
 	VHOST_BLK_MERGED_BLOCKS,	/* partial writes merged with a reference */
 	VHOST_BLK_DROPPED_REFERENCES,
+	VHOST_BLK_INLINE_COMMITS,	/* requests that waited for a commit */
 	/* One per ts_outcome after TS_OUTCOME_REFERENCED, in that order. */
 	VHOST_BLK_FALLBACK_UNALIGNED,
 	VHOST_BLK_FALLBACK_NOT_SWAPPED,
@@ -142,6 +143,7 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_DATA_BYTES_NOT_WRITTEN] = "data_bytes_not_written",
 	[VHOST_BLK_MERGED_BLOCKS] = "merged_blocks",
 	[VHOST_BLK_DROPPED_REFERENCES] = "dropped_references",
+	[VHOST_BLK_INLINE_COMMITS] = "inline_commits",
 	[VHOST_BLK_FALLBACK_UNALIGNED] = "fallback_unaligned",
 	[VHOST_BLK_FALLBACK_NOT_SWAPPED] = "fallback_not_swapped",
 	[VHOST_BLK_FALLBACK_OTHER_SWAPDEV] = "fallback_other_swapdev",
@@ -456,10 +458,10 @@ static ssize_t vhost_blk_req_submit(struct vhost_blk_req *req,
 	return vfs_iocb_iter_read(be->file, &req->iocb, &req->iter);
 }
 
-/* The image, then the reference changes (see ts_disk_sync()). */
+/* The image, then the reference changes (see ts_disk_flush()). */
 static int vhost_blk_commit(struct vhost_blk_backend *be)
 {
-	return ts_disk_sync(be->disk);
+	return ts_disk_flush(be->disk);
 }
 
 static bool vhost_blk_reconciling(struct vhost_blk *blk)
@@ -1021,9 +1023,11 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			req->result = vhost_blk_read_mapped(blk, be, req, nr,
 							    pos);
 		}
-		/* A guest that never flushes must not pile up changes. */
-		if (ts_disk_commit_due(be->disk) && vhost_blk_commit(be))
-			req->result = -EIO;
+		if (ts_disk_commit_later(be->disk)) {
+			vhost_blk_count(blk, VHOST_BLK_INLINE_COMMITS, 1);
+			if (vhost_blk_commit(be))
+				req->result = -EIO;
+		}
 		err = vhost_blk_rw_done(req);
 		return err ?: -EINPROGRESS;
 	}

@@ -221,20 +221,6 @@ FIXTURE_TEARDOWN(dj)
 	ts_swap_down();
 }
 
-/* References of disk @id in the store's durable state (checkpoint, journal). */
-static long long durable_refs(__u64 id)
-{
-	char args[256];
-	long long n = -1;
-
-	snprintf(args, sizeof(args),
-		 "dump /dev/vdb 2>/dev/null | grep -c '^  disk %016llx block' >/tmp/ts-refs",
-		 (unsigned long long)id);
-	ts_tool(args);
-	ts_read_ll("/tmp/ts-refs", &n);
-	return n;
-}
-
 /* The sequence number of the store's durable checkpoint. */
 static long long durable_ckpt_seq(void)
 {
@@ -315,7 +301,7 @@ TEST_F_TIMEOUT(dj, full_journal_flush_does_not_wait_for_a_stuck_guest, 600)
 					   NULL, 0, 0, false));
 	a_refs = ts_disk_counter(ID_A, "pages_referenced");
 	ASSERT_LT(0, a_refs);
-	ASSERT_EQ(a_refs, durable_refs(ID_A));
+	ASSERT_EQ(a_refs, ts_durable_refs(ID_A));
 	seq = durable_ckpt_seq();
 	ASSERT_LE(0, seq);
 
@@ -345,7 +331,7 @@ TEST_F_TIMEOUT(dj, full_journal_flush_does_not_wait_for_a_stuck_guest, 600)
 		}
 	}
 	/* The durable state while A's request still waits. */
-	a_durable_stuck = durable_refs(ID_A);
+	a_durable_stuck = ts_durable_refs(ID_A);
 	seq_stuck = durable_ckpt_seq();
 
 	/* Answer the fault: A's request completes with these contents. */
@@ -377,7 +363,7 @@ TEST_F_TIMEOUT(dj, full_journal_flush_does_not_wait_for_a_stuck_guest, 600)
 	/* Both disks hold what was written last, durably. */
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->a, 0, VIRTIO_BLK_T_FLUSH, 0,
 					   NULL, 0, 0, false));
-	EXPECT_EQ(0, durable_refs(ID_A));
+	EXPECT_EQ(0, ts_durable_refs(ID_A));
 	ASSERT_EQ(0, vblk_io_pages(&self->a, VIRTIO_BLK_T_IN, 0, self->abuf,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->abuf, PAGES, 5, 1));

@@ -487,6 +487,131 @@ TEST_F_TIMEOUT(rc, references_survive_swapoff_close_and_reload, 300)
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("store_reads"));
 }
 
+/* Guest pages of version @version written as references at @sector. */
+static void write_swapped(struct __test_metadata *_metadata,
+			  struct vblk_dev *d, char *buf, __u64 sector,
+			  unsigned long tag, unsigned long version)
+{
+	ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, buf, PAGES, tag,
+					       version));
+	ASSERT_EQ(0, vblk_io_pages(d, VIRTIO_BLK_T_OUT, sector, buf, PAGES,
+				   false));
+}
+
+/*
+ * A guest that never flushes: once enough changes are pending, the commit
+ * worker makes them durable. No guest request waits for it (an image
+ * fsync and a journal write, the slowest requests of bench-dp when they
+ * were done inline).
+ */
+TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
+{
+	__u64 id = 0;
+	long long durable = 0;
+	int i;
+
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_GET_DISK_ID, &id));
+	/*
+	 * Three rounds of 512 changes, at least 95 % of them references: the
+	 * 1024th comes in round 3 at the latest, when the worker commits
+	 * everything pending, rounds 1 and 2 whole.
+	 */
+	for (i = 1; i <= 3; i++)
+		write_swapped(_metadata, &self->dev, self->buf, 0, 8, i);
+	EXPECT_LE((long long)(3 * PAGES * 95 / 100),
+		  ts_vhost_counter("reconciled_pages"));
+	for (i = 0; i < 300 && durable < (long long)(PAGES * 9 / 10); i++) {
+		usleep(100 * 1000);
+		durable = ts_durable_refs(id);
+	}
+	EXPECT_LE((long long)(PAGES * 9 / 10), durable);
+	EXPECT_EQ(0, ts_vhost_counter("inline_commits"));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 3));
+}
+
+#define ERR_DM		"ts-rc-image"
+#define ERR_SECTORS	(64UL << 11)
+#define ERR_OFFSET	(128UL << 11)	/* on /dev/vda, past DISK_SECTORS */
+
+static int err_dm_table(const char *target)
+{
+	char cmd[512];
+
+	if (!strcmp(target, "linear"))
+		snprintf(cmd, sizeof(cmd),
+			 "dmsetup --noudevsync reload %s --table '0 %lu linear %s %lu' && dmsetup --noudevsync resume %s",
+			 ERR_DM, ERR_SECTORS, DISK, ERR_OFFSET, ERR_DM);
+	else
+		snprintf(cmd, sizeof(cmd),
+			 "dmsetup --noudevsync reload %s --table '0 %lu error' && dmsetup --noudevsync resume %s",
+			 ERR_DM, ERR_SECTORS, ERR_DM);
+	return ts_system(cmd);
+}
+
+/*
+ * An image write that fails in writeback is reported by one fsync of the
+ * image only. When that fsync is the commit worker's, the guest must still
+ * learn of it: its next flush fails (and the one after succeeds, as
+ * fsync() does). Else the guest would believe lost data durable, and the
+ * commit would make drops durable whose replacing data never got there.
+ */
+TEST_F_TIMEOUT(rc, image_error_seen_in_the_background_fails_the_flush, 300)
+{
+	char table[256], path[64];
+	struct vblk_dev d2;
+	int fd, kmsg, i;
+	bool warned = false;
+	__u64 id = 0;
+
+	snprintf(table, sizeof(table), "0 %lu linear %s %lu", ERR_SECTORS,
+		 DISK, ERR_OFFSET);
+	ASSERT_EQ(0, ts_dm_create(ERR_DM, table, path, sizeof(path)));
+	/* Buffered: the image's writes fail at writeback, not at once. */
+	fd = open(path, O_RDWR);
+	ASSERT_LE(0, fd);
+	vblk_init(&d2);
+	ASSERT_EQ(0, vblk_open_disk(&d2, GUEST_RAM, fd, 0));
+	ASSERT_EQ(0, ioctl(d2.fd, VHOST_BLK_GET_DISK_ID, &id));
+	self->buf = vblk_alloc(&d2, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	kmsg = ts_kmsg_open();
+	ASSERT_LE(0, kmsg);
+
+	ASSERT_EQ(0, err_dm_table("error"));
+	/* Resident pages: a plain write, into the image's page cache. */
+	ts_fill_pages(self->buf, 16, 9, 1);
+	ASSERT_EQ(0, vblk_rw(&d2, 0, VIRTIO_BLK_T_OUT, 4096 * SECTORS,
+			     self->buf, 16 * PAGE, 0, false));
+	/* Enough references for the worker to commit: its fsync fails. */
+	for (i = 0; i < 3; i++)
+		write_swapped(_metadata, &d2, self->buf, i * PAGES * SECTORS,
+			      9, 2 + i);
+	for (i = 0; i < 300 && !warned; i++) {
+		usleep(100 * 1000);
+		warned = ts_kmsg_contains(kmsg, "background commit failed");
+	}
+	EXPECT_TRUE(warned);
+	EXPECT_EQ(0, ts_disk_counter(id, "inline_commits"));
+	/* Later runs of the worker fsync fine, but commit nothing yet. */
+	EXPECT_EQ(0, ts_durable_refs(id));
+
+	/* The image works again: the flush's own fsync finds nothing. */
+	ASSERT_EQ(0, err_dm_table("linear"));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, vblk_rw(&d2, 0, VIRTIO_BLK_T_FLUSH, 0,
+					      NULL, 0, 0, false));
+	/* Reported once; then the references commit. */
+	EXPECT_EQ(0, vblk_rw(&d2, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0,
+			     false));
+	EXPECT_LT(0, ts_durable_refs(id));
+	EXPECT_EQ(ts_disk_counter(id, "pages_referenced"),
+		  ts_durable_refs(id));
+	close(kmsg);
+	vblk_close_disk(&d2, fd, 3 * PAGES * SECTORS);
+	ts_dm_remove(ERR_DM);
+}
+
 /* A disk id is the VMM's to give, once, and unique among attached disks. */
 TEST_F(rc, disk_ids)
 {

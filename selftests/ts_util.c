@@ -653,3 +653,16 @@ int ts_cmp_double(const void *a, const void *b)
 
 	return x < y ? -1 : x > y;
 }
+
+long long ts_durable_refs(unsigned long long disk_id)
+{
+	char args[256];
+	long long n = -1;
+
+	snprintf(args, sizeof(args),
+		 "dump /dev/vdb 2>/dev/null | grep -c '^  disk %016llx block' >/tmp/ts-refs",
+		 disk_id);
+	ts_tool(args);
+	ts_read_ll("/tmp/ts-refs", &n);
+	return n;
+}

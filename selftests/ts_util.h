@@ -67,6 +67,11 @@ void ts_dm_remove(const char *name);
 
 /* Run build/tools/tesseractctl (under $TS_DIR) with @args: exit status. */
 int ts_tool(const char *args);
+/*
+ * References of disk @disk_id in the durable state of the store on
+ * /dev/vdb (checkpoint and journal, as tesseractctl dump reads them).
+ */
+long long ts_durable_refs(unsigned long long disk_id);
 /* tesseractctl format --force @dev: 0 or -EIO. */
 int ts_format(const char *dev);
 /* The same with more options of format (@format_args). */
