@@ -144,8 +144,9 @@ static int ts_start_store(void)
 		ts_store = NULL;
 		return ret;
 	}
-	ts_reconcile_start(ts_store, ts_swapdev);
-	ret = ts_locality_start();
+	ret = ts_reconcile_start(ts_store, ts_swapdev);
+	if (!ret)
+		ret = ts_locality_start();
 	if (ret) {
 		ts_stop_store();
 		return ret;

@@ -33,8 +33,8 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/uio.h>
-#include <linux/workqueue.h>
 #include <linux/userfaultfd_k.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 #include <uapi/linux/tesseract_store.h>
 
@@ -102,9 +102,9 @@ struct ts_disk {
 	/*
 	 * A guest request that replaces referenced data drops the references
 	 * first and writes the image after. It holds this for reading from
-	 * one to the other, and a commit of this disk's changes holds it for
-	 * writing, so that a commit never makes a drop durable before the
-	 * data that replaces it is written. (The request is not complete, so
+	 * one to the other, and a commit of this disk's changes takes it for
+	 * writing to count its records, so that a commit never makes a drop
+	 * durable before the data that replaces it is written. (The request is not complete, so
 	 * either the old or the new contents are fine after a crash; the
 	 * image's contents from before the reference are not.) Per disk, and
 	 * never wanted by a checkpoint, which leaves out the drops that were
@@ -145,10 +145,13 @@ struct ts_disk {
 
 	/*
 	 * Commits of a guest that does not flush, off its requests' path
-	 * (ts_disk_commit_later()); an image fsync error of any commit but
-	 * the guest's flush is kept for that flush (ts_disk_flush()).
+	 * (ts_disk_commit_later()). Commits of the disk take commit_lock in
+	 * turn, before anything else; it guards image_error, an image fsync
+	 * error that a commit other than the guest's flush saw, kept for
+	 * that flush (ts_disk_sync_for()).
 	 */
 	struct work_struct commit_work;
+	struct mutex commit_lock;	/* see above */
 	int image_error;
 };
 
@@ -169,6 +172,13 @@ struct ts_ckpt_for {
  */
 #define TS_DISK_PENDING_COMMIT	1024
 #define TS_DISK_PENDING_LIMIT	(8 * TS_DISK_PENDING_COMMIT)
+
+/*
+ * The commit workers. They give the store back the blocks of dropped
+ * references, which swap-outs to our device wait for under memory
+ * pressure: a rescuer keeps them going when no kworker can be made.
+ */
+static struct workqueue_struct *ts_commit_wq;
 
 static LIST_HEAD(ts_disks);
 static DEFINE_MUTEX(ts_disks_lock);
@@ -207,9 +217,13 @@ static int ts_fail_ref_alloc_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(ts_fail_ref_alloc_fops, ts_fail_ref_alloc_get,
 			 ts_fail_ref_alloc_set, "%llu\n");
 
-void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
+int ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
 	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
+	ts_commit_wq = alloc_workqueue("tesseract_commit",
+				       WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!ts_commit_wq)
+		return -ENOMEM;
 	ts_store = store;
 	ts_swapdev = swapdev;
 	atomic_set(&ts_fail_ref_alloc, 0);
@@ -217,6 +231,7 @@ void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 		debugfs_create_file_unsafe("fail_ref_alloc", 0600,
 					   ts_debugfs_root, NULL,
 					   &ts_fail_ref_alloc_fops);
+	return 0;
 }
 
 /* Disk identity events since load (debugfs). */
@@ -285,6 +300,10 @@ void ts_reconcile_stop(void)
 	}
 	ts_store = NULL;
 	ts_swapdev = NULL;
+	/* Every disk was detached, its work cancelled: nothing is queued. */
+	if (ts_commit_wq)
+		destroy_workqueue(ts_commit_wq);
+	ts_commit_wq = NULL;
 }
 
 /* Reconciliation needs a swap device to reference. */
@@ -332,6 +351,7 @@ static struct ts_disk *ts_disk_new_locked(u64 id)
 	mutex_init(&disk->move_lock);
 	mutex_init(&disk->lock);
 	INIT_WORK(&disk->commit_work, ts_disk_commit_work);
+	mutex_init(&disk->commit_lock);
 	disk->compacted_at = U64_MAX;
 	list_add(&disk->node, &ts_disks);
 	return disk;
@@ -405,6 +425,8 @@ struct ts_disk *ts_disk_attach(u64 id, struct file *image,
 		if (!ts_ident_equal(&disk->ident, ident)) {
 			disk->ident = *ident;
 			disk->ident_logged = false;
+			/* No commit runs on a detached disk. */
+			WRITE_ONCE(disk->image_error, 0);
 		}
 	} else if (disk && ts_ident_equal(&disk->ident, ident)) {
 		pr_info("disk %llx attached again with %lu references\n", id,
@@ -442,7 +464,11 @@ int ts_disk_detach(struct ts_disk *disk)
 
 	/* No request queues it again: the device has drained them. */
 	cancel_work_sync(&disk->commit_work);
-	ret = ts_disk_flush(disk);
+	/*
+	 * Not the guest's flush: an image error kept for the guest stays,
+	 * for the next backend of this disk's identity to report.
+	 */
+	ret = ts_disk_sync(disk);
 	if (ret)
 		pr_err("disk %llx: changes since the last flush not committed (%d)\n",
 		       disk->id, ret);
@@ -738,27 +764,27 @@ int ts_disk_drop(struct ts_disk *disk, u64 x)
 /*
  * A guest that never flushes must not pile up changes: once enough are
  * pending, the worker commits them, so that the request that adds the
- * last does not wait for an image fsync and a journal write. True if the
- * worker has fallen so far behind that the caller must commit itself.
+ * last waits for no image fsync and no journal write. Should the worker
+ * fall far behind, the disk takes no new reference meanwhile
+ * (ts_reconcile_page()): its pending records stay bounded.
  */
-bool ts_disk_commit_later(struct ts_disk *disk)
+void ts_disk_commit_later(struct ts_disk *disk)
 {
-	unsigned int nr = READ_ONCE(disk->nr_pending);
-
-	if (nr >= TS_DISK_PENDING_LIMIT)
-		return true;
-	if (nr >= TS_DISK_PENDING_COMMIT)
-		queue_work(system_unbound_wq, &disk->commit_work);
-	return false;
+	if (READ_ONCE(disk->nr_pending) >= TS_DISK_PENDING_COMMIT)
+		queue_work(ts_commit_wq, &disk->commit_work);
 }
 
 static void ts_disk_commit_work(struct work_struct *work)
 {
 	struct ts_disk *disk = container_of(work, struct ts_disk, commit_work);
-	int ret = ts_disk_sync(disk);
+	int ret;
 
-	if (ret && ret != -ENXIO)
-		pr_warn_ratelimited("disk %llx: background commit failed (%d); the guest's next flush retries it\n",
+	/* Queued again while it ran, for records it has committed since? */
+	if (READ_ONCE(disk->nr_pending) < TS_DISK_PENDING_COMMIT)
+		return;
+	ret = ts_disk_sync(disk);
+	if (ret)
+		pr_warn_ratelimited("disk %llx: background commit failed (%d)\n",
 				    disk->id, ret);
 }
 
@@ -941,37 +967,46 @@ static int ts_disk_commit(struct ts_disk *disk, u64 end)
 /*
  * Make the disk durable: its image, then its reference changes. A dropped
  * reference must not be forgotten on stable media before the data that
- * replaced it is there. Requests between a drop and its data finish first
- * and none starts (replace_sem); cleaning logs its drops after writing the
- * image: the records there are now are those whose data the image flush
- * covers. Records added meanwhile wait for the next commit.
+ * replaced it is there. Requests between a drop and its data hold
+ * replace_sem for reading: taking it for writing, only to count the
+ * records, waits for those that dropped a reference before the count to
+ * have written their data; cleaning logs its drops after writing the
+ * image. The image flush then covers the data of every record counted;
+ * records added meanwhile wait for the next commit. Guest requests go on
+ * during the flush.
  *
  * A writeback error of the image is reported by one fsync of the file only
  * (errseq): one that the commit worker or the cleaner sees would be lost
  * to the guest, whose next flush would then succeed and commit drops whose
  * data never reached the image. Kept in image_error, it fails that flush
- * instead (@guest), and no commit but the guest's goes on meanwhile: the
+ * instead (@guest); until then no other commit flushes or commits: the
  * guest learns of the loss before a drop it may concern becomes durable.
  */
 static int ts_disk_sync_for(struct ts_disk *disk, bool guest)
 {
 	struct file *image = ts_disk_image_get(disk);
-	int ret, kept = 0;
+	int ret, kept;
 	u64 end;
 
 	if (!image)
 		return -ENXIO;
+	mutex_lock(&disk->commit_lock);
+	kept = disk->image_error;
+	if (!guest && kept) {
+		ret = kept;
+		goto unlock;
+	}
 	down_write(&disk->replace_sem);
 	end = ts_disk_pending_end(disk);
+	up_write(&disk->replace_sem);
 	ret = vfs_fsync(image, 0);
 	if (guest)
-		kept = xchg(&disk->image_error, 0);
+		WRITE_ONCE(disk->image_error, 0);
 	else if (ret)
-		cmpxchg(&disk->image_error, 0, ret);
-	else
-		kept = READ_ONCE(disk->image_error);
+		WRITE_ONCE(disk->image_error, ret);
 	ret = ret ?: kept ?: ts_disk_commit(disk, end);
-	up_write(&disk->replace_sem);
+unlock:
+	mutex_unlock(&disk->commit_lock);
 	fput(image);
 	return ret;
 }
@@ -1164,7 +1199,7 @@ int ts_disk_forget(u64 id, u64 *references)
 		return ret;
 
 	/* A commit of the disk still under way (its detach) ends first. */
-	down_write(&disk->replace_sem);
+	mutex_lock(&disk->commit_lock);
 	mutex_lock(&disk->move_lock);
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
@@ -1189,7 +1224,7 @@ int ts_disk_forget(u64 id, u64 *references)
 	/* No image to flush: nothing replaces what goes. */
 	if (!ret)
 		ret = ts_disk_commit(disk, end);
-	up_write(&disk->replace_sem);
+	mutex_unlock(&disk->commit_lock);
 	if (ret) {
 		pr_err("disk %llx: forgetting %llu references not committed (%d); their blocks stay allocated until a checkpoint\n",
 		       id, *references, ret);
@@ -1489,6 +1524,9 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 
 	if (!ts_disk_has_refs(disk, *x, last))
 		return 0;
+	/* Not into an image that lost data the guest has not heard of. */
+	if (READ_ONCE(disk->image_error))
+		return -EIO;
 	image = ts_disk_image_get(disk);
 	if (!image)
 		return -ENXIO;
@@ -1827,6 +1865,10 @@ enum ts_outcome ts_reconcile_page(struct ts_disk *disk, struct mm_struct *mm,
 	max_refs = READ_ONCE(ts_disk_max_refs);
 	if (max_refs && atomic_long_read(&disk->nr_refs) >= max_refs) {
 		outcome = TS_OUTCOME_DISK_QUOTA;
+		goto unlock;
+	}
+	if (disk->nr_pending >= TS_DISK_PENDING_LIMIT) {
+		outcome = TS_OUTCOME_COMMIT_BEHIND;
 		goto unlock;
 	}
 	/* Room in the checkpoints for the disk's BIND, once. */

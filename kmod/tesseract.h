@@ -152,6 +152,7 @@ enum ts_outcome {
 	TS_OUTCOME_NO_ACCESS,		/* the VMM may not read the page */
 	TS_OUTCOME_DISK_QUOTA,		/* the disk holds disk_max_refs */
 	TS_OUTCOME_IDENTITY,		/* its id's references are another's */
+	TS_OUTCOME_COMMIT_BEHIND,	/* the disk's commits fell behind */
 	TS_NR_OUTCOMES
 };
 
@@ -206,7 +207,7 @@ struct mm_struct;
 
 extern bool ts_reconcile_param;
 
-void ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
+int ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
 void ts_reconcile_stop(void);
 bool ts_reconcile_available(void);
 
@@ -216,7 +217,7 @@ bool ts_disk_identity_mismatch(struct ts_disk *disk);
 int ts_disk_detach(struct ts_disk *disk);
 int ts_disk_sync(struct ts_disk *disk);
 int ts_disk_flush(struct ts_disk *disk);
-bool ts_disk_commit_later(struct ts_disk *disk);
+void ts_disk_commit_later(struct ts_disk *disk);
 int ts_disk_recover_ref(struct ts_store *store, u64 id, u64 x, u32 block);
 int ts_disk_recover_drop(struct ts_store *store, u64 id, u64 x);
 int ts_disk_recover_bind(struct ts_store *store, u64 id,

@@ -26,7 +26,8 @@
 			 { TS_OUTCOME_FLATTENING, "flattening" },	\
 			 { TS_OUTCOME_NO_ACCESS, "no_access" },	\
 			 { TS_OUTCOME_DISK_QUOTA, "disk_quota" },	\
-			 { TS_OUTCOME_IDENTITY, "identity" })
+			 { TS_OUTCOME_IDENTITY, "identity" },		\
+			 { TS_OUTCOME_COMMIT_BEHIND, "commit_behind" })
 
 /* A whole-page piece of a guest write: referenced, or why not. */
 TRACE_EVENT(tesseract_reconcile,

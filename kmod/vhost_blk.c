@@ -106,7 +106,6 @@ enum vhost_blk_counter {
 	VHOST_BLK_DATA_BYTES_NOT_WRITTEN,
 	VHOST_BLK_MERGED_BLOCKS,	/* partial writes merged with a reference */
 	VHOST_BLK_DROPPED_REFERENCES,
-	VHOST_BLK_INLINE_COMMITS,	/* requests that waited for a commit */
 	/* One per ts_outcome after TS_OUTCOME_REFERENCED, in that order. */
 	VHOST_BLK_FALLBACK_UNALIGNED,
 	VHOST_BLK_FALLBACK_NOT_SWAPPED,
@@ -119,6 +118,7 @@ enum vhost_blk_counter {
 	VHOST_BLK_FALLBACK_NO_ACCESS,
 	VHOST_BLK_FALLBACK_DISK_QUOTA,
 	VHOST_BLK_FALLBACK_IDENTITY,
+	VHOST_BLK_FALLBACK_COMMIT_BEHIND,
 	VHOST_BLK_NR_COUNTERS,
 };
 
@@ -143,7 +143,6 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_DATA_BYTES_NOT_WRITTEN] = "data_bytes_not_written",
 	[VHOST_BLK_MERGED_BLOCKS] = "merged_blocks",
 	[VHOST_BLK_DROPPED_REFERENCES] = "dropped_references",
-	[VHOST_BLK_INLINE_COMMITS] = "inline_commits",
 	[VHOST_BLK_FALLBACK_UNALIGNED] = "fallback_unaligned",
 	[VHOST_BLK_FALLBACK_NOT_SWAPPED] = "fallback_not_swapped",
 	[VHOST_BLK_FALLBACK_OTHER_SWAPDEV] = "fallback_other_swapdev",
@@ -155,6 +154,7 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_FALLBACK_NO_ACCESS] = "fallback_no_access",
 	[VHOST_BLK_FALLBACK_DISK_QUOTA] = "fallback_disk_quota",
 	[VHOST_BLK_FALLBACK_IDENTITY] = "fallback_identity",
+	[VHOST_BLK_FALLBACK_COMMIT_BEHIND] = "fallback_commit_behind",
 };
 
 /* What every ring of a device serves; immutable while attached. */
@@ -1023,11 +1023,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			req->result = vhost_blk_read_mapped(blk, be, req, nr,
 							    pos);
 		}
-		if (ts_disk_commit_later(be->disk)) {
-			vhost_blk_count(blk, VHOST_BLK_INLINE_COMMITS, 1);
-			if (vhost_blk_commit(be))
-				req->result = -EIO;
-		}
+		ts_disk_commit_later(be->disk);
 		err = vhost_blk_rw_done(req);
 		return err ?: -EINPROGRESS;
 	}
