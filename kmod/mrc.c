@@ -744,8 +744,6 @@ int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp)
 	mrc->slot_stamp = kvcalloc(nr_slots, sizeof(*mrc->slot_stamp),
 				   GFP_KERNEL);
 	if (!mrc->slot_stamp) {
-		pr_err("mrc: no memory for the stamps of %llu slots (load with mrc=0 to go without curves)\n",
-		       nr_slots);
 		kfree(mrc);
 		return -ENOMEM;
 	}

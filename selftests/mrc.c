@@ -98,8 +98,9 @@ static void log_curve(struct __test_metadata *_metadata, const char *name,
 	unsigned int b;
 	int len = 0;
 
-	TH_LOG("%s: evictions %llu faults %llu unstamped %llu readahead %llu bypassed %llu in_swap %llu",
-	       name, c->m.evictions, c->m.faults, c->m.unstamped_faults,
+	TH_LOG("%s: evictions %llu faults %llu unstamped %llu", name,
+	       c->m.evictions, c->m.faults, c->m.unstamped_faults);
+	TH_LOG("%s: readahead %llu bypassed %llu in_swap %llu", name,
 	       c->m.readahead_reads, c->m.bypassed, c->m.in_swap);
 	for (b = 0; b < TESSERACT_MRC_BUCKETS && len < 900; b++)
 		if (c->hist[b])
@@ -299,7 +300,7 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 	/* A in the second sweep: a third of the faults; the rest: the other. */
 	EXPECT_LE(0.2 * all, first);
 	EXPECT_LE(0.5 * all, second);
-	EXPECT_GE(0.05 * all, between);
+	EXPECT_GE(0.1 * all, between);
 	EXPECT_GE(0.05 * all, misses_at(&c, step2 * 1.2));
 }
 

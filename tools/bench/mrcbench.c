@@ -10,8 +10,9 @@
  * after WARMUP untimed accesses, with the same random sequence at each
  * memory.max in MAX_PAGES (pages). At the first size it reads the curve
  * (TESSERACT_MRC, reset after the warm-up); at every size it counts the
- * swap-ins (pswpin of /proc/vmstat, readahead off). Prints per size
- *   size MAX_PAGES: predicted P measured M error E%
+ * swap-ins (pswpin of /proc/vmstat, readahead off). Prints a line
+ *   size MAX_PAGES pages (+MiB): predicted P measured M error E%
+ * for each size
  * and last "mrcbench max_error=<worst percent>": the error is relative to
  * the measured count, or, where fewer than 1 % of the accesses missed,
  * the difference in miss ratio (as a percentage of the 0.01 allowed).
@@ -243,9 +244,10 @@ int main(int argc, char **argv)
 	if (run_size(pages, accesses, warmup, s, base, c, &base_swapins,
 		     &secs))
 		return 1;
-	printf("curve at %zu pages: %llu faults (%llu unstamped, %llu readahead), %llu evictions, pswpin %lld, %.1f s\n",
-	       base, c->m.faults, c->m.unstamped_faults, c->m.readahead_reads,
-	       c->m.evictions, base_swapins, secs);
+	printf("curve at %zu pages: %llu faults, %llu unstamped, ", base,
+	       c->m.faults, c->m.unstamped_faults);
+	printf("%llu readahead, %llu evictions, pswpin %lld, %.1f s\n",
+	       c->m.readahead_reads, c->m.evictions, base_swapins, secs);
 	printf("curve buckets:");
 	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++)
 		if (c->hist[b])
@@ -268,9 +270,10 @@ int main(int argc, char **argv)
 			err = 100 * fabs(predicted - swapins) / swapins;
 		if (err > worst)
 			worst = err;
-		printf("size %zu pages (+%zu MiB): predicted %.0f measured %lld error %.1f%% (%.1f s)\n",
-		       max_pages, (max_pages - base) >> 8, predicted, swapins,
-		       err, secs);
+		printf("size %zu pages (+%zu MiB): ", max_pages,
+		       (max_pages - base) >> 8);
+		printf("predicted %.0f measured %lld error %.1f%% (%.1f s)\n",
+		       predicted, swapins, err, secs);
 		fflush(stdout);
 	}
 	printf("mrcbench max_error=%.1f\n", worst);

@@ -1890,7 +1890,7 @@ static double nice_step(double span, int rows)
 
 	while (p * 10 <= raw)
 		p *= 10;
-	while (p > raw && p > 1e-3)
+	while (p > raw && p > 0.001)
 		p /= 10;
 	if (raw > 5 * p)
 		return 10 * p;
@@ -1906,8 +1906,9 @@ static __u64 path_walk_id;
 static char path_walk_found[PATH_MAX];
 
 static int path_walk_fn(const char *path, const struct stat *st, int type,
-			struct FTW *ftw __attribute__((unused)))
+			struct FTW *ftw)
 {
+	(void)ftw;
 	if (type != FTW_D || st->st_ino != path_walk_id)
 		return 0;
 	snprintf(path_walk_found, sizeof(path_walk_found), "%s", path);
@@ -1953,14 +1954,16 @@ static void mrc_summary(const struct mrc_curve *c)
 	double secs = c->m.window_ns / 1e9;
 
 	if (secs <= 0)
-		secs = 1e-9;
+		secs = 1;
 	printf("cgroup %s (id %llu): %.1f s of traffic, %.1f MiB in swap now\n",
 	       cgroup_path(c->m.cgroup_id), c->m.cgroup_id, secs,
 	       c->m.in_swap / MIB_PAGES);
-	printf("  swap-outs %.1f/s, swap-ins %.1f/s; not on the curve: %.1f/s of unknown distance, %.1f/s readahead, %.1f/s bypassed the device\n",
-	       c->m.evictions / secs, c->m.faults / secs,
-	       c->m.unstamped_faults / secs, c->m.readahead_reads / secs,
-	       c->m.bypassed / secs);
+	printf("  swap-outs %.1f/s, swap-ins %.1f/s\n",
+	       c->m.evictions / secs, c->m.faults / secs);
+	printf("  not on the curve: %.1f/s of unknown distance, ",
+	       c->m.unstamped_faults / secs);
+	printf("%.1f/s read ahead, %.1f/s bypassed the device\n",
+	       c->m.readahead_reads / secs, c->m.bypassed / secs);
 }
 
 /* Draw the curve with matplotlib, as the benchmark plots are drawn. */
@@ -1992,7 +1995,8 @@ static int mrc_plot(const struct mrc_curve *c, const char *file)
 	int fd, ret;
 
 	fd = mkstemp(tmp);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f) {
 		err("plot: %s", strerror(errno));
 		return -1;
 	}
@@ -2008,7 +2012,7 @@ static int mrc_plot(const struct mrc_curve *c, const char *file)
 		return -1;
 	}
 	if (secs <= 0)
-		secs = 1e-9;
+		secs = 1;
 	for (x = 0; x <= max * 1.05; x += max > 400 ? max / 400 : 1)
 		fprintf(py, "%f %f\n", x / MIB_PAGES,
 			mrc_misses_at(c, x) / secs);
@@ -2112,8 +2116,8 @@ static int cmd_mrc(int argc, char **argv)
 	close(fd);
 	if (ret) {
 		if (ret == -ENOENT)
-			err("cgroup %s has no curve: no swap-out of it reached %s since the module loaded",
-			    argv[optind], "/dev/tsswap0");
+			err("cgroup %s has no curve: it never swapped to /dev/tsswap0",
+			    argv[optind]);
 		else if (ret == -EOPNOTSUPP)
 			err("miss-ratio curves are off (module parameter mrc=0)");
 		else
@@ -2121,7 +2125,7 @@ static int cmd_mrc(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	mrc_summary(&c);
-	secs = c.m.window_ns > 0 ? c.m.window_ns / 1e9 : 1e-9;
+	secs = c.m.window_ns > 0 ? c.m.window_ns / 1e9 : 1;
 	max = mrc_max_distance(&c) / MIB_PAGES;
 	if (!step)
 		step = nice_step(max > 0 ? max : 1, MRC_ROWS);

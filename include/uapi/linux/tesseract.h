@@ -166,8 +166,10 @@ struct tesseract_disk_forget {
  * group is tracked; EOPNOTSUPP: curves are off (module parameter mrc=0).
  */
 #define TESSERACT_MRC_BUCKETS		240
-#define TESSERACT_MRC_BUCKET_LO(b)					\
-	((b) < 8 ? (__u64)(b) : (__u64)(8 + ((b) & 7)) << (((b) >> 3) - 1))
+static __inline__ __u64 TESSERACT_MRC_BUCKET_LO(unsigned int b)
+{
+	return b < 8 ? b : (__u64)(8 + (b & 7)) << ((b >> 3) - 1);
+}
 
 #define TESSERACT_MRC_RESET		(1U << 0)
 #define TESSERACT_MRC_NEXT		(1U << 1)
