@@ -111,6 +111,12 @@ struct ts_mrc_group {
 	u64 prev_ns;
 };
 
+/* Time spent in one entry point, while debugfs mrc/time_paths is set. */
+struct ts_mrc_path_time {
+	atomic64_t calls;
+	atomic64_t ns;
+};
+
 struct ts_mrc {
 	u64 nr_slots;
 	atomic64_t *slot_stamp;		/* see TS_MRC_CLOCK_BITS */
@@ -119,6 +125,14 @@ struct ts_mrc {
 	atomic64_t untracked;		/* evictions of no tracked group */
 	struct delayed_work reaper;
 	struct dentry *debugfs;
+
+	/*
+	 * The cost of the swap paths, measured on demand (two clock reads a
+	 * call are not free): what a swap-out and a swap-in spend here.
+	 */
+	bool time_paths;
+	struct ts_mrc_path_time swap_out_time;
+	struct ts_mrc_path_time swap_in_time;
 };
 
 /* The one swap device's curves, for /dev/tesseract; NULL when off. */
@@ -366,6 +380,19 @@ static struct ts_mrc_group *ts_mrc_group_for_swap_out(struct ts_mrc *mrc,
 	return g;
 }
 
+static u64 ts_mrc_time_start(struct ts_mrc *mrc)
+{
+	return READ_ONCE(mrc->time_paths) ? ktime_get_ns() : 0;
+}
+
+static void ts_mrc_time_end(struct ts_mrc_path_time *t, u64 start)
+{
+	if (!start)
+		return;
+	atomic64_add(ktime_get_ns() - start, &t->ns);
+	atomic64_inc(&t->calls);
+}
+
 /* Forget a slot's stamp: its page was freed or written over. */
 static void ts_mrc_drop_stamp(struct ts_mrc *mrc, u64 old, bool bypassed)
 {
@@ -392,8 +419,8 @@ static void ts_mrc_drop_stamp(struct ts_mrc *mrc, u64 old, bool bypassed)
  * charged its swap to its nearest online ancestor, which is where the
  * pages count.
  */
-void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
-		     unsigned long nr)
+static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
+			       u64 first, unsigned long nr)
 {
 	struct ts_mrc_group *g = NULL;
 	struct mem_cgroup *memcg;
@@ -401,8 +428,6 @@ void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
 	unsigned long flags, i;
 	u64 old, cgid;
 
-	if (!mrc)
-		return;
 	for (i = 0; i < nr; i++) {
 		old = atomic64_xchg(&mrc->slot_stamp[first + i], 0);
 		if (old)
@@ -452,13 +477,25 @@ untracked:
 	atomic64_add(nr, &mrc->untracked);
 }
 
+void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
+		     unsigned long nr)
+{
+	u64 start;
+
+	if (!mrc)
+		return;
+	start = ts_mrc_time_start(mrc);
+	ts_mrc_stamp_folio(mrc, folio, first, nr);
+	ts_mrc_time_end(&mrc->swap_out_time, start);
+}
+
 /*
  * A read of @slot into the swap-cache @folio completed (locked: charged to
  * the memcg that gets the page). @readahead: the kernel read it ahead of
  * any fault.
  */
-void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
-		    bool readahead)
+static void ts_mrc_count_swap_in(struct ts_mrc *mrc, u64 slot,
+				 struct folio *folio, bool readahead)
 {
 	struct ts_mrc_group *g;
 	struct mem_cgroup *memcg;
@@ -466,8 +503,6 @@ void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
 	unsigned long flags;
 	u64 old, distance;
 
-	if (!mrc || slot >= mrc->nr_slots)
-		return;
 	old = atomic64_xchg(&mrc->slot_stamp[slot], 0);
 
 	rcu_read_lock();
@@ -502,6 +537,18 @@ unlock:
 	spin_unlock_irqrestore(&g->lock, flags);
 out:
 	rcu_read_unlock();
+}
+
+void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
+		    bool readahead)
+{
+	u64 start;
+
+	if (!mrc || slot >= mrc->nr_slots)
+		return;
+	start = ts_mrc_time_start(mrc);
+	ts_mrc_count_swap_in(mrc, slot, folio, readahead);
+	ts_mrc_time_end(&mrc->swap_in_time, start);
 }
 
 /*
@@ -725,6 +772,29 @@ static int ts_mrc_stamped_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(ts_mrc_stamped_fops, ts_mrc_stamped_get, NULL,
 			 "%llu\n");
 
+static int ts_mrc_path_ns_show(struct seq_file *s, void *v)
+{
+	struct ts_mrc *mrc = s->private;
+	struct {
+		const char *name;
+		struct ts_mrc_path_time *t;
+	} paths[] = {
+		{ "swap_out", &mrc->swap_out_time },
+		{ "swap_in", &mrc->swap_in_time },
+	};
+	u64 calls;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(paths); i++) {
+		calls = atomic64_read(&paths[i].t->calls);
+		seq_printf(s, "%s calls %llu ns_per_call %llu\n", paths[i].name,
+			   calls, calls ? div64_u64(atomic64_read(&paths[i].t->ns),
+						    calls) : 0);
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ts_mrc_path_ns);
+
 /*
  * The curves of a swap device of @nr_slots slots; *@mrcp stays NULL when
  * they are off (module parameter mrc=0): then nothing is stamped.
@@ -760,6 +830,8 @@ int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp)
 				   &ts_mrc_untracked_fops);
 	debugfs_create_file_unsafe("stamped_slots", 0400, dir, mrc,
 				   &ts_mrc_stamped_fops);
+	debugfs_create_bool("time_paths", 0600, dir, &mrc->time_paths);
+	debugfs_create_file("path_ns", 0400, dir, mrc, &ts_mrc_path_ns_fops);
 	WRITE_ONCE(ts_mrc_active, mrc);
 	*mrcp = mrc;
 	return 0;

@@ -60,6 +60,11 @@ while [ $i -lt "$ROUNDS" ]; do
 	run 0 mrc-off /tmp/off.res
 	i=$((i + 1))
 done
+# What the swap paths spend in the curves' code, timed in the module.
+load 1
+echo 1 >/sys/kernel/debug/tesseract/mrc/time_paths
+"$TOOLS/swapbench" "$MIB" 1 >/tmp/bench.out 2>&1 || exit 1
+sed 's/^/# path cost: /' /sys/kernel/debug/tesseract/mrc/path_ns
 swapoff -a
 rmmod tesseract
 
