@@ -273,6 +273,16 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
 	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
 	EXPECT_LE(0.95 * all, misses_at(&c, gap * 0.85));
 	EXPECT_GE(0.05 * all, misses_at(&c, gap * 1.2));
+
+	/* The operator's view of the same curve: a table, and a plot. */
+	unlink("/tmp/ts-mrc.png");
+	EXPECT_EQ(0, ts_tool("mrc --step 1 " GROUP_A " >/tmp/ts-mrc.txt"));
+	EXPECT_EQ(0, ts_system("grep -q 'extra MiB' /tmp/ts-mrc.txt"));
+	EXPECT_EQ(0, ts_tool("mrc --plot /tmp/ts-mrc.png " GROUP_A
+			     " >/dev/null"));
+	EXPECT_EQ(0, access("/tmp/ts-mrc.png", R_OK));
+	EXPECT_EQ(0, ts_tool("mrc | grep -q " GROUP_A));
+	EXPECT_EQ(1, ts_tool("mrc 999999999 2>/dev/null"));
 }
 
 /* A hot set inside a larger one: two steps, at a - M and a + b - M. */
