@@ -266,13 +266,18 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
 	log_curve(_metadata, GROUP_A, &c);
 	all = c.m.faults;
 	TH_LOG("pswpin %lld; misses predicted at +%zu pages: %.0f, at +%zu: %.0f, at +%zu: %.0f",
-	       pswpin, gap * 8 / 10, misses_at(&c, gap * 0.8), gap,
-	       misses_at(&c, gap), gap * 12 / 10, misses_at(&c, gap * 1.2));
+	       pswpin, gap * 85 / 100, misses_at(&c, gap * 0.85), gap,
+	       misses_at(&c, gap), gap * 125 / 100, misses_at(&c, gap * 1.25));
 	/* Every round faults about N - M pages back in. */
 	ASSERT_LE(w.rounds * gap * 8 / 10, c.m.faults);
 	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
 	EXPECT_LE(0.95 * all, misses_at(&c, gap * 0.85));
-	EXPECT_GE(0.05 * all, misses_at(&c, gap * 1.2));
+	/*
+	 * Reclaim at memory.max overshoots in batches, more so on a busy
+	 * host: a few pages wait behind more than N - M others.
+	 */
+	EXPECT_GE(0.1 * all, misses_at(&c, gap * 1.25));
+	EXPECT_GE(0.03 * all, misses_at(&c, gap * 1.5));
 
 	/* The operator's view of the same curve: a table, and a plot. */
 	unlink("/tmp/ts-mrc.png");
