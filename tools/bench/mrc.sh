@@ -13,7 +13,7 @@ WARMUP=${TS_MRC_WARMUP:-100000}
 ZIPF_S=${TS_MRC_ZIPF_S:-0.9}
 SIZES=${TS_MRC_SIZES:-"4096 6144 8192 10240 12288"}
 MIB=${TS_BENCH_MIB:-128}
-ROUNDS=${TS_BENCH_ROUNDS:-5}
+ROUNDS=${TS_BENCH_ROUNDS:-7}
 TOOLS="$TS_DIR/build/tools"
 
 echo N >/sys/module/zswap/parameters/enabled 2>/dev/null
