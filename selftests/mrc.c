@@ -271,7 +271,12 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
 	/* Every round faults about N - M pages back in. */
 	ASSERT_LE(w.rounds * gap * 8 / 10, c.m.faults);
 	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
-	EXPECT_LE(0.95 * all, misses_at(&c, gap * 0.85));
+	/*
+	 * Reclaim is not exact LRU (6.12 put up to 9 % of a run a quarter
+	 * below the step), but nothing comes back much earlier.
+	 */
+	EXPECT_LE(0.85 * all, misses_at(&c, gap * 0.85));
+	EXPECT_LE(0.97 * all, misses_at(&c, gap * 0.5));
 	/*
 	 * Reclaim at memory.max overshoots in batches, more so on a busy
 	 * host: a few pages wait behind more than N - M others.
