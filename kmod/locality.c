@@ -285,6 +285,7 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 	struct tesseract_disk_forget forget;
 	struct tesseract_disk_info info;
 	struct tesseract_flatten f;
+	struct tesseract_mrc mrc;
 	int ret;
 
 	switch (cmd) {
@@ -308,6 +309,13 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 		ret = ts_disk_forget(forget.disk_id, &forget.references);
 		if (copy_to_user(argp, &forget, sizeof(forget)))
 			ret = ret ?: -EFAULT;
+		return ret;
+	case TESSERACT_MRC:
+		if (copy_from_user(&mrc, argp, sizeof(mrc)))
+			return -EFAULT;
+		ret = ts_mrc_ioctl(&mrc);
+		if (!ret && copy_to_user(argp, &mrc, sizeof(mrc)))
+			ret = -EFAULT;
 		return ret;
 	default:
 		return -ENOTTY;

@@ -163,6 +163,9 @@ struct ts_swapdev {
 	 */
 	bool fail_swap_out_hook;
 
+	/* Miss-ratio curves of the cgroups that swap here (mrc.c). */
+	struct ts_mrc *mrc;
+
 	struct ts_swapdev_stats stats;
 	struct dentry *debugfs;
 };
@@ -210,6 +213,51 @@ static void ts_swap_io_written(struct ts_swap_io *io, bool ok)
 	spin_unlock_irqrestore(&store->lock, flags);
 }
 
+/*
+ * True if @page, read or written at @slot, is the swap-cache page of that
+ * slot: the I/O is a swap-in or a swap-out, not a plain read or write.
+ * Stable: the folio is locked (and under writeback for a write).
+ */
+static bool ts_swap_cache_page_of_slot(struct page *page, u64 slot)
+{
+	struct folio *folio = page_folio(page);
+
+	return folio_test_swapcache(folio) &&
+	       swp_offset(ts_folio_swap_entry(folio)) +
+	       folio_page_idx(folio, page) == slot;
+}
+
+/*
+ * A read of @io's slots completed: tell the curves which were swap-ins.
+ * Swap readahead marks the folios it reads beyond the faulting one only
+ * after it submitted them, so the mark is looked at here, not at submit.
+ * The folios stay locked until the upper bio completes.
+ */
+static void ts_swap_io_read_done(struct ts_swap_io *io)
+{
+	unsigned int i, off, skip = 0;
+	struct folio *folio;
+	struct page *page;
+	struct bio_vec *bv;
+	u64 slot = io->first_slot;
+
+	for (i = 0; i < io->bio.bi_vcnt; i++) {
+		bv = &io->bio.bi_io_vec[i];
+		/* Each slot begins in some bvec: one page of 4 KiB. */
+		for (off = skip; off < bv->bv_len; off += TS_BLOCK_SIZE) {
+			page = nth_page(bv->bv_page,
+					(bv->bv_offset + off) >> PAGE_SHIFT);
+			if (ts_swap_cache_page_of_slot(page, slot)) {
+				folio = page_folio(page);
+				ts_mrc_swap_in(io->swapdev->mrc, slot, folio,
+					       folio_test_readahead(folio));
+			}
+			slot++;
+		}
+		skip = off - bv->bv_len;
+	}
+}
+
 static void ts_swap_io_endio(struct bio *bio)
 {
 	struct ts_swap_io *io = container_of(bio, struct ts_swap_io, bio);
@@ -226,6 +274,8 @@ static void ts_swap_io_endio(struct bio *bio)
 	}
 	if (write)
 		ts_swap_io_written(io, !bio->bi_status);
+	else if (swapdev->mrc && !bio->bi_status)
+		ts_swap_io_read_done(io);
 	bio_put(bio);
 	bio_endio(upper);
 }
@@ -243,12 +293,9 @@ static bool ts_swapdev_note_swap_out(struct ts_swapdev *swapdev,
 	struct ts_swap_cache_region *region;
 	swp_entry_t entry;
 
-	/* Stable: the folio is locked and under writeback. */
-	if (!folio_test_swapcache(folio))
+	if (!ts_swap_cache_page_of_slot(page, slot))
 		return false;
 	entry = ts_folio_swap_entry(folio);
-	if (swp_offset(entry) + folio_page_idx(folio, page) != slot)
-		return false;
 	region = &swapdev->regions[slot >> TS_SWAP_CACHE_REGION_SHIFT];
 	if (!READ_ONCE(region->mapping)) {
 		WRITE_ONCE(region->index_base,
@@ -336,6 +383,8 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	bitmap_set(swapdev->slot_announced, first, nr);
 	spin_unlock_irqrestore(&store->lock, flags);
 	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
+	/* Before the zeromap or zswap may keep it: the page leaves memory. */
+	ts_mrc_swap_out(swapdev->mrc, folio, first, nr);
 }
 
 /* Reconciliation is safe only while this device sees every swap-out. */
@@ -743,6 +792,7 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	struct ts_swapdev *swapdev = bdev->bd_disk->private_data;
 	struct ts_store *store = swapdev->store;
 	unsigned long flags;
+	bool unwritten;
 
 	if (slot >= swapdev->nr_slots)
 		return;
@@ -753,10 +803,11 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	 * cannot be freed between the hook and the write: the folio in the
 	 * swap cache holds it.
 	 */
-	clear_bit(slot, swapdev->slot_announced);
+	unwritten = test_and_clear_bit(slot, swapdev->slot_announced);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
 		atomic64_inc(&swapdev->stats.frees);
 	spin_unlock_irqrestore(&store->lock, flags);
+	ts_mrc_slot_freed(swapdev->mrc, slot, unwritten);
 }
 
 static const struct block_device_operations ts_swapdev_fops = {
@@ -1025,6 +1076,11 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 	if (ret)
 		goto free_tables;
 
+	/* Before the hook, which stamps slots. */
+	ret = ts_mrc_create(nr_slots, &swapdev->mrc);
+	if (ret)
+		goto free_bioset;
+
 	/* Before the device exists: no swap-out may go unseen. */
 	ts_swapdev_watch_swap_outs(swapdev);
 
@@ -1066,6 +1122,8 @@ unregister:
 	unregister_blkdev(swapdev->major, "tsswap");
 unwatch:
 	ts_swapdev_unwatch_swap_outs(swapdev);
+	ts_mrc_destroy(swapdev->mrc);
+free_bioset:
 	bioset_exit(&swapdev->bio_set);
 free_tables:
 	kvfree(swapdev->regions);
@@ -1087,6 +1145,7 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 	put_disk(swapdev->disk);
 	unregister_blkdev(swapdev->major, "tsswap");
 	ts_swapdev_unwatch_swap_outs(swapdev);
+	ts_mrc_destroy(swapdev->mrc);
 
 	ts_swapdev_release_holds(swapdev);
 	/* Whatever mkswap or a plain writer left behind. */

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost|dp|locality LOG OUT.png
+    plot.py swap|vhost|dp|locality|mrc LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
@@ -10,7 +10,9 @@ queue depth and direction. dp: dpbench's guest page-out with reconciliation
 off and on, per profile: throughput, write latency, host swap-ins and bytes
 written to the guest image; and the read-back's throughput. locality: the
 sequential read throughput of a reconciled range before compaction, after
-it, after cleaning, and of a range never reconciled.
+it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
+miss-ratio curve predicted at each memory.max against those measured, and
+swap throughput with the curves on and off.
 """
 import re
 import sys
@@ -168,9 +170,56 @@ def plot_locality(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_mrc(log, out):
+    sizes, rounds = [], {"mrc-on": [], "mrc-off": []}
+    result = None
+    for line in open(log, errors="replace"):
+        m = re.match(r"# size (\d+) pages \(\+(\d+) MiB\): predicted "
+                     r"(\d+) measured (\d+) error ([\d.]+)%", line)
+        if m:
+            sizes.append((int(m.group(1)) / 256, int(m.group(3)),
+                          int(m.group(4)), float(m.group(5))))
+        m = re.match(r"# (mrc-on|mrc-off): round \d+: .*out\+in "
+                     r"([\d.]+) MiB/s", line)
+        if m:
+            rounds[m.group(1)].append(float(m.group(2)))
+        m = re.match(r"mrcbench max_error=([\d.]+) overhead=([\d.]+)", line)
+        if m:
+            result = (float(m.group(1)), float(m.group(2)))
+    if not sizes or result is None:
+        sys.exit("plot.py: no mrcbench results in " + log)
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4),
+                                  gridspec_kw={"width_ratios": [3, 2]})
+    xs = [s[0] for s in sizes]
+    ax.plot(xs, [s[1] for s in sizes], "o-", color="tab:blue",
+            label=f"predicted from the curve at {xs[0]:.0f} MiB")
+    ax.plot(xs, [s[2] for s in sizes], "s--", color="tab:grey",
+            label="measured (pswpin)")
+    for s in sizes:
+        ax.annotate(f"{s[3]:.1f}%", (s[0], s[2]), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xlabel("memory.max (MiB)")
+    ax.set_ylabel("swap-ins")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Zipf workload: worst error {result[0]:.1f}%")
+    ax.legend()
+    width = 0.38
+    for i, (name, colour) in enumerate((("mrc-on", "tab:blue"),
+                                        ("mrc-off", "tab:grey"))):
+        rx = [r + (i - 0.5) * width for r in range(len(rounds[name]))]
+        ax2.bar(rx, rounds[name], width, color=colour, label=name)
+    ax2.set_xlabel("round")
+    ax2.set_ylabel("swap out+in MiB/s")
+    ax2.set_title(f"throughput on/off {result[1]:.3f}")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
     plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp,
-             "locality": plot_locality}
+             "locality": plot_locality, "mrc": plot_mrc}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])

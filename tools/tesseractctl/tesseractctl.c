@@ -20,6 +20,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1824,6 +1826,322 @@ static int cmd_flatten(int argc, char **argv)
 	return 0;
 }
 
+#define CGROOT		"/sys/fs/cgroup"
+#define MRC_ROWS	20	/* table rows when no --step is given */
+#define MIB_PAGES	256.0	/* 4 KiB pages per MiB */
+
+struct mrc_curve {
+	struct tesseract_mrc m;
+	__u64 hist[TESSERACT_MRC_BUCKETS];
+};
+
+static int mrc_get(int fd, __u64 cgroup_id, __u32 flags, struct mrc_curve *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->m.cgroup_id = cgroup_id;
+	c->m.flags = flags;
+	c->m.nr_buckets = TESSERACT_MRC_BUCKETS;
+	c->m.buckets = (uintptr_t)c->hist;
+	return ioctl(fd, TESSERACT_MRC, &c->m) ? -errno : 0;
+}
+
+static double mrc_bucket_hi(unsigned int b)
+{
+	return b + 1 < TESSERACT_MRC_BUCKETS ?
+		(double)TESSERACT_MRC_BUCKET_LO(b + 1) :
+		2.0 * TESSERACT_MRC_BUCKET_LO(b);
+}
+
+/*
+ * Swap-ins that would still have happened with @extra more pages: those
+ * of eviction distance @extra or more, spread evenly over each bucket.
+ */
+static double mrc_misses_at(const struct mrc_curve *c, double extra)
+{
+	double lo, hi, n = 0;
+	unsigned int b;
+
+	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++) {
+		lo = TESSERACT_MRC_BUCKET_LO(b);
+		hi = mrc_bucket_hi(b);
+		if (lo >= extra)
+			n += c->hist[b];
+		else if (hi > extra)
+			n += c->hist[b] * (hi - extra) / (hi - lo);
+	}
+	return n;
+}
+
+/* The largest distance seen, in pages (0: none). */
+static double mrc_max_distance(const struct mrc_curve *c)
+{
+	unsigned int b;
+
+	for (b = TESSERACT_MRC_BUCKETS; b--;)
+		if (c->hist[b])
+			return mrc_bucket_hi(b);
+	return 0;
+}
+
+/* A step of 1, 2 or 5 times a power of ten, about @span / @rows. */
+static double nice_step(double span, int rows)
+{
+	double raw = span / rows, p = 1;
+
+	while (p * 10 <= raw)
+		p *= 10;
+	while (p > raw && p > 0.001)
+		p /= 10;
+	if (raw > 5 * p)
+		return 10 * p;
+	if (raw > 2 * p)
+		return 5 * p;
+	if (raw > p)
+		return 2 * p;
+	return p;
+}
+
+/* The path of the cgroup with id (inode number) @id, found by a walk. */
+static __u64 path_walk_id;
+static char path_walk_found[PATH_MAX];
+
+static int path_walk_fn(const char *path, const struct stat *st, int type,
+			struct FTW *ftw)
+{
+	(void)ftw;
+	if (type != FTW_D || st->st_ino != path_walk_id)
+		return 0;
+	snprintf(path_walk_found, sizeof(path_walk_found), "%s", path);
+	return 1;
+}
+
+static const char *cgroup_path(__u64 id)
+{
+	path_walk_id = id;
+	if (nftw(CGROOT, path_walk_fn, 16, FTW_PHYS | FTW_MOUNT) != 1)
+		return "(gone)";
+	if (!strcmp(path_walk_found, CGROOT))
+		return "/";
+	return path_walk_found + strlen(CGROOT);
+}
+
+/* CGROUP: a cgroup v2 path (absolute, or under /sys/fs/cgroup) or an id. */
+static int cgroup_id_of(const char *arg, __u64 *id)
+{
+	char path[PATH_MAX], *end;
+	struct stat st;
+
+	if (arg[0] == '/' && !strncmp(arg, CGROOT, strlen(CGROOT)))
+		snprintf(path, sizeof(path), "%s", arg);
+	else
+		snprintf(path, sizeof(path), CGROOT "/%s",
+			 arg + (arg[0] == '/'));
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		*id = st.st_ino;
+		return 0;
+	}
+	errno = 0;
+	*id = strtoull(arg, &end, 0);
+	if (!errno && !*end && *arg && isdigit((unsigned char)*arg))
+		return 0;
+	err("'%s': no such cgroup (a path under %s, or a cgroup id)", arg,
+	    CGROOT);
+	return -1;
+}
+
+static void mrc_summary(const struct mrc_curve *c)
+{
+	double secs = c->m.window_ns / 1e9;
+
+	if (secs <= 0)
+		secs = 1;
+	printf("cgroup %s (id %llu): %.1f s of traffic, %.1f MiB in swap now\n",
+	       cgroup_path(c->m.cgroup_id), c->m.cgroup_id, secs,
+	       c->m.in_swap / MIB_PAGES);
+	printf("  swap-outs %.1f/s, swap-ins %.1f/s\n",
+	       c->m.evictions / secs, c->m.faults / secs);
+	printf("  not on the curve: %.1f/s of unknown distance, ",
+	       c->m.unstamped_faults / secs);
+	printf("%.1f/s read ahead, %.1f/s bypassed the device\n",
+	       c->m.readahead_reads / secs, c->m.bypassed / secs);
+}
+
+/* Draw the curve with matplotlib, as the benchmark plots are drawn. */
+static int mrc_plot(const struct mrc_curve *c, const char *file)
+{
+	static const char script[] =
+		"import sys\n"
+		"import matplotlib\n"
+		"matplotlib.use('Agg')\n"
+		"import matplotlib.pyplot as plt\n"
+		"out, title = sys.argv[1], sys.argv[2]\n"
+		"xs, ys = [], []\n"
+		"for line in sys.stdin:\n"
+		"    x, y = line.split()\n"
+		"    xs.append(float(x))\n"
+		"    ys.append(float(y))\n"
+		"fig, ax = plt.subplots(figsize=(7, 4))\n"
+		"ax.plot(xs, ys, color='tab:blue')\n"
+		"ax.set_xlabel('extra memory (MiB)')\n"
+		"ax.set_ylabel('predicted swap-ins per second')\n"
+		"ax.set_title(title)\n"
+		"ax.set_ylim(bottom=0)\n"
+		"ax.grid(True, alpha=0.3)\n"
+		"fig.tight_layout()\n"
+		"fig.savefig(out, dpi=100)\n";
+	double secs = c->m.window_ns / 1e9, max = mrc_max_distance(c), x;
+	char cmd[PATH_MAX + 512], tmp[] = "/tmp/tesseractctl-plot-XXXXXX";
+	FILE *f, *py;
+	int fd, ret;
+
+	fd = mkstemp(tmp);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f) {
+		err("plot: %s", strerror(errno));
+		return -1;
+	}
+	fputs(script, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 %s '%s' 'miss-ratio curve of cgroup %s'", tmp, file,
+		 cgroup_path(c->m.cgroup_id));
+	py = popen(cmd, "w");
+	if (!py) {
+		err("plot: cannot run python3: %s", strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	if (secs <= 0)
+		secs = 1;
+	for (x = 0; x <= max * 1.05; x += max > 400 ? max / 400 : 1)
+		fprintf(py, "%f %f\n", x / MIB_PAGES,
+			mrc_misses_at(c, x) / secs);
+	ret = pclose(py);
+	unlink(tmp);
+	if (ret) {
+		err("plot: python3 with matplotlib failed (%d)", ret);
+		return -1;
+	}
+	return 0;
+}
+
+static const char mrc_usage[] =
+	"usage: tesseractctl mrc [--step MIB] [--plot FILE] [--reset] [CGROUP]\n"
+	"\n"
+	"The miss-ratio curve of a cgroup, measured by /dev/tsswap0: how many\n"
+	"swap-ins per second it would still have with more memory. Each\n"
+	"swap-in is counted at its eviction distance, the cgroup's pages that\n"
+	"went to swap after it and were still there: with that much more\n"
+	"memory it would have been a hit. The counts cover the last one to\n"
+	"two windows of the module parameter mrc_window_s.\n"
+	"\n"
+	"CGROUP is a cgroup v2 path (under /sys/fs/cgroup, or absolute) or a\n"
+	"cgroup id. Without it, every cgroup with swap traffic is listed.\n"
+	"\n"
+	"  --step MIB   one table row every MIB of extra memory (default:\n"
+	"               about 20 rows up to the largest distance)\n"
+	"  --plot FILE  also draw the curve into FILE (PNG; needs python3\n"
+	"               with matplotlib)\n"
+	"  --reset      clear the curve after reading it\n"
+	"\n"
+	"Exit status: 0, 1 if the cgroup has no curve or the module cannot be\n"
+	"asked, 64 for a bad command line.\n";
+
+static int cmd_mrc(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "step", required_argument, NULL, 's' },
+		{ "plot", required_argument, NULL, 'p' },
+		{ "reset", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *plot = NULL;
+	struct mrc_curve c;
+	double step = 0, secs, max, x, now_rate;
+	__u32 flags = 0;
+	__u64 id = 0;
+	int opt, fd, ret;
+	char *end;
+
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			step = strtod(optarg, &end);
+			if (*end || !(step > 0)) {
+				err("--step %s: not a positive number of MiB",
+				    optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'p':
+			plot = optarg;
+			break;
+		case 'r':
+			flags |= TESSERACT_MRC_RESET;
+			break;
+		case 'h':
+			fputs(mrc_usage, stdout);
+			return 0;
+		default:
+			fputs(mrc_usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc - 1 || (optind == argc && plot)) {
+		fputs(mrc_usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (optind == argc - 1 && cgroup_id_of(argv[optind], &id))
+		return EXIT_USAGE;
+	fd = ctl_open(O_RDONLY);
+	if (fd < 0)
+		return EXIT_FAIL;
+
+	if (optind == argc) {
+		/* Every tracked group, by id. */
+		for (id = 0; !(ret = mrc_get(fd, id, flags | TESSERACT_MRC_NEXT,
+					     &c)); id = c.m.cgroup_id)
+			mrc_summary(&c);
+		close(fd);
+		if (ret == -ENOENT)
+			return 0;
+		err("%s", ret == -EOPNOTSUPP ?
+		    "miss-ratio curves are off (module parameter mrc=0)" :
+		    strerror(-ret));
+		return EXIT_FAIL;
+	}
+
+	ret = mrc_get(fd, id, flags, &c);
+	close(fd);
+	if (ret) {
+		if (ret == -ENOENT)
+			err("cgroup %s has no curve: it never swapped to /dev/tsswap0",
+			    argv[optind]);
+		else if (ret == -EOPNOTSUPP)
+			err("miss-ratio curves are off (module parameter mrc=0)");
+		else
+			err("%s", strerror(-ret));
+		return EXIT_FAIL;
+	}
+	mrc_summary(&c);
+	secs = c.m.window_ns > 0 ? c.m.window_ns / 1e9 : 1;
+	max = mrc_max_distance(&c) / MIB_PAGES;
+	if (!step)
+		step = nice_step(max > 0 ? max : 1, MRC_ROWS);
+	now_rate = c.m.faults / secs;
+	printf("%12s  %14s  %9s\n", "extra MiB", "swap-ins/s", "of now");
+	for (x = 0; x <= max + step / 2; x += step) {
+		double rate = mrc_misses_at(&c, x * MIB_PAGES) / secs;
+
+		printf("%12.1f  %14.2f  %8.1f%%\n", x, rate,
+		       now_rate > 0 ? 100 * rate / now_rate : 0);
+	}
+	if (plot && mrc_plot(&c, plot))
+		return EXIT_FAIL;
+	return 0;
+}
+
 static const char usage[] =
 	"usage: tesseractctl COMMAND [OPTIONS] DEVICE|DISK-ID\n"
 	"\n"
@@ -1844,6 +2162,9 @@ static const char usage[] =
 	"  flatten [-q] DISK-ID\n"
 	"                 copy a disk's referenced blocks back into its\n"
 	"                 image and drop the references\n"
+	"  mrc [--step MIB] [--plot FILE] [CGROUP]\n"
+	"                 a cgroup's miss-ratio curve: swap-ins per second\n"
+	"                 it would have with more memory\n"
 	"\n"
 	"'tesseractctl COMMAND --help' describes a command; see also\n"
 	"tesseractctl(8).\n";
@@ -1866,6 +2187,8 @@ int main(int argc, char **argv)
 		return cmd_disk(argc - 1, argv + 1);
 	if (!strcmp(cmd, "flatten"))
 		return cmd_flatten(argc - 1, argv + 1);
+	if (!strcmp(cmd, "mrc"))
+		return cmd_mrc(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
 	    !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);

@@ -141,9 +141,58 @@ struct tesseract_disk_forget {
 	__u64 references;	/* out: references dropped */
 };
 
+/*
+ * TESSERACT_MRC: the miss-ratio curve of one memory cgroup, measured by
+ * /dev/tsswap0 (Documentation/admin-guide.rst, "Miss-ratio curves").
+ * cgroup_id is the cgroup's id, the inode number of its directory in the
+ * cgroup v2 hierarchy. Each swap-in of one of its pages from the device
+ * counts in the bucket of its eviction distance d: the pages of the group
+ * that went to swap after it and were still there, so that with d + 1
+ * more pages of memory it would have been a hit. Bucket b holds distances
+ * from TESSERACT_MRC_BUCKET_LO(b) up to TESSERACT_MRC_BUCKET_LO(b + 1) - 1:
+ * exact below 8 pages, then 8 buckets per power of two.
+ *
+ * The counts (buckets, evictions, faults, ...) cover the last window_ns
+ * nanoseconds: the current window of the mrc_window_s module parameter
+ * and the one before it (0: everything since the module loaded or the
+ * group was reset). in_swap is the group's pages in swap now.
+ *
+ * In: cgroup_id, flags, nr_buckets and buckets (a user pointer to
+ * nr_buckets __u64s, or 0). Out: everything else, and at most
+ * nr_buckets buckets; nr_buckets becomes TESSERACT_MRC_BUCKETS.
+ * TESSERACT_MRC_RESET clears the group's counts after reading them;
+ * TESSERACT_MRC_NEXT reads the tracked group with the smallest cgroup id
+ * above cgroup_id instead (start at 0 to list them all). ENOENT: no such
+ * group is tracked; EOPNOTSUPP: curves are off (module parameter mrc=0).
+ */
+#define TESSERACT_MRC_BUCKETS		240
+static __inline__ __u64 TESSERACT_MRC_BUCKET_LO(unsigned int b)
+{
+	return b < 8 ? b : (__u64)(8 + (b & 7)) << ((b >> 3) - 1);
+}
+
+#define TESSERACT_MRC_RESET		(1U << 0)
+#define TESSERACT_MRC_NEXT		(1U << 1)
+
+struct tesseract_mrc {
+	__u64 cgroup_id;	/* in (out with TESSERACT_MRC_NEXT) */
+	__u32 flags;		/* in: TESSERACT_MRC_* */
+	__u32 nr_buckets;	/* in: room at buckets; out: BUCKETS */
+	__u64 buckets;		/* in: __u64 *, faults per distance bucket */
+	__u64 window_ns;	/* time the counts below cover */
+	__u64 evictions;	/* pages swapped out (seen at swap_writepage) */
+	__u64 faults;		/* swap-ins from the device with a distance */
+	__u64 unstamped_faults;	/* swap-ins of pages evicted unseen */
+	__u64 readahead_reads;	/* reads by swap readahead: not faults */
+	__u64 bypassed;		/* swap-outs kept off the device (zeromap, zswap) */
+	__u64 in_swap;		/* pages of the group in swap now */
+	__u64 reserved[4];
+};
+
 #define TESSERACT_IOC_MAGIC	0xE7
 #define TESSERACT_DISK_INFO	_IOWR(TESSERACT_IOC_MAGIC, 0x00, struct tesseract_disk_info)
 #define TESSERACT_FLATTEN	_IOWR(TESSERACT_IOC_MAGIC, 0x01, struct tesseract_flatten)
 #define TESSERACT_DISK_FORGET	_IOWR(TESSERACT_IOC_MAGIC, 0x02, struct tesseract_disk_forget)
+#define TESSERACT_MRC		_IOWR(TESSERACT_IOC_MAGIC, 0x03, struct tesseract_mrc)
 
 #endif /* _UAPI_LINUX_TESSERACT_H */

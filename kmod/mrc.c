@@ -1,0 +1,858 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Miss-ratio curves per memory cgroup, from the swap traffic of
+ * /dev/tsswap0 (Lu and Shen, USENIX ATC 2007).
+ *
+ * Every page a cgroup sends to swap gets an eviction stamp from the
+ * cgroup's own eviction clock; when the page is read back, its eviction
+ * distance is the number of the group's pages that went to swap after it
+ * and are still there. Under LRU-like reclaim those pages sit between it
+ * and the memory limit, so with distance + 1 more pages of memory this
+ * swap-in would have been a hit. A histogram of distances per cgroup is
+ * its miss-ratio curve above its current size.
+ *
+ * Pages evicted after this one but already read back must not count: they
+ * are in memory again, and counting them would overstate the memory needed
+ * by every re-fault in between. So each group keeps the pages it has in
+ * swap in "spans" of consecutive stamps with a count of those still in
+ * swap, merged as they age (DGIM): recent spans are a few stamps wide and
+ * exact, old ones coarse. A distance is the sum of the newer spans plus an
+ * even share of the page's own span, within a few percent at any age.
+ *
+ * Stamps are taken in the swap-out hook at swap_writepage() (swapdev.c),
+ * which also sees swap-outs that never reach the device (the 6.12 zeromap,
+ * zswap): those pages did leave memory, so they move the clock; their
+ * swap-ins never reach the device, so they count as "bypassed" when their
+ * slot is freed. Reads by swap readahead are not faults: they are counted
+ * apart, and a readahead page used later is a fault the device never
+ * sees (Documentation/admin-guide.rst).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cgroup.h>
+#include <linux/debugfs.h>
+#include <linux/kstrtox.h>
+#include <linux/ktime.h>
+#include <linux/memcontrol.h>
+#include <linux/moduleparam.h>
+#include <linux/rcupdate.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <uapi/linux/tesseract.h>
+
+#include "tesseract.h"
+
+/*
+ * A slot's stamp: the evicting group's memcg id above the stamp proper.
+ * memcg ids start at 1, so 0 means "no stamp". 48 bits of clock are 2^48
+ * evictions of one group (1 EiB) before a distance can be wrong.
+ */
+#define TS_MRC_CLOCK_BITS	48
+#define TS_MRC_CLOCK_MASK	(BIT_ULL(TS_MRC_CLOCK_BITS) - 1)
+
+/*
+ * Spans of each width a group keeps before the two oldest of them merge:
+ * the error of a distance is at most the share of its own span, about
+ * 1 / TS_MRC_SPANS_PER_WIDTH of the newer spans' pages.
+ */
+#define TS_MRC_SPANS_PER_WIDTH	4
+#define TS_MRC_MAX_SPANS	((TS_MRC_CLOCK_BITS + 1) * TS_MRC_SPANS_PER_WIDTH + 2)
+
+/*
+ * Groups tracked at most: about 7 KiB each. Cgroups beyond it are not
+ * tracked (their evictions count in debugfs mrc/untracked) until the
+ * reaper frees the entry of a cgroup that is gone.
+ */
+#define TS_MRC_MAX_GROUPS	1024
+
+/* How often the reaper looks for groups whose cgroup is gone. */
+#define TS_MRC_REAP_INTERVAL	(30 * HZ)
+
+#define TS_MRC_WINDOW_S_MAX	(7 * 24 * 3600)
+
+static bool ts_mrc_param = true;
+static unsigned int ts_mrc_window_s = 60;
+
+/* What happened to a group's pages in one window of time. */
+struct ts_mrc_window {
+	u64 evictions;
+	u64 faults;
+	u64 unstamped_faults;
+	u64 readahead_reads;
+	u64 bypassed;
+	u64 hist[TESSERACT_MRC_BUCKETS];
+};
+
+/* Stamps first..(next span's first - 1), of which live are still in swap. */
+struct ts_mrc_span {
+	u64 first;
+	u64 live;
+};
+
+struct ts_mrc_group {
+	struct rcu_head rcu;		/* kfree_rcu() wants it near the start */
+	unsigned short memcg_id;	/* the key in ts_mrc.groups */
+	u64 cgroup_id;
+
+	spinlock_t lock;		/* everything below; irqsave */
+	bool dead;			/* off the table, freed after RCU */
+	u64 clock;			/* the next stamp */
+	u64 in_swap;			/* sum of the spans' live */
+	unsigned int nr_spans;
+	struct ts_mrc_span spans[TS_MRC_MAX_SPANS];
+
+	/* The current window (cur) and the one before, which lasted prev_ns. */
+	struct ts_mrc_window win[2];
+	unsigned int cur;
+	u64 cur_start_ns;
+	u64 prev_ns;
+};
+
+/* Time spent in one entry point, while debugfs mrc/time_paths is set. */
+struct ts_mrc_path_time {
+	atomic64_t calls;
+	atomic64_t ns;
+};
+
+struct ts_mrc {
+	u64 nr_slots;
+	atomic64_t *slot_stamp;		/* see TS_MRC_CLOCK_BITS */
+	struct xarray groups;		/* by memcg id */
+	atomic_t nr_groups;
+	atomic64_t untracked;		/* evictions of no tracked group */
+	struct delayed_work reaper;
+	struct dentry *debugfs;
+
+	/*
+	 * The cost of the swap paths, measured on demand (two clock reads a
+	 * call are not free): what a swap-out and a swap-in spend here.
+	 */
+	bool time_paths;
+	struct ts_mrc_path_time swap_out_time;
+	struct ts_mrc_path_time swap_in_time;
+};
+
+/* The one swap device's curves, for /dev/tesseract; NULL when off. */
+static struct ts_mrc *ts_mrc_active;
+
+static int mrc_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+
+	if (kstrtobool(val, &on)) {
+		pr_err("mrc=%s: not 0 or 1 (miss-ratio curves off or on)\n",
+		       val);
+		return -EINVAL;
+	}
+	*(bool *)kp->arg = on;
+	return 0;
+}
+
+static const struct kernel_param_ops mrc_ops = {
+	.set = mrc_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(mrc, &mrc_ops, &ts_mrc_param, 0444);
+MODULE_PARM_DESC(mrc,
+		 "Miss-ratio curves per cgroup from swap traffic: 8 bytes per swap slot (default 1: on)");
+
+static int mrc_window_s_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int s;
+
+	if (kstrtouint(val, 0, &s) || s > TS_MRC_WINDOW_S_MAX) {
+		pr_err("mrc_window_s=%s: not a number of seconds from 0 to %u\n",
+		       val, TS_MRC_WINDOW_S_MAX);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*(unsigned int *)kp->arg, s);
+	return 0;
+}
+
+static const struct kernel_param_ops mrc_window_s_ops = {
+	.set = mrc_window_s_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(mrc_window_s, &mrc_window_s_ops, &ts_mrc_window_s, 0644);
+MODULE_PARM_DESC(mrc_window_s,
+		 "Curves cover the last one to two windows of this many seconds (0: all since reset; default 60)");
+
+/* The histogram bucket of an eviction distance (TESSERACT_MRC_BUCKET_LO). */
+static unsigned int ts_mrc_bucket(u64 distance)
+{
+	unsigned int order;
+
+	if (distance < 8)
+		return distance;
+	order = fls64(distance) - 1;
+	return min_t(unsigned int, TESSERACT_MRC_BUCKETS - 1,
+		     (order - 2) * 8 + ((distance >> (order - 3)) & 7));
+}
+
+static void ts_mrc_window_clear(struct ts_mrc_window *w)
+{
+	memset(w, 0, sizeof(*w));
+}
+
+/*
+ * Move to a new window if the current one is over. A window with nothing
+ * in it still counts as time: an idle stretch of two windows or more
+ * leaves one empty window behind.
+ */
+static void ts_mrc_rotate_locked(struct ts_mrc_group *g, u64 now)
+{
+	u64 window_ns = (u64)READ_ONCE(ts_mrc_window_s) * NSEC_PER_SEC;
+	u64 elapsed = now - g->cur_start_ns;
+
+	if (!window_ns || elapsed < window_ns)
+		return;
+	if (elapsed < 2 * window_ns) {
+		g->cur ^= 1;
+		g->prev_ns = elapsed;
+	} else {
+		ts_mrc_window_clear(&g->win[g->cur]);
+		g->prev_ns = window_ns;
+	}
+	ts_mrc_window_clear(&g->win[g->cur]);
+	g->cur_start_ns = now;
+}
+
+static struct ts_mrc_window *ts_mrc_cur_locked(struct ts_mrc_group *g)
+{
+	ts_mrc_rotate_locked(g, ktime_get_ns());
+	return &g->win[g->cur];
+}
+
+static void ts_mrc_reset_locked(struct ts_mrc_group *g)
+{
+	ts_mrc_window_clear(&g->win[0]);
+	ts_mrc_window_clear(&g->win[1]);
+	g->prev_ns = 0;
+	g->cur_start_ns = ktime_get_ns();
+}
+
+static u64 ts_mrc_span_end(struct ts_mrc_group *g, unsigned int i)
+{
+	return i + 1 < g->nr_spans ? g->spans[i + 1].first : g->clock;
+}
+
+/*
+ * A new stamp joins as a span of its own; then, from the newest back, a
+ * width that has more than TS_MRC_SPANS_PER_WIDTH spans has its two
+ * oldest merged, which may make one too many of twice the width. Widths
+ * only grow towards the old end, so each width's spans are adjacent.
+ */
+static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
+{
+	unsigned int i, same;
+	u64 width = 1;
+
+	g->spans[g->nr_spans].first = g->clock++;
+	g->spans[g->nr_spans].live = 1;
+	g->nr_spans++;
+	g->in_swap++;
+
+	i = g->nr_spans;
+	while (i) {
+		same = 0;
+		while (i && ts_mrc_span_end(g, i - 1) - g->spans[i - 1].first ==
+			    width) {
+			i--;
+			same++;
+		}
+		if (same <= TS_MRC_SPANS_PER_WIDTH)
+			break;
+		/* i is the oldest of this width: it absorbs the next one. */
+		g->spans[i].live += g->spans[i + 1].live;
+		memmove(&g->spans[i + 1], &g->spans[i + 2],
+			(g->nr_spans - i - 2) * sizeof(g->spans[0]));
+		g->nr_spans--;
+		width *= 2;
+		i++;
+	}
+	/* Bounded by the clock's width; full only if widths were not kept. */
+	if (WARN_ON_ONCE(g->nr_spans == TS_MRC_MAX_SPANS)) {
+		g->spans[0].live += g->spans[1].live;
+		memmove(&g->spans[1], &g->spans[2],
+			(g->nr_spans - 2) * sizeof(g->spans[0]));
+		g->nr_spans--;
+	}
+}
+
+/*
+ * Take @stamp's page out of its group's swap. Returns its distance: the
+ * group's pages still in swap that were evicted after it. U64_MAX if the
+ * stamp is not in any span (the group was reset for a new cgroup).
+ */
+static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
+{
+	unsigned int lo = 0, hi = g->nr_spans, i, mid;
+	u64 after = 0, end, live;
+
+	if (!hi || stamp < g->spans[0].first || stamp >= g->clock)
+		return U64_MAX;
+	/* The last span that begins at or before stamp. */
+	while (hi - lo > 1) {
+		mid = (lo + hi) / 2;
+		if (g->spans[mid].first <= stamp)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (!g->spans[lo].live)
+		return U64_MAX;
+	for (i = lo + 1; i < g->nr_spans; i++)
+		after += g->spans[i].live;
+	/* An even share of the rest of its own span, rounded down. */
+	g->spans[lo].live--;
+	g->in_swap--;
+	live = g->spans[lo].live;
+	end = ts_mrc_span_end(g, lo);
+	if (end - g->spans[lo].first > 1)
+		after += div64_u64(live * (end - 1 - stamp),
+				   end - 1 - g->spans[lo].first);
+	/* Spans with nothing left in swap at the old end are history. */
+	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++)
+		;
+	if (i) {
+		memmove(&g->spans[0], &g->spans[i],
+			(g->nr_spans - i) * sizeof(g->spans[0]));
+		g->nr_spans -= i;
+	}
+	return after;
+}
+
+static struct ts_mrc_group *ts_mrc_group_alloc(unsigned short memcg_id,
+					       u64 cgroup_id, gfp_t gfp)
+{
+	struct ts_mrc_group *g = kzalloc(sizeof(*g), gfp);
+
+	if (!g)
+		return NULL;
+	g->memcg_id = memcg_id;
+	g->cgroup_id = cgroup_id;
+	spin_lock_init(&g->lock);
+	g->cur_start_ns = ktime_get_ns();
+	return g;
+}
+
+/*
+ * The group of a memcg that swaps out, created if new: called in reclaim,
+ * so only without sleeping. A group whose cgroup is gone and whose memcg
+ * id went to a new cgroup has nothing in swap (swap entries pin their
+ * memcg's id), and starts again for the new one. NULL: not tracked.
+ * Under rcu_read_lock().
+ */
+static struct ts_mrc_group *ts_mrc_group_for_swap_out(struct ts_mrc *mrc,
+						      unsigned short memcg_id,
+						      u64 cgroup_id)
+{
+	struct ts_mrc_group *g, *old;
+	unsigned long flags;
+
+	g = xa_load(&mrc->groups, memcg_id);
+	if (g)
+		return g;
+	if (atomic_inc_return(&mrc->nr_groups) > TS_MRC_MAX_GROUPS) {
+		atomic_dec(&mrc->nr_groups);
+		return NULL;
+	}
+	g = ts_mrc_group_alloc(memcg_id, cgroup_id, GFP_NOWAIT | __GFP_NOWARN);
+	if (!g) {
+		atomic_dec(&mrc->nr_groups);
+		return NULL;
+	}
+	xa_lock_irqsave(&mrc->groups, flags);
+	old = __xa_cmpxchg(&mrc->groups, memcg_id, NULL, g,
+			   GFP_NOWAIT | __GFP_NOWARN);
+	xa_unlock_irqrestore(&mrc->groups, flags);
+	if (old) {
+		/* Lost a race (a group) or no memory for the xarray (error). */
+		kfree(g);
+		atomic_dec(&mrc->nr_groups);
+		return xa_is_err(old) ? NULL : old;
+	}
+	return g;
+}
+
+static u64 ts_mrc_time_start(struct ts_mrc *mrc)
+{
+	return READ_ONCE(mrc->time_paths) ? ktime_get_ns() : 0;
+}
+
+static void ts_mrc_time_end(struct ts_mrc_path_time *t, u64 start)
+{
+	if (!start)
+		return;
+	atomic64_add(ktime_get_ns() - start, &t->ns);
+	atomic64_inc(&t->calls);
+}
+
+/* Forget a slot's stamp: its page was freed or written over. */
+static void ts_mrc_drop_stamp(struct ts_mrc *mrc, u64 old, bool bypassed)
+{
+	struct ts_mrc_group *g;
+	unsigned long flags;
+
+	rcu_read_lock();
+	g = xa_load(&mrc->groups, old >> TS_MRC_CLOCK_BITS);
+	if (g) {
+		spin_lock_irqsave(&g->lock, flags);
+		if (!g->dead) {
+			ts_mrc_pop_stamp_locked(g, old & TS_MRC_CLOCK_MASK);
+			if (bypassed)
+				ts_mrc_cur_locked(g)->bypassed++;
+		}
+		spin_unlock_irqrestore(&g->lock, flags);
+	}
+	rcu_read_unlock();
+}
+
+/*
+ * A swap-out of @folio to @nr slots from @first begins (swap_writepage(),
+ * the folio locked: its memcg is stable). A memcg that went offline
+ * charged its swap to its nearest online ancestor, which is where the
+ * pages count.
+ */
+static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
+			       u64 first, unsigned long nr)
+{
+	struct ts_mrc_group *g = NULL;
+	struct mem_cgroup *memcg;
+	unsigned short memcg_id;
+	unsigned long flags, i;
+	u64 old, cgid;
+
+	for (i = 0; i < nr; i++) {
+		old = atomic64_xchg(&mrc->slot_stamp[first + i], 0);
+		if (old)
+			ts_mrc_drop_stamp(mrc, old, false);
+	}
+
+	rcu_read_lock();
+	memcg = mem_cgroup_disabled() ? NULL : folio_memcg(folio);
+	while (memcg && !mem_cgroup_online(memcg) && parent_mem_cgroup(memcg))
+		memcg = parent_mem_cgroup(memcg);
+	if (memcg) {
+		memcg_id = mem_cgroup_id(memcg);
+		cgid = cgroup_id(memcg->css.cgroup);
+		g = ts_mrc_group_for_swap_out(mrc, memcg_id, cgid);
+	}
+	if (!g)
+		goto untracked;
+
+	spin_lock_irqsave(&g->lock, flags);
+	if (g->dead) {
+		spin_unlock_irqrestore(&g->lock, flags);
+		goto untracked;
+	}
+	if (g->cgroup_id != cgid) {
+		if (g->in_swap) {
+			/* Cannot happen while swap entries pin memcg ids. */
+			spin_unlock_irqrestore(&g->lock, flags);
+			goto untracked;
+		}
+		g->cgroup_id = cgid;
+		g->nr_spans = 0;
+		ts_mrc_reset_locked(g);
+	}
+	for (i = 0; i < nr; i++) {
+		atomic64_set(&mrc->slot_stamp[first + i],
+			     (u64)memcg_id << TS_MRC_CLOCK_BITS |
+			     (g->clock & TS_MRC_CLOCK_MASK));
+		ts_mrc_push_stamp_locked(g);
+	}
+	ts_mrc_cur_locked(g)->evictions += nr;
+	spin_unlock_irqrestore(&g->lock, flags);
+	rcu_read_unlock();
+	return;
+
+untracked:
+	rcu_read_unlock();
+	atomic64_add(nr, &mrc->untracked);
+}
+
+void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
+		     unsigned long nr)
+{
+	u64 start;
+
+	if (!mrc)
+		return;
+	start = ts_mrc_time_start(mrc);
+	ts_mrc_stamp_folio(mrc, folio, first, nr);
+	ts_mrc_time_end(&mrc->swap_out_time, start);
+}
+
+/*
+ * A read of @slot into the swap-cache @folio completed (locked: charged to
+ * the memcg that gets the page). @readahead: the kernel read it ahead of
+ * any fault.
+ */
+static void ts_mrc_count_swap_in(struct ts_mrc *mrc, u64 slot,
+				 struct folio *folio, bool readahead)
+{
+	struct ts_mrc_group *g;
+	struct mem_cgroup *memcg;
+	struct ts_mrc_window *w;
+	unsigned long flags;
+	u64 old, distance;
+
+	old = atomic64_xchg(&mrc->slot_stamp[slot], 0);
+
+	rcu_read_lock();
+	if (old) {
+		g = xa_load(&mrc->groups, old >> TS_MRC_CLOCK_BITS);
+	} else {
+		/*
+		 * Evicted without a stamp (clean: dropped by reclaim without
+		 * a write, as a page read back and never dirtied is) or
+		 * before the module watched: a fault of unknown distance.
+		 */
+		memcg = mem_cgroup_disabled() ? NULL : folio_memcg(folio);
+		g = memcg ? xa_load(&mrc->groups, mem_cgroup_id(memcg)) : NULL;
+	}
+	if (!g)
+		goto out;
+	spin_lock_irqsave(&g->lock, flags);
+	if (g->dead)
+		goto unlock;
+	distance = old ? ts_mrc_pop_stamp_locked(g, old & TS_MRC_CLOCK_MASK) :
+			 U64_MAX;
+	w = ts_mrc_cur_locked(g);
+	if (readahead) {
+		w->readahead_reads++;
+	} else if (distance == U64_MAX) {
+		w->unstamped_faults++;
+	} else {
+		w->hist[ts_mrc_bucket(distance)]++;
+		w->faults++;
+	}
+unlock:
+	spin_unlock_irqrestore(&g->lock, flags);
+out:
+	rcu_read_unlock();
+}
+
+void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
+		    bool readahead)
+{
+	u64 start;
+
+	if (!mrc || slot >= mrc->nr_slots)
+		return;
+	start = ts_mrc_time_start(mrc);
+	ts_mrc_count_swap_in(mrc, slot, folio, readahead);
+	ts_mrc_time_end(&mrc->swap_in_time, start);
+}
+
+/*
+ * @slot is free (swap_slot_free_notify: atomic context). @unwritten: its
+ * last swap-out never reached the device, and neither did its swap-in if
+ * there was one.
+ */
+void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot, bool unwritten)
+{
+	u64 old;
+
+	if (!mrc || slot >= mrc->nr_slots)
+		return;
+	old = atomic64_xchg(&mrc->slot_stamp[slot], 0);
+	if (old)
+		ts_mrc_drop_stamp(mrc, old, unwritten);
+}
+
+/* Sum of both windows into @m (and @hist), for a reader. */
+static void ts_mrc_report_locked(struct ts_mrc_group *g,
+				 struct tesseract_mrc *m, u64 *hist)
+{
+	u64 now = ktime_get_ns();
+	unsigned int b, w;
+
+	ts_mrc_rotate_locked(g, now);
+	m->cgroup_id = g->cgroup_id;
+	m->window_ns = g->prev_ns + (now - g->cur_start_ns);
+	m->evictions = g->win[0].evictions + g->win[1].evictions;
+	m->faults = g->win[0].faults + g->win[1].faults;
+	m->unstamped_faults = g->win[0].unstamped_faults +
+			      g->win[1].unstamped_faults;
+	m->readahead_reads = g->win[0].readahead_reads +
+			     g->win[1].readahead_reads;
+	m->bypassed = g->win[0].bypassed + g->win[1].bypassed;
+	m->in_swap = g->in_swap;
+	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++)
+		for (hist[b] = 0, w = 0; w < 2; w++)
+			hist[b] += g->win[w].hist[b];
+}
+
+/*
+ * The tracked group of @cgroup_id, or with @next the one with the
+ * smallest cgroup id above it. Under rcu_read_lock().
+ */
+static struct ts_mrc_group *ts_mrc_find(struct ts_mrc *mrc, u64 cgroup_id,
+					bool next)
+{
+	struct ts_mrc_group *g, *found = NULL;
+	unsigned long index;
+
+	xa_for_each(&mrc->groups, index, g) {
+		if (READ_ONCE(g->dead))
+			continue;
+		if (!next && READ_ONCE(g->cgroup_id) == cgroup_id)
+			return g;
+		if (next && READ_ONCE(g->cgroup_id) > cgroup_id &&
+		    (!found || g->cgroup_id < found->cgroup_id))
+			found = g;
+	}
+	return found;
+}
+
+/* TESSERACT_MRC: see include/uapi/linux/tesseract.h. */
+int ts_mrc_ioctl(struct tesseract_mrc *m)
+{
+	struct ts_mrc *mrc = ts_mrc_active;
+	u64 __user *ubuckets = u64_to_user_ptr(m->buckets);
+	struct ts_mrc_group *g;
+	unsigned int nr;
+	unsigned long flags;
+	u64 *hist;
+	int ret = 0;
+
+	if (!mrc)
+		return -EOPNOTSUPP;
+	if (m->flags & ~(TESSERACT_MRC_RESET | TESSERACT_MRC_NEXT))
+		return -EINVAL;
+	hist = kcalloc(TESSERACT_MRC_BUCKETS, sizeof(*hist), GFP_KERNEL);
+	if (!hist)
+		return -ENOMEM;
+	rcu_read_lock();
+	g = ts_mrc_find(mrc, m->cgroup_id, m->flags & TESSERACT_MRC_NEXT);
+	if (g) {
+		spin_lock_irqsave(&g->lock, flags);
+		ts_mrc_report_locked(g, m, hist);
+		if (m->flags & TESSERACT_MRC_RESET)
+			ts_mrc_reset_locked(g);
+		spin_unlock_irqrestore(&g->lock, flags);
+	}
+	rcu_read_unlock();
+	if (!g) {
+		ret = -ENOENT;
+		goto out;
+	}
+	nr = min_t(u32, m->nr_buckets, TESSERACT_MRC_BUCKETS);
+	if (m->buckets && copy_to_user(ubuckets, hist, nr * sizeof(*hist)))
+		ret = -EFAULT;
+	m->nr_buckets = TESSERACT_MRC_BUCKETS;
+	memset(m->reserved, 0, sizeof(m->reserved));
+out:
+	kfree(hist);
+	return ret;
+}
+
+/* Reset the curve of @cgroup_id, or of every group for 0. */
+static int ts_mrc_reset(struct ts_mrc *mrc, u64 cgroup_id)
+{
+	struct ts_mrc_group *g;
+	unsigned long index, flags;
+	int ret = cgroup_id ? -ENOENT : 0;
+
+	rcu_read_lock();
+	xa_for_each(&mrc->groups, index, g) {
+		if (cgroup_id && READ_ONCE(g->cgroup_id) != cgroup_id)
+			continue;
+		spin_lock_irqsave(&g->lock, flags);
+		ts_mrc_reset_locked(g);
+		spin_unlock_irqrestore(&g->lock, flags);
+		ret = 0;
+	}
+	rcu_read_unlock();
+	return ret;
+}
+
+/*
+ * Free the groups of cgroups that are gone and have nothing left in
+ * swap: the table stays bounded while cgroups come and go.
+ */
+static void ts_mrc_reap(struct work_struct *work)
+{
+	struct ts_mrc *mrc = container_of(to_delayed_work(work), struct ts_mrc,
+					  reaper);
+	struct ts_mrc_group *g;
+	struct cgroup *cgrp;
+	unsigned long index, flags;
+	bool gone;
+
+	xa_for_each(&mrc->groups, index, g) {
+		cgrp = cgroup_get_from_id(READ_ONCE(g->cgroup_id));
+		if (!IS_ERR(cgrp)) {
+			cgroup_put(cgrp);
+			continue;
+		}
+		spin_lock_irqsave(&g->lock, flags);
+		gone = !g->in_swap && !g->dead;
+		if (gone)
+			g->dead = true;
+		spin_unlock_irqrestore(&g->lock, flags);
+		if (!gone)
+			continue;
+		xa_erase_irq(&mrc->groups, index);
+		atomic_dec(&mrc->nr_groups);
+		kfree_rcu(g, rcu);
+	}
+	schedule_delayed_work(&mrc->reaper, TS_MRC_REAP_INTERVAL);
+}
+
+static int ts_mrc_groups_show(struct seq_file *s, void *v)
+{
+	struct ts_mrc *mrc = s->private;
+	struct tesseract_mrc m = {};
+	struct ts_mrc_group *g;
+	unsigned long index, flags;
+	unsigned int b;
+	u64 *hist;
+
+	hist = kcalloc(TESSERACT_MRC_BUCKETS, sizeof(*hist), GFP_KERNEL);
+	if (!hist)
+		return -ENOMEM;
+	rcu_read_lock();
+	xa_for_each(&mrc->groups, index, g) {
+		spin_lock_irqsave(&g->lock, flags);
+		ts_mrc_report_locked(g, &m, hist);
+		spin_unlock_irqrestore(&g->lock, flags);
+		seq_printf(s, "cgroup %llu memcg %lu window_ms %llu evictions %llu faults %llu unstamped_faults %llu readahead_reads %llu bypassed %llu in_swap %llu\n",
+			   m.cgroup_id, index, div_u64(m.window_ns, NSEC_PER_MSEC),
+			   m.evictions, m.faults, m.unstamped_faults,
+			   m.readahead_reads, m.bypassed, m.in_swap);
+		for (b = 0; b < TESSERACT_MRC_BUCKETS; b++)
+			if (hist[b])
+				seq_printf(s, " %llu:%llu",
+					   TESSERACT_MRC_BUCKET_LO(b), hist[b]);
+		seq_putc(s, '\n');
+	}
+	rcu_read_unlock();
+	kfree(hist);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ts_mrc_groups);
+
+static int ts_mrc_reset_write(void *data, u64 cgroup_id)
+{
+	return ts_mrc_reset(data, cgroup_id);
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_mrc_reset_fops, NULL, ts_mrc_reset_write,
+			 "%llu\n");
+
+static int ts_mrc_untracked_get(void *data, u64 *val)
+{
+	*val = atomic64_read(data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_mrc_untracked_fops, ts_mrc_untracked_get, NULL,
+			 "%llu\n");
+
+static int ts_mrc_stamped_get(void *data, u64 *val)
+{
+	struct ts_mrc *mrc = data;
+	u64 slot, n = 0;
+
+	for (slot = 0; slot < mrc->nr_slots; slot++) {
+		if (atomic64_read(&mrc->slot_stamp[slot]))
+			n++;
+		if (!(slot % 65536))
+			cond_resched();
+	}
+	*val = n;
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_mrc_stamped_fops, ts_mrc_stamped_get, NULL,
+			 "%llu\n");
+
+static int ts_mrc_path_ns_show(struct seq_file *s, void *v)
+{
+	struct ts_mrc *mrc = s->private;
+	struct {
+		const char *name;
+		struct ts_mrc_path_time *t;
+	} paths[] = {
+		{ "swap_out", &mrc->swap_out_time },
+		{ "swap_in", &mrc->swap_in_time },
+	};
+	u64 calls;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(paths); i++) {
+		calls = atomic64_read(&paths[i].t->calls);
+		seq_printf(s, "%s calls %llu ns_per_call %llu\n", paths[i].name,
+			   calls, calls ? div64_u64(atomic64_read(&paths[i].t->ns),
+						    calls) : 0);
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ts_mrc_path_ns);
+
+/*
+ * The curves of a swap device of @nr_slots slots; *@mrcp stays NULL when
+ * they are off (module parameter mrc=0): then nothing is stamped.
+ */
+int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp)
+{
+	struct ts_mrc *mrc;
+	struct dentry *dir;
+
+	*mrcp = NULL;
+	if (!ts_mrc_param)
+		return 0;
+	mrc = kzalloc(sizeof(*mrc), GFP_KERNEL);
+	if (!mrc)
+		return -ENOMEM;
+	mrc->nr_slots = nr_slots;
+	mrc->slot_stamp = kvcalloc(nr_slots, sizeof(*mrc->slot_stamp),
+				   GFP_KERNEL);
+	if (!mrc->slot_stamp) {
+		kfree(mrc);
+		return -ENOMEM;
+	}
+	xa_init_flags(&mrc->groups, XA_FLAGS_LOCK_IRQ);
+	INIT_DELAYED_WORK(&mrc->reaper, ts_mrc_reap);
+	schedule_delayed_work(&mrc->reaper, TS_MRC_REAP_INTERVAL);
+
+	dir = debugfs_create_dir("mrc", ts_debugfs_root);
+	mrc->debugfs = dir;
+	debugfs_create_file("groups", 0400, dir, mrc, &ts_mrc_groups_fops);
+	debugfs_create_file_unsafe("reset", 0200, dir, mrc,
+				   &ts_mrc_reset_fops);
+	debugfs_create_file_unsafe("untracked", 0444, dir, &mrc->untracked,
+				   &ts_mrc_untracked_fops);
+	debugfs_create_file_unsafe("stamped_slots", 0400, dir, mrc,
+				   &ts_mrc_stamped_fops);
+	debugfs_create_bool("time_paths", 0600, dir, &mrc->time_paths);
+	debugfs_create_file("path_ns", 0400, dir, mrc, &ts_mrc_path_ns_fops);
+	WRITE_ONCE(ts_mrc_active, mrc);
+	*mrcp = mrc;
+	return 0;
+}
+
+/* After the swap device stopped: nothing stamps or reads any more. */
+void ts_mrc_destroy(struct ts_mrc *mrc)
+{
+	struct ts_mrc_group *g;
+	unsigned long index;
+
+	if (!mrc)
+		return;
+	WRITE_ONCE(ts_mrc_active, NULL);
+	debugfs_remove_recursive(mrc->debugfs);
+	cancel_delayed_work_sync(&mrc->reaper);
+	xa_for_each(&mrc->groups, index, g) {
+		xa_erase_irq(&mrc->groups, index);
+		kfree_rcu(g, rcu);
+	}
+	xa_destroy(&mrc->groups);
+	kvfree(mrc->slot_stamp);
+	kfree(mrc);
+}
