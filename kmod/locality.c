@@ -313,6 +313,10 @@ static long ts_control_ioctl(struct file *file, unsigned int cmd,
 	case TESSERACT_MRC:
 		if (copy_from_user(&mrc, argp, sizeof(mrc)))
 			return -EFAULT;
+		/* Reading a curve is a look; clearing it, a change. */
+		if ((mrc.flags & TESSERACT_MRC_RESET) &&
+		    !(file->f_mode & FMODE_WRITE))
+			return -EBADF;
 		ret = ts_mrc_ioctl(&mrc);
 		if (!ret && copy_to_user(argp, &mrc, sizeof(mrc)))
 			ret = -EFAULT;

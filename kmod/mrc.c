@@ -17,7 +17,9 @@
  * swap in "spans" of consecutive stamps with a count of those still in
  * swap, merged as they age (DGIM): recent spans are a few stamps wide and
  * exact, old ones coarse. A distance is the sum of the newer spans plus an
- * even share of the page's own span, within a few percent at any age.
+ * even share of the page's own span: close when a span's pages come back in
+ * any order but their own (within 6 % in random order), far off when the
+ * newest of a wide span come back first (a reverse scan: up to its width).
  *
  * Stamps are taken in the swap-out hook at swap_writepage() (swapdev.c),
  * which also sees swap-outs that never reach the device (the 6.12 zeromap,
@@ -164,7 +166,7 @@ static int mrc_window_s_set(const char *val, const struct kernel_param *kp)
 {
 	unsigned int s;
 
-	if (kstrtouint(val, 0, &s) || s > TS_MRC_WINDOW_S_MAX) {
+	if (kstrtouint(val, 10, &s) || s > TS_MRC_WINDOW_S_MAX) {
 		pr_err("mrc_window_s=%s: not a number of seconds from 0 to %u\n",
 		       val, TS_MRC_WINDOW_S_MAX);
 		return -EINVAL;
@@ -202,7 +204,7 @@ static void ts_mrc_window_clear(struct ts_mrc_window *w)
 /*
  * Move to a new window if the current one is over. A window with nothing
  * in it still counts as time: an idle stretch of two windows or more
- * leaves one empty window behind.
+ * leaves both windows empty, the previous one a window long.
  */
 static void ts_mrc_rotate_locked(struct ts_mrc_group *g, u64 now)
 {
@@ -215,7 +217,7 @@ static void ts_mrc_rotate_locked(struct ts_mrc_group *g, u64 now)
 		g->cur ^= 1;
 		g->prev_ns = elapsed;
 	} else {
-		ts_mrc_window_clear(&g->win[g->cur]);
+		ts_mrc_window_clear(&g->win[g->cur ^ 1]);
 		g->prev_ns = window_ns;
 	}
 	ts_mrc_window_clear(&g->win[g->cur]);

@@ -31,6 +31,7 @@
 #define BACKING		"/dev/vdb"
 #define PARAMS		"backing=" BACKING " mrc_window_s=0"
 #define PAGE_CLUSTER	"/proc/sys/vm/page-cluster"
+#define WINDOW_PARAM	"/sys/module/tesseract/parameters/mrc_window_s"
 #define SWAPDEV		"/dev/tsswap0"
 
 struct curve {
@@ -359,6 +360,31 @@ TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
 	EXPECT_EQ(0ULL, c.m.faults);
 	EXPECT_EQ(0ULL, c.m.evictions);
+}
+
+/*
+ * With a window of a second, two idle seconds and more leave nothing: an
+ * idle group reads as idle, not as its last busy window.
+ */
+TEST_F_TIMEOUT(mrc, window_forgets_an_idle_past, 300)
+{
+	size_t n = 1536;
+	struct workload w = {
+		.name = GROUP_A, .max_pages = 1024, .pages = n,
+		.warmup = 0, .rounds = 3, .fn = cyclic, .arg = &n,
+	};
+	struct curve c;
+
+	ASSERT_EQ(0, ts_write_str(WINDOW_PARAM, "1"));
+	ASSERT_EQ(0, workload_run(&w));
+	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	log_curve(_metadata, "busy", &c);
+	ASSERT_LT(0ULL, c.m.evictions + c.m.faults);
+	sleep(3);
+	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	EXPECT_EQ(0ULL, c.m.evictions);
+	EXPECT_EQ(0ULL, c.m.faults);
+	EXPECT_LE(1000000000ULL, c.m.window_ns);
 }
 
 /*

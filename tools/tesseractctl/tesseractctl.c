@@ -33,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -1990,9 +1991,10 @@ static int mrc_plot(const struct mrc_curve *c, const char *file)
 		"fig.tight_layout()\n"
 		"fig.savefig(out, dpi=100)\n";
 	double secs = c->m.window_ns / 1e9, max = mrc_max_distance(c), x;
-	char cmd[PATH_MAX + 512], tmp[] = "/tmp/tesseractctl-plot-XXXXXX";
+	char title[PATH_MAX + 64], tmp[] = "/tmp/tesseractctl-plot-XXXXXX";
+	int fd, pipefd[2], status;
 	FILE *f, *py;
-	int fd, ret;
+	pid_t pid;
 
 	fd = mkstemp(tmp);
 	f = fd < 0 ? NULL : fdopen(fd, "w");
@@ -2002,12 +2004,32 @@ static int mrc_plot(const struct mrc_curve *c, const char *file)
 	}
 	fputs(script, f);
 	fclose(f);
-	snprintf(cmd, sizeof(cmd),
-		 "python3 %s '%s' 'miss-ratio curve of cgroup %s'", tmp, file,
+	/*
+	 * No shell: cgroup names are chosen by whoever may create cgroups
+	 * (delegated subtrees), and must not become commands run as root.
+	 */
+	snprintf(title, sizeof(title), "miss-ratio curve of cgroup %s",
 		 cgroup_path(c->m.cgroup_id));
-	py = popen(cmd, "w");
+	if (pipe(pipefd)) {
+		err("plot: %s", strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[0], STDIN_FILENO);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		execlp("python3", "python3", tmp, file, title, (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[0]);
+	py = pid < 0 ? NULL : fdopen(pipefd[1], "w");
 	if (!py) {
 		err("plot: cannot run python3: %s", strerror(errno));
+		close(pipefd[1]);
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
 		unlink(tmp);
 		return -1;
 	}
@@ -2016,10 +2038,12 @@ static int mrc_plot(const struct mrc_curve *c, const char *file)
 	for (x = 0; x <= max * 1.05; x += max > 400 ? max / 400 : 1)
 		fprintf(py, "%f %f\n", x / MIB_PAGES,
 			mrc_misses_at(c, x) / secs);
-	ret = pclose(py);
+	fclose(py);
+	status = -1;
+	waitpid(pid, &status, 0);
 	unlink(tmp);
-	if (ret) {
-		err("plot: python3 with matplotlib failed (%d)", ret);
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		err("plot: python3 with matplotlib failed (status %d)", status);
 		return -1;
 	}
 	return 0;
@@ -2094,7 +2118,7 @@ static int cmd_mrc(int argc, char **argv)
 	}
 	if (optind == argc - 1 && cgroup_id_of(argv[optind], &id))
 		return EXIT_USAGE;
-	fd = ctl_open(O_RDONLY);
+	fd = ctl_open(flags & TESSERACT_MRC_RESET ? O_RDWR : O_RDONLY);
 	if (fd < 0)
 		return EXIT_FAIL;
 
