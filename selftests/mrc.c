@@ -34,66 +34,14 @@
 #define WINDOW_PARAM	"/sys/module/tesseract/parameters/mrc_window_s"
 #define SWAPDEV		"/dev/tsswap0"
 
-struct curve {
-	struct tesseract_mrc m;
-	__u64 hist[TESSERACT_MRC_BUCKETS];
-};
-
-/* TESSERACT_MRC of cgroup @name (NULL: @m->cgroup_id as it is). */
-static int mrc_read(const char *name, __u32 flags, struct curve *c)
-{
-	char path[256];
-	struct stat st;
-	int fd, ret;
-
-	memset(c, 0, sizeof(*c));
-	if (name) {
-		snprintf(path, sizeof(path), CGROOT "/%s", name);
-		if (stat(path, &st))
-			return -errno;
-		c->m.cgroup_id = st.st_ino;
-	}
-	c->m.flags = flags;
-	c->m.nr_buckets = TESSERACT_MRC_BUCKETS;
-	c->m.buckets = (uintptr_t)c->hist;
-	fd = open("/dev/tesseract", O_RDWR);
-	if (fd < 0)
-		return -errno;
-	ret = ioctl(fd, TESSERACT_MRC, &c->m) ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
-/*
- * Swap-ins the curve says would still miss with @extra more pages: those
- * of distance @extra or more (distance d needs d + 1 pages), spread
- * evenly over each bucket.
- */
-static double misses_at(const struct curve *c, double extra)
-{
-	double lo, hi, n = 0;
-	unsigned int b;
-
-	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++) {
-		lo = TESSERACT_MRC_BUCKET_LO(b);
-		hi = b + 1 < TESSERACT_MRC_BUCKETS ?
-			TESSERACT_MRC_BUCKET_LO(b + 1) : 2 * lo;
-		if (lo >= extra)
-			n += c->hist[b];
-		else if (hi > extra)
-			n += c->hist[b] * (hi - extra) / (hi - lo);
-	}
-	return n;
-}
-
 /* Swap-ins with a distance in [from, to) pages. */
-static double faults_between(const struct curve *c, double from, double to)
+static double faults_between(const struct ts_mrc_curve *c, double from, double to)
 {
-	return misses_at(c, from) - misses_at(c, to);
+	return ts_mrc_misses_at(c, from) - ts_mrc_misses_at(c, to);
 }
 
 static void log_curve(struct __test_metadata *_metadata, const char *name,
-		      const struct curve *c)
+		      const struct ts_mrc_curve *c)
 {
 	char line[1024];
 	unsigned int b;
@@ -151,7 +99,7 @@ struct workload {
 
 static pid_t workload_start(const struct workload *w)
 {
-	struct curve c;
+	struct ts_mrc_curve c;
 	char max[32];
 	pid_t pid;
 	char *mem;
@@ -170,7 +118,7 @@ static pid_t workload_start(const struct workload *w)
 		_exit(12);
 	for (r = 0; r < w->warmup + w->rounds; r++) {
 		if (r == w->warmup && r &&
-		    mrc_read(w->name, TESSERACT_MRC_RESET, &c))
+		    ts_mrc_read(w->name, TESSERACT_MRC_RESET, &c))
 			_exit(13);
 		w->fn(mem, r, w->arg);
 	}
@@ -212,6 +160,27 @@ static void two_sets(char *mem, int round, void *arg)
 
 	touch(mem, s->a, round);
 	touch(mem, s->a + s->b, round);
+}
+
+/* Group A cycles over 1536 pages with room for 1024, @rounds times. */
+static size_t small_cycle_pages = 1536;
+
+static struct workload small_cycle(int rounds)
+{
+	return (struct workload){
+		.name = GROUP_A, .max_pages = 1024,
+		.pages = small_cycle_pages, .rounds = rounds, .fn = cyclic,
+		.arg = &small_cycle_pages,
+	};
+}
+
+/* The curve of @group counts no eviction and no fault. */
+static void expect_nothing_counted(struct __test_metadata *_metadata,
+				   const char *group, struct ts_mrc_curve *c)
+{
+	ASSERT_EQ(0, ts_mrc_read(group, 0, c));
+	EXPECT_EQ(0ULL, c->m.faults);
+	EXPECT_EQ(0ULL, c->m.evictions);
 }
 
 static void remove_group(const char *name)
@@ -258,17 +227,17 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
 		.warmup = 2, .rounds = 3, .fn = cyclic, .arg = &n,
 	};
 	long long pswpin = ts_vmstat("pswpin");
-	struct curve c;
+	struct ts_mrc_curve c;
 	double all;
 
 	ASSERT_EQ(0, workload_run(&w));
 	pswpin = ts_vmstat("pswpin") - pswpin;
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
 	log_curve(_metadata, GROUP_A, &c);
 	all = c.m.faults;
 	TH_LOG("pswpin %lld; misses predicted at +%zu pages: %.0f, at +%zu: %.0f, at +%zu: %.0f",
-	       pswpin, gap * 85 / 100, misses_at(&c, gap * 0.85), gap,
-	       misses_at(&c, gap), gap * 125 / 100, misses_at(&c, gap * 1.25));
+	       pswpin, gap * 85 / 100, ts_mrc_misses_at(&c, gap * 0.85), gap,
+	       ts_mrc_misses_at(&c, gap), gap * 125 / 100, ts_mrc_misses_at(&c, gap * 1.25));
 	/* Every round faults about N - M pages back in. */
 	ASSERT_LE(w.rounds * gap * 8 / 10, c.m.faults);
 	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
@@ -276,14 +245,14 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
 	 * Reclaim is not exact LRU (6.12 put up to 9 % of a run a quarter
 	 * below the step), but nothing comes back much earlier.
 	 */
-	EXPECT_LE(0.85 * all, misses_at(&c, gap * 0.85));
-	EXPECT_LE(0.97 * all, misses_at(&c, gap * 0.5));
+	EXPECT_LE(0.85 * all, ts_mrc_misses_at(&c, gap * 0.85));
+	EXPECT_LE(0.97 * all, ts_mrc_misses_at(&c, gap * 0.5));
 	/*
 	 * Reclaim at memory.max overshoots in batches, more so on a busy
 	 * host: a few pages wait behind more than N - M others.
 	 */
-	EXPECT_GE(0.1 * all, misses_at(&c, gap * 1.25));
-	EXPECT_GE(0.03 * all, misses_at(&c, gap * 1.5));
+	EXPECT_GE(0.1 * all, ts_mrc_misses_at(&c, gap * 1.25));
+	EXPECT_GE(0.03 * all, ts_mrc_misses_at(&c, gap * 1.5));
 
 	/* The operator's view of the same curve: a table, and a plot. */
 	unlink("/tmp/ts-mrc.png");
@@ -306,10 +275,10 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 		.warmup = 1, .rounds = 2, .fn = two_sets, .arg = &s,
 	};
 	double all, first, second, between;
-	struct curve c;
+	struct ts_mrc_curve c;
 
 	ASSERT_EQ(0, workload_run(&w));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
 	log_curve(_metadata, GROUP_A, &c);
 	all = c.m.faults;
 	first = faults_between(&c, step1 * 0.85, step1 * 1.2);
@@ -322,29 +291,25 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 	EXPECT_LE(0.2 * all, first);
 	EXPECT_LE(0.5 * all, second);
 	EXPECT_GE(0.1 * all, between);
-	EXPECT_GE(0.05 * all, misses_at(&c, step2 * 1.2));
+	EXPECT_GE(0.05 * all, ts_mrc_misses_at(&c, step2 * 1.2));
 }
 
 /* A reset empties the curve and leaves the pages in swap counted. */
 TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 {
-	size_t n = 1536;
-	struct workload w = {
-		.name = GROUP_A, .max_pages = 1024, .pages = n,
-		.warmup = 0, .rounds = 3, .fn = cyclic, .arg = &n,
-	};
+	struct workload w = small_cycle(3);
 	pid_t pid;
-	struct curve c;
+	struct ts_mrc_curve c;
 	unsigned int b;
 	__u64 sum = 0;
 
 	pid = workload_start(&w);
 	ASSERT_EQ(0, workload_wait(pid));
-	ASSERT_EQ(0, mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c));
 	log_curve(_metadata, "before reset", &c);
 	ASSERT_LT(0ULL, c.m.faults);
 	ASSERT_LT(0ULL, c.m.evictions);
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
 	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++)
 		sum += c.hist[b];
 	EXPECT_EQ(0ULL, c.m.faults);
@@ -354,12 +319,10 @@ TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 	/* The debugfs reset (0: every group) does the same. */
 	w.rounds = 2;
 	ASSERT_EQ(0, workload_run(&w));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
 	ASSERT_LT(0ULL, c.m.faults);
 	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/mrc/reset", "0"));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
-	EXPECT_EQ(0ULL, c.m.faults);
-	EXPECT_EQ(0ULL, c.m.evictions);
+	expect_nothing_counted(_metadata, GROUP_A, &c);
 }
 
 /*
@@ -368,22 +331,16 @@ TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
  */
 TEST_F_TIMEOUT(mrc, window_forgets_an_idle_past, 300)
 {
-	size_t n = 1536;
-	struct workload w = {
-		.name = GROUP_A, .max_pages = 1024, .pages = n,
-		.warmup = 0, .rounds = 3, .fn = cyclic, .arg = &n,
-	};
-	struct curve c;
+	struct workload w = small_cycle(3);
+	struct ts_mrc_curve c;
 
 	ASSERT_EQ(0, ts_write_str(WINDOW_PARAM, "1"));
 	ASSERT_EQ(0, workload_run(&w));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
 	log_curve(_metadata, "busy", &c);
 	ASSERT_LT(0ULL, c.m.evictions + c.m.faults);
 	sleep(3);
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &c));
-	EXPECT_EQ(0ULL, c.m.evictions);
-	EXPECT_EQ(0ULL, c.m.faults);
+	expect_nothing_counted(_metadata, GROUP_A, &c);
 	EXPECT_LE(1000000000ULL, c.m.window_ns);
 }
 
@@ -393,12 +350,8 @@ TEST_F_TIMEOUT(mrc, window_forgets_an_idle_past, 300)
  */
 TEST_F_TIMEOUT(mrc, off_records_nothing, 300)
 {
-	size_t n = 1536;
-	struct workload w = {
-		.name = GROUP_A, .max_pages = 1024, .pages = n,
-		.warmup = 0, .rounds = 2, .fn = cyclic, .arg = &n,
-	};
-	struct curve c;
+	struct workload w = small_cycle(2);
+	struct ts_mrc_curve c;
 	struct stat st;
 	int kmsg;
 
@@ -414,7 +367,7 @@ TEST_F_TIMEOUT(mrc, off_records_nothing, 300)
 	ASSERT_EQ(0, ts_swap_up(PARAMS " mrc=0"));
 	ASSERT_EQ(0, workload_run(&w));
 	EXPECT_LT(0, ts_swapdev_counter("reads"));
-	EXPECT_EQ(-EOPNOTSUPP, mrc_read(GROUP_A, 0, &c));
+	EXPECT_EQ(-EOPNOTSUPP, ts_mrc_read(GROUP_A, 0, &c));
 	EXPECT_NE(0, stat(TS_DEBUGFS "/mrc", &st));
 }
 
@@ -433,23 +386,23 @@ TEST_F_TIMEOUT(mrc, cgroups_are_isolated, 300)
 		.name = GROUP_B, .max_pages = mb, .pages = nb,
 		.warmup = 1, .rounds = 6, .fn = cyclic, .arg = &nb,
 	};
-	struct curve a, b;
+	struct ts_mrc_curve a, b;
 	pid_t pa, pb;
 
 	pa = workload_start(&wa);
 	pb = workload_start(&wb);
 	ASSERT_EQ(0, workload_wait(pa));
 	ASSERT_EQ(0, workload_wait(pb));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &a));
-	ASSERT_EQ(0, mrc_read(GROUP_B, 0, &b));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_B, 0, &b));
 	log_curve(_metadata, GROUP_A, &a);
 	log_curve(_metadata, GROUP_B, &b);
 	ASSERT_NE(a.m.cgroup_id, b.m.cgroup_id);
 	ASSERT_LE(wa.rounds * (na - ma) * 8 / 10, a.m.faults);
 	ASSERT_LE(wb.rounds * (nb - mb) * 8 / 10, b.m.faults);
 	/* A's step is at +2048, B's at +512: nothing of one near the other. */
-	EXPECT_GE(0.05 * a.m.faults, misses_at(&a, 0) - misses_at(&a, 1500));
-	EXPECT_GE(0.05 * b.m.faults, misses_at(&b, 1000));
+	EXPECT_GE(0.05 * a.m.faults, ts_mrc_misses_at(&a, 0) - ts_mrc_misses_at(&a, 1500));
+	EXPECT_GE(0.05 * b.m.faults, ts_mrc_misses_at(&b, 1000));
 	/* Each group's evictions are its own pages only. */
 	EXPECT_GE((wa.warmup + wa.rounds) * na * 12 / 10, a.m.evictions);
 	EXPECT_GE((wb.warmup + wb.rounds) * nb * 12 / 10, b.m.evictions);
@@ -464,7 +417,7 @@ TEST_F_TIMEOUT(mrc, freed_slots_keep_no_stamp, 300)
 	size_t pages = 2048, resident;
 	long long stamped;
 	__u64 faults_a;
-	struct curve a, b;
+	struct ts_mrc_curve a, b;
 	char *mem;
 	pid_t pid;
 	int status;
@@ -481,7 +434,7 @@ TEST_F_TIMEOUT(mrc, freed_slots_keep_no_stamp, 300)
 		resident = ts_push_to_swap(GROUP_A, mem, pages * PAGE);
 		if (resident > pages / 10)
 			_exit(12);
-		if (mrc_read(GROUP_A, 0, &a) || a.m.in_swap < pages * 9 / 10)
+		if (ts_mrc_read(GROUP_A, 0, &a) || a.m.in_swap < pages * 9 / 10)
 			_exit(13);
 		/* Exit frees every slot: no swap-in. */
 		_exit(0);
@@ -492,7 +445,7 @@ TEST_F_TIMEOUT(mrc, freed_slots_keep_no_stamp, 300)
 	ASSERT_EQ(0, swapoff(SWAPDEV));
 	ASSERT_EQ(0, ts_read_ll(TS_DEBUGFS "/mrc/stamped_slots", &stamped));
 	EXPECT_EQ(0, stamped);
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &a));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
 	log_curve(_metadata, GROUP_A, &a);
 	EXPECT_EQ(0ULL, a.m.in_swap);
 	/* Only what reclaim took of the child's own stack came back. */
@@ -517,15 +470,15 @@ TEST_F_TIMEOUT(mrc, freed_slots_keep_no_stamp, 300)
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_EQ(0, WEXITSTATUS(status));
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &a));
-	ASSERT_EQ(0, mrc_read(GROUP_B, 0, &b));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_B, 0, &b));
 	log_curve(_metadata, GROUP_B, &b);
 	EXPECT_EQ(faults_a, a.m.faults);
 	EXPECT_EQ(0ULL, a.m.in_swap);
 	EXPECT_LE(pages * 8 / 10, b.m.faults);
 	EXPECT_EQ(0ULL, b.m.unstamped_faults);
 	/* Pushed all at once, read back in order: none waited beyond pages. */
-	EXPECT_EQ(0, misses_at(&b, pages));
+	EXPECT_EQ(0, ts_mrc_misses_at(&b, pages));
 }
 
 /*
@@ -538,7 +491,7 @@ TEST_F_TIMEOUT(mrc, bypassed_swap_outs_are_counted, 300)
 {
 	size_t pages = 1024;
 	long long writes, reads;
-	struct curve a;
+	struct ts_mrc_curve a;
 	char *mem;
 	pid_t pid;
 	int status;
@@ -564,7 +517,7 @@ TEST_F_TIMEOUT(mrc, bypassed_swap_outs_are_counted, 300)
 	ASSERT_EQ(0, swapoff(SWAPDEV));
 	writes = ts_swapdev_counter("writes") - writes;
 	reads = ts_swapdev_counter("reads") - reads;
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &a));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
 	log_curve(_metadata, GROUP_A, &a);
 	TH_LOG("device writes %lld reads %lld", writes, reads);
 	EXPECT_LE(pages * 9 / 10, a.m.evictions);
@@ -589,7 +542,7 @@ TEST_F_TIMEOUT(mrc, readahead_is_not_a_fault, 300)
 {
 	long long pswpin, swap_ra;
 	size_t pages = 2048;
-	struct curve a;
+	struct ts_mrc_curve a;
 	char *mem;
 	pid_t pid;
 	int status;
@@ -615,7 +568,7 @@ TEST_F_TIMEOUT(mrc, readahead_is_not_a_fault, 300)
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	pswpin = ts_vmstat("pswpin") - pswpin;
 	swap_ra = ts_vmstat("swap_ra") - swap_ra;
-	ASSERT_EQ(0, mrc_read(GROUP_A, 0, &a));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
 	log_curve(_metadata, GROUP_A, &a);
 	TH_LOG("pswpin %lld swap_ra %lld", pswpin, swap_ra);
 	ASSERT_LT((long long)pages / 4, swap_ra);

@@ -666,3 +666,42 @@ long long ts_durable_refs(unsigned long long disk_id)
 	ts_read_ll("/tmp/ts-refs", &n);
 	return n;
 }
+
+int ts_mrc_read(const char *cgroup, __u32 flags, struct ts_mrc_curve *c)
+{
+	char path[256];
+	struct stat st;
+	int fd, ret;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/%s", cgroup);
+	if (stat(path, &st))
+		return -errno;
+	c->m.cgroup_id = st.st_ino;
+	c->m.flags = flags;
+	c->m.nr_buckets = TESSERACT_MRC_BUCKETS;
+	c->m.buckets = (uintptr_t)c->hist;
+	fd = open("/dev/tesseract", O_RDWR);
+	if (fd < 0)
+		return -errno;
+	ret = ioctl(fd, TESSERACT_MRC, &c->m) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+double ts_mrc_misses_at(const struct ts_mrc_curve *c, double extra)
+{
+	double lo, hi, n = 0;
+	unsigned int b;
+
+	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++) {
+		lo = TESSERACT_MRC_BUCKET_LO(b);
+		hi = b + 1 < TESSERACT_MRC_BUCKETS ?
+			TESSERACT_MRC_BUCKET_LO(b + 1) : 2 * lo;
+		if (lo >= extra)
+			n += c->hist[b];
+		else if (hi > extra)
+			n += c->hist[b] * (hi - extra) / (hi - lo);
+	}
+	return n;
+}

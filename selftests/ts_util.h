@@ -67,6 +67,21 @@ void ts_dm_remove(const char *name);
 
 /* Run build/tools/tesseractctl (under $TS_DIR) with @args: exit status. */
 int ts_tool(const char *args);
+
+/* A cgroup's miss-ratio curve, as TESSERACT_MRC reads it. */
+struct ts_mrc_curve {
+	struct tesseract_mrc m;
+	__u64 hist[TESSERACT_MRC_BUCKETS];
+};
+
+/* TESSERACT_MRC (@flags) of the cgroup /sys/fs/cgroup/@cgroup. 0 or -errno. */
+int ts_mrc_read(const char *cgroup, __u32 flags, struct ts_mrc_curve *c);
+/*
+ * Swap-ins the curve says would still miss with @extra more pages: those
+ * of distance @extra or more (distance d needs d + 1 pages), spread
+ * evenly over each bucket.
+ */
+double ts_mrc_misses_at(const struct ts_mrc_curve *c, double extra);
 /*
  * References of disk @disk_id in the durable state of the store on
  * /dev/vdb (checkpoint and journal, as tesseractctl dump reads them).

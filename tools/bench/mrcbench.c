@@ -36,11 +36,6 @@
 #define CGROUP	"ts-mrcbench"
 #define SEED	0x6d7263ULL
 
-struct curve {
-	struct tesseract_mrc m;
-	__u64 hist[TESSERACT_MRC_BUCKETS];
-};
-
 static __u64 rng_state;
 
 static __u64 rng(void)
@@ -49,44 +44,6 @@ static __u64 rng(void)
 	rng_state ^= rng_state >> 7;
 	rng_state ^= rng_state << 17;
 	return rng_state;
-}
-
-static int mrc_read(__u32 flags, struct curve *c)
-{
-	struct stat st;
-	int fd, ret;
-
-	memset(c, 0, sizeof(*c));
-	if (stat("/sys/fs/cgroup/" CGROUP, &st))
-		return -errno;
-	c->m.cgroup_id = st.st_ino;
-	c->m.flags = flags;
-	c->m.nr_buckets = TESSERACT_MRC_BUCKETS;
-	c->m.buckets = (uintptr_t)c->hist;
-	fd = open("/dev/tesseract", O_RDWR);
-	if (fd < 0)
-		return -errno;
-	ret = ioctl(fd, TESSERACT_MRC, &c->m) ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
-/* Swap-ins the curve predicts with @extra more pages (see tesseractctl). */
-static double misses_at(const struct curve *c, double extra)
-{
-	double lo, hi, n = 0;
-	unsigned int b;
-
-	for (b = 0; b < TESSERACT_MRC_BUCKETS; b++) {
-		lo = TESSERACT_MRC_BUCKET_LO(b);
-		hi = b + 1 < TESSERACT_MRC_BUCKETS ?
-			TESSERACT_MRC_BUCKET_LO(b + 1) : 2 * lo;
-		if (lo >= extra)
-			n += c->hist[b];
-		else if (hi > extra)
-			n += c->hist[b] * (hi - extra) / (hi - lo);
-	}
-	return n;
 }
 
 /* Ranks to pages: a fixed shuffle, so that hot pages are not neighbours. */
@@ -156,7 +113,7 @@ static void run_accesses(char *mem, const double *cdf,
  * over the timed accesses, through a pipe from the child.
  */
 static int run_size(size_t pages, long accesses, long warmup, double s,
-		    size_t max_pages, struct curve *c, long long *swapins,
+		    size_t max_pages, struct ts_mrc_curve *c, long long *swapins,
 		    double *secs)
 {
 	long long result[2];
@@ -188,14 +145,14 @@ static int run_size(size_t pages, long accesses, long warmup, double s,
 		memset(mem, 1, pages * PAGE);
 		rng_state = SEED;
 		run_accesses(mem, cdf, perm, pages, warmup);
-		if (c && mrc_read(TESSERACT_MRC_RESET, c))
+		if (c && ts_mrc_read(CGROUP, TESSERACT_MRC_RESET, c))
 			_exit(5);
 		before = ts_vmstat("pswpin");
 		t0 = ts_now();
 		run_accesses(mem, cdf, perm, pages, accesses);
 		result[0] = ts_vmstat("pswpin") - before;
 		result[1] = (long long)((ts_now() - t0) * 1e6);
-		if (c && mrc_read(0, c))
+		if (c && ts_mrc_read(CGROUP, 0, c))
 			_exit(6);
 		if (write(fds[1], result, sizeof(result)) != sizeof(result))
 			_exit(7);
@@ -223,7 +180,7 @@ int main(int argc, char **argv)
 	double s, secs, predicted, err, worst = 0;
 	size_t pages, base;
 	long accesses, warmup;
-	struct curve *c;
+	struct ts_mrc_curve *c;
 	unsigned int b;
 	int i;
 
@@ -257,7 +214,7 @@ int main(int argc, char **argv)
 	for (i = 5; i < argc; i++) {
 		size_t max_pages = strtoul(argv[i], NULL, 0);
 
-		predicted = misses_at(c, (double)(max_pages - base));
+		predicted = ts_mrc_misses_at(c, (double)(max_pages - base));
 		if (i > 5 && run_size(pages, accesses, warmup, s, max_pages,
 				      NULL, &swapins, &secs))
 			return 1;
