@@ -31,6 +31,10 @@
 /* Disk range the tests use, dropped (discarded) at teardown. */
 #define DISK_SECTORS	(64UL << 11)	/* 64 MiB */
 #define SWAPDEV_DEBUGFS	TS_DEBUGFS "/tsswap0"
+/* The image test's device-mapper device. */
+#define ERR_DM		"ts-rc-image"
+#define ERR_SECTORS	(64UL << 11)
+#define ERR_OFFSET	(128UL << 11)	/* on /dev/vda, past DISK_SECTORS */
 /* Guest RAM: buffers of the tests, rings and requests. */
 #define GUEST_RAM	(3 * PAGES * PAGE + (4 << 20))
 
@@ -68,6 +72,11 @@ FIXTURE_SETUP(rc)
 
 FIXTURE_TEARDOWN(rc)
 {
+	/*
+	 * The image test's device, if it stopped half-way: gone once its
+	 * files close, so that it holds /dev/vda for no later program.
+	 */
+	ts_system_quiet("dmsetup --noudevsync remove --deferred " ERR_DM);
 	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
@@ -529,21 +538,22 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 3));
 }
 
-#define ERR_DM		"ts-rc-image"
-#define ERR_SECTORS	(64UL << 11)
-#define ERR_OFFSET	(128UL << 11)	/* on /dev/vda, past DISK_SECTORS */
 
+/*
+ * Switch the image's table. --nolockfs: a suspend would otherwise sync the
+ * device's dirty pages first, and fail with EIO under the error target.
+ */
 static int err_dm_table(const char *target)
 {
 	char cmd[512];
 
 	if (!strcmp(target, "linear"))
 		snprintf(cmd, sizeof(cmd),
-			 "dmsetup --noudevsync reload %s --table '0 %lu linear %s %lu' && dmsetup --noudevsync resume %s",
+			 "dmsetup --noudevsync reload %s --table '0 %lu linear %s %lu' && dmsetup --noudevsync resume --nolockfs %s",
 			 ERR_DM, ERR_SECTORS, DISK, ERR_OFFSET, ERR_DM);
 	else
 		snprintf(cmd, sizeof(cmd),
-			 "dmsetup --noudevsync reload %s --table '0 %lu error' && dmsetup --noudevsync resume %s",
+			 "dmsetup --noudevsync reload %s --table '0 %lu error' && dmsetup --noudevsync resume --nolockfs %s",
 			 ERR_DM, ERR_SECTORS, ERR_DM);
 	return ts_system(cmd);
 }
