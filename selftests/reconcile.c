@@ -538,7 +538,6 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 3));
 }
 
-
 /*
  * Switch the image's table. --nolockfs: a suspend would otherwise sync the
  * device's dirty pages first, and fail with EIO under the error target.
