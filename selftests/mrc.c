@@ -82,6 +82,41 @@ static char *map_pages(size_t pages)
 }
 
 /*
+ * In a child in cgroup @group: fill @pages pages with round @fill (-1:
+ * zeroes), push them to swap (at most a tenth left resident), touch them
+ * again with round @fault. The child's exit status, -1 if none.
+ */
+static int swap_out_and_back(const char *group, size_t pages, int fill,
+			     int fault)
+{
+	int status;
+	char *mem;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		if (ts_cgroup_enter(group))
+			_exit(10);
+		mem = map_pages(pages);
+		if (!mem)
+			_exit(11);
+		if (fill < 0)
+			memset(mem, 0, pages * PAGE);
+		else
+			touch(mem, pages, fill);
+		if (ts_push_to_swap(group, mem, pages * PAGE) > pages / 10)
+			_exit(12);
+		touch(mem, pages, fault);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/*
  * In a child in cgroup @name limited to @max_pages: run @fn(@arg) for
  * @warmup rounds, reset the group's curve (if there were any), run
  * @rounds more.
@@ -454,22 +489,7 @@ TEST_F_TIMEOUT(mrc, freed_slots_keep_no_stamp, 300)
 	ASSERT_EQ(0, swapon(SWAPDEV, 0));
 
 	/* Group B reuses the slots: its pages, its distances. */
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (!pid) {
-		if (ts_cgroup_enter(GROUP_B))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		touch(mem, pages, 2);
-		if (ts_push_to_swap(GROUP_B, mem, pages * PAGE) > pages / 10)
-			_exit(12);
-		touch(mem, pages, 3);
-		_exit(0);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, swap_out_and_back(GROUP_B, pages, 2, 3));
 	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
 	ASSERT_EQ(0, ts_mrc_read(GROUP_B, 0, &b));
 	log_curve(_metadata, GROUP_B, &b);
@@ -492,28 +512,10 @@ TEST_F_TIMEOUT(mrc, bypassed_swap_outs_are_counted, 300)
 	size_t pages = 1024;
 	long long writes, reads;
 	struct ts_mrc_curve a;
-	char *mem;
-	pid_t pid;
-	int status;
 
 	writes = ts_swapdev_counter("writes");
 	reads = ts_swapdev_counter("reads");
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (!pid) {
-		if (ts_cgroup_enter(GROUP_A))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		memset(mem, 0, pages * PAGE);
-		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
-			_exit(12);
-		touch(mem, pages, 0);
-		_exit(0);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, swap_out_and_back(GROUP_A, pages, -1, 0));
 	ASSERT_EQ(0, swapoff(SWAPDEV));
 	writes = ts_swapdev_counter("writes") - writes;
 	reads = ts_swapdev_counter("reads") - reads;
@@ -543,29 +545,11 @@ TEST_F_TIMEOUT(mrc, readahead_is_not_a_fault, 300)
 	long long pswpin, swap_ra;
 	size_t pages = 2048;
 	struct ts_mrc_curve a;
-	char *mem;
-	pid_t pid;
-	int status;
 
 	ASSERT_EQ(0, ts_write_str(PAGE_CLUSTER, "3"));
 	pswpin = ts_vmstat("pswpin");
 	swap_ra = ts_vmstat("swap_ra");
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (!pid) {
-		if (ts_cgroup_enter(GROUP_A))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		touch(mem, pages, 1);
-		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
-			_exit(12);
-		touch(mem, pages, 2);
-		_exit(0);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, swap_out_and_back(GROUP_A, pages, 1, 2));
 	pswpin = ts_vmstat("pswpin") - pswpin;
 	swap_ra = ts_vmstat("swap_ra") - swap_ra;
 	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &a));
