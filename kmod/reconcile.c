@@ -947,19 +947,40 @@ static u64 ts_disk_pending_end(struct ts_disk *disk)
  */
 static int ts_disk_commit(struct ts_disk *disk, u64 end)
 {
+	struct ts_record *recs = NULL;
 	unsigned int nr;
 	int ret = 0;
 
+	lockdep_assert_held(&disk->commit_lock);
 	if (!ts_store)
 		return 0;
+	/*
+	 * The journal write goes without disk->lock, which every change of
+	 * refs takes to log its record: guest requests go on meanwhile. It
+	 * writes a copy, since an append may move the array. ts_maps_sem
+	 * keeps checkpoints out and commit_lock other commits of the disk:
+	 * nothing settles these records meanwhile.
+	 */
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	nr = ts_disk_pending_before(disk, end);
-	if (nr)
-		ret = ts_journal_commit(ts_store, disk->pending, nr);
-	if (nr && !ret)
-		ts_disk_settle(ts_store, disk, nr);
+	if (nr) {
+		recs = kvmalloc_array(nr, sizeof(*recs), GFP_KERNEL);
+		if (recs)
+			memcpy(recs, disk->pending, nr * sizeof(*recs));
+		else
+			ret = -ENOMEM;
+	}
 	mutex_unlock(&disk->lock);
+	if (recs) {
+		ret = ts_journal_commit(ts_store, recs, nr);
+		kvfree(recs);
+	}
+	if (nr && !ret) {
+		mutex_lock(&disk->lock);
+		ts_disk_settle(ts_store, disk, nr);
+		mutex_unlock(&disk->lock);
+	}
 	up_read(&ts_maps_sem);
 	return ret == -ENOSPC ? ts_checkpoint_all(disk, end) : ret;
 }
