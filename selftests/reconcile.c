@@ -17,6 +17,7 @@
 #include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <linux/tesseract.h>
 
 #include "kselftest_harness.h"
@@ -536,6 +537,160 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 8, 3));
+}
+
+/*
+ * The store on a device-mapper device over /dev/vdb, whose writes can be
+ * made slow: a commit's journal write then takes seconds.
+ */
+#define SLOW_DM		"ts-rc-store"
+#define SLOW_WRITE_MS	5000
+
+FIXTURE(slow_journal) {
+	struct vblk_dev dev;
+	int disk_fd;
+	char *buf, *check;
+	unsigned long long store_sectors;
+};
+
+static int slow_dm_table(unsigned long long sectors, unsigned int write_ms)
+{
+	char cmd[512];
+
+	/* Reads stay fast: only the journal (and swap-outs) wait. */
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup --noudevsync reload %s --table '0 %llu delay /dev/vdb 0 0 /dev/vdb 0 %u' && dmsetup --noudevsync resume --nolockfs %s",
+		 SLOW_DM, sectors, write_ms, SLOW_DM);
+	return ts_system(cmd);
+}
+
+FIXTURE_SETUP(slow_journal)
+{
+	unsigned long long bytes = 0;
+	char table[128], store[64], params[96];
+	int fd;
+
+	vblk_init(&self->dev);
+	self->disk_fd = -1;
+	ts_module_ensure_unloaded();
+	fd = open("/dev/vdb", O_RDONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
+	close(fd);
+	self->store_sectors = bytes >> 9;
+	ASSERT_EQ(0, ts_format("/dev/vdb"));
+	snprintf(table, sizeof(table), "0 %llu delay /dev/vdb 0 0",
+		 self->store_sectors);
+	ASSERT_EQ(0, ts_dm_create(SLOW_DM, table, store, sizeof(store)));
+	snprintf(params, sizeof(params), "backing=%s", store);
+	ASSERT_EQ(0, ts_swap_up_on_store(params));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->check);
+}
+
+FIXTURE_TEARDOWN(slow_journal)
+{
+	if (self->store_sectors)
+		slow_dm_table(self->store_sectors, 0);
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+	ts_dm_remove(SLOW_DM);
+}
+
+/*
+ * A commit writes the journal while the guest's requests go on: none waits
+ * for the journal's write, however slow the store. Each change of the
+ * references logs a record under the disk's mutex; a commit holding that
+ * mutex over its journal write stalled every request of the disk for as
+ * long (bench-dp's slowest requests).
+ */
+TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
+{
+	const unsigned long per_req = 32, first = 448;
+	const unsigned long chunks = PAGES / per_req;
+	double t, worst = 0, start, committed = 0;
+	int i, bad, reqs = 0, overlapped = 0;
+	unsigned long p;
+	__u64 id = 0;
+
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_GET_DISK_ID, &id));
+	/*
+	 * 1 + 512 + 448 records pending, just short of the 1024 at which the
+	 * commit worker starts; then 512 more, the 64th of which starts it.
+	 */
+	write_swapped(_metadata, &self->dev, self->buf, 0, 10, 1);
+	ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, self->buf, PAGES, 10,
+					       2));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
+				   PAGES * SECTORS, self->buf, first, false));
+	EXPECT_EQ(0, ts_durable_refs(id));
+	ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, self->buf, PAGES, 10,
+					       3));
+	ts_fill_pages(self->check, PAGES, 11, 1);
+	ASSERT_EQ(0, slow_dm_table(self->store_sectors, SLOW_WRITE_MS));
+
+	start = ts_now();
+	for (p = 0; p < PAGES; p += per_req) {
+		t = ts_now();
+		ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT,
+				     (2 * PAGES + p) * SECTORS,
+				     self->buf + p * PAGE, per_req * PAGE, 0,
+				     false));
+		t = ts_now() - t;
+		worst = t > worst ? t : worst;
+	}
+	/*
+	 * The worker writes the journal now, each store write SLOW_WRITE_MS.
+	 * Meanwhile plain writes over the first references drop them, each
+	 * drop a record logged under the disk's mutex, until the commit is
+	 * seen done.
+	 */
+	for (i = 0; !committed && ts_now() - start < 120; i++) {
+		t = ts_now();
+		ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT,
+				     (i % chunks) * per_req * SECTORS,
+				     self->check + (i % chunks) * per_req *
+						   PAGE,
+				     per_req * PAGE, 0, false));
+		t = ts_now() - t;
+		worst = t > worst ? t : worst;
+		reqs++;
+		if (ts_durable_refs(id) >= (long long)(PAGES + first))
+			committed = ts_now() - start;
+		else if (ts_now() - start > SLOW_WRITE_MS / 1000.0)
+			overlapped++;
+	}
+	TH_LOG("commit seen done after %.2f s, %d requests after its first store write, the slowest %.3f s",
+	       committed, overlapped, worst);
+	/* It was slow, and requests overlapped it: none waited for it. */
+	ASSERT_LT(0, committed);
+	EXPECT_LE(SLOW_WRITE_MS / 1000.0, committed);
+	EXPECT_LE(3, overlapped);
+	EXPECT_GT(SLOW_WRITE_MS / 1000.0 / 2, worst);
+
+	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0));
+	/* The disk holds what each request wrote last. */
+	p = (reqs < (int)chunks ? reqs : chunks) * per_req;
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
+				   PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, p, 11, 1));
+	for (bad = 0; p < PAGES; p++)
+		bad += !ts_check_page(self->buf + p * PAGE, 10, p, 1);
+	EXPECT_EQ(0, bad);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
+				   PAGES * SECTORS, self->buf, first, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, first, 10, 2));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
+				   2 * PAGES * SECTORS, self->buf, PAGES,
+				   false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 10, 3));
 }
 
 /*
