@@ -198,6 +198,13 @@ static inline void ts_kiocb_end_async_write(struct kiocb *iocb)
 	}
 #endif
 
+/*
+ * Where the read of every swap-in begins: swap_read_folio() since 6.10,
+ * swap_readpage() before, tried in turn (mm/swap.h, which declares them,
+ * is not among the headers we build with).
+ */
+#define TS_SWAP_IN_FUNCTIONS	{ "swap_read_folio", "swap_readpage" }
+
 /* The swap entry of a swap-cache folio's first page (6.6 made it a field). */
 static inline swp_entry_t ts_folio_swap_entry(struct folio *folio)
 {

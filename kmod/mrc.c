@@ -21,13 +21,18 @@
  * any order but their own (within 6 % in random order), far off when the
  * newest of a wide span come back first (a reverse scan: up to its width).
  *
- * Stamps are taken in the swap-out hook at swap_writepage() (swapdev.c),
- * which also sees swap-outs that never reach the device (the 6.12 zeromap,
- * zswap): those pages did leave memory, so they move the clock; their
- * swap-ins never reach the device, so they count as "bypassed" when their
- * slot is freed. Reads by swap readahead are not faults: they are counted
- * apart, and a readahead page used later is a fault the device never
- * sees (Documentation/admin-guide.rst).
+ * A page is stamped when reclaim takes it out of memory, at
+ * mem_cgroup_swapout() (a hook in swapdev.c): after a write to the device
+ * or none at all, since a page read back and never dirtied leaves again
+ * clean, and the 6.12 zeromap and zswap keep their pages off the device.
+ * Its distance is taken when its swap-in begins, at swap_read_folio()
+ * (swap_readpage() on 6.1, another hook), whether the data then comes
+ * from the device or not; the device's read of it says whether the kernel
+ * faulted it or read it ahead. One that no read of the device follows is
+ * counted when its slot is next evicted or freed, as a fault that
+ * "bypassed" the device. Reads by swap readahead are not faults: they are
+ * counted apart, and a readahead page used later is a fault the device
+ * never sees (Documentation/admin-guide.rst).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -48,12 +53,18 @@
 #include "tesseract.h"
 
 /*
- * A slot's stamp: the evicting group's memcg id above the stamp proper.
- * memcg ids start at 1, so 0 means "no stamp". 48 bits of clock are 2^48
- * evictions of one group (1 EiB) before a distance can be wrong.
+ * A slot's state: the memcg id of its page's group in the top 16 bits;
+ * below them the page's eviction stamp while it is in swap, or from the
+ * start of its swap-in until the device's read of it completes
+ * (TS_MRC_POPPED) its eviction distance, TS_MRC_NO_DISTANCE if it has
+ * none. memcg ids start at 1, so 0 means "nothing". 47 bits of clock are
+ * 2^47 evictions of one group (512 TiB) before a distance can be wrong.
  */
-#define TS_MRC_CLOCK_BITS	48
+#define TS_MRC_ID_SHIFT		48
+#define TS_MRC_POPPED		BIT_ULL(47)
+#define TS_MRC_CLOCK_BITS	47
 #define TS_MRC_CLOCK_MASK	(BIT_ULL(TS_MRC_CLOCK_BITS) - 1)
+#define TS_MRC_NO_DISTANCE	TS_MRC_CLOCK_MASK
 
 /*
  * Spans of each width a group keeps before the two oldest of them merge:
@@ -88,10 +99,18 @@ struct ts_mrc_window {
 	u64 hist[TESSERACT_MRC_BUCKETS];
 };
 
-/* Stamps first..(next span's first - 1), of which live are still in swap. */
+/*
+ * Stamps first..(next span's first - 1), of which live are still in swap,
+ * none of them after first + newer: a page that comes back newest first
+ * (a reverse scan) then has none of its span after it. 16 bytes keep a
+ * group within 8 KiB: live is at most the slots (fewer than 2^32, see
+ * ts_mrc_create()); newer saturates, and a span over 2^32 evictions wide
+ * then counts none of its own pages after any page.
+ */
 struct ts_mrc_span {
 	u64 first;
-	u64 live;
+	u32 live;
+	u32 newer;
 };
 
 struct ts_mrc_group {
@@ -121,12 +140,23 @@ struct ts_mrc_path_time {
 
 struct ts_mrc {
 	u64 nr_slots;
-	atomic64_t *slot_stamp;		/* see TS_MRC_CLOCK_BITS */
+	atomic64_t *slot_stamp;		/* see TS_MRC_ID_SHIFT */
 	struct xarray groups;		/* by memcg id */
 	atomic_t nr_groups;
 	atomic64_t untracked;		/* evictions of no tracked group */
 	struct delayed_work reaper;
 	struct dentry *debugfs;
+
+	/*
+	 * A group comes to be in reclaim, where only an allocation that
+	 * does not sleep can be made, and one of order 3 fails easily: a
+	 * spare allocated in process context comes first, and is replaced
+	 * there (refill). fail_group_alloc (debugfs) fails the allocations
+	 * in reclaim, for tests.
+	 */
+	struct ts_mrc_group *spare;
+	struct work_struct refill;
+	bool fail_group_alloc;
 
 	/*
 	 * The cost of the swap paths, measured on demand (two clock reads a
@@ -243,6 +273,16 @@ static u64 ts_mrc_span_end(struct ts_mrc_group *g, unsigned int i)
 	return i + 1 < g->nr_spans ? g->spans[i + 1].first : g->clock;
 }
 
+/* @old takes in the next span, @new: its pages and its newest bound. */
+static void ts_mrc_span_absorb(struct ts_mrc_span *old,
+			       const struct ts_mrc_span *new)
+{
+	if (new->live)
+		old->newer = min_t(u64, new->first + new->newer - old->first,
+				   U32_MAX);
+	old->live += new->live;
+}
+
 /*
  * A new stamp joins as a span of its own; then, from the newest back, a
  * width that has more than TS_MRC_SPANS_PER_WIDTH spans has its two
@@ -255,6 +295,7 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 	u64 width = 1;
 
 	g->spans[g->nr_spans].first = g->clock++;
+	g->spans[g->nr_spans].newer = 0;
 	g->spans[g->nr_spans].live = 1;
 	g->nr_spans++;
 	g->in_swap++;
@@ -270,7 +311,7 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 		if (same <= TS_MRC_SPANS_PER_WIDTH)
 			break;
 		/* i is the oldest of this width: it absorbs the next one. */
-		g->spans[i].live += g->spans[i + 1].live;
+		ts_mrc_span_absorb(&g->spans[i], &g->spans[i + 1]);
 		memmove(&g->spans[i + 1], &g->spans[i + 2],
 			(g->nr_spans - i - 2) * sizeof(g->spans[0]));
 		g->nr_spans--;
@@ -279,7 +320,7 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 	}
 	/* Bounded by the clock's width; full only if widths were not kept. */
 	if (WARN_ON_ONCE(g->nr_spans == TS_MRC_MAX_SPANS)) {
-		g->spans[0].live += g->spans[1].live;
+		ts_mrc_span_absorb(&g->spans[0], &g->spans[1]);
 		memmove(&g->spans[1], &g->spans[2],
 			(g->nr_spans - 2) * sizeof(g->spans[0]));
 		g->nr_spans--;
@@ -294,7 +335,8 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 {
 	unsigned int lo = 0, hi = g->nr_spans, i, mid;
-	u64 after = 0, end, live;
+	struct ts_mrc_span *span;
+	u64 after = 0, newest;
 
 	if (!hi || stamp < g->spans[0].first || stamp >= g->clock)
 		return U64_MAX;
@@ -306,18 +348,24 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 		else
 			hi = mid;
 	}
-	if (!g->spans[lo].live)
+	span = &g->spans[lo];
+	if (!span->live)
 		return U64_MAX;
 	for (i = lo + 1; i < g->nr_spans; i++)
 		after += g->spans[i].live;
-	/* An even share of the rest of its own span, rounded down. */
-	g->spans[lo].live--;
+	/*
+	 * Of the rest of its own span, an even share of those up to the
+	 * newest still in swap, rounded down. The newest itself back, the
+	 * one before it is the newest that may be left.
+	 */
+	span->live--;
 	g->in_swap--;
-	live = g->spans[lo].live;
-	end = ts_mrc_span_end(g, lo);
-	if (end - g->spans[lo].first > 1)
-		after += div64_u64(live * (end - 1 - stamp),
-				   end - 1 - g->spans[lo].first);
+	newest = span->first + span->newer;
+	if (newest > stamp)
+		after += div64_u64((u64)span->live * (newest - stamp),
+				   span->newer);
+	else if (newest == stamp && stamp > span->first)
+		span->newer--;
 	/* Spans with nothing left in swap at the old end are history. */
 	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++)
 		;
@@ -329,11 +377,30 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 	return after;
 }
 
-static struct ts_mrc_group *ts_mrc_group_alloc(unsigned short memcg_id,
-					       u64 cgroup_id, gfp_t gfp)
+/* In process context: a spare group for reclaim, if it has none. */
+static void ts_mrc_refill(struct work_struct *work)
 {
-	struct ts_mrc_group *g = kzalloc(sizeof(*g), gfp);
+	struct ts_mrc *mrc = container_of(work, struct ts_mrc, refill);
+	struct ts_mrc_group *g;
 
+	if (READ_ONCE(mrc->spare))
+		return;
+	g = kzalloc(sizeof(*g), GFP_KERNEL);
+	if (g && cmpxchg(&mrc->spare, NULL, g))
+		kfree(g);
+}
+
+/* A new group, in reclaim: the spare, else what GFP_NOWAIT can get. */
+static struct ts_mrc_group *ts_mrc_group_alloc(struct ts_mrc *mrc,
+					       unsigned short memcg_id,
+					       u64 cgroup_id)
+{
+	struct ts_mrc_group *g = xchg(&mrc->spare, NULL);
+
+	if (g)
+		schedule_work(&mrc->refill);
+	else if (!READ_ONCE(mrc->fail_group_alloc))
+		g = kzalloc(sizeof(*g), GFP_NOWAIT | __GFP_NOWARN);
 	if (!g)
 		return NULL;
 	g->memcg_id = memcg_id;
@@ -364,7 +431,7 @@ static struct ts_mrc_group *ts_mrc_group_for_swap_out(struct ts_mrc *mrc,
 		atomic_dec(&mrc->nr_groups);
 		return NULL;
 	}
-	g = ts_mrc_group_alloc(memcg_id, cgroup_id, GFP_NOWAIT | __GFP_NOWARN);
+	g = ts_mrc_group_alloc(mrc, memcg_id, cgroup_id);
 	if (!g) {
 		atomic_dec(&mrc->nr_groups);
 		return NULL;
@@ -395,31 +462,58 @@ static void ts_mrc_time_end(struct ts_mrc_path_time *t, u64 start)
 	atomic64_inc(&t->calls);
 }
 
-/* Forget a slot's stamp: its page was freed or written over. */
-static void ts_mrc_drop_stamp(struct ts_mrc *mrc, u64 old, bool bypassed)
+/*
+ * Count a swap-in of @g's page at @distance (TS_MRC_NO_DISTANCE: none):
+ * read ahead, or a fault, whose data came from the device or not.
+ */
+static void ts_mrc_count_locked(struct ts_mrc_group *g, u64 distance,
+				bool readahead, bool bypassed)
+{
+	struct ts_mrc_window *w = ts_mrc_cur_locked(g);
+
+	if (bypassed)
+		w->bypassed++;
+	if (readahead)
+		w->readahead_reads++;
+	else if (distance == TS_MRC_NO_DISTANCE)
+		w->unstamped_faults++;
+	else {
+		w->hist[ts_mrc_bucket(distance)]++;
+		w->faults++;
+	}
+}
+
+/*
+ * A slot's old state goes: a stamp leaves its group's swap (the page was
+ * freed, or the slot written over), a distance whose read never reached
+ * the device (zswap, the zeromap) counts now as a fault that bypassed it.
+ */
+static void ts_mrc_settle(struct ts_mrc *mrc, u64 old)
 {
 	struct ts_mrc_group *g;
 	unsigned long flags;
 
 	rcu_read_lock();
-	g = xa_load(&mrc->groups, old >> TS_MRC_CLOCK_BITS);
+	g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
 	if (g) {
 		spin_lock_irqsave(&g->lock, flags);
-		if (!g->dead) {
+		if (g->dead)
+			goto unlock;
+		if (old & TS_MRC_POPPED)
+			ts_mrc_count_locked(g, old & TS_MRC_CLOCK_MASK, false,
+					    true);
+		else
 			ts_mrc_pop_stamp_locked(g, old & TS_MRC_CLOCK_MASK);
-			if (bypassed)
-				ts_mrc_cur_locked(g)->bypassed++;
-		}
+unlock:
 		spin_unlock_irqrestore(&g->lock, flags);
 	}
 	rcu_read_unlock();
 }
 
 /*
- * A swap-out of @folio to @nr slots from @first begins (swap_writepage(),
- * the folio locked: its memcg is stable). A memcg that went offline
- * charged its swap to its nearest online ancestor, which is where the
- * pages count.
+ * @folio left memory from @nr slots at @first (mem_cgroup_swapout(), its
+ * memcg still set). A memcg that went offline charged its swap to its
+ * nearest online ancestor, which is where the pages count.
  */
 static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 			       u64 first, unsigned long nr)
@@ -433,7 +527,7 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 	for (i = 0; i < nr; i++) {
 		old = atomic64_xchg(&mrc->slot_stamp[first + i], 0);
 		if (old)
-			ts_mrc_drop_stamp(mrc, old, false);
+			ts_mrc_settle(mrc, old);
 	}
 
 	rcu_read_lock();
@@ -465,7 +559,7 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 	}
 	for (i = 0; i < nr; i++) {
 		atomic64_set(&mrc->slot_stamp[first + i],
-			     (u64)memcg_id << TS_MRC_CLOCK_BITS |
+			     (u64)memcg_id << TS_MRC_ID_SHIFT |
 			     (g->clock & TS_MRC_CLOCK_MASK));
 		ts_mrc_push_stamp_locked(g);
 	}
@@ -479,43 +573,75 @@ untracked:
 	atomic64_add(nr, &mrc->untracked);
 }
 
-void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
-		     unsigned long nr)
+void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
+		    unsigned long nr)
 {
 	u64 start;
 
-	if (!mrc)
+	if (!mrc || first >= mrc->nr_slots)
 		return;
+	nr = min_t(u64, nr, mrc->nr_slots - first);
 	start = ts_mrc_time_start(mrc);
 	ts_mrc_stamp_folio(mrc, folio, first, nr);
 	ts_mrc_time_end(&mrc->swap_out_time, start);
 }
 
 /*
- * A read of @slot into the swap-cache @folio completed (locked: charged to
- * the memcg that gets the page). @readahead: the kernel read it ahead of
- * any fault.
+ * The swap-in of @nr slots from @first begins (swap_read_folio(), the
+ * folio locked in the swap cache: nothing evicts or frees these slots
+ * until it is over). Each page leaves its group's swap now, whatever
+ * then reads its data: its stamp becomes its distance.
+ */
+void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
+{
+	struct ts_mrc_group *g;
+	unsigned long flags, i;
+	u64 old, distance;
+
+	if (!mrc || first >= mrc->nr_slots)
+		return;
+	nr = min_t(u64, nr, mrc->nr_slots - first);
+	rcu_read_lock();
+	for (i = 0; i < nr; i++) {
+		old = atomic64_read(&mrc->slot_stamp[first + i]);
+		if (!old || (old & TS_MRC_POPPED))
+			continue;
+		g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
+		distance = U64_MAX;
+		if (g) {
+			spin_lock_irqsave(&g->lock, flags);
+			if (!g->dead)
+				distance = ts_mrc_pop_stamp_locked(g,
+						old & TS_MRC_CLOCK_MASK);
+			spin_unlock_irqrestore(&g->lock, flags);
+		}
+		atomic64_set(&mrc->slot_stamp[first + i],
+			     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED |
+			     min_t(u64, distance, TS_MRC_NO_DISTANCE));
+	}
+	rcu_read_unlock();
+}
+
+/*
+ * The device's read of @slot into the swap-cache @folio completed (locked:
+ * charged to the memcg that gets the page). @readahead: the kernel read it
+ * ahead of any fault.
  */
 static void ts_mrc_count_swap_in(struct ts_mrc *mrc, u64 slot,
 				 struct folio *folio, bool readahead)
 {
 	struct ts_mrc_group *g;
 	struct mem_cgroup *memcg;
-	struct ts_mrc_window *w;
 	unsigned long flags;
-	u64 old, distance;
+	u64 old, distance = TS_MRC_NO_DISTANCE;
 
 	old = atomic64_xchg(&mrc->slot_stamp[slot], 0);
 
 	rcu_read_lock();
 	if (old) {
-		g = xa_load(&mrc->groups, old >> TS_MRC_CLOCK_BITS);
+		g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
 	} else {
-		/*
-		 * Evicted without a stamp (clean: dropped by reclaim without
-		 * a write, as a page read back and never dirtied is) or
-		 * before the module watched: a fault of unknown distance.
-		 */
+		/* Left memory before the module watched: no distance. */
 		memcg = mem_cgroup_disabled() ? NULL : folio_memcg(folio);
 		g = memcg ? xa_load(&mrc->groups, mem_cgroup_id(memcg)) : NULL;
 	}
@@ -524,17 +650,13 @@ static void ts_mrc_count_swap_in(struct ts_mrc *mrc, u64 slot,
 	spin_lock_irqsave(&g->lock, flags);
 	if (g->dead)
 		goto unlock;
-	distance = old ? ts_mrc_pop_stamp_locked(g, old & TS_MRC_CLOCK_MASK) :
-			 U64_MAX;
-	w = ts_mrc_cur_locked(g);
-	if (readahead) {
-		w->readahead_reads++;
-	} else if (distance == U64_MAX) {
-		w->unstamped_faults++;
-	} else {
-		w->hist[ts_mrc_bucket(distance)]++;
-		w->faults++;
-	}
+	if (old & TS_MRC_POPPED)
+		distance = old & TS_MRC_CLOCK_MASK;
+	else if (old)
+		distance = min_t(u64, TS_MRC_NO_DISTANCE,
+				 ts_mrc_pop_stamp_locked(g,
+						old & TS_MRC_CLOCK_MASK));
+	ts_mrc_count_locked(g, distance, readahead, false);
 unlock:
 	spin_unlock_irqrestore(&g->lock, flags);
 out:
@@ -553,12 +675,8 @@ void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
 	ts_mrc_time_end(&mrc->swap_in_time, start);
 }
 
-/*
- * @slot is free (swap_slot_free_notify: atomic context). @unwritten: its
- * last swap-out never reached the device, and neither did its swap-in if
- * there was one.
- */
-void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot, bool unwritten)
+/* @slot is free (swap_slot_free_notify: atomic context). */
+void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot)
 {
 	u64 old;
 
@@ -566,7 +684,7 @@ void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot, bool unwritten)
 		return;
 	old = atomic64_xchg(&mrc->slot_stamp[slot], 0);
 	if (old)
-		ts_mrc_drop_stamp(mrc, old, unwritten);
+		ts_mrc_settle(mrc, old);
 }
 
 /* Sum of both windows into @m (and @hist), for a reader. */
@@ -687,16 +805,19 @@ static void ts_mrc_reap(struct work_struct *work)
 	struct ts_mrc_group *g;
 	struct cgroup *cgrp;
 	unsigned long index, flags;
+	u64 cgroup_id;
 	bool gone;
 
 	xa_for_each(&mrc->groups, index, g) {
-		cgrp = cgroup_get_from_id(READ_ONCE(g->cgroup_id));
+		cgroup_id = READ_ONCE(g->cgroup_id);
+		cgrp = cgroup_get_from_id(cgroup_id);
 		if (!IS_ERR(cgrp)) {
 			cgroup_put(cgrp);
 			continue;
 		}
+		/* Unless a new cgroup took over its memcg id meanwhile. */
 		spin_lock_irqsave(&g->lock, flags);
-		gone = !g->in_swap && !g->dead;
+		gone = !g->in_swap && !g->dead && g->cgroup_id == cgroup_id;
 		if (gone)
 			g->dead = true;
 		spin_unlock_irqrestore(&g->lock, flags);
@@ -809,16 +930,37 @@ int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp)
 	*mrcp = NULL;
 	if (!ts_mrc_param)
 		return 0;
+	/*
+	 * Curves are named by cgroup v2 ids; with the memory controller off
+	 * or on a v1 hierarchy every group would look gone to the reaper.
+	 */
+	if (mem_cgroup_disabled() ||
+	    !cgroup_subsys_on_dfl(memory_cgrp_subsys)) {
+		pr_warn("miss-ratio curves off: the memory controller is not on the cgroup v2 hierarchy\n");
+		return 0;
+	}
+	/* A group is allocated in reclaim: no bigger than kmalloc-8k. */
+	BUILD_BUG_ON(sizeof(struct ts_mrc_group) > 8192);
+	/* A span's live count is 32 bits (struct ts_mrc_span). */
+	if (nr_slots > U32_MAX) {
+		pr_warn("miss-ratio curves off: more than %u swap slots\n",
+			U32_MAX);
+		return 0;
+	}
 	mrc = kzalloc(sizeof(*mrc), GFP_KERNEL);
 	if (!mrc)
 		return -ENOMEM;
 	mrc->nr_slots = nr_slots;
 	mrc->slot_stamp = kvcalloc(nr_slots, sizeof(*mrc->slot_stamp),
 				   GFP_KERNEL);
-	if (!mrc->slot_stamp) {
+	mrc->spare = kzalloc(sizeof(*mrc->spare), GFP_KERNEL);
+	if (!mrc->slot_stamp || !mrc->spare) {
+		kfree(mrc->spare);
+		kvfree(mrc->slot_stamp);
 		kfree(mrc);
 		return -ENOMEM;
 	}
+	INIT_WORK(&mrc->refill, ts_mrc_refill);
 	xa_init_flags(&mrc->groups, XA_FLAGS_LOCK_IRQ);
 	INIT_DELAYED_WORK(&mrc->reaper, ts_mrc_reap);
 	schedule_delayed_work(&mrc->reaper, TS_MRC_REAP_INTERVAL);
@@ -833,6 +975,8 @@ int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp)
 	debugfs_create_file_unsafe("stamped_slots", 0400, dir, mrc,
 				   &ts_mrc_stamped_fops);
 	debugfs_create_bool("time_paths", 0600, dir, &mrc->time_paths);
+	debugfs_create_bool("fail_group_alloc", 0600, dir,
+			    &mrc->fail_group_alloc);
 	debugfs_create_file("path_ns", 0400, dir, mrc, &ts_mrc_path_ns_fops);
 	WRITE_ONCE(ts_mrc_active, mrc);
 	*mrcp = mrc;
@@ -850,6 +994,8 @@ void ts_mrc_destroy(struct ts_mrc *mrc)
 	WRITE_ONCE(ts_mrc_active, NULL);
 	debugfs_remove_recursive(mrc->debugfs);
 	cancel_delayed_work_sync(&mrc->reaper);
+	cancel_work_sync(&mrc->refill);
+	kfree(mrc->spare);
 	xa_for_each(&mrc->groups, index, g) {
 		xa_erase_irq(&mrc->groups, index);
 		kfree_rcu(g, rcu);

@@ -108,6 +108,16 @@ struct ts_swapdev {
 	bool watching_swap_outs;
 
 	/*
+	 * For the miss-ratio curves: hooks where a page leaves memory to
+	 * this device's swap (mem_cgroup_swapout(), written or not: a clean
+	 * page goes without a write) and where its swap-in begins
+	 * (TS_SWAP_IN_FUNCTIONS, whether its data then comes from the device
+	 * or not). Without both there are no curves.
+	 */
+	struct ftrace_ops evict_ops;
+	struct ftrace_ops swap_in_ops;
+
+	/*
 	 * ftrace can still stop calling the hook without telling anyone:
 	 * ftrace_kill(), on an ftrace anomaly, disables it kernel-wide. So
 	 * the hook proves that it is alive: it marks every slot of the folio
@@ -383,8 +393,123 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	bitmap_set(swapdev->slot_announced, first, nr);
 	spin_unlock_irqrestore(&store->lock, flags);
 	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
-	/* Before the zeromap or zswap may keep it: the page leaves memory. */
-	ts_mrc_swap_out(swapdev->mrc, folio, first, nr);
+	/* Even if no write follows (the zeromap): the eviction hook needs it. */
+	WRITE_ONCE(swapdev->swap_type, swp_type(entry));
+}
+
+/*
+ * At the entry of mem_cgroup_swapout(@folio, @entry): reclaim is taking
+ * @folio out of memory, its data in swap at @entry (written now, earlier,
+ * or kept by the zeromap or zswap), under the swap cache's lock, so that
+ * no swap-in of the entry can begin before this returns. 6.12 calls it
+ * after the folio left the swap cache, 6.1 before: @entry says where.
+ */
+static void ts_swapdev_folio_evicted(unsigned long ip, unsigned long parent_ip,
+				     struct ftrace_ops *ops,
+				     struct ftrace_regs *fregs)
+{
+	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
+						  evict_ops);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct folio *folio;
+	swp_entry_t entry;
+
+	if (WARN_ON_ONCE(!regs))
+		return;
+	folio = (struct folio *)regs_get_kernel_argument(regs, 0);
+	entry.val = regs_get_kernel_argument(regs, 1);
+	if (!folio || (int)swp_type(entry) != READ_ONCE(swapdev->swap_type))
+		return;
+	ts_mrc_evicted(swapdev->mrc, folio, swp_offset(entry),
+		       folio_nr_pages(folio));
+}
+
+/*
+ * At the entry of the swap-in read (TS_SWAP_IN_FUNCTIONS): the folio is
+ * locked in the swap cache, its data not read yet. Its first argument is
+ * the folio, or on 6.1 its head page, which is the same address.
+ */
+static void ts_swapdev_swap_in_begins(unsigned long ip,
+				      unsigned long parent_ip,
+				      struct ftrace_ops *ops,
+				      struct ftrace_regs *fregs)
+{
+	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
+						  swap_in_ops);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct folio *folio;
+	struct page *page;
+
+	if (WARN_ON_ONCE(!regs))
+		return;
+	page = (struct page *)regs_get_kernel_argument(regs, 0);
+	if (!page)
+		return;
+	folio = page_folio(page);
+	if (!folio_test_swapcache(folio) ||
+	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
+		return;
+	ts_mrc_swap_in_begins(swapdev->mrc,
+			      swp_offset(ts_folio_swap_entry(folio)),
+			      folio_nr_pages(folio));
+}
+
+static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
+			   const char *const *names, unsigned int nr_names)
+{
+	unsigned int i;
+	int ret = -ENOENT;
+
+	ops->func = func;
+	ops->flags = FTRACE_OPS_FL_SAVE_REGS;
+	for (i = 0; i < nr_names && ret; i++)
+		ret = ftrace_set_filter(ops, (unsigned char *)names[i],
+					strlen(names[i]), 1);
+	if (!ret)
+		ret = register_ftrace_function(ops);
+	if (ret)
+		ftrace_free_filter(ops);
+	return ret;
+}
+
+static void ts_swapdev_unhook(struct ftrace_ops *ops)
+{
+	unregister_ftrace_function(ops);
+	ftrace_free_filter(ops);
+}
+
+/* The curves' hooks, or no curves. */
+static void ts_swapdev_watch_evictions(struct ts_swapdev *swapdev)
+{
+	static const char *const evict[] = { "mem_cgroup_swapout" };
+	static const char *const swap_in[] = TS_SWAP_IN_FUNCTIONS;
+	int ret;
+
+	if (!swapdev->mrc)
+		return;
+	ret = ts_swapdev_hook(&swapdev->evict_ops, ts_swapdev_folio_evicted,
+			      evict, ARRAY_SIZE(evict));
+	if (!ret) {
+		ret = ts_swapdev_hook(&swapdev->swap_in_ops,
+				      ts_swapdev_swap_in_begins, swap_in,
+				      ARRAY_SIZE(swap_in));
+		if (ret)
+			ts_swapdev_unhook(&swapdev->evict_ops);
+	}
+	if (ret) {
+		pr_warn("%s: cannot watch evictions and swap-ins (ftrace: %d): miss-ratio curves off\n",
+			TS_SWAPDEV_NAME, ret);
+		ts_mrc_destroy(swapdev->mrc);
+		swapdev->mrc = NULL;
+	}
+}
+
+static void ts_swapdev_unwatch_evictions(struct ts_swapdev *swapdev)
+{
+	if (!swapdev->mrc)
+		return;
+	ts_swapdev_unhook(&swapdev->swap_in_ops);
+	ts_swapdev_unhook(&swapdev->evict_ops);
 }
 
 /* Reconciliation is safe only while this device sees every swap-out. */
@@ -792,7 +917,6 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	struct ts_swapdev *swapdev = bdev->bd_disk->private_data;
 	struct ts_store *store = swapdev->store;
 	unsigned long flags;
-	bool unwritten;
 
 	if (slot >= swapdev->nr_slots)
 		return;
@@ -803,11 +927,11 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	 * cannot be freed between the hook and the write: the folio in the
 	 * swap cache holds it.
 	 */
-	unwritten = test_and_clear_bit(slot, swapdev->slot_announced);
+	clear_bit(slot, swapdev->slot_announced);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
 		atomic64_inc(&swapdev->stats.frees);
 	spin_unlock_irqrestore(&store->lock, flags);
-	ts_mrc_slot_freed(swapdev->mrc, slot, unwritten);
+	ts_mrc_slot_freed(swapdev->mrc, slot);
 }
 
 static const struct block_device_operations ts_swapdev_fops = {
@@ -1076,10 +1200,11 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 	if (ret)
 		goto free_tables;
 
-	/* Before the hook, which stamps slots. */
+	/* Before the hooks, which stamp slots. */
 	ret = ts_mrc_create(nr_slots, &swapdev->mrc);
 	if (ret)
 		goto free_bioset;
+	ts_swapdev_watch_evictions(swapdev);
 
 	/* Before the device exists: no swap-out may go unseen. */
 	ts_swapdev_watch_swap_outs(swapdev);
@@ -1122,6 +1247,7 @@ unregister:
 	unregister_blkdev(swapdev->major, "tsswap");
 unwatch:
 	ts_swapdev_unwatch_swap_outs(swapdev);
+	ts_swapdev_unwatch_evictions(swapdev);
 	ts_mrc_destroy(swapdev->mrc);
 free_bioset:
 	bioset_exit(&swapdev->bio_set);
@@ -1145,6 +1271,7 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 	put_disk(swapdev->disk);
 	unregister_blkdev(swapdev->major, "tsswap");
 	ts_swapdev_unwatch_swap_outs(swapdev);
+	ts_swapdev_unwatch_evictions(swapdev);
 	ts_mrc_destroy(swapdev->mrc);
 
 	ts_swapdev_release_holds(swapdev);

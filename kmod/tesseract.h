@@ -198,9 +198,10 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 				     swp_entry_t entry, u32 *block);
 
 /*
- * Miss-ratio curves per memory cgroup from swap traffic (mrc.c): stamps at
- * swap-out, eviction distances at swap-in. A NULL ts_mrc (module parameter
- * mrc=0) is valid everywhere and records nothing.
+ * Miss-ratio curves per memory cgroup from swap traffic (mrc.c): stamps
+ * when a page leaves memory, eviction distances when it comes back. A NULL
+ * ts_mrc (module parameter mrc=0, or no hooks) is valid everywhere and
+ * records nothing.
  */
 struct ts_mrc;
 struct tesseract_mrc;
@@ -208,11 +209,12 @@ struct folio;
 
 int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp);
 void ts_mrc_destroy(struct ts_mrc *mrc);
-void ts_mrc_swap_out(struct ts_mrc *mrc, struct folio *folio, u64 first,
-		     unsigned long nr);
+void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
+		    unsigned long nr);
+void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr);
 void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
 		    bool readahead);
-void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot, bool unwritten);
+void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot);
 int ts_mrc_ioctl(struct tesseract_mrc *m);
 
 /*

@@ -1959,12 +1959,11 @@ static void mrc_summary(const struct mrc_curve *c)
 	printf("cgroup %s (id %llu): %.1f s of traffic, %.1f MiB in swap now\n",
 	       cgroup_path(c->m.cgroup_id), c->m.cgroup_id, secs,
 	       c->m.in_swap / MIB_PAGES);
-	printf("  swap-outs %.1f/s, swap-ins %.1f/s\n",
-	       c->m.evictions / secs, c->m.faults / secs);
-	printf("  not on the curve: %.1f/s of unknown distance, ",
-	       c->m.unstamped_faults / secs);
-	printf("%.1f/s read ahead, %.1f/s bypassed the device\n",
-	       c->m.readahead_reads / secs, c->m.bypassed / secs);
+	printf("  evictions %.1f/s, swap-ins %.1f/s (%.1f/s not from the device)\n",
+	       c->m.evictions / secs, c->m.faults / secs,
+	       c->m.bypassed / secs);
+	printf("  not on the curve: %.1f/s of unknown distance, %.1f/s read ahead\n",
+	       c->m.unstamped_faults / secs, c->m.readahead_reads / secs);
 }
 
 /* Draw the curve with matplotlib, as the benchmark plots are drawn. */

@@ -180,11 +180,11 @@ struct tesseract_mrc {
 	__u32 nr_buckets;	/* in: room at buckets; out: BUCKETS */
 	__u64 buckets;		/* in: __u64 *, faults per distance bucket */
 	__u64 window_ns;	/* time the counts below cover */
-	__u64 evictions;	/* pages swapped out (seen at swap_writepage) */
-	__u64 faults;		/* swap-ins from the device with a distance */
+	__u64 evictions;	/* pages that left memory for swap */
+	__u64 faults;		/* swap-ins with a distance */
 	__u64 unstamped_faults;	/* swap-ins of pages evicted unseen */
 	__u64 readahead_reads;	/* reads by swap readahead: not faults */
-	__u64 bypassed;		/* swap-outs kept off the device (zeromap, zswap) */
+	__u64 bypassed;		/* faults not read from the device (zeromap, zswap) */
 	__u64 in_swap;		/* pages of the group in swap now */
 	__u64 reserved[4];
 };
