@@ -76,11 +76,14 @@ run_tests() {
 			esac
 		fi
 		echo "# tesseract-start: $prog"
+		start=$(date +%s)
 		# TS_CASE: only the tests of that name (6.12's harness; 6.1's
 		# has no options and runs them all).
 		(cd /tmp && timeout -k 10 "$per_test_timeout" \
 			"$TS_BUILD/selftests/$prog" ${TS_CASE:+-t "$TS_CASE"})
-		echo "# tesseract-exit: $prog $?"
+		rc=$?
+		# Its time, for planning runs of the slower kernels.
+		echo "# tesseract-exit: $prog $rc $(($(date +%s) - start))s"
 	done <"$list"
 }
 
