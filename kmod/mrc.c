@@ -42,6 +42,7 @@
 #include <linux/ktime.h>
 #include <linux/memcontrol.h>
 #include <linux/moduleparam.h>
+#include <linux/oom.h>
 #include <linux/rcupdate.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -55,16 +56,18 @@
 /*
  * A slot's state: the memcg id of its page's group in the top 16 bits;
  * below them the page's eviction stamp while it is in swap, or from the
- * start of its swap-in until the device's read of it completes
- * (TS_MRC_POPPED) its eviction distance, TS_MRC_NO_DISTANCE if it has
- * none. memcg ids start at 1, so 0 means "nothing". 47 bits of clock are
- * 2^47 evictions of one group (512 TiB) before a distance can be wrong.
+ * start of its swap-in until it is counted (TS_MRC_POPPED) its eviction
+ * distance: TS_MRC_NO_DISTANCE if it has none, TS_MRC_NOT_A_FAULT for a
+ * read by swapoff. memcg ids start at 1, so 0 means "nothing". 47 bits of
+ * clock are 2^47 evictions of one group (512 TiB) before a distance can
+ * be wrong.
  */
 #define TS_MRC_ID_SHIFT		48
 #define TS_MRC_POPPED		BIT_ULL(47)
 #define TS_MRC_CLOCK_BITS	47
 #define TS_MRC_CLOCK_MASK	(BIT_ULL(TS_MRC_CLOCK_BITS) - 1)
 #define TS_MRC_NO_DISTANCE	TS_MRC_CLOCK_MASK
+#define TS_MRC_NOT_A_FAULT	(TS_MRC_CLOCK_MASK - 1)
 
 /*
  * Spans of each width a group keeps before the two oldest of them merge:
@@ -104,8 +107,9 @@ struct ts_mrc_window {
  * none of them after first + newer: a page that comes back newest first
  * (a reverse scan) then has none of its span after it. 16 bytes keep a
  * group within 8 KiB: live is at most the slots (fewer than 2^32, see
- * ts_mrc_create()); newer saturates, and a span over 2^32 evictions wide
- * then counts none of its own pages after any page.
+ * ts_mrc_create()); newer saturates at U32_MAX, where it stops being a
+ * bound: it is then never lowered, and a page beyond it counts none of
+ * its span after it.
  */
 struct ts_mrc_span {
 	u64 first;
@@ -364,7 +368,8 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 	if (newest > stamp)
 		after += div64_u64((u64)span->live * (newest - stamp),
 				   span->newer);
-	else if (newest == stamp && stamp > span->first)
+	else if (newest == stamp && stamp > span->first &&
+		 span->newer != U32_MAX)
 		span->newer--;
 	/* Spans with nothing left in swap at the old end are history. */
 	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++)
@@ -397,9 +402,9 @@ static struct ts_mrc_group *ts_mrc_group_alloc(struct ts_mrc *mrc,
 {
 	struct ts_mrc_group *g = xchg(&mrc->spare, NULL);
 
-	if (g)
-		schedule_work(&mrc->refill);
-	else if (!READ_ONCE(mrc->fail_group_alloc))
+	/* Taken, or a refill failed: make one for the next new group. */
+	schedule_work(&mrc->refill);
+	if (!g && !READ_ONCE(mrc->fail_group_alloc))
 		g = kzalloc(sizeof(*g), GFP_NOWAIT | __GFP_NOWARN);
 	if (!g)
 		return NULL;
@@ -471,6 +476,8 @@ static void ts_mrc_count_locked(struct ts_mrc_group *g, u64 distance,
 {
 	struct ts_mrc_window *w = ts_mrc_cur_locked(g);
 
+	if (distance == TS_MRC_NOT_A_FAULT)
+		return;
 	if (bypassed)
 		w->bypassed++;
 	if (readahead)
@@ -524,6 +531,14 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 	unsigned long flags, i;
 	u64 old, cgid;
 
+	/*
+	 * A slot that still holds a stamp was not swapped in since: the
+	 * folio came back without a swap-in read (zswap writing it back to
+	 * the device), and leaves again. Its first eviction stands.
+	 */
+	old = atomic64_read(&mrc->slot_stamp[first]);
+	if (old && !(old & TS_MRC_POPPED))
+		return;
 	for (i = 0; i < nr; i++) {
 		old = atomic64_xchg(&mrc->slot_stamp[first + i], 0);
 		if (old)
@@ -590,10 +605,14 @@ void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
  * The swap-in of @nr slots from @first begins (swap_read_folio(), the
  * folio locked in the swap cache: nothing evicts or frees these slots
  * until it is over). Each page leaves its group's swap now, whatever
- * then reads its data: its stamp becomes its distance.
+ * then reads its data: its stamp becomes its distance. Swapoff reads
+ * every page back, needed or not: those are no faults (it runs as the
+ * OOM killer's origin task, see try_to_unuse()).
  */
 void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
 {
+	bool swapoff = oom_task_origin(current);
+
 	struct ts_mrc_group *g;
 	unsigned long flags, i;
 	u64 old, distance;
@@ -615,11 +634,36 @@ void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
 						old & TS_MRC_CLOCK_MASK);
 			spin_unlock_irqrestore(&g->lock, flags);
 		}
+		if (swapoff)
+			distance = TS_MRC_NOT_A_FAULT;
 		atomic64_set(&mrc->slot_stamp[first + i],
 			     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED |
 			     min_t(u64, distance, TS_MRC_NO_DISTANCE));
 	}
 	rcu_read_unlock();
+}
+
+/*
+ * The swap-in read of @nr slots from @first returned with the folio up to
+ * date: its data came from elsewhere than the device (zswap, the zeromap),
+ * or the device's read completed already and took the state. A distance
+ * still there counts now, as a fault that bypassed the device (whether
+ * it was read ahead is not known yet).
+ */
+void ts_mrc_swap_in_ends(struct ts_mrc *mrc, u64 first, unsigned long nr)
+{
+	unsigned long i;
+	u64 old;
+
+	if (!mrc || first >= mrc->nr_slots)
+		return;
+	nr = min_t(u64, nr, mrc->nr_slots - first);
+	for (i = 0; i < nr; i++) {
+		old = atomic64_read(&mrc->slot_stamp[first + i]);
+		if ((old & TS_MRC_POPPED) &&
+		    atomic64_cmpxchg(&mrc->slot_stamp[first + i], old, 0) == old)
+			ts_mrc_settle(mrc, old);
+	}
 }
 
 /*

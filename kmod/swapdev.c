@@ -17,6 +17,7 @@
 #include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/ftrace.h>
+#include <linux/kprobes.h>
 #include <linux/pagemap.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -110,12 +111,14 @@ struct ts_swapdev {
 	/*
 	 * For the miss-ratio curves: hooks where a page leaves memory to
 	 * this device's swap (mem_cgroup_swapout(), written or not: a clean
-	 * page goes without a write) and where its swap-in begins
-	 * (TS_SWAP_IN_FUNCTIONS, whether its data then comes from the device
-	 * or not). Without both there are no curves.
+	 * page goes without a write), and around the swap-in read
+	 * (TS_SWAP_IN_FUNCTIONS, a return probe: whether its data then
+	 * comes from the device or not, it begins there, and returns up to
+	 * date unless the device still reads it). Without both there are no
+	 * curves.
 	 */
 	struct ftrace_ops evict_ops;
-	struct ftrace_ops swap_in_ops;
+	struct kretprobe swap_in_probe;
 
 	/*
 	 * ftrace can still stop calling the hook without telling anyone:
@@ -424,34 +427,59 @@ static void ts_swapdev_folio_evicted(unsigned long ip, unsigned long parent_ip,
 		       folio_nr_pages(folio));
 }
 
+/* What the swap-in probe keeps from the entry of a read to its return. */
+struct ts_swap_in_read {
+	struct folio *folio;
+	u64 first;
+	unsigned long nr;
+};
+
 /*
  * At the entry of the swap-in read (TS_SWAP_IN_FUNCTIONS): the folio is
  * locked in the swap cache, its data not read yet. Its first argument is
- * the folio, or on 6.1 its head page, which is the same address.
+ * the folio, or on 6.1 its head page, which is the same address. Non-zero:
+ * not ours, no return probe.
  */
-static void ts_swapdev_swap_in_begins(unsigned long ip,
-				      unsigned long parent_ip,
-				      struct ftrace_ops *ops,
-				      struct ftrace_regs *fregs)
+static int ts_swapdev_swap_in_begins(struct kretprobe_instance *ri,
+				     struct pt_regs *regs)
 {
-	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
-						  swap_in_ops);
-	struct pt_regs *regs = ftrace_get_regs(fregs);
-	struct folio *folio;
+	struct ts_swapdev *swapdev = container_of(get_kretprobe(ri),
+						  struct ts_swapdev,
+						  swap_in_probe);
+	struct ts_swap_in_read *read = (struct ts_swap_in_read *)ri->data;
 	struct page *page;
+	struct folio *folio;
 
-	if (WARN_ON_ONCE(!regs))
-		return;
 	page = (struct page *)regs_get_kernel_argument(regs, 0);
 	if (!page)
-		return;
+		return 1;
 	folio = page_folio(page);
 	if (!folio_test_swapcache(folio) ||
 	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
-		return;
-	ts_mrc_swap_in_begins(swapdev->mrc,
-			      swp_offset(ts_folio_swap_entry(folio)),
-			      folio_nr_pages(folio));
+		return 1;
+	read->folio = folio;
+	read->first = swp_offset(ts_folio_swap_entry(folio));
+	read->nr = folio_nr_pages(folio);
+	ts_mrc_swap_in_begins(swapdev->mrc, read->first, read->nr);
+	return 0;
+}
+
+/*
+ * The read returned. The caller holds a reference on the folio; up to
+ * date, its data came from zswap or the zeromap, or the device's read
+ * already completed. Not up to date: the device's read is under way.
+ */
+static int ts_swapdev_swap_in_returns(struct kretprobe_instance *ri,
+				      struct pt_regs *regs)
+{
+	struct ts_swapdev *swapdev = container_of(get_kretprobe(ri),
+						  struct ts_swapdev,
+						  swap_in_probe);
+	struct ts_swap_in_read *read = (struct ts_swap_in_read *)ri->data;
+
+	if (folio_test_uptodate(read->folio))
+		ts_mrc_swap_in_ends(swapdev->mrc, read->first, read->nr);
+	return 0;
 }
 
 static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
@@ -461,7 +489,7 @@ static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
 	int ret = -ENOENT;
 
 	ops->func = func;
-	ops->flags = FTRACE_OPS_FL_SAVE_REGS;
+	ops->flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_PERMANENT;
 	for (i = 0; i < nr_names && ret; i++)
 		ret = ftrace_set_filter(ops, (unsigned char *)names[i],
 					strlen(names[i]), 1);
@@ -478,11 +506,31 @@ static void ts_swapdev_unhook(struct ftrace_ops *ops)
 	ftrace_free_filter(ops);
 }
 
+/* The swap-in probe, on the first of TS_SWAP_IN_FUNCTIONS there is. */
+static int ts_swapdev_probe_swap_ins(struct ts_swapdev *swapdev)
+{
+	static const char *const names[] = TS_SWAP_IN_FUNCTIONS;
+	struct kretprobe *rp = &swapdev->swap_in_probe;
+	unsigned int i;
+	int ret = -ENOENT;
+
+	for (i = 0; i < ARRAY_SIZE(names) && ret; i++) {
+		memset(rp, 0, sizeof(*rp));
+		rp->kp.symbol_name = names[i];
+		rp->entry_handler = ts_swapdev_swap_in_begins;
+		rp->handler = ts_swapdev_swap_in_returns;
+		rp->data_size = sizeof(struct ts_swap_in_read);
+		/* Reads in flight at once; one more is not seen (nmissed). */
+		rp->maxactive = max_t(int, 64, 4 * num_possible_cpus());
+		ret = register_kretprobe(rp);
+	}
+	return ret;
+}
+
 /* The curves' hooks, or no curves. */
 static void ts_swapdev_watch_evictions(struct ts_swapdev *swapdev)
 {
 	static const char *const evict[] = { "mem_cgroup_swapout" };
-	static const char *const swap_in[] = TS_SWAP_IN_FUNCTIONS;
 	int ret;
 
 	if (!swapdev->mrc)
@@ -490,14 +538,12 @@ static void ts_swapdev_watch_evictions(struct ts_swapdev *swapdev)
 	ret = ts_swapdev_hook(&swapdev->evict_ops, ts_swapdev_folio_evicted,
 			      evict, ARRAY_SIZE(evict));
 	if (!ret) {
-		ret = ts_swapdev_hook(&swapdev->swap_in_ops,
-				      ts_swapdev_swap_in_begins, swap_in,
-				      ARRAY_SIZE(swap_in));
+		ret = ts_swapdev_probe_swap_ins(swapdev);
 		if (ret)
 			ts_swapdev_unhook(&swapdev->evict_ops);
 	}
 	if (ret) {
-		pr_warn("%s: cannot watch evictions and swap-ins (ftrace: %d): miss-ratio curves off\n",
+		pr_warn("%s: cannot watch evictions and swap-ins (ftrace, kretprobe: %d): miss-ratio curves off\n",
 			TS_SWAPDEV_NAME, ret);
 		ts_mrc_destroy(swapdev->mrc);
 		swapdev->mrc = NULL;
@@ -508,7 +554,10 @@ static void ts_swapdev_unwatch_evictions(struct ts_swapdev *swapdev)
 {
 	if (!swapdev->mrc)
 		return;
-	ts_swapdev_unhook(&swapdev->swap_in_ops);
+	unregister_kretprobe(&swapdev->swap_in_probe);
+	if (swapdev->swap_in_probe.nmissed)
+		pr_info("%s: %d swap-ins not seen by the curves (more reads in flight than the probe holds)\n",
+			TS_SWAPDEV_NAME, swapdev->swap_in_probe.nmissed);
 	ts_swapdev_unhook(&swapdev->evict_ops);
 }
 

@@ -403,6 +403,53 @@ TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
 }
 
 /*
+ * Swapoff reads every page back, needed or not: no fault of the group's.
+ * Its pages leave the group's swap all the same.
+ */
+TEST_F_TIMEOUT(mrc, swapoff_reads_are_not_faults, 300)
+{
+	size_t pages = 2048;
+	struct ts_mrc_curve before, after;
+	int ready[2], go[2], status;
+	char c = 0, *mem;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		if (ts_cgroup_enter(GROUP_A))
+			_exit(10);
+		mem = map_pages(pages);
+		if (!mem)
+			_exit(11);
+		touch(mem, pages, 1);
+		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
+			_exit(12);
+		/* In swap until the parent has turned swap off. */
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(13);
+		_exit(0);
+	}
+	ASSERT_EQ(1, read(ready[0], &c, 1));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &before));
+	EXPECT_EQ(0, swapoff(SWAPDEV));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &after));
+	EXPECT_EQ(1, write(go[1], &c, 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, swapon(SWAPDEV, 0));
+	log_curve(_metadata, "before swapoff", &before);
+	log_curve(_metadata, "after swapoff", &after);
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	EXPECT_LE(pages * 9 / 10, before.m.in_swap);
+	EXPECT_EQ(0ULL, after.m.in_swap);
+	EXPECT_EQ(before.m.faults, after.m.faults);
+	EXPECT_EQ(before.m.unstamped_faults, after.m.unstamped_faults);
+	EXPECT_EQ(before.m.readahead_reads, after.m.readahead_reads);
+}
+
+/*
  * A group's first eviction comes in reclaim, where memory for its ~7 KiB
  * is scarce: a spare made beforehand tracks it, and the next is made at
  * once. With every allocation in reclaim failing, two new groups one
@@ -418,7 +465,8 @@ TEST_F_TIMEOUT(mrc, new_groups_need_no_allocation_in_reclaim, 300)
 	ASSERT_EQ(0, ts_read_ll(TS_DEBUGFS "/mrc/untracked", &untracked0));
 	ASSERT_EQ(0, ts_write_str(fail, "Y"));
 	ASSERT_EQ(0, swap_out_and_back(GROUP_A, pages, 1, 2));
-	usleep(200 * 1000);
+	/* The refill is a work item queued at once: ample time for it. */
+	sleep(1);
 	ASSERT_EQ(0, swap_out_and_back(GROUP_B, pages, 1, 2));
 	ASSERT_EQ(0, ts_write_str(fail, "N"));
 	ASSERT_EQ(0, ts_read_ll(TS_DEBUGFS "/mrc/untracked", &untracked));
