@@ -480,11 +480,11 @@ static void ts_mrc_count_locked(struct ts_mrc_group *g, u64 distance,
 		return;
 	if (bypassed)
 		w->bypassed++;
-	if (readahead)
+	if (readahead) {
 		w->readahead_reads++;
-	else if (distance == TS_MRC_NO_DISTANCE)
+	} else if (distance == TS_MRC_NO_DISTANCE) {
 		w->unstamped_faults++;
-	else {
+	} else {
 		w->hist[ts_mrc_bucket(distance)]++;
 		w->faults++;
 	}
@@ -615,7 +615,7 @@ void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
 
 	struct ts_mrc_group *g;
 	unsigned long flags, i;
-	u64 old, distance;
+	u64 old, stamp, distance;
 
 	if (!mrc || first >= mrc->nr_slots)
 		return;
@@ -626,12 +626,12 @@ void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
 		if (!old || (old & TS_MRC_POPPED))
 			continue;
 		g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
+		stamp = old & TS_MRC_CLOCK_MASK;
 		distance = U64_MAX;
 		if (g) {
 			spin_lock_irqsave(&g->lock, flags);
 			if (!g->dead)
-				distance = ts_mrc_pop_stamp_locked(g,
-						old & TS_MRC_CLOCK_MASK);
+				distance = ts_mrc_pop_stamp_locked(g, stamp);
 			spin_unlock_irqrestore(&g->lock, flags);
 		}
 		if (swapoff)
@@ -698,8 +698,8 @@ static void ts_mrc_count_swap_in(struct ts_mrc *mrc, u64 slot,
 		distance = old & TS_MRC_CLOCK_MASK;
 	else if (old)
 		distance = min_t(u64, TS_MRC_NO_DISTANCE,
-				 ts_mrc_pop_stamp_locked(g,
-						old & TS_MRC_CLOCK_MASK));
+				 ts_mrc_pop_stamp_locked(g, old &
+							 TS_MRC_CLOCK_MASK));
 	ts_mrc_count_locked(g, distance, readahead, false);
 unlock:
 	spin_unlock_irqrestore(&g->lock, flags);

@@ -187,7 +187,7 @@ static unsigned long read_pages(const char *p, size_t pages)
 	size_t i;
 
 	for (i = 0; i < pages; i++)
-		sum += *(const volatile char *)(p + i * PAGE);
+		sum += __atomic_load_n(p + i * PAGE, __ATOMIC_RELAXED);
 	return sum;
 }
 

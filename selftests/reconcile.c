@@ -667,7 +667,7 @@ TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
 		else if (ts_now() - start > SLOW_WRITE_MS / 1000.0)
 			overlapped++;
 	}
-	TH_LOG("commit seen done after %.2f s, %d requests after its first store write, the slowest %.3f s",
+	TH_LOG("commit done after %.2f s, %d requests after its first write, slowest %.3f s",
 	       committed, overlapped, worst);
 	/* It was slow, and requests overlapped it: none waited for it. */
 	ASSERT_LT(0, committed);
