@@ -15,6 +15,8 @@
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
 #   make bench-dp         double paging: a guest's page-out, reconciliation
 #                         off against on, HDD- and SSD-like (tools/dpbench)
+#   make bench-e2e        Tesseract's experiment end to end: a guest that
+#                         pages on a host that swaps it (tools/dpbench/e2e.c)
 #   make bench-mrc        miss-ratio curves: predicted against measured
 #                         swap-ins of a Zipf workload, and their overhead
 #   make bench-locality   sequential reads of a reconciled range before and

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost|dp|locality|mrc LOG OUT.png
+    plot.py swap|vhost|dp|locality|mrc|e2e LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
@@ -12,7 +12,9 @@ written to the guest image; and the read-back's throughput. locality: the
 sequential read throughput of a reconciled range before compaction, after
 it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
 miss-ratio curve predicted at each memory.max against those measured, and
-swap throughput with the curves on and off.
+swap throughput with the curves on and off. e2e: dpe2e's whole workload per
+profile and configuration: operations per second over time, and the CDF of
+operation latency.
 """
 import re
 import sys
@@ -217,9 +219,58 @@ def plot_mrc(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_e2e(log, out):
+    series, cdf = {}, {}
+    for line in open(log, errors="replace"):
+        m = re.match(r"# e2e (\S+) (\S+) t=(\d+) ops=(\d+)", line)
+        if m:
+            series.setdefault((m.group(1), m.group(2)), []).append(
+                (int(m.group(3)), int(m.group(4))))
+        m = re.match(r"# e2e (\S+) (\S+) latency (.*)", line)
+        if m:
+            pts = [tuple(float(x) for x in kv.split(":"))
+                   for kv in m.group(3).split()]
+            cdf[(m.group(1), m.group(2))] = pts
+    if not series:
+        sys.exit("plot.py: no dpe2e results in " + log)
+    profiles = sorted({k[0] for k in series})
+    fig, axes = plt.subplots(2, len(profiles),
+                             figsize=(6 * len(profiles), 8), squeeze=False)
+    colours = {"off": "tab:grey", "on": "tab:blue",
+               "ctl-off": "tab:olive", "ctl-on": "tab:cyan"}
+    for col, prof in enumerate(profiles):
+        ax, ax2 = axes[0][col], axes[1][col]
+        for run, colour in colours.items():
+            pts = series.get((prof, run))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-",
+                        color=colour, label=run)
+            pts = cdf.get((prof, run))
+            if pts:
+                total = sum(p[1] for p in pts)
+                acc, ys = 0, []
+                for p in pts:
+                    acc += p[1]
+                    ys.append(acc / total)
+                ax2.step([p[0] for p in pts], ys, where="post",
+                         color=colour, label=run)
+        ax.set_xlabel("second of the measured interval")
+        ax.set_ylabel("operations per second")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{prof}: throughput over time")
+        ax.legend()
+        ax2.set_xscale("log")
+        ax2.set_xlabel("operation latency (ms)")
+        ax2.set_ylabel("fraction of operations")
+        ax2.set_title(f"{prof}: latency CDF")
+        ax2.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
     plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp,
-             "locality": plot_locality, "mrc": plot_mrc}
+             "locality": plot_locality, "mrc": plot_mrc, "e2e": plot_e2e}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])
