@@ -268,46 +268,60 @@ FIXTURE_TEARDOWN(mrc)
 	ts_write_str(PAGE_CLUSTER, self->page_cluster);
 }
 
+/* Cycles over N pages with room for M, @fn doing each round. */
+#define CYCLE_N		4096UL
+#define CYCLE_M		2048UL
+#define CYCLE_GAP	(CYCLE_N - CYCLE_M)
+#define CYCLE_ROUNDS	3
+
 /*
- * Cycling over N pages with room for M, every access faults after N - M
- * other pages went to swap: the curve puts ~all swap-ins at + (N - M)
- * and none below. The group's own page tables and stack share memory.max,
- * so the step may sit a little above N - M, never below.
+ * Run the cycle in group A and read its curve. Every access faults after
+ * N - M other pages went to swap: the curve puts ~all swap-ins at
+ * + (N - M) and none below. The group's own page tables and stack share
+ * memory.max, so the step may sit a little above N - M, never below.
  */
-TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
+static void check_cycle(struct __test_metadata *_metadata, workload_fn fn,
+			struct ts_mrc_curve *c)
 {
-	size_t n = 4096, m = 2048, gap = n - m;
+	size_t n = CYCLE_N, gap = CYCLE_GAP;
 	struct workload w = {
-		.name = GROUP_A, .max_pages = m, .pages = n,
-		.warmup = 2, .rounds = 3, .fn = cyclic, .arg = &n,
+		.name = GROUP_A, .max_pages = CYCLE_M, .pages = n,
+		.warmup = 2, .rounds = CYCLE_ROUNDS, .fn = fn, .arg = &n,
 	};
 	long long pswpin = ts_vmstat("pswpin");
-	struct ts_mrc_curve c;
 	double all;
 
 	ASSERT_EQ(0, workload_run(&w));
 	pswpin = ts_vmstat("pswpin") - pswpin;
-	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
-	log_curve(_metadata, GROUP_A, &c);
-	all = c.m.faults;
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, c));
+	log_curve(_metadata, GROUP_A, c);
+	all = c->m.faults;
 	TH_LOG("pswpin %lld; misses predicted at +%zu pages: %.0f, at +%zu: %.0f, at +%zu: %.0f",
-	       pswpin, gap * 85 / 100, ts_mrc_misses_at(&c, gap * 0.85), gap,
-	       ts_mrc_misses_at(&c, gap), gap * 125 / 100, ts_mrc_misses_at(&c, gap * 1.25));
+	       pswpin, gap * 85 / 100, ts_mrc_misses_at(c, gap * 0.85), gap,
+	       ts_mrc_misses_at(c, gap), gap * 125 / 100, ts_mrc_misses_at(c, gap * 1.25));
 	/* Every round faults about N - M pages back in. */
-	ASSERT_LE(w.rounds * gap * 8 / 10, c.m.faults);
-	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
+	ASSERT_LE(w.rounds * gap * 8 / 10, c->m.faults);
+	EXPECT_LE(c->m.unstamped_faults, c->m.faults / 50);
 	/*
 	 * Reclaim is not exact LRU (6.12 put up to 9 % of a run a quarter
 	 * below the step), but nothing comes back much earlier.
 	 */
-	EXPECT_LE(0.85 * all, ts_mrc_misses_at(&c, gap * 0.85));
-	EXPECT_LE(0.97 * all, ts_mrc_misses_at(&c, gap * 0.5));
+	EXPECT_LE(0.85 * all, ts_mrc_misses_at(c, gap * 0.85));
+	EXPECT_LE(0.97 * all, ts_mrc_misses_at(c, gap * 0.5));
 	/*
 	 * Reclaim at memory.max overshoots in batches, more so on a busy
 	 * host: a few pages wait behind more than N - M others.
 	 */
-	EXPECT_GE(0.1 * all, ts_mrc_misses_at(&c, gap * 1.25));
-	EXPECT_GE(0.03 * all, ts_mrc_misses_at(&c, gap * 1.5));
+	EXPECT_GE(0.1 * all, ts_mrc_misses_at(c, gap * 1.25));
+	EXPECT_GE(0.03 * all, ts_mrc_misses_at(c, gap * 1.5));
+}
+
+/* Written at each access: every eviction is a write. */
+TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
+{
+	struct ts_mrc_curve c;
+
+	check_cycle(_metadata, cyclic, &c);
 
 	/* The operator's view of the same curve: a table, and a plot. */
 	unlink("/tmp/ts-mrc.png");
@@ -328,30 +342,15 @@ TEST_F_TIMEOUT(mrc, cyclic_access_predicts_the_missing_memory, 300)
  */
 TEST_F_TIMEOUT(mrc, clean_evictions_are_seen, 300)
 {
-	size_t n = 4096, m = 2048, gap = n - m;
-	struct workload w = {
-		.name = GROUP_A, .max_pages = m, .pages = n,
-		.warmup = 2, .rounds = 3, .fn = cyclic_reads, .arg = &n,
-	};
 	long long writes = ts_swapdev_counter("writes");
 	struct ts_mrc_curve c;
-	double all;
 
-	ASSERT_EQ(0, workload_run(&w));
+	check_cycle(_metadata, cyclic_reads, &c);
 	writes = ts_swapdev_counter("writes") - writes;
-	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
-	log_curve(_metadata, GROUP_A, &c);
-	all = c.m.faults;
-	TH_LOG("device writes %lld; misses predicted at +%zu pages: %.0f, at +%zu: %.0f",
-	       writes, gap * 85 / 100, ts_mrc_misses_at(&c, gap * 0.85),
-	       gap * 125 / 100, ts_mrc_misses_at(&c, gap * 1.25));
+	TH_LOG("device writes %lld", writes);
 	/* The reads after the warm-up left memory clean: no writes. */
-	EXPECT_GT((long long)(n + n / 2), writes);
-	EXPECT_LE(w.rounds * gap * 8 / 10, c.m.evictions);
-	ASSERT_LE(w.rounds * gap * 8 / 10, c.m.faults);
-	EXPECT_LE(c.m.unstamped_faults, c.m.faults / 50);
-	EXPECT_LE(0.85 * all, ts_mrc_misses_at(&c, gap * 0.85));
-	EXPECT_GE(0.1 * all, ts_mrc_misses_at(&c, gap * 1.25));
+	EXPECT_GT((long long)(CYCLE_N + CYCLE_N / 2), writes);
+	EXPECT_LE(CYCLE_ROUNDS * CYCLE_GAP * 8 / 10, c.m.evictions);
 }
 
 /*

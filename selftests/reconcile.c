@@ -55,20 +55,31 @@ static void warm_up(struct vblk_dev *d, char *scratch)
 	ts_vmstat("pswpin");
 }
 
+/*
+ * The guest of a test: its RAM in CGROUP (charged to the group that first
+ * touches it), DISK its disk, two buffers of PAGES pages.
+ */
+static void guest_open(struct __test_metadata *_metadata,
+		       struct vblk_dev *dev, int *disk_fd, char **buf,
+		       char **check)
+{
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	*disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, *disk_fd);
+	ASSERT_EQ(0, vblk_open_disk(dev, GUEST_RAM, *disk_fd, 0));
+	*buf = vblk_alloc(dev, PAGES * PAGE, PAGE);
+	*check = vblk_alloc(dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, *buf);
+	ASSERT_NE(NULL, *check);
+}
+
 FIXTURE_SETUP(rc)
 {
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
 	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
-	/* Guest RAM is charged to the group that first touches it. */
-	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
-	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
-	ASSERT_LE(0, self->disk_fd);
-	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
-	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
-	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->buf);
-	ASSERT_NE(NULL, self->check);
+	guest_open(_metadata, &self->dev, &self->disk_fd, &self->buf,
+		   &self->check);
 }
 
 FIXTURE_TEARDOWN(rc)
@@ -584,14 +595,8 @@ FIXTURE_SETUP(slow_journal)
 	ASSERT_EQ(0, ts_dm_create(SLOW_DM, table, store, sizeof(store)));
 	snprintf(params, sizeof(params), "backing=%s", store);
 	ASSERT_EQ(0, ts_swap_up_on_store(params));
-	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
-	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
-	ASSERT_LE(0, self->disk_fd);
-	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
-	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
-	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->buf);
-	ASSERT_NE(NULL, self->check);
+	guest_open(_metadata, &self->dev, &self->disk_fd, &self->buf,
+		   &self->check);
 }
 
 FIXTURE_TEARDOWN(slow_journal)
@@ -677,7 +682,7 @@ TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
 
 	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0));
 	/* The disk holds what each request wrote last. */
-	p = (reqs < (int)chunks ? reqs : chunks) * per_req;
+	p = (reqs < (int)chunks ? (unsigned long)reqs : chunks) * per_req;
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, p, 11, 1));

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -637,6 +638,32 @@ size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
 		bad += !ts_check_page((const char *)p + i * 4096, tag, i,
 				      version);
 	return bad;
+}
+
+void ts_blk_stat(const char *dev, struct ts_blk_stat *b)
+{
+	long long f[7];
+	char path[96];
+	struct stat st;
+	FILE *fp;
+
+	b->read = -1;
+	b->written = -1;
+	b->read_ios = -1;
+	if (!dev || stat(dev, &st) || !S_ISBLK(st.st_mode))
+		return;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
+		 major(st.st_rdev), minor(st.st_rdev));
+	fp = fopen(path, "r");
+	if (!fp)
+		return;
+	if (fscanf(fp, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1],
+		   &f[2], &f[3], &f[4], &f[5], &f[6]) == 7) {
+		b->read = f[2] * 512;
+		b->written = f[6] * 512;
+		b->read_ios = f[0];
+	}
+	fclose(fp);
 }
 
 double ts_now(void)

@@ -183,6 +183,17 @@ size_t ts_bad_pages(const void *p, size_t pages, unsigned long tag,
 
 /* Seconds on the monotonic clock. */
 double ts_now(void);
+
+/*
+ * A block device's totals so far, from /sys/dev/block/M:m/stat: bytes
+ * read and written, reads completed; -1 each if @dev is no block device.
+ */
+struct ts_blk_stat {
+	long long read, written;
+	long long read_ios;
+};
+
+void ts_blk_stat(const char *dev, struct ts_blk_stat *b);
 /* qsort() comparison of doubles. */
 int ts_cmp_double(const void *a, const void *b);
 

@@ -56,7 +56,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/tesseract.h>
@@ -125,16 +124,10 @@ static bool counter_is_level(const char *name)
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define NR_COUNTERS	ARRAY_SIZE(dp_counters)
 
-/* A block device's totals from /sys/dev/block/M:m/stat, in bytes. */
-struct dp_blk {
-	long long read, written;
-	long long read_ios;	/* read requests completed */
-};
-
 struct dp_stats {
 	double time;
 	long long pswpin, pswpout;
-	struct dp_blk image, store;
+	struct ts_blk_stat image, store;
 	long long counter[NR_COUNTERS];	/* -1: the module has no such file */
 };
 
@@ -172,32 +165,6 @@ static double percentile(double *v, size_t n, double pct)
 	return v[(rank > n ? n : rank) - 1];
 }
 
-static void blk_stat(const char *dev, struct dp_blk *b)
-{
-	long long f[7];
-	char path[96];
-	struct stat st;
-	FILE *fp;
-
-	b->read = -1;
-	b->written = -1;
-	b->read_ios = -1;
-	if (!dev || stat(dev, &st) || !S_ISBLK(st.st_mode))
-		return;
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
-		 major(st.st_rdev), minor(st.st_rdev));
-	fp = fopen(path, "r");
-	if (!fp)
-		return;
-	if (fscanf(fp, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1],
-		   &f[2], &f[3], &f[4], &f[5], &f[6]) == 7) {
-		b->read = f[2] * 512;
-		b->written = f[6] * 512;
-		b->read_ios = f[0];
-	}
-	fclose(fp);
-}
-
 /* The debugfs directory of the one open /dev/vhost-blk device. */
 static void find_dev_dir(void)
 {
@@ -217,8 +184,8 @@ static void snapshot(struct dp_stats *s)
 	s->time = ts_now();
 	s->pswpin = ts_vmstat("pswpin");
 	s->pswpout = ts_vmstat("pswpout");
-	blk_stat(opts.image, &s->image);
-	blk_stat(opts.store, &s->store);
+	ts_blk_stat(opts.image, &s->image);
+	ts_blk_stat(opts.store, &s->store);
 	for (i = 0; i < NR_COUNTERS; i++)
 		s->counter[i] = ts_vhost_counter(dp_counters[i]);
 }

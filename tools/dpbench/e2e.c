@@ -54,7 +54,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <linux/tesseract.h>
 
@@ -422,34 +421,6 @@ static int write_file(void)
 	return 0;
 }
 
-struct blk {
-	long long read, written;
-};
-
-static void blk_stat(const char *devpath, struct blk *b)
-{
-	long long f[7];
-	char path[96];
-	struct stat st;
-	FILE *fp;
-
-	b->read = -1;
-	b->written = -1;
-	if (!devpath || stat(devpath, &st) || !S_ISBLK(st.st_mode))
-		return;
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
-		 major(st.st_rdev), minor(st.st_rdev));
-	fp = fopen(path, "r");
-	if (!fp)
-		return;
-	if (fscanf(fp, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1],
-		   &f[2], &f[3], &f[4], &f[5], &f[6]) == 7) {
-		b->read = f[2] * 512;
-		b->written = f[6] * 512;
-	}
-	fclose(fp);
-}
-
 /* Busy CPU time of the whole host so far, in seconds. */
 static double cpu_busy(void)
 {
@@ -480,7 +451,7 @@ static const char * const counters[] = {
 struct snap {
 	double time, cpu;
 	long long pswpin, pswpout;
-	struct blk image, store;
+	struct ts_blk_stat image, store;
 	long long counter[NR_COUNTERS];
 };
 
@@ -492,8 +463,8 @@ static void snapshot(struct snap *s)
 	s->cpu = cpu_busy();
 	s->pswpin = ts_vmstat("pswpin");
 	s->pswpout = ts_vmstat("pswpout");
-	blk_stat(opts.image, &s->image);
-	blk_stat(opts.store, &s->store);
+	ts_blk_stat(opts.image, &s->image);
+	ts_blk_stat(opts.store, &s->store);
 	for (i = 0; i < NR_COUNTERS; i++)
 		s->counter[i] = ts_vhost_counter(counters[i]);
 }
