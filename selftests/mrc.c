@@ -82,6 +82,29 @@ static char *map_pages(size_t pages)
 }
 
 /*
+ * In a forked child: join cgroup @group, fill @pages pages with round @fill
+ * (-1: zeroes) and push them to swap, at most a tenth left resident. The
+ * pages, or the child exits with 10, 11 or 12.
+ */
+static char *child_pages_in_swap(const char *group, size_t pages, int fill)
+{
+	char *mem;
+
+	if (ts_cgroup_enter(group))
+		_exit(10);
+	mem = map_pages(pages);
+	if (!mem)
+		_exit(11);
+	if (fill < 0)
+		memset(mem, 0, pages * PAGE);
+	else
+		touch(mem, pages, fill);
+	if (ts_push_to_swap(group, mem, pages * PAGE) > pages / 10)
+		_exit(12);
+	return mem;
+}
+
+/*
  * In a child in cgroup @group: fill @pages pages with round @fill (-1:
  * zeroes), push them to swap (at most a tenth left resident), touch them
  * again with round @fault. The child's exit status, -1 if none.
@@ -97,17 +120,7 @@ static int swap_out_and_back(const char *group, size_t pages, int fill,
 	if (pid < 0)
 		return -1;
 	if (!pid) {
-		if (ts_cgroup_enter(group))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		if (fill < 0)
-			memset(mem, 0, pages * PAGE);
-		else
-			touch(mem, pages, fill);
-		if (ts_push_to_swap(group, mem, pages * PAGE) > pages / 10)
-			_exit(12);
+		mem = child_pages_in_swap(group, pages, fill);
 		touch(mem, pages, fault);
 		_exit(0);
 	}
@@ -372,14 +385,7 @@ TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		if (ts_cgroup_enter(GROUP_A))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		touch(mem, pages, 1);
-		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
-			_exit(12);
+		mem = child_pages_in_swap(GROUP_A, pages, 1);
 		read_pages(mem, pages);
 		for (i = 0; i < pages; i++)
 			madvise(mem + i * PAGE, PAGE, MADV_PAGEOUT);
@@ -410,7 +416,7 @@ TEST_F_TIMEOUT(mrc, swapoff_reads_are_not_faults, 300)
 	size_t pages = 2048;
 	struct ts_mrc_curve before, after;
 	int ready[2], go[2], status;
-	char c = 0, *mem;
+	char c = 0;
 	pid_t pid;
 
 	ASSERT_EQ(0, pipe(ready));
@@ -418,14 +424,7 @@ TEST_F_TIMEOUT(mrc, swapoff_reads_are_not_faults, 300)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		if (ts_cgroup_enter(GROUP_A))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		touch(mem, pages, 1);
-		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
-			_exit(12);
+		child_pages_in_swap(GROUP_A, pages, 1);
 		/* In swap until the parent has turned swap off. */
 		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(13);
@@ -698,14 +697,7 @@ TEST_F_TIMEOUT(mrc, bypassed_swap_outs_are_counted, 300)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		if (ts_cgroup_enter(GROUP_A))
-			_exit(10);
-		mem = map_pages(pages);
-		if (!mem)
-			_exit(11);
-		memset(mem, 0, pages * PAGE);
-		if (ts_push_to_swap(GROUP_A, mem, pages * PAGE) > pages / 10)
-			_exit(12);
+		mem = child_pages_in_swap(GROUP_A, pages, -1);
 		/* Read back: the slots stay, but the pages are in memory. */
 		read_pages(mem, pages);
 		if (ts_mrc_read(GROUP_A, 0, &a) || a.m.in_swap > pages / 10)
