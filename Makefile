@@ -14,9 +14,10 @@
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
 #   make bench-dp         double paging: a guest's page-out, reconciliation
-#                         off against on, HDD- and SSD-like (tools/dpbench)
-#   make bench-e2e        Tesseract's experiment end to end: a guest that
-#                         pages on a host that swaps it (tools/dpbench/e2e.c)
+#                         off against on, HDD- and SSD-like (tools/dpbench),
+#                         then the end-to-end workload (bench-e2e) in both
+#   make bench-e2e        Tesseract's experiment end to end alone: a guest
+#                         that pages on a host that swaps it (dpbench/e2e.c)
 #   make bench-mrc        miss-ratio curves: predicted against measured
 #                         swap-ins of a Zipf workload, and their overhead
 #   make bench-locality   sequential reads of a reconciled range before and
@@ -90,14 +91,15 @@ check: deps
 demo: deps
 	@$(TOP)/tools/run-tests --demo
 
-# Benchmarks: the plot is written before the result line, which stays last.
+# Benchmarks: the plot is written before the result lines, which stay last
+# (bench-dp has one per profile and phase, then its summary).
 bench-%: deps
 	@mkdir -p $(TOP)/build/bench
 	@$(TOP)/tools/run-tests --bench $* | tee $(TOP)/build/bench-$*.log | \
 		grep -v '^$*bench '
 	@/usr/bin/python3 $(TOP)/tools/bench/plot.py $* \
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
-	@grep '^$*bench ' $(TOP)/build/bench-$*.log | tail -n1
+	@grep '^$*bench ' $(TOP)/build/bench-$*.log | uniq
 
 # The crash-replay tests with ten times the crash points, a flatten of a
 # million references and the fuzzer for a while, on both kernels.

@@ -4,7 +4,10 @@
 # The demo, run inside the test kernel by tools/vm/guest-run.sh: load
 # tesseract with a store on /dev/vdb, swap through /dev/tsswap0 and show what
 # the module exposes, then a short double-paging benchmark (tools/bench/dp.sh,
-# SSD-like profile, 32 MiB) with reconciliation off and on, side by side.
+# SSD-like profile): a guest's page-out of 32 MiB, then a whole guest
+# workload that pages on a host that swaps it (the end-to-end mode, half
+# the sizes and a quarter of the time of bench-dp's), reconciliation off
+# and on, side by side.
 
 set -e
 
@@ -38,7 +41,10 @@ cd /
 swapoff /dev/tsswap0
 rmmod tesseract
 
-step "double paging: a guest pages out 32 MiB of RAM the host has swapped out"
+step "double paging: a guest pages out 32 MiB of RAM the host has swapped out," \
+	"then runs a workload that pages on a host that swaps it"
 set +e
 TS_DP_PROFILES=ssd TS_DP_SSD_MIB=32 TS_DP_HOT_MIB=8 TS_DP_QUIET=1 \
+	TS_E2E_GUEST_MIB=32 TS_E2E_ANON_MIB=48 TS_E2E_FILE_MIB=16 \
+	TS_E2E_HOST_MIB=24 TS_E2E_WARMUP_S=5 TS_E2E_SECONDS=10 \
 	sh "$TS_DIR/tools/bench/dp.sh"

@@ -6,12 +6,15 @@
 # then on, in each profile: the store (/dev/vdb) and the guest's disk image
 # (/dev/vda) behind dm-delay, 8 ms per I/O for "hdd", none for "ssd" (the
 # virtio disk's own latency under TCG; dm-delay counts in jiffies, 4 ms).
-# Prints a side-by-side table per profile, then one line per profile
+# Then the end-to-end workload in the same profiles (e2e.sh, with its
+# defaults and TS_E2E_* parameters). Prints a side-by-side table per
+# profile and phase, then one line per profile
 #   dpbench PROFILE speedup=.. worst_latency_gain=.. swapins_avoided=..
 #           data_bytes_ratio=..
-# and last a summary line of all profiles, which run-tests takes as the
-# result. Sizes and delays are parameters (environment):
-#   TS_DP_PROFILES   profiles to run, in order (hdd ssd)
+# then e2e.sh's "dpbench e2e PROFILE ..." lines, and last a summary line of
+# every figure and the goals, which run-tests takes as the result. Sizes
+# and delays are parameters (environment):
+#   TS_DP_PROFILES   profiles to run, in order, by spaces or commas (hdd ssd)
 #   TS_DP_HDD_MS, TS_DP_SSD_MS    dm-delay per I/O in ms (8, 0)
 #   TS_DP_HDD_MIB, TS_DP_SSD_MIB  cold guest memory paged out (64, 128)
 #   TS_DP_HOT_MIB    hot guest memory (16)
@@ -19,8 +22,9 @@
 #   TS_DP_PAGES      pages per request (8)
 #   TS_DP_MARGIN_MIB memory.max above the resident set (16)
 #   TS_DP_QUIET      1: leave dpbench's own lines out (they stay in /tmp/dp.log)
+#   TS_DP_E2E        0: leave the end-to-end workload out (1)
 
-PROFILES=${TS_DP_PROFILES:-hdd ssd}
+PROFILES=$(echo "${TS_DP_PROFILES:-hdd ssd}" | tr , " ")
 HOT=${TS_DP_HOT_MIB:-16}
 DEPTH=${TS_DP_DEPTH:-8}
 PAGES=${TS_DP_PAGES:-8}
@@ -96,6 +100,7 @@ table() {
 dp_env
 : >"$LOG"
 : >/tmp/dp.res
+rm -f /tmp/e2e.sh.out
 
 for p in $PROFILES; do
 	ms=$(delay_ms "$p") || exit 1
@@ -144,6 +149,19 @@ for p in $PROFILES; do
 	table "$p"
 	echo "#   $p: $(ratios "$p")"
 done
+
+e2e=
+if [ "${TS_DP_E2E:-1}" = 1 ]; then
+	# Its own result lines go last, with the phase's.
+	{
+		TS_E2E_PROFILES="$PROFILES" sh "$TS_DIR/tools/bench/e2e.sh"
+		echo $? >/tmp/e2e.rc
+	} | tee /tmp/e2e.sh.out | grep -v '^e2ebench \|^dpbench e2e '
+	[ "$(cat /tmp/e2e.rc)" = 0 ] ||
+		fail "the end-to-end workload (e2e.sh) failed"
+	e2e=$(e2e_figures /tmp/e2e.res)
+fi
+
 summary=dpbench
 goals=
 for p in $PROFILES; do
@@ -160,11 +178,13 @@ for p in $PROFILES; do
 	echo "$p $r" | sed 's/[a-z_]*=//g' >>/tmp/dp.res
 done
 [ -n "$goals" ] && echo "$summary reconcile=unavailable" && exit 0
+grep '^dpbench e2e ' /tmp/e2e.sh.out 2>/dev/null
 
-# The summary: each profile's speedup, the worst of the other ratios, and
-# whether the goals are met (speedup hdd >= 3, ssd >= 1.5; worst-case
-# latency gain >= 10; swap-ins avoided >= 95 %; data bytes ratio <= 0.01).
-awk '
+# The summary: each profile's speedup, the worst of the other ratios, the
+# end-to-end figures, and whether the goals are met (speedup hdd >= 3, ssd
+# >= 1.5; worst-case latency gain >= 10; swap-ins avoided >= 95 %; data
+# bytes ratio <= 0.01; the end-to-end goals of dplib.sh's e2e_figures).
+awk -v e2e="${e2e% missed=*}" -v e2e_missed="${e2e##* missed=}" '
 	function worse(old, new, lower) {
 		if (new == "-" || old == "-") return "-"
 		if (old == "") return new
@@ -182,6 +202,8 @@ awk '
 		if (gain == "-" || gain + 0 < 10) missed = missed ",worst_latency_gain"
 		if (avoided == "-" || avoided + 0 < 95) missed = missed ",swapins_avoided"
 		if (data == "-" || data + 0 > 0.01) missed = missed ",data_bytes_ratio"
-		printf "dpbench%s worst_latency_gain=%s swapins_avoided=%s data_bytes_ratio=%s goals=%s\n",
-			s, gain, avoided, data, missed == "" ? "met" : "missed:" substr(missed, 2)
+		if (e2e_missed != "") missed = missed "," e2e_missed
+		printf "dpbench%s worst_latency_gain=%s swapins_avoided=%s data_bytes_ratio=%s%s goals=%s\n",
+			s, gain, avoided, data, e2e == "" ? "" : " " e2e,
+			missed == "" ? "met" : "missed:" substr(missed, 2)
 	}' /tmp/dp.res

@@ -55,11 +55,11 @@ dp_down() {
 	dmsetup --noudevsync remove dp-image
 }
 
-# val PROFILE MODE PHASE KEY: a value from a "# dp" line of $LOG, "-" if
-# there is none.
-val() {
-	awk -v p="$1" -v m="$2" -v ph="$3" -v k="$4" '
-		$1 == "#" && $2 == "dp" && $3 == p && $4 == m && $5 == ph {
+# tagged_val TAG PROFILE RUN PHASE KEY: a value from a "# TAG PROFILE RUN
+# PHASE key=value..." line of $LOG (the last such), "-" if there is none.
+tagged_val() {
+	awk -v t="$1" -v p="$2" -v m="$3" -v ph="$4" -v k="$5" '
+		$1 == "#" && $2 == t && $3 == p && $4 == m && $5 == ph {
 			for (i = 6; i <= NF; i++) {
 				n = index($i, "=")
 				if (n && substr($i, 1, n - 1) == k)
@@ -67,6 +67,30 @@ val() {
 			}
 		}
 		END { print v == "" ? "-" : v }' "$LOG"
+}
+
+# val PROFILE MODE PHASE KEY: a value from dpbench's "# dp" lines.
+val() {
+	tagged_val dp "$@"
+}
+
+# e2e_figures RES: the end-to-end ratios in RES (lines "PROFILE throughput
+# worst_latency p99 control", written by e2e.sh) as "e2e_PROFILE_KEY=VALUE"
+# words, then "missed=" and the goals they miss, comma-separated: HDD-like
+# throughput at least 4 times, SSD-like 1.5 times, worst-case latency at
+# least 10 times lower, the control run (no host overcommit) at least 0.98.
+e2e_figures() {
+	awk '
+	BEGIN { split("throughput worst_latency p99 control", key) }
+	{
+		for (i = 1; i <= 4; i++)
+			s = s " e2e_" $1 "_" key[i] "=" $(i + 1)
+		goal = $1 == "hdd" ? 4 : $1 == "ssd" ? 1.5 : 0
+		if ($2 == "-" || $2 + 0 < goal) m = m ",e2e_" $1 "_throughput"
+		if ($3 == "-" || $3 + 0 < 10) m = m ",e2e_" $1 "_worst_latency"
+		if ($5 == "-" || $5 + 0 < 0.98) m = m ",e2e_" $1 "_control"
+	}
+	END { printf "%s missed=%s\n", substr(s, 2), substr(m, 2) }' "$1"
 }
 
 # calc EXPR A B: awk arithmetic on two values, "-" if either is missing or

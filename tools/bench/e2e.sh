@@ -1,32 +1,36 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# Tesseract's experiment end to end, run inside the test kernel
-# (build/tools/dpe2e, see tools/dpbench/e2e.c): a guest that overcommits
-# its own memory (a pager to a swap area on its disk, a page cache of a
-# file) on a host that overcommits it (memory.max below the guest's RAM,
-# /dev/tsswap0 the swap), measured as whole-workload throughput and
-# latency. Per profile (the store and the image behind dm-delay, as in
-# dp.sh): reconciliation off and on, and a control pair with no host
-# overcommit (memory.max "max"). The swap mapper does not exist yet: its
-# column reads n/a. Prints per profile
+# Tesseract's experiment end to end, run inside the test kernel by
+# bench-dp (after dp.sh's phase benchmark) and bench-e2e (alone): see
+# tools/dpbench/e2e.c (build/tools/dpe2e). A guest that overcommits its own
+# memory (a pager to a swap area on its disk, a page cache of a file) on a
+# host that overcommits it (memory.max below the guest's RAM, /dev/tsswap0
+# the swap), measured as whole-workload throughput and latency. Per profile
+# (the store and the image behind dm-delay, as in dp.sh): reconciliation
+# off and on, and a control pair with no host overcommit (memory.max
+# "max"). The swap mapper does not exist yet: its column reads n/a. Prints
+# a side-by-side table per profile, then per profile
 #   dpbench e2e PROFILE throughput=<on/off> worst_latency=<off/on>
 #           p99=<off/on> control=<on/off> mapper=n/a
-# and a last line "e2ebench ..." with every figure (make bench-e2e). A first
-# version: bench-dp does not run it yet. Parameters (environment):
-#   TS_E2E_PROFILES  profiles to run, in order (hdd ssd)
+# and a last line "e2ebench ..." with every figure and the goals
+# (dplib.sh's e2e_figures). /tmp/e2e.res keeps the ratios for dp.sh.
+# Parameters (environment):
+#   TS_E2E_PROFILES  profiles to run, in order, by spaces or commas (hdd ssd)
 #   TS_E2E_GUEST_MIB guest RAM (64); TS_E2E_ANON_MIB, TS_E2E_FILE_MIB its
 #                    anonymous and file working set (96, 32)
 #   TS_E2E_HOST_MIB  the host's memory.max for it (48)
 #   TS_E2E_THREADS   (4), TS_E2E_WARMUP_S (20), TS_E2E_SECONDS (40),
 #   TS_E2E_WRITE_PCT (30), TS_E2E_THETA (0.9)
+#   TS_DP_QUIET      1: leave dpe2e's own lines out (they stay in the log)
 
-PROFILES=${TS_E2E_PROFILES:-hdd ssd}
+PROFILES=$(echo "${TS_E2E_PROFILES:-hdd ssd}" | tr , " ")
 ARGS="-G ${TS_E2E_GUEST_MIB:-64} -A ${TS_E2E_ANON_MIB:-96}
 	-F ${TS_E2E_FILE_MIB:-32} -t ${TS_E2E_THREADS:-4}
 	-w ${TS_E2E_WARMUP_S:-20} -d ${TS_E2E_SECONDS:-40}
 	-W ${TS_E2E_WRITE_PCT:-30} -z ${TS_E2E_THETA:-0.9}"
 HOST=${TS_E2E_HOST_MIB:-48}
+RUNS="off on ctl-off ctl-on"
 LOG=/tmp/e2e.log
 DPE2E="$TS_DIR/build/tools/dpe2e"
 
@@ -45,59 +49,102 @@ delay_ms() {
 
 . "$TS_DIR/tools/bench/dplib.sh"
 
-# e2e_val PROFILE RUN KEY: a value of the result line of that run.
+# e2e_val PROFILE RUN KEY: a value of that run's result line.
 e2e_val() {
-	awk -v p="$1" -v r="$2" -v k="$3" '
-		$1 == "#" && $2 == "e2e" && $3 == p && $4 == r &&
-		$5 == "result" {
-			for (i = 6; i <= NF; i++) {
-				n = index($i, "=")
-				if (n && substr($i, 1, n - 1) == k)
-					v = substr($i, n + 1)
-			}
-		}
-		END { print v == "" ? "-" : v }' "$LOG"
+	tagged_val e2e "$1" "$2" result "$3"
 }
 
-ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN {
-		if (a == "-" || b == "-" || b + 0 == 0) print "-"
-		else printf "%.3f", a / b }'
+# row LABEL PROFILE KEY [mib]: one line of the side-by-side table, a
+# count of bytes in MiB if asked.
+row() {
+	printf '#   %-30s' "$1"
+	for r in $RUNS; do
+		v=$(e2e_val "$2" "$r" "$3")
+		[ "$4" = mib ] && [ "$v" != - ] &&
+			v=$(awk -v b="$v" 'BEGIN { printf "%.1f", b / 1048576 }')
+		printf ' %11s' "$v"
+	done
+	echo
+}
+
+table() {
+	printf '#   %-30s %11s %11s %11s %11s\n' \
+		"$1 (dm-delay $(delay_ms "$1") ms)" "off" "on" "control off" \
+		"control on"
+	row "operations/s" "$1" ops_s
+	row "latency p50 ms" "$1" p50_ms
+	row "latency p99 ms" "$1" p99_ms
+	row "latency p99.9 ms" "$1" p999_ms
+	row "latency max ms" "$1" max_ms
+	row "guest page-outs" "$1" guest_pageouts
+	row "guest page-ins" "$1" guest_pageins
+	row "guest file reads" "$1" file_reads
+	row "host swap-ins (pswpin)" "$1" pswpin
+	row "host swap-outs (pswpout)" "$1" pswpout
+	row "image MiB read" "$1" image_read mib
+	row "image MiB written" "$1" image_written mib
+	row "store MiB read" "$1" store_read mib
+	row "store MiB written" "$1" store_written mib
+	row "references created" "$1" reconciled_pages
+	row "references dropped" "$1" dropped_references
+	row "references cleaned" "$1" blocks_cleaned
+	row "host CPU s" "$1" cpu_s
+	row "pages read wrong" "$1" bad_pages
 }
 
 [ -x "$DPE2E" ] || fail "$DPE2E missing (make tools)"
 dp_env
 : >"$LOG"
-summary=
+: >/tmp/e2e.res
 
 for p in $PROFILES; do
 	ms=$(delay_ms "$p") || exit 1
 	dp_up "$p" "$ms"
-	# run NAME MODE HOST_MIB: one dpe2e run, its lines kept as "NAME".
-	for run in off:off:$HOST on:on:$HOST ctl-off:off:0 ctl-on:on:0; do
-		name=${run%%:*}
-		rest=${run#*:}
-		mode=${rest%%:*}
-		host=${rest#*:}
+	for name in $RUNS; do
+		case $name in
+		off) mode=off host=$HOST ;;
+		on) mode=on host=$HOST ;;
+		ctl-off) mode=off host=0 ;;
+		ctl-on) mode=on host=0 ;;
+		esac
 		# shellcheck disable=SC2086
 		"$DPE2E" -p "$p" -m "$mode" -H "$host" $ARGS -s "$store" \
 			"$image" >/tmp/e2e.out 2>&1
 		rc=$?
 		sed "s/^# e2e $p $mode /# e2e $p $name /; s/^\([^#]\)/# \1/" \
-			/tmp/e2e.out | tee -a "$LOG"
-		[ $rc = 0 ] || { dp_down; fail "dpe2e $p $name exited $rc"; }
+			/tmp/e2e.out >>"$LOG"
+		[ "${TS_DP_QUIET:-0}" = 1 ] ||
+			sed "s/^# e2e $p $mode /# e2e $p $name /; s/^\([^#]\)/# \1/" \
+				/tmp/e2e.out
+		if [ $rc != 0 ]; then
+			tail -n 5 /tmp/e2e.out
+			dp_down
+			fail "dpe2e $p $name exited $rc"
+		fi
 	done
 	dp_down
+	echo "$p $(calc ratio "$(e2e_val "$p" on ops_s)" "$(e2e_val "$p" off ops_s)")" \
+		"$(calc ratio "$(e2e_val "$p" off max_ms)" "$(e2e_val "$p" on max_ms)")" \
+		"$(calc ratio "$(e2e_val "$p" off p99_ms)" "$(e2e_val "$p" on p99_ms)")" \
+		"$(calc ratio "$(e2e_val "$p" ctl-on ops_s)" "$(e2e_val "$p" ctl-off ops_s)")" \
+		>>/tmp/e2e.res
+done
 
-	throughput=$(ratio "$(e2e_val "$p" on ops_s)" "$(e2e_val "$p" off ops_s)")
-	worst=$(ratio "$(e2e_val "$p" off max_ms)" "$(e2e_val "$p" on max_ms)")
-	p99=$(ratio "$(e2e_val "$p" off p99_ms)" "$(e2e_val "$p" on p99_ms)")
-	control=$(ratio "$(e2e_val "$p" ctl-on ops_s)" \
-		"$(e2e_val "$p" ctl-off ops_s)")
+echo "#"
+for p in $PROFILES; do
+	table "$p"
+done
+while read -r p throughput worst p99 control; do
 	echo "dpbench e2e $p throughput=$throughput worst_latency=$worst p99=$p99 control=$control mapper=n/a"
-	summary="$summary $p: throughput=$throughput worst_latency=$worst p99=$p99 control=$control"
-	for r in off on ctl-off ctl-on; do
-		summary="$summary $p.$r.ops_s=$(e2e_val "$p" $r ops_s) $p.$r.p99_ms=$(e2e_val "$p" $r p99_ms) $p.$r.max_ms=$(e2e_val "$p" $r max_ms)"
+done </tmp/e2e.res
+figures=$(e2e_figures /tmp/e2e.res)
+missed=${figures##* missed=}
+raw=
+for p in $PROFILES; do
+	for r in $RUNS; do
+		for k in ops_s p99_ms max_ms; do
+			raw="$raw $p.$r.$k=$(e2e_val "$p" "$r" $k)"
+		done
 	done
 done
-echo "e2ebench$summary"
+echo "e2ebench ${figures% missed=*}$raw goals=${missed:+missed:}${missed:-met}"

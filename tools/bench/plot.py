@@ -8,7 +8,9 @@ swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
 queue depth and direction. dp: dpbench's guest page-out with reconciliation
 off and on, per profile: throughput, write latency, host swap-ins and bytes
-written to the guest image; and the read-back's throughput. locality: the
+written to the guest image; and the read-back's throughput; and, when the
+run had the end-to-end workload, its plot (e2e below) in OUT-e2e.png.
+locality: the
 sequential read throughput of a reconciled range before compaction, after
 it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
 miss-ratio curve predicted at each memory.max against those measured, and
@@ -137,6 +139,8 @@ def plot_dp(log, out):
                  + (f"\n{summary}" if summary else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+    if any(line.startswith("# e2e ") for line in open(log, errors="replace")):
+        plot_e2e(log, re.sub(r"(\.png)?$", "-e2e.png", out, count=1))
 
 
 def plot_locality(log, out):
@@ -220,8 +224,12 @@ def plot_mrc(log, out):
 
 
 def plot_e2e(log, out):
-    series, cdf = {}, {}
+    series, cdf, results = {}, {}, {}
     for line in open(log, errors="replace"):
+        m = re.match(r"dpbench e2e (\S+) (throughput=.*)", line)
+        if m:
+            results[m.group(1)] = dict(kv.split("=", 1)
+                                       for kv in m.group(2).split())
         m = re.match(r"# e2e (\S+) (\S+) t=(\d+) ops=(\d+)", line)
         if m:
             series.setdefault((m.group(1), m.group(2)), []).append(
@@ -264,6 +272,12 @@ def plot_e2e(log, out):
         ax2.set_ylabel("fraction of operations")
         ax2.set_title(f"{prof}: latency CDF")
         ax2.legend()
+    summary = ", ".join(f"{p}: throughput {r['throughput']}x, worst latency "
+                        f"{r['worst_latency']}x, control {r['control']}"
+                        for p, r in results.items())
+    if summary:
+        fig.suptitle("dpe2e, reconciliation on against off\n" + summary,
+                     fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 

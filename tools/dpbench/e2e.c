@@ -66,7 +66,7 @@
 #define QSIZE		32
 #define MAX_THREADS	VBLK_MAX_QUEUES
 #define META_BYTES	(4UL << 20)	/* rings, request headers */
-#define IO_TIMEOUT_MS	120000
+#define PREFILL_PAGES	64	/* 256 KiB a request */
 /* Latency buckets: 20 per decade from 1 us to 1000 s. */
 #define LAT_PER_DECADE	20
 #define LAT_BUCKETS	(9 * LAT_PER_DECADE)
@@ -405,19 +405,29 @@ static int workload_init(void)
 	return 0;
 }
 
-/* The file's pages on the disk, before anything is measured. */
-static int write_file(void)
+/*
+ * Pages [@first, @end) written to their places on the disk, PREFILL_PAGES
+ * to a request from the start of guest RAM (before the guest uses it), as
+ * a guest's writeback clusters them: the setup takes seconds even where
+ * every request waits 8 ms. Pages of one request must lie next to each
+ * other on the disk: the file's do, and so do the anonymous ones.
+ */
+static int write_range(size_t first, size_t end, uint32_t version)
 {
 	struct e2e_thread *t = &threads[0];
-	unsigned char *buf = frames;
-	size_t p;
+	size_t p, n, i;
 
-	for (p = opts.anon_pages; p < nr_pages(); p++) {
-		fill(buf, p, 0);
-		if (io(t, VIRTIO_BLK_T_OUT, p, buf))
+	for (p = first; p < end; p += n) {
+		n = end - p < PREFILL_PAGES ? end - p : PREFILL_PAGES;
+		for (i = 0; i < n; i++)
+			fill(frames + i * PAGE, p + i, version);
+		if (vblk_rw(&dev, t->qi, VIRTIO_BLK_T_OUT, page_sector(p),
+			    frames, n * PAGE, 0, false)) {
+			fprintf(stderr, "dpe2e: prefill write at page %zu\n",
+				p);
 			return -1;
+		}
 	}
-	memset(buf, 0, PAGE);
 	return 0;
 }
 
@@ -453,6 +463,7 @@ struct snap {
 	long long pswpin, pswpout;
 	struct ts_blk_stat image, store;
 	long long counter[NR_COUNTERS];
+	long long cleaned;	/* references the cleaner wrote back */
 };
 
 static void snapshot(struct snap *s)
@@ -467,6 +478,8 @@ static void snapshot(struct snap *s)
 	ts_blk_stat(opts.store, &s->store);
 	for (i = 0; i < NR_COUNTERS; i++)
 		s->counter[i] = ts_vhost_counter(counters[i]);
+	if (ts_read_ll(TS_DEBUGFS "/cleaner/blocks_cleaned", &s->cleaned))
+		s->cleaned = 0;
 }
 
 /* The latency below which @pct % of @n operations took, in ms. */
@@ -520,7 +533,8 @@ static void report(const struct snap *a, const struct snap *b)
 		printf(" %s=%lld", counters[i],
 		       !strcmp(counters[i], "pages_referenced") ?
 		       b->counter[i] : b->counter[i] - a->counter[i]);
-	printf(" bad_pages=%llu\n", (unsigned long long)bad);
+	printf(" blocks_cleaned=%lld bad_pages=%llu\n",
+	       b->cleaned - a->cleaned, (unsigned long long)bad);
 	/* The distribution, for a CDF: upper bound in ms:operations. */
 	printf("# e2e %s %s latency", opts.profile,
 	       opts.reconcile ? "on" : "off");
@@ -607,23 +621,36 @@ static void parse(int argc, char **argv)
 }
 
 /*
- * Every anonymous page written once, in order, before the clock starts:
- * guest RAM full and the rest on the guest's swap area, as after a boot
- * and a while of work, so that the warm-up is about the workload's own
- * working set, not about first touches.
+ * The guest as after a boot and a while of work, before the clock starts:
+ * the file's pages on its disk; guest RAM full of the anonymous pages
+ * that fit, dirty (they exist nowhere else); the anonymous pages that do
+ * not fit on the guest's swap area, clean copies there. The warm-up is
+ * then about the workload's own working set, not about first touches.
  */
 static int prefill(void)
 {
-	struct e2e_thread *t = &threads[0];
+	size_t resident = opts.anon_pages < opts.guest_pages ?
+			  opts.anon_pages : opts.guest_pages;
+	size_t swapped = opts.anon_pages - resident, p, f;
 	double t0 = now();
-	size_t p;
 
-	for (p = 0; p < opts.anon_pages && !t->error; p++)
-		operate(t, p, true);
-	printf("# e2e %s %s filled seconds=%.1f guest_pageouts=%llu\n",
+	if (write_range(opts.anon_pages, nr_pages(), 0) ||
+	    write_range(0, swapped, 0))
+		return -1;
+	for (p = 0; p < swapped; p++)
+		pages[p].on_disk = 1;
+	for (f = 0, p = swapped; p < opts.anon_pages; p++, f++) {
+		fill(frames + f * PAGE, p, 0);
+		pages[p].frame = (int32_t)f;
+		pages[p].dirty = 1;
+		frame_page[f] = (int32_t)p;
+	}
+	nr_free = opts.guest_pages - resident;
+	memset(frames + f * PAGE, 0, nr_free * PAGE);
+	printf("# e2e %s %s filled seconds=%.1f written_mib=%zu\n",
 	       opts.profile, opts.reconcile ? "on" : "off", now() - t0,
-	       (unsigned long long)t->pageouts);
-	return t->error ? -1 : 0;
+	       (opts.file_pages + swapped) >> 8);
+	return 0;
 }
 
 static int run(void)
@@ -633,8 +660,6 @@ static int run(void)
 	uint64_t last = 0, cur;
 	int ret = 0;
 
-	if (prefill())
-		return -1;
 	for (i = 0; i < opts.threads; i++) {
 		threads[i].qi = i;
 		threads[i].rng = opts.seed + 0x9e3779b97f4a7c15ULL * (i + 1);
@@ -715,13 +740,12 @@ int main(int argc, char **argv)
 		perror("dpe2e: VHOST_BLK_SET_RECONCILE");
 		goto out;
 	}
-	if (write_file())
+	if (prefill())
 		goto out;
 	/*
 	 * With all of guest RAM touched (charged), the host takes back what
 	 * it does not grant the guest; the process's own memory stays.
 	 */
-	memset(frames, 0, opts.guest_pages * PAGE);
 	if (opts.host_pages && opts.host_pages < opts.guest_pages) {
 		if (ts_read_ll("/sys/fs/cgroup/" CGROUP "/memory.current",
 			       &current)) {
