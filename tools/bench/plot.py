@@ -245,7 +245,8 @@ def plot_e2e(log, out):
     fig, axes = plt.subplots(2, len(profiles),
                              figsize=(6 * len(profiles), 8), squeeze=False)
     colours = {"off": "tab:grey", "on": "tab:blue",
-               "ctl-off": "tab:olive", "ctl-on": "tab:cyan"}
+               "ctl-off": "tab:olive", "ctl-on": "tab:cyan",
+               "ctl-on2": "tab:purple", "ctl-off2": "tab:green"}
     for col, prof in enumerate(profiles):
         ax, ax2 = axes[0][col], axes[1][col]
         for run, colour in colours.items():
