@@ -1389,6 +1389,17 @@ int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
 	return ts_store_rw(ts_store, run->first, bv, nr_bv, REQ_OP_READ);
 }
 
+/*
+ * Start reading the held blocks into the memory of @bv; @end_io ends it
+ * (see ts_store_submit_read()). The run stays held until then.
+ */
+void ts_disk_submit_read_held(const struct ts_held_run *run,
+			      const struct bio_vec *bv, unsigned int nr_bv,
+			      bio_end_io_t *end_io, void *private)
+{
+	ts_store_submit_read(ts_store, run->first, bv, nr_bv, end_io, private);
+}
+
 void ts_disk_release_run(const struct ts_held_run *run)
 {
 	unsigned int i;

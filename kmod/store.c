@@ -252,23 +252,49 @@ u32 ts_store_spare_locked(struct ts_store *store)
  * caller holds a reference on each block, so that none can be freed and
  * reused under the I/O.
  */
-int ts_store_rw(struct ts_store *store, u32 block, const struct bio_vec *bv,
-		unsigned int nr_bv, enum req_op op)
+static struct bio *ts_store_bio(struct ts_store *store, u32 block,
+				const struct bio_vec *bv, unsigned int nr_bv,
+				enum req_op op)
 {
 	struct bio *bio;
 	unsigned int i;
-	int ret;
 
-	if (WARN_ON_ONCE(!nr_bv || nr_bv > BIO_MAX_VECS))
-		return -EINVAL;
 	bio = bio_alloc(store->backing.bdev, nr_bv, op, GFP_KERNEL);
 	bio->bi_iter.bi_sector = ts_store_sector(store, block);
 	for (i = 0; i < nr_bv; i++)
 		__bio_add_page(bio, bv[i].bv_page, bv[i].bv_len,
 			       bv[i].bv_offset);
+	return bio;
+}
+
+int ts_store_rw(struct ts_store *store, u32 block, const struct bio_vec *bv,
+		unsigned int nr_bv, enum req_op op)
+{
+	struct bio *bio;
+	int ret;
+
+	if (WARN_ON_ONCE(!nr_bv || nr_bv > BIO_MAX_VECS))
+		return -EINVAL;
+	bio = ts_store_bio(store, block, bv, nr_bv, op);
 	ret = submit_bio_wait(bio);
 	bio_put(bio);
 	return ret;
+}
+
+/*
+ * Start a read of the blocks from @block on into the memory of @bv, as
+ * ts_store_rw() does, without waiting: @end_io gets the bio, with
+ * @private in bi_private, when it ends (in any context), and puts it.
+ */
+void ts_store_submit_read(struct ts_store *store, u32 block,
+			  const struct bio_vec *bv, unsigned int nr_bv,
+			  bio_end_io_t *end_io, void *private)
+{
+	struct bio *bio = ts_store_bio(store, block, bv, nr_bv, REQ_OP_READ);
+
+	bio->bi_private = private;
+	bio->bi_end_io = end_io;
+	submit_bio(bio);
 }
 
 /* Reads in flight for ts_store_read_blocks(). */

@@ -127,6 +127,9 @@ bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 u32 ts_store_spare_locked(struct ts_store *store);
 int ts_store_rw(struct ts_store *store, u32 block, const struct bio_vec *bv,
 		unsigned int nr_bv, enum req_op op);
+void ts_store_submit_read(struct ts_store *store, u32 block,
+			  const struct bio_vec *bv, unsigned int nr_bv,
+			  bio_end_io_t *end_io, void *private);
 int ts_store_read_blocks(struct ts_store *store, const u32 *blocks,
 			 const struct bio_vec *bv, unsigned int nr);
 
@@ -265,6 +268,9 @@ int ts_disk_hold_run(struct ts_disk *disk, u64 x, u64 last, unsigned int max,
 		     struct ts_held_run *run);
 int ts_disk_read_held(const struct ts_held_run *run, const struct bio_vec *bv,
 		      unsigned int nr_bv);
+void ts_disk_submit_read_held(const struct ts_held_run *run,
+			      const struct bio_vec *bv, unsigned int nr_bv,
+			      bio_end_io_t *end_io, void *private);
 void ts_disk_release_run(const struct ts_held_run *run);
 int ts_disk_drop(struct ts_disk *disk, u64 x);
 void ts_disk_note_io(struct ts_disk *disk);

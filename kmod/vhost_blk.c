@@ -22,7 +22,9 @@
  * that the host swapped out to our swap device become references to their
  * store blocks; reads of referenced blocks come from the store; full-page
  * reads into swapped-out guest pages drop the swap entry instead of
- * swapping the page in. Requests that touch references are served
+ * swapping the page in. A read that one run of store blocks serves whole,
+ * into whole guest pages (a guest's page-in), is asynchronous like an
+ * O_DIRECT one; other requests that touch references are served
  * synchronously, block by block; all others take the ordinary path above.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": vhost-blk: " fmt
@@ -220,7 +222,17 @@ struct vhost_blk_req {
 	u16 head;
 	bool write;
 	bool counted;		/* bytes_written counted as written */
+	struct vhost_blk_store_read *store_read;	/* or NULL */
 	struct iovec iov[];
+};
+
+/*
+ * An asynchronous read of store blocks into a request's guest pages: the
+ * pages stay pinned and the blocks held until the worker completes it.
+ */
+struct vhost_blk_store_read {
+	struct ts_held_run held;
+	struct bio_vec bv[TS_RUN_MAX];
 };
 
 static DEFINE_IDA(vhost_blk_ida);
@@ -315,12 +327,39 @@ static void vhost_blk_account_rw(struct vhost_blk *blk, bool write, long done)
 			VHOST_BLK_BYTES_READ, done);
 }
 
+/*
+ * Unpin the guest pages of an asynchronous store read, dirty if the read
+ * filled them (@filled: only in process context), and let the blocks go.
+ */
+static void vhost_blk_store_read_free(struct vhost_blk_store_read *sr,
+				      bool filled)
+{
+	unsigned int i;
+
+	for (i = 0; i < sr->held.nr; i++) {
+		if (filled)
+			unpin_user_pages_dirty_lock(&sr->bv[i].bv_page, 1,
+						    true);
+		else
+			unpin_user_page(sr->bv[i].bv_page);
+	}
+	ts_disk_release_run(&sr->held);
+	kfree(sr);
+}
+
 /* Completes a read or write whose result is in req->result; frees @req. */
 static int vhost_blk_rw_done(struct vhost_blk_req *req)
 {
 	bool ok = req->result >= 0 && (size_t)req->result == req->len;
 	u32 used_len = 1;
 	int ret;
+
+	if (req->store_read) {
+		if (ok)
+			vhost_blk_count(req->queue->blk, VHOST_BLK_STORE_READS,
+					req->store_read->held.nr);
+		vhost_blk_store_read_free(req->store_read, ok);
+	}
 
 	if (!req->counted)
 		vhost_blk_account_rw(req->queue->blk, req->write,
@@ -335,22 +374,19 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 }
 
 /*
- * kiocb completion: any context, no guest mm. Hand the request to the worker,
- * or, if no worker will run again (its owner was killed), drop it without
- * touching guest memory: nobody is left to see the status.
+ * The end of an asynchronous request: any context, no guest mm. Hand the
+ * request to the worker, or, if no worker will run again (its owner was
+ * killed), drop it without touching guest memory: nobody is left to see
+ * the status or the data.
  */
-static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
+static void vhost_blk_async_done(struct vhost_blk_req *req, long result)
 {
-	struct vhost_blk_req *req = container_of(iocb, struct vhost_blk_req,
-						 iocb);
 	struct vhost_blk_queue *queue = req->queue;
 	struct vhost_blk *blk = queue->blk;
 	struct llist_node *orphans;
 	struct vhost_blk_req *pos, *next;
 	unsigned int n = 0;
 
-	if (req->write)
-		ts_kiocb_end_async_write(iocb);
 	req->result = result;
 	llist_add(&req->done_node, &queue->done);
 	if (ts_vhost_queue_work(&queue->vq, &queue->done_work))
@@ -359,11 +395,32 @@ static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
 	orphans = llist_del_all(&queue->done);
 	llist_for_each_entry_safe(pos, next, orphans, done_node) {
 		atomic_dec(&queue->in_flight);
+		if (pos->store_read)
+			vhost_blk_store_read_free(pos->store_read, false);
 		kfree(pos);
 		n++;
 	}
 	if (n)
 		vhost_blk_in_flight_sub(blk, n);
+}
+
+static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
+{
+	struct vhost_blk_req *req = container_of(iocb, struct vhost_blk_req,
+						 iocb);
+
+	if (req->write)
+		ts_kiocb_end_async_write(iocb);
+	vhost_blk_async_done(req, result);
+}
+
+static void vhost_blk_store_read_end(struct bio *bio)
+{
+	struct vhost_blk_req *req = bio->bi_private;
+	int err = blk_status_to_errno(bio->bi_status);
+
+	bio_put(bio);
+	vhost_blk_async_done(req, err ?: (long)req->len);
 }
 
 /* The worker's half of an asynchronous completion. */
@@ -858,6 +915,57 @@ static int vhost_blk_read_held(const struct ts_held_run *held,
 }
 
 /*
+ * A read that one run of held store blocks serves whole, into whole guest
+ * pages (a guest's page-in, or its page cache reading a file): started
+ * here and completed by the worker when the store's bio ends, so that the
+ * worker serves the other queues meanwhile instead of waiting for the
+ * store (on a disk, milliseconds a read). False, with nothing started, if
+ * the read has another shape: vhost_blk_read_mapped() serves it.
+ */
+static bool vhost_blk_read_store_async(struct vhost_blk *blk,
+				       struct vhost_blk_backend *be,
+				       struct vhost_blk_req *req,
+				       unsigned int nr, u64 pos)
+{
+	u64 x = pos >> TS_BLOCK_SHIFT;
+	unsigned int i, blocks = req->len >> TS_BLOCK_SHIFT;
+	struct vhost_blk_store_read *sr;
+	struct vhost_blk_cursor c;
+
+	BUILD_BUG_ON(TS_RUN_MAX > BIO_MAX_VECS);
+	if (((pos | req->len) & (TS_BLOCK_SIZE - 1)) || !blocks ||
+	    blocks > TS_RUN_MAX)
+		return false;
+	vhost_blk_cursor_init(&c, req->iov, nr, 0);
+	for (i = 0; i < blocks; i++) {
+		if (!vhost_blk_cursor_page(&c))
+			return false;
+		vhost_blk_cursor_advance(&c, PAGE_SIZE);
+	}
+	sr = kmalloc(sizeof(*sr), GFP_KERNEL);
+	if (!sr)
+		return false;
+	if (ts_disk_hold_run(be->disk, x, x + blocks - 1, blocks, &sr->held))
+		goto free;
+	vhost_blk_cursor_init(&c, req->iov, nr, 0);
+	if (sr->held.nr != blocks ||
+	    !vhost_blk_pin_guest_pages(&c, blocks, sr->bv))
+		goto release;
+
+	req->store_read = sr;
+	atomic_inc(&req->queue->in_flight);
+	vhost_blk_in_flight_add(blk);
+	ts_disk_submit_read_held(&sr->held, sr->bv, blocks,
+				 vhost_blk_store_read_end, req);
+	return true;
+release:
+	ts_disk_release_run(&sr->held);
+free:
+	kfree(sr);
+	return false;
+}
+
+/*
  * A read of a range with references: referenced blocks come from the
  * store, in one I/O for each stretch whose store blocks follow each other
  * (as compaction leaves them); the others from the image in runs. Returns
@@ -1002,6 +1110,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->len = len;
 	req->write = write;
 	req->counted = false;
+	req->store_read = NULL;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
 
 	reconcile = vhost_blk_reconciling(blk);
@@ -1019,6 +1128,9 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 							     skip, pos,
 							     reconcile);
 			ts_disk_replace_end(be->disk);
+		} else if (vhost_blk_read_store_async(blk, be, req, nr, pos)) {
+			ts_disk_commit_later(be->disk);
+			return -EAGAIN;
 		} else {
 			req->result = vhost_blk_read_mapped(blk, be, req, nr,
 							    pos);

@@ -60,13 +60,13 @@ static void warm_up(struct vblk_dev *d, char *scratch)
  * touches it), DISK its disk, two buffers of PAGES pages.
  */
 static void guest_open(struct __test_metadata *_metadata,
-		       struct vblk_dev *dev, int *disk_fd, char **buf,
-		       char **check)
+		       struct vblk_dev *dev, unsigned int nqueues, int *disk_fd,
+		       char **buf, char **check)
 {
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	*disk_fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, *disk_fd);
-	ASSERT_EQ(0, vblk_open_disk(dev, GUEST_RAM, *disk_fd, 0));
+	ASSERT_EQ(0, vblk_open_disk_mq(dev, GUEST_RAM, nqueues, *disk_fd, 0));
 	*buf = vblk_alloc(dev, PAGES * PAGE, PAGE);
 	*check = vblk_alloc(dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, *buf);
@@ -78,7 +78,7 @@ FIXTURE_SETUP(rc)
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
 	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
-	guest_open(_metadata, &self->dev, &self->disk_fd, &self->buf,
+	guest_open(_metadata, &self->dev, 1, &self->disk_fd, &self->buf,
 		   &self->check);
 }
 
@@ -551,31 +551,33 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 }
 
 /*
- * The store on a device-mapper device over /dev/vdb, whose writes can be
- * made slow: a commit's journal write then takes seconds.
+ * The store on a device-mapper device over /dev/vdb, whose writes or reads
+ * can be made slow: a commit's journal write, or a read of a referenced
+ * block, then takes seconds.
  */
 #define SLOW_DM		"ts-rc-store"
 #define SLOW_WRITE_MS	5000
+#define SLOW_READ_MS	2000
 
-FIXTURE(slow_journal) {
+FIXTURE(slow_store) {
 	struct vblk_dev dev;
 	int disk_fd;
 	char *buf, *check;
 	unsigned long long store_sectors;
 };
 
-static int slow_dm_table(unsigned long long sectors, unsigned int write_ms)
+static int slow_dm_table(unsigned long long sectors, unsigned int read_ms,
+			 unsigned int write_ms)
 {
 	char cmd[512];
 
-	/* Reads stay fast: only the journal (and swap-outs) wait. */
 	snprintf(cmd, sizeof(cmd),
-		 "dmsetup --noudevsync reload %s --table '0 %llu delay /dev/vdb 0 0 /dev/vdb 0 %u' && dmsetup --noudevsync resume --nolockfs %s",
-		 SLOW_DM, sectors, write_ms, SLOW_DM);
+		 "dmsetup --noudevsync reload %s --table '0 %llu delay /dev/vdb 0 %u /dev/vdb 0 %u' && dmsetup --noudevsync resume --nolockfs %s",
+		 SLOW_DM, sectors, read_ms, write_ms, SLOW_DM);
 	return ts_system(cmd);
 }
 
-FIXTURE_SETUP(slow_journal)
+FIXTURE_SETUP(slow_store)
 {
 	unsigned long long bytes = 0;
 	char table[128], store[64], params[96];
@@ -595,14 +597,15 @@ FIXTURE_SETUP(slow_journal)
 	ASSERT_EQ(0, ts_dm_create(SLOW_DM, table, store, sizeof(store)));
 	snprintf(params, sizeof(params), "backing=%s", store);
 	ASSERT_EQ(0, ts_swap_up_on_store(params));
-	guest_open(_metadata, &self->dev, &self->disk_fd, &self->buf,
+	/* Two queues, for store_reads_do_not_stall_other_queues. */
+	guest_open(_metadata, &self->dev, 2, &self->disk_fd, &self->buf,
 		   &self->check);
 }
 
-FIXTURE_TEARDOWN(slow_journal)
+FIXTURE_TEARDOWN(slow_store)
 {
 	if (self->store_sectors)
-		slow_dm_table(self->store_sectors, 0);
+		slow_dm_table(self->store_sectors, 0, 0);
 	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
@@ -616,7 +619,7 @@ FIXTURE_TEARDOWN(slow_journal)
  * mutex over its journal write stalled every request of the disk for as
  * long (bench-dp's slowest requests).
  */
-TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
+TEST_F_TIMEOUT(slow_store, requests_do_not_wait_for_the_journal, 300)
 {
 	const unsigned long per_req = 32, first = 448;
 	const unsigned long chunks = PAGES / per_req;
@@ -639,7 +642,8 @@ TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
 	ASSERT_GT(PAGES / 20, ts_fill_and_push(CGROUP, self->buf, PAGES, 10,
 					       3));
 	ts_fill_pages(self->check, PAGES, 11, 1);
-	ASSERT_EQ(0, slow_dm_table(self->store_sectors, SLOW_WRITE_MS));
+	/* Reads stay fast: only the journal (and swap-outs) wait. */
+	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0, SLOW_WRITE_MS));
 
 	start = ts_now();
 	for (p = 0; p < PAGES; p += per_req) {
@@ -680,7 +684,7 @@ TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
 	EXPECT_LE(3, overlapped);
 	EXPECT_GT(SLOW_WRITE_MS / 1000.0 / 2, worst);
 
-	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0));
+	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0, 0));
 	/* The disk holds what each request wrote last. */
 	p = (reqs < (int)chunks ? (unsigned long)reqs : chunks) * per_req;
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
@@ -696,6 +700,95 @@ TEST_F_TIMEOUT(slow_journal, requests_do_not_wait_for_the_journal, 300)
 				   2 * PAGES * SECTORS, self->buf, PAGES,
 				   false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 10, 3));
+}
+
+struct store_read {
+	struct vblk_dev *dev;
+	unsigned long block;
+	char *buf;
+	double end;
+	int ret;
+};
+
+static void *store_read_thread(void *arg)
+{
+	struct store_read *r = arg;
+
+	r->ret = vblk_rw(r->dev, 0, VIRTIO_BLK_T_IN, r->block * SECTORS, r->buf,
+			 PAGE, 0, false);
+	r->end = ts_now();
+	return NULL;
+}
+
+/*
+ * A guest's page-in of a referenced block is a store read: on a disk,
+ * milliseconds. One worker serves every queue of the device: waiting for
+ * that read in it stalled every other request of the guest meanwhile (the
+ * slowest operations of bench-dp's end-to-end workload). The store read is
+ * in flight (the device counts it), and a request on another queue
+ * completes before it does.
+ */
+TEST_F_TIMEOUT(slow_store, store_reads_do_not_stall_other_queues, 120)
+{
+	struct store_read r = { .dev = &self->dev, .buf = self->check };
+	long long reads, in_flight = 0;
+	double start, t, end;
+	pthread_t thread;
+	int ret;
+
+	/* Blocks [0, PAGES) references but a few; 2 * PAGES the image's. */
+	write_swapped(_metadata, &self->dev, self->buf, 0, 12, 1);
+	ASSERT_LE((long long)(PAGES * 95 / 100),
+		  ts_vhost_counter("reconciled_pages"));
+	/* The first block a read of which is a store read. */
+	for (r.block = 0; r.block < PAGES; r.block++) {
+		reads = ts_vhost_counter("store_reads");
+		ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN,
+				     r.block * SECTORS, self->check, PAGE, 0,
+				     false));
+		if (ts_vhost_counter("store_reads") > reads)
+			break;
+	}
+	ASSERT_GT(PAGES, r.block);
+	ts_fill_pages(self->check + PAGE, 1, 13, 1);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
+				   2 * PAGES * SECTORS, self->check + PAGE, 1,
+				   false));
+	memset(self->check, 0, 2 * PAGE);
+	/*
+	 * The store is the host's swap too: a swap-in of the guest's rings or
+	 * buffers, in the worker, would now take seconds as well.
+	 */
+	ASSERT_EQ(0, mlock(self->dev.ram, self->dev.ram_size));
+	ASSERT_EQ(0, slow_dm_table(self->store_sectors, SLOW_READ_MS, 0));
+
+	reads = ts_vhost_counter("store_reads");
+	start = ts_now();
+	ASSERT_EQ(0, pthread_create(&thread, NULL, store_read_thread, &r));
+	/* Served in the worker, it would never be counted in flight. */
+	while (in_flight < 1 && ts_now() - start < SLOW_READ_MS / 2000.0) {
+		usleep(10 * 1000);
+		in_flight = ts_vhost_counter("in_flight");
+	}
+	t = ts_now();
+	ret = vblk_rw(&self->dev, 1, VIRTIO_BLK_T_IN, 2 * PAGES * SECTORS,
+		      self->check + PAGE, PAGE, 0, false);
+	end = ts_now();
+	pthread_join(thread, NULL);
+	munlock(self->dev.ram, self->dev.ram_size);
+	TH_LOG("store read on queue 0: %.3f s, in flight after %.3f s; image read on queue 1: %.3f s",
+	       r.end - start, t - start, end - t);
+
+	ASSERT_EQ(0, r.ret);
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(1, in_flight);
+	/* It was a store read, and slow; the other queue's was not held up. */
+	EXPECT_EQ(reads + 1, ts_vhost_counter("store_reads"));
+	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, r.end - start);
+	EXPECT_GT(r.end, end);
+	EXPECT_GT(SLOW_READ_MS / 1000.0 / 4, end - t);
+	EXPECT_TRUE(ts_check_page(self->check, 12, r.block, 1));
+	EXPECT_TRUE(ts_check_page(self->check + PAGE, 13, 0, 1));
 }
 
 /*

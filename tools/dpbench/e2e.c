@@ -127,7 +127,7 @@ struct e2e_thread {
 	uint64_t rng;
 	uint64_t ops, pageouts, pageins, file_reads, bad;
 	uint64_t lat[LAT_BUCKETS];
-	double max_lat;
+	double max_lat, max_at;	/* the slowest operation, when it began */
 	int error;
 } threads[MAX_THREADS];
 
@@ -288,7 +288,7 @@ static double now(void)
 	return ts_now();
 }
 
-static void account(struct e2e_thread *t, double secs)
+static void account(struct e2e_thread *t, double start, double secs)
 {
 	double us = secs * 1e6;
 	int b = us < 1 ? 0 : (int)(log10(us) * LAT_PER_DECADE);
@@ -296,8 +296,10 @@ static void account(struct e2e_thread *t, double secs)
 	if (b >= LAT_BUCKETS)
 		b = LAT_BUCKETS - 1;
 	t->lat[b]++;
-	if (secs > t->max_lat)
+	if (secs > t->max_lat) {
 		t->max_lat = secs;
+		t->max_at = start;
+	}
 	t->ops++;
 }
 
@@ -370,7 +372,7 @@ static void *worker(void *arg)
 		write = is_anon(p) && xorshift(&t->rng) % 100 < opts.write_pct;
 		t0 = now();
 		operate(t, p, write);
-		account(t, now() - t0);
+		account(t, t0, now() - t0);
 		if (counted)
 			atomic_fetch_add(&total_ops, 1);
 	}
@@ -500,7 +502,7 @@ static void report(const struct snap *a, const struct snap *b)
 {
 	uint64_t lat[LAT_BUCKETS] = { 0 }, ops = 0, outs = 0, ins = 0;
 	uint64_t file_reads = 0, bad = 0;
-	double max = 0, secs = b->time - a->time;
+	double max = 0, max_at = 0, secs = b->time - a->time;
 	unsigned int i, k;
 
 	for (i = 0; i < opts.threads; i++) {
@@ -511,15 +513,19 @@ static void report(const struct snap *a, const struct snap *b)
 		ins += threads[i].pageins;
 		file_reads += threads[i].file_reads;
 		bad += threads[i].bad;
-		if (threads[i].max_lat > max)
+		if (threads[i].max_lat > max) {
 			max = threads[i].max_lat;
+			max_at = threads[i].max_at;
+		}
 	}
 	printf("# e2e %s %s result seconds=%.1f ops=%llu ops_s=%.1f",
 	       opts.profile, opts.reconcile ? "on" : "off", secs,
 	       (unsigned long long)ops, ops / secs);
-	printf(" p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f",
+	/* When the slowest began: in the interval, and CLOCK_MONOTONIC. */
+	printf(" p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f max_at_s=%.3f max_mono_s=%.6f",
 	       percentile(lat, ops, 50), percentile(lat, ops, 99),
-	       percentile(lat, ops, 99.9), max * 1000);
+	       percentile(lat, ops, 99.9), max * 1000, max_at - a->time,
+	       max_at);
 	printf(" guest_pageouts=%llu guest_pageins=%llu file_reads=%llu pswpin=%lld pswpout=%lld",
 	       (unsigned long long)outs, (unsigned long long)ins,
 	       (unsigned long long)file_reads, b->pswpin - a->pswpin,
