@@ -1128,12 +1128,14 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 							     skip, pos,
 							     reconcile);
 			ts_disk_replace_end(be->disk);
-		} else if (vhost_blk_read_store_async(blk, be, req, nr, pos)) {
-			ts_disk_commit_later(be->disk);
-			return -EAGAIN;
-		} else {
+		} else if (!vhost_blk_read_store_async(blk, be, req, nr,
+						       pos)) {
 			req->result = vhost_blk_read_mapped(blk, be, req, nr,
 							    pos);
+		} else {
+			/* Completed by vhost_blk_done_work(). */
+			ts_disk_commit_later(be->disk);
+			return -EAGAIN;
 		}
 		ts_disk_commit_later(be->disk);
 		err = vhost_blk_rw_done(req);

@@ -776,7 +776,7 @@ TEST_F_TIMEOUT(slow_store, store_reads_do_not_stall_other_queues, 120)
 	end = ts_now();
 	pthread_join(thread, NULL);
 	munlock(self->dev.ram, self->dev.ram_size);
-	TH_LOG("store read on queue 0: %.3f s, in flight after %.3f s; image read on queue 1: %.3f s",
+	TH_LOG("store read (queue 0) %.3f s, in flight at %.3f s; queue 1 read %.3f s",
 	       r.end - start, t - start, end - t);
 
 	ASSERT_EQ(0, r.ret);

@@ -22,7 +22,8 @@
 #   TS_E2E_HOST_MIB  the host's memory.max for it (48)
 #   TS_E2E_THREADS   (4), TS_E2E_WARMUP_S (20), TS_E2E_SECONDS (40),
 #   TS_E2E_WRITE_PCT (30), TS_E2E_THETA (0.9)
-#   TS_DP_QUIET      1: leave dpe2e's own lines out (they stay in the log)
+#   TS_DP_QUIET      1: leave dpe2e's own lines out (the demo: they stay in
+#                    the guest's /tmp/e2e.log, and plot.py needs them)
 
 PROFILES=$(echo "${TS_E2E_PROFILES:-hdd ssd}" | tr , " ")
 ARGS="-G ${TS_E2E_GUEST_MIB:-64} -A ${TS_E2E_ANON_MIB:-96}

@@ -15,8 +15,8 @@ sequential read throughput of a reconciled range before compaction, after
 it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
 miss-ratio curve predicted at each memory.max against those measured, and
 swap throughput with the curves on and off. e2e: dpe2e's whole workload per
-profile and configuration: operations per second over time, and the CDF of
-operation latency.
+profile and configuration: operations per second over time, the CDF of
+operation latency, and each second's p99 and maximum latency.
 """
 import re
 import sys
@@ -230,10 +230,12 @@ def plot_e2e(log, out):
         if m:
             results[m.group(1)] = dict(kv.split("=", 1)
                                        for kv in m.group(2).split())
-        m = re.match(r"# e2e (\S+) (\S+) t=(\d+) ops=(\d+)", line)
+        m = re.match(r"# e2e (\S+) (\S+) t=(\d+) ops=(\d+)"
+                     r"(?: p50_ms=\S+ p99_ms=(\S+) max_ms=(\S+))?", line)
         if m:
             series.setdefault((m.group(1), m.group(2)), []).append(
-                (int(m.group(3)), int(m.group(4))))
+                (int(m.group(3)), int(m.group(4)),
+                 float(m.group(5) or "nan"), float(m.group(6) or "nan")))
         m = re.match(r"# e2e (\S+) (\S+) latency (.*)", line)
         if m:
             pts = [tuple(float(x) for x in kv.split(":"))
@@ -242,18 +244,22 @@ def plot_e2e(log, out):
     if not series:
         sys.exit("plot.py: no dpe2e results in " + log)
     profiles = sorted({k[0] for k in series})
-    fig, axes = plt.subplots(2, len(profiles),
-                             figsize=(6 * len(profiles), 8), squeeze=False)
+    fig, axes = plt.subplots(3, len(profiles),
+                             figsize=(6 * len(profiles), 12), squeeze=False)
     colours = {"off": "tab:grey", "on": "tab:blue",
                "ctl-off": "tab:olive", "ctl-on": "tab:cyan",
                "ctl-on2": "tab:purple", "ctl-off2": "tab:green"}
     for col, prof in enumerate(profiles):
-        ax, ax2 = axes[0][col], axes[1][col]
+        ax, ax2, ax3 = axes[0][col], axes[1][col], axes[2][col]
         for run, colour in colours.items():
             pts = series.get((prof, run))
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "-",
                         color=colour, label=run)
+                ax3.plot([p[0] for p in pts], [p[2] for p in pts], "-",
+                         color=colour, label=f"{run} p99")
+                ax3.plot([p[0] for p in pts], [p[3] for p in pts], ":",
+                         color=colour)
             pts = cdf.get((prof, run))
             if pts:
                 total = sum(p[1] for p in pts)
@@ -273,6 +279,11 @@ def plot_e2e(log, out):
         ax2.set_ylabel("fraction of operations")
         ax2.set_title(f"{prof}: latency CDF")
         ax2.legend()
+        ax3.set_yscale("log")
+        ax3.set_xlabel("second of the measured interval")
+        ax3.set_ylabel("latency (ms)")
+        ax3.set_title(f"{prof}: p99 (solid) and max (dotted) per second")
+        ax3.legend(fontsize=7)
     summary = ", ".join(f"{p}: throughput {r['throughput']}x, worst latency "
                         f"{r['worst_latency']}x, control {r['control']}"
                         for p, r in results.items())

@@ -33,7 +33,8 @@
  * reconciliation off (-m off) or on (-m on) for the device.
  *
  * After WARMUP_S seconds the counts start; the run lasts SECONDS more. It
- * prints a line per second "# e2e PROFILE MODE t=N ops=N" and then
+ * prints a line per second "# e2e PROFILE MODE t=N ops=N p50_ms=N
+ * p99_ms=N max_ms=N" (that second's operations and latencies) and then
  * "# e2e PROFILE MODE result key=value...": throughput, latency
  * percentiles, guest page-outs and page-ins, host swap-ins and swap-outs,
  * bytes read and written on IMAGE_DEV and STORE_DEV, the device's
@@ -133,6 +134,8 @@ struct e2e_thread {
 
 static atomic_bool counting, stop;
 static atomic_uint_fast64_t total_ops;
+/* This second's latencies, for the per-second lines (see run()). */
+static atomic_uint_fast64_t second_lat[LAT_BUCKETS], second_max_ns;
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -288,13 +291,30 @@ static double now(void)
 	return ts_now();
 }
 
-static void account(struct e2e_thread *t, double start, double secs)
+static int lat_bucket(double secs)
 {
 	double us = secs * 1e6;
 	int b = us < 1 ? 0 : (int)(log10(us) * LAT_PER_DECADE);
 
-	if (b >= LAT_BUCKETS)
-		b = LAT_BUCKETS - 1;
+	return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+static void account_second(int b, double secs)
+{
+	uint_fast64_t ns = (uint_fast64_t)(secs * 1e9);
+	uint_fast64_t old = atomic_load(&second_max_ns);
+
+	atomic_fetch_add(&second_lat[b], 1);
+	while (ns > old &&
+	       !atomic_compare_exchange_weak(&second_max_ns, &old, ns))
+		;
+}
+
+static void account(struct e2e_thread *t, double start, double secs)
+{
+	int b = lat_bucket(secs);
+
+	account_second(b, secs);
 	t->lat[b]++;
 	if (secs > t->max_lat) {
 		t->max_lat = secs;
@@ -372,9 +392,11 @@ static void *worker(void *arg)
 		write = is_anon(p) && xorshift(&t->rng) % 100 < opts.write_pct;
 		t0 = now();
 		operate(t, p, write);
+		/* Neither the warm-up's nor those after the interval count. */
+		if (!counted || !atomic_load(&counting))
+			continue;
 		account(t, t0, now() - t0);
-		if (counted)
-			atomic_fetch_add(&total_ops, 1);
+		atomic_fetch_add(&total_ops, 1);
 	}
 	return NULL;
 }
@@ -627,43 +649,49 @@ static void parse(int argc, char **argv)
 }
 
 /*
- * The guest as after a boot and a while of work, before the clock starts:
- * the file's pages on its disk; guest RAM full of the anonymous pages
- * that fit, dirty (they exist nowhere else); the anonymous pages that do
- * not fit on the guest's swap area, clean copies there. The warm-up is
- * then about the workload's own working set, not about first touches.
+ * The guest as after a long while of work, before the clock starts: the
+ * file's pages on its disk; every anonymous page paged out once, so with
+ * a copy on the guest's swap area; guest RAM full of the anonymous pages
+ * that fit, each dirty if its last access was a write, which the workload
+ * makes it with probability WRITE_PCT %. Started from all-dirty RAM (as
+ * after a boot), the guest evicts nothing but dirty pages for as long as
+ * it takes to turn its RAM over once: longer than a run on the HDD-like
+ * profile. The warm-up is then about the workload's own working set.
  */
 static int prefill(void)
 {
 	size_t resident = opts.anon_pages < opts.guest_pages ?
 			  opts.anon_pages : opts.guest_pages;
-	size_t swapped = opts.anon_pages - resident, p, f;
+	size_t first = opts.anon_pages - resident, p, f;
+	uint64_t rng = opts.seed ^ 0x5eed;
 	double t0 = now();
 
 	if (write_range(opts.anon_pages, nr_pages(), 0) ||
-	    write_range(0, swapped, 0))
+	    write_range(0, opts.anon_pages, 0))
 		return -1;
-	for (p = 0; p < swapped; p++)
+	for (p = 0; p < opts.anon_pages; p++)
 		pages[p].on_disk = 1;
-	for (f = 0, p = swapped; p < opts.anon_pages; p++, f++) {
+	for (f = 0, p = first; p < opts.anon_pages; p++, f++) {
 		fill(frames + f * PAGE, p, 0);
 		pages[p].frame = (int32_t)f;
-		pages[p].dirty = 1;
+		pages[p].dirty = xorshift(&rng) % 100 < opts.write_pct;
 		frame_page[f] = (int32_t)p;
 	}
 	nr_free = opts.guest_pages - resident;
 	memset(frames + f * PAGE, 0, nr_free * PAGE);
+	/* Free frames first, as a guest kernel takes them before reclaim. */
+	clock_hand = resident % opts.guest_pages;
 	printf("# e2e %s %s filled seconds=%.1f written_mib=%zu\n",
 	       opts.profile, opts.reconcile ? "on" : "off", now() - t0,
-	       (opts.file_pages + swapped) >> 8);
+	       nr_pages() >> 8);
 	return 0;
 }
 
 static int run(void)
 {
+	uint64_t lat[LAT_BUCKETS], last = 0, cur, max_ns, n;
+	unsigned int i, s, k;
 	struct snap a, b;
-	unsigned int i, s;
-	uint64_t last = 0, cur;
 	int ret = 0;
 
 	for (i = 0; i < opts.threads; i++) {
@@ -678,11 +706,19 @@ static int run(void)
 	for (s = 1; s <= opts.seconds; s++) {
 		sleep(1);
 		cur = atomic_load(&total_ops);
-		printf("# e2e %s %s t=%u ops=%llu\n", opts.profile,
-		       opts.reconcile ? "on" : "off", s,
-		       (unsigned long long)(cur - last));
+		for (n = 0, k = 0; k < LAT_BUCKETS; k++) {
+			lat[k] = atomic_exchange(&second_lat[k], 0);
+			n += lat[k];
+		}
+		max_ns = atomic_exchange(&second_max_ns, 0);
+		printf("# e2e %s %s t=%u ops=%llu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
+		       opts.profile, opts.reconcile ? "on" : "off", s,
+		       (unsigned long long)(cur - last),
+		       percentile(lat, n, 50), percentile(lat, n, 99),
+		       max_ns / 1e6);
 		last = cur;
 	}
+	atomic_store(&counting, false);
 	snapshot(&b);
 	atomic_store(&stop, true);
 	for (i = 0; i < opts.threads; i++) {
