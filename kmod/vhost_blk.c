@@ -328,21 +328,23 @@ static void vhost_blk_account_rw(struct vhost_blk *blk, bool write, long done)
 }
 
 /*
- * Unpin the guest pages of an asynchronous store read, dirty if the read
- * filled them (@filled: only in process context), and let the blocks go.
+ * Unpin guest pages pinned for a store read, dirty if the read filled them
+ * (@filled: only in process context; clean, in any).
  */
-static void vhost_blk_store_read_free(struct vhost_blk_store_read *sr,
-				      bool filled)
+static void vhost_blk_unpin_read(struct bio_vec *bv, unsigned int nr,
+				 bool filled)
 {
 	unsigned int i;
 
-	for (i = 0; i < sr->held.nr; i++) {
-		if (filled)
-			unpin_user_pages_dirty_lock(&sr->bv[i].bv_page, 1,
-						    true);
-		else
-			unpin_user_page(sr->bv[i].bv_page);
-	}
+	for (i = 0; i < nr; i++)
+		unpin_user_pages_dirty_lock(&bv[i].bv_page, 1, filled);
+}
+
+/* Unpin the pages of an asynchronous store read and let the blocks go. */
+static void vhost_blk_store_read_free(struct vhost_blk_store_read *sr,
+				      bool filled)
+{
+	vhost_blk_unpin_read(sr->bv, sr->held.nr, filled);
 	ts_disk_release_run(&sr->held);
 	kfree(sr);
 }
@@ -887,9 +889,7 @@ static int vhost_blk_read_held(const struct ts_held_run *held,
 	if (len == (size_t)held->nr << TS_BLOCK_SHIFT &&
 	    vhost_blk_pin_guest_pages(c, held->nr, buf->bv)) {
 		ret = ts_disk_read_held(held, buf->bv, held->nr);
-		for (i = 0; i < held->nr; i++)
-			unpin_user_pages_dirty_lock(&buf->bv[i].bv_page, 1,
-						    !ret);
+		vhost_blk_unpin_read(buf->bv, held->nr, !ret);
 		if (!ret)
 			iov_iter_advance(iter, len);
 		return ret;
