@@ -19,6 +19,7 @@ profile and configuration: operations per second over time, the CDF of
 operation latency, and each second's p99 and maximum latency.
 """
 import re
+import statistics
 import sys
 
 import matplotlib
@@ -27,31 +28,40 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_swap(log, out):
-    rounds = {"tsswap0": [], "plain": []}
+    # rounds[(device, reclaimers)] = [(out, in), ...]
+    rounds = {}
     ratio = None
     for line in open(log, errors="replace"):
-        m = re.match(r"# (tsswap0|plain): round \d+: out ([\d.]+) MiB/s, "
-                     r"in ([\d.]+) MiB/s, out\+in ([\d.]+) MiB/s", line)
+        m = re.match(r"# (tsswap0|plain): round \d+: reclaimers (\d+), "
+                     r"out ([\d.]+) MiB/s, in ([\d.]+) MiB/s", line)
         if m:
-            rounds[m.group(1)].append(tuple(float(x) for x in m.groups()[1:]))
+            key = (m.group(1), int(m.group(2)))
+            rounds.setdefault(key, []).append((float(m.group(3)),
+                                               float(m.group(4))))
         m = re.match(r"swapbench ratio=([\d.]+)", line)
         if m:
             ratio = float(m.group(1))
-    if not rounds["tsswap0"] or ratio is None:
+    if not rounds or ratio is None:
         sys.exit("plot.py: no swapbench results in " + log)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    counts = sorted({n for _, n in rounds})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     width = 0.38
-    for i, (name, colour) in enumerate((("tsswap0", "tab:blue"),
-                                        ("plain", "tab:grey"))):
-        xs = [r + (i - 0.5) * width for r in range(len(rounds[name]))]
-        ax.bar(xs, [r[2] for r in rounds[name]], width, color=colour,
-               label=f"{name} (out+in)")
-    ax.set_xticks(range(len(rounds["tsswap0"])))
-    ax.set_xticklabels([f"round {r}" for r in range(len(rounds["tsswap0"]))])
-    ax.set_ylabel("MiB/s")
-    ax.set_title(f"swap-out + swap-in throughput, ratio of medians {ratio:.2f}")
-    ax.legend()
+    for col, (ax, phase) in enumerate(zip(axes, ("swap-out", "swap-in"))):
+        for i, (name, colour) in enumerate((("tsswap0", "tab:blue"),
+                                            ("plain", "tab:grey"))):
+            meds = [statistics.median(r[col] for r in rounds[(name, n)])
+                    if (name, n) in rounds else 0 for n in counts]
+            xs = [x + (i - 0.5) * width for x in range(len(counts))]
+            ax.bar(xs, meds, width, color=colour, label=name)
+        ax.set_xticks(range(len(counts)))
+        ax.set_xticklabels([f"{n} reclaimer{'s' if n > 1 else ''}"
+                            for n in counts])
+        ax.set_ylabel("MiB/s (median of rounds)")
+        ax.set_title(phase)
+        ax.legend()
+    fig.suptitle(f"swap throughput, tsswap0 against a plain partition "
+                 f"(out+in ratio {ratio:.2f})")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
