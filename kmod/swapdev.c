@@ -5,7 +5,7 @@
  * swapped out to it lands in the store, and swap_slot_free_notify tells it
  * when a slot dies.
  *
- * Runs under memory reclaim: the I/O path allocates only from the store's
+ * Runs under memory reclaim: the I/O path allocates only from the device's
  * bio_set (mempool-backed, GFP_NOIO) and waits for nothing but the backing
  * device. A full store fails the write; the kernel then keeps the page.
  */
@@ -82,9 +82,13 @@ struct ts_swapdev {
 	int major;
 	u64 nr_slots;
 
-	/* Under store->lock: */
-	u32 *slot_block;		/* TS_NO_BLOCK if the slot is unmapped */
-	u64 slots_in_use;
+	/*
+	 * The block of each slot, TS_NO_BLOCK if unmapped: written under
+	 * store->lock (WRITE_ONCE), read without it by the read path, see
+	 * ts_swapdev_map_reads().
+	 */
+	u32 *slot_block;
+	u64 slots_in_use;		/* under store->lock */
 
 	/*
 	 * Set when the slot's block holds the data of the last swap-out of
@@ -183,14 +187,27 @@ struct ts_swapdev {
 	struct dentry *debugfs;
 };
 
-/* One lower bio: a run of slots on consecutive store blocks. */
-struct ts_swap_io {
-	struct ts_swapdev *swapdev;
-	struct bio *upper;
+/* Slots of an upper bio on consecutive store blocks: one lower bio. */
+struct ts_swap_run {
+	/*
+	 * Where the run begins in the upper bio's bvecs; kept, since the
+	 * lower driver consumes the lower bio's own iterator.
+	 */
+	struct bvec_iter start;
 	u64 first_slot;
 	u32 first_block;
 	u32 nr_slots;
 	bool swap_out;			/* carries swap-cache folios */
+};
+
+/*
+ * One lower bio: a clone of the upper bio that shares its pages and covers
+ * the run's part of them.
+ */
+struct ts_swap_io {
+	struct ts_swapdev *swapdev;
+	struct bio *upper;
+	struct ts_swap_run run;
 	struct bio bio;			/* must be last: bio_set front_pad */
 };
 
@@ -200,30 +217,41 @@ static struct ts_swapdev *ts_swapdev_of(struct bio *bio)
 }
 
 /*
- * The write of @io's slots is over. A slot becomes complete only if the
- * write was a swap-out, succeeded, and the slot still maps the block
- * written: a discard (BLKDISCARD by root on the active swap device) may
- * have unmapped it meanwhile. The reference each slot's write has held
- * since ts_swapdev_map_write() kept its block from being reused by
+ * Slots handled under one hold of store->lock, which is taken with
+ * interrupts off: reclaim writes a folio in one bio, up to 512 slots of a
+ * huge page, and the completion of its write may run in an interrupt.
+ */
+#define TS_LOCK_BATCH	32
+
+/*
+ * The write of @run is over. A slot becomes complete only if the write was
+ * a swap-out, succeeded, and the slot still maps the block written: a
+ * discard (BLKDISCARD by root on the active swap device) may have unmapped
+ * it meanwhile. The reference each slot's write has held since
+ * ts_swapdev_map_write_locked() kept its block from being reused by
  * another slot until now.
  */
-static void ts_swap_io_written(struct ts_swap_io *io, bool ok)
+static void ts_swapdev_written(struct ts_swapdev *swapdev,
+			       const struct ts_swap_run *run, bool ok)
 {
-	struct ts_swapdev *swapdev = io->swapdev;
 	struct ts_store *store = swapdev->store;
+	u32 i, end, block;
 	unsigned long flags;
 	u64 slot;
-	u32 i;
 
-	spin_lock_irqsave(&store->lock, flags);
-	for (i = 0; i < io->nr_slots; i++) {
-		slot = io->first_slot + i;
-		if (ok && io->swap_out && !swapdev->hook_lost &&
-		    swapdev->slot_block[slot] == io->first_block + i)
-			set_bit(slot, swapdev->slot_complete);
-		ts_store_put_locked(store, io->first_block + i);
+	for (i = 0; i < run->nr_slots; i = end) {
+		end = min_t(u32, i + TS_LOCK_BATCH, run->nr_slots);
+		spin_lock_irqsave(&store->lock, flags);
+		for (; i < end; i++) {
+			slot = run->first_slot + i;
+			block = run->first_block + i;
+			if (ok && run->swap_out && !swapdev->hook_lost &&
+			    swapdev->slot_block[slot] == block)
+				set_bit(slot, swapdev->slot_complete);
+			ts_store_put_locked(store, block);
+		}
+		spin_unlock_irqrestore(&store->lock, flags);
 	}
-	spin_unlock_irqrestore(&store->lock, flags);
 }
 
 /*
@@ -248,26 +276,21 @@ static bool ts_swap_cache_page_of_slot(struct page *page, u64 slot)
  */
 static void ts_swap_io_read_done(struct ts_swap_io *io)
 {
-	unsigned int i, off, skip = 0;
+	struct bvec_iter iter = io->run.start;
+	u64 slot = io->run.first_slot;
 	struct folio *folio;
 	struct page *page;
-	struct bio_vec *bv;
-	u64 slot = io->first_slot;
+	u32 i;
 
-	for (i = 0; i < io->bio.bi_vcnt; i++) {
-		bv = &io->bio.bi_io_vec[i];
-		/* Each slot begins in some bvec: one page of 4 KiB. */
-		for (off = skip; off < bv->bv_len; off += TS_BLOCK_SIZE) {
-			page = nth_page(bv->bv_page,
-					(bv->bv_offset + off) >> PAGE_SHIFT);
-			if (ts_swap_cache_page_of_slot(page, slot)) {
-				folio = page_folio(page);
-				ts_mrc_swap_in(io->swapdev->mrc, slot, folio,
-					       folio_test_readahead(folio));
-			}
-			slot++;
+	for (i = 0; i < io->run.nr_slots; i++, slot++) {
+		/* The page that holds the slot's first byte. */
+		page = bio_iter_page(&io->bio, iter);
+		if (ts_swap_cache_page_of_slot(page, slot)) {
+			folio = page_folio(page);
+			ts_mrc_swap_in(io->swapdev->mrc, slot, folio,
+				       folio_test_readahead(folio));
 		}
-		skip = off - bv->bv_len;
+		bio_advance_iter(&io->bio, &iter, TS_BLOCK_SIZE);
 	}
 }
 
@@ -279,14 +302,15 @@ static void ts_swap_io_endio(struct bio *bio)
 	bool write = op_is_write(bio_op(bio));
 
 	if (bio->bi_status) {
-		atomic64_add(io->nr_slots, write ? &swapdev->stats.write_errors :
-						   &swapdev->stats.read_errors);
+		atomic64_add(io->run.nr_slots,
+			     write ? &swapdev->stats.write_errors :
+				     &swapdev->stats.read_errors);
 		/* Racy like bio_chain's own propagation: any error will do. */
 		if (!upper->bi_status)
 			upper->bi_status = bio->bi_status;
 	}
 	if (write)
-		ts_swap_io_written(io, !bio->bi_status);
+		ts_swapdev_written(swapdev, &io->run, !bio->bi_status);
 	else if (swapdev->mrc && !bio->bi_status)
 		ts_swap_io_read_done(io);
 	bio_put(bio);
@@ -699,56 +723,112 @@ bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry)
 }
 
 /*
- * Choose the block a write to @slot goes to. A block referenced only by
- * this slot is overwritten in place; one that something else also
- * references keeps its contents for them and the slot moves to a fresh
- * block (redirect-on-write). The write holds a reference of its own on the
- * block until it completes. A @swap_out consumes the slot's announcement;
- * *@lost tells whether it showed that the hook was lost.
+ * Choose the block a write to @slot goes to, TS_NO_BLOCK if the store is
+ * full. A block referenced only by this slot is overwritten in place; one
+ * that something else also references keeps its contents for them and the
+ * slot moves to a fresh block (redirect-on-write). The write holds a
+ * reference of its own on the block until it completes. A @swap_out
+ * consumes the slot's announcement; *@lost is set if it showed that the
+ * hook was lost. *@full is set once a search for a free block failed: in
+ * the same hold of the lock, nothing frees one.
  */
-static bool ts_swapdev_map_write(struct ts_swapdev *swapdev, u64 slot,
-				 bool swap_out, u32 *block, bool *lost)
+static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
+				       bool swap_out, bool *lost, bool *full)
 {
 	struct ts_store *store = swapdev->store;
-	u32 old, fresh;
-	bool ok = true;
-	unsigned long flags;
+	u32 old, block;
 
-	spin_lock_irqsave(&store->lock, flags);
-	*lost = swap_out && ts_swapdev_consume_announce_locked(swapdev, slot);
+	lockdep_assert_held(&store->lock);
+	if (swap_out && ts_swapdev_consume_announce_locked(swapdev, slot))
+		*lost = true;
 	old = swapdev->slot_block[slot];
 	clear_bit(slot, swapdev->slot_complete);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
-		*block = old;
-	} else if (!ts_store_alloc_locked(store, slot, &fresh)) {
-		ok = false;
+		block = old;
 	} else {
+		/* No block freed since the last search: do not search again. */
+		if (*full || !ts_store_alloc_locked(store, slot, &block)) {
+			*full = true;
+			return TS_NO_BLOCK;
+		}
 		if (old != TS_NO_BLOCK) {
 			ts_store_put_locked(store, old);
 			atomic64_inc(&swapdev->stats.redirected_writes);
 		} else {
 			swapdev->slots_in_use++;
 		}
-		swapdev->slot_block[slot] = fresh;
-		*block = fresh;
+		/* Read without the lock: see ts_swapdev_map_reads(). */
+		WRITE_ONCE(swapdev->slot_block[slot], block);
 	}
-	/* The write's own, until it completes: see ts_swap_io_written(). */
-	if (ok)
-		ts_store_get_locked(store, *block);
-	spin_unlock_irqrestore(&store->lock, flags);
-	return ok;
+	/* The write's own, until it completes: see ts_swapdev_written(). */
+	ts_store_get_locked(store, block);
+	return block;
 }
 
-static u32 ts_swapdev_map_read(struct ts_swapdev *swapdev, u64 slot)
+/*
+ * Map the writes of the @n slots from @slot, whose data starts at @iter of
+ * @upper, to blocks (@blocks; TS_NO_BLOCK: the store is full). Returns the
+ * slots that are swap-outs, a bit each.
+ */
+static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
+					   struct bio *upper,
+					   struct bvec_iter iter, u64 slot,
+					   unsigned int n, u32 *blocks)
 {
 	struct ts_store *store = swapdev->store;
-	u32 block;
-	unsigned long flags;
+	unsigned long swap_outs = 0, flags;
+	bool lost = false, full = false;
+	u64 lost_slot = U64_MAX;
+	unsigned int i, nospc = 0;
+
+	BUILD_BUG_ON(TS_LOCK_BATCH > BITS_PER_LONG);
+	for (i = 0; i < n; i++) {
+		if (ts_swapdev_note_swap_out(swapdev, bio_iter_page(upper, iter),
+					     slot + i))
+			__set_bit(i, &swap_outs);
+		bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
+	}
 
 	spin_lock_irqsave(&store->lock, flags);
-	block = swapdev->slot_block[slot];
+	for (i = 0; i < n; i++) {
+		blocks[i] = ts_swapdev_map_write_locked(swapdev, slot + i,
+							test_bit(i, &swap_outs),
+							&lost, &full);
+		if (lost && lost_slot == U64_MAX)
+			lost_slot = slot + i;
+		nospc += blocks[i] == TS_NO_BLOCK;
+	}
 	spin_unlock_irqrestore(&store->lock, flags);
-	return block;
+
+	if (unlikely(lost))
+		ts_swapdev_report_lost_hook(swapdev, lost_slot);
+	if (unlikely(nospc))
+		atomic64_add(nospc, &swapdev->stats.store_full);
+	atomic64_add(n - nospc, &swapdev->stats.writes);
+	return swap_outs;
+}
+
+/*
+ * The blocks that reads of the @n slots from @slot come from (TS_NO_BLOCK:
+ * unmapped, reads as zeroes). No lock: the lock never covered the read's
+ * I/O, only the load of the block number, which READ_ONCE makes just as
+ * whole. What keeps a swap-in's block in place until its read completes
+ * is its folio, locked in the swap cache: no swap-out, free or zswap
+ * writeback touches the slot meanwhile. A discard or zero-out by root on
+ * the active swap device still can, as it always could.
+ */
+static void ts_swapdev_map_reads(struct ts_swapdev *swapdev, u64 slot,
+				 unsigned int n, u32 *blocks)
+{
+	unsigned int i, zero = 0;
+
+	for (i = 0; i < n; i++) {
+		blocks[i] = READ_ONCE(swapdev->slot_block[slot + i]);
+		zero += blocks[i] == TS_NO_BLOCK;
+	}
+	if (zero)
+		atomic64_add(zero, &swapdev->stats.zero_reads);
+	atomic64_add(n - zero, &swapdev->stats.reads);
 }
 
 /* Drop @slot's block; false if the slot mapped to none. */
@@ -759,94 +839,99 @@ static bool ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
 	clear_bit(slot, swapdev->slot_complete);
 	if (block == TS_NO_BLOCK)
 		return false;
-	swapdev->slot_block[slot] = TS_NO_BLOCK;
+	WRITE_ONCE(swapdev->slot_block[slot], TS_NO_BLOCK);
 	swapdev->slots_in_use--;
 	ts_store_put_locked(swapdev->store, block);
 	return true;
 }
 
-/* Count the page segments the next @bytes of @iter span. */
-static unsigned int ts_segments(struct bio *bio, struct bvec_iter iter,
-				unsigned int bytes)
-{
-	unsigned int segs = 0, len;
-
-	while (bytes) {
-		len = min(bytes, bio_iter_iovec(bio, iter).bv_len);
-		bio_advance_iter_single(bio, &iter, len);
-		bytes -= len;
-		segs++;
-	}
-	return segs;
-}
-
-static void ts_zero_slot(struct bio *bio, struct bvec_iter *iter)
+static void ts_zero_slot(struct bio *bio, struct bvec_iter iter)
 {
 	unsigned int bytes = TS_BLOCK_SIZE, len;
 	struct bio_vec bv;
 
 	while (bytes) {
-		bv = bio_iter_iovec(bio, *iter);
+		bv = bio_iter_iovec(bio, iter);
 		len = min(bytes, bv.bv_len);
 		memzero_page(bv.bv_page, bv.bv_offset, len);
-		bio_advance_iter_single(bio, iter, len);
+		bio_advance_iter_single(bio, &iter, len);
 		bytes -= len;
 	}
 }
 
-static void ts_swap_io_submit(struct ts_swap_io *io)
-{
-	bio_inc_remaining(io->upper);
-	submit_bio_noacct(&io->bio);
-}
-
-static struct ts_swap_io *ts_swap_io_alloc(struct ts_swapdev *swapdev,
-					   struct bio *upper, u64 slot,
-					   u32 block, unsigned int nr_vecs)
+/*
+ * Send @run (if any) to the backing device: a clone of @upper, which
+ * shares its pages, trimmed to the run and remapped onto the run's blocks,
+ * as a stacking driver remaps a bio, with no page copied or added. It
+ * holds a reference on @upper (bio_inc_remaining) until it completes.
+ */
+static void ts_swap_run_submit(struct ts_swapdev *swapdev, struct bio *upper,
+			       struct ts_swap_run *run)
 {
 	struct ts_store *store = swapdev->store;
 	struct ts_swap_io *io;
 	struct bio *bio;
 
+	if (!run->nr_slots)
+		return;
+	bio = bio_alloc_clone(store->backing.bdev, upper, GFP_NOIO,
+			      &swapdev->bio_set);
 	/*
-	 * The lower bio is the swap I/O of the upper one's cgroup, on the
-	 * device that really does it: charged to that cgroup (swap-out runs
-	 * in whoever reclaims, often kswapd) and, as REQ_SWAP, treated the
-	 * way the block layer treats swap on a plain device (io.max charges
-	 * swap writes but does not hold them up behind reclaim).
+	 * From a mempool-backed bio_set with GFP_NOIO, a clone fails only to
+	 * copy an integrity payload, which swap I/O does not carry.
 	 */
-	bio = bio_alloc_bioset(store->backing.bdev, nr_vecs,
-			       bio_op(upper) |
-			       (upper->bi_opf & (REQ_SYNC | REQ_SWAP)),
-			       GFP_NOIO, &swapdev->bio_set);
-	bio_clone_blkg_association(bio, upper);
+	if (WARN_ON_ONCE(!bio)) {
+		upper->bi_status = BLK_STS_RESOURCE;
+		if (op_is_write(bio_op(upper))) {
+			atomic64_add(run->nr_slots,
+				     &swapdev->stats.write_errors);
+			ts_swapdev_written(swapdev, run, false);
+		} else {
+			atomic64_add(run->nr_slots,
+				     &swapdev->stats.read_errors);
+		}
+		run->nr_slots = 0;
+		return;
+	}
 	io = container_of(bio, struct ts_swap_io, bio);
 	io->swapdev = swapdev;
 	io->upper = upper;
-	io->first_slot = slot;
-	io->first_block = block;
-	io->nr_slots = 0;
-	bio->bi_iter.bi_sector = ts_store_sector(store, block);
+	io->run = *run;
+	run->nr_slots = 0;
+	bio_inc_remaining(upper);
+	/*
+	 * The lower bio is the swap I/O of the upper one's cgroup (the clone
+	 * keeps its blkg), on the device that really does it: charged to
+	 * that cgroup (swap-out runs in whoever reclaims, often kswapd) and,
+	 * as REQ_SWAP, treated the way the block layer treats swap on a
+	 * plain device (io.max charges swap writes but does not hold them up
+	 * behind reclaim).
+	 */
+	bio->bi_opf = bio_op(upper) | (upper->bi_opf & (REQ_SYNC | REQ_SWAP));
+	bio->bi_iter = io->run.start;
+	bio->bi_iter.bi_size = io->run.nr_slots * TS_BLOCK_SIZE;
+	bio->bi_iter.bi_sector = ts_store_sector(store, io->run.first_block);
 	bio->bi_end_io = ts_swap_io_endio;
-	return io;
+	submit_bio_noacct(bio);
 }
 
 /*
  * Split a read or write into lower bios, one per run of slots whose blocks
- * are consecutive in the store. Each lower bio holds a reference on the
- * upper one (bio_inc_remaining), so the upper bio completes when the last
- * of them and this function are done.
+ * are consecutive in the store (one in all, when a swap area keeps the
+ * layout of a plain partition). Each lower bio holds a reference on the
+ * upper one, so the upper bio completes when the last of them and this
+ * function are done.
  */
 static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 {
 	bool write = op_is_write(bio_op(upper));
 	struct bvec_iter iter = upper->bi_iter;
-	struct ts_swap_io *io = NULL;
 	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
-	u32 block, next_block = TS_NO_BLOCK;
-	unsigned int segs_left, segs, len;
-	bool swap_out = false, lost, ok;
-	struct bio_vec bv;
+	struct ts_swap_run run = { .nr_slots = 0 };
+	u32 blocks[TS_LOCK_BATCH];
+	unsigned long swap_outs = 0;
+	unsigned int i, n;
+	bool swap_out;
 
 	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
 	    !IS_ALIGNED(iter.bi_size, TS_BLOCK_SIZE)) {
@@ -856,64 +941,39 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	if (write && unlikely(READ_ONCE(swapdev->delay_writes_ms)))
 		msleep(READ_ONCE(swapdev->delay_writes_ms));
 
-	segs_left = bio_segments(upper);
-	for (; iter.bi_size; slot++) {
-		/* This slot's segments, and those of the slots after it. */
-		segs = ts_segments(upper, iter, TS_BLOCK_SIZE);
-		segs_left -= segs;
+	while (iter.bi_size) {
+		n = min_t(unsigned int, TS_LOCK_BATCH,
+			  iter.bi_size / TS_BLOCK_SIZE);
+		if (write)
+			swap_outs = ts_swapdev_map_writes(swapdev, upper, iter,
+							  slot, n, blocks);
+		else
+			ts_swapdev_map_reads(swapdev, slot, n, blocks);
 
-		if (write) {
-			bv = bio_iter_iovec(upper, iter);
-			swap_out = ts_swapdev_note_swap_out(swapdev,
-							    bv.bv_page, slot);
-			ok = ts_swapdev_map_write(swapdev, slot, swap_out,
-						  &block, &lost);
-			if (unlikely(lost))
-				ts_swapdev_report_lost_hook(swapdev, slot);
-			if (!ok) {
-				atomic64_inc(&swapdev->stats.store_full);
-				upper->bi_status = BLK_STS_NOSPC;
-				bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
-				next_block = TS_NO_BLOCK;
-				continue;
+		for (i = 0; i < n; i++, slot++) {
+			swap_out = test_bit(i, &swap_outs);
+			if (run.nr_slots &&
+			    (blocks[i] != run.first_block + run.nr_slots ||
+			     swap_out != run.swap_out))
+				ts_swap_run_submit(swapdev, upper, &run);
+			if (blocks[i] == TS_NO_BLOCK) {
+				if (write)
+					upper->bi_status = BLK_STS_NOSPC;
+				else
+					ts_zero_slot(upper, iter);
+			} else {
+				if (!run.nr_slots) {
+					run.start = iter;
+					run.first_slot = slot;
+					run.first_block = blocks[i];
+					run.swap_out = swap_out;
+				}
+				run.nr_slots++;
 			}
-			atomic64_inc(&swapdev->stats.writes);
-		} else {
-			block = ts_swapdev_map_read(swapdev, slot);
-			if (block == TS_NO_BLOCK) {
-				atomic64_inc(&swapdev->stats.zero_reads);
-				ts_zero_slot(upper, &iter);
-				next_block = TS_NO_BLOCK;
-				continue;
-			}
-			atomic64_inc(&swapdev->stats.reads);
+			bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
 		}
-
-		if (io && (block != next_block || swap_out != io->swap_out ||
-			   io->bio.bi_vcnt + segs > io->bio.bi_max_vecs)) {
-			ts_swap_io_submit(io);
-			io = NULL;
-		}
-		if (!io)
-			io = ts_swap_io_alloc(swapdev, upper, slot, block,
-					      min_t(unsigned int, BIO_MAX_VECS,
-						    segs + segs_left));
-		io->swap_out = swap_out;
-
-		for (len = TS_BLOCK_SIZE; len; len -= bv.bv_len) {
-			bv = bio_iter_iovec(upper, iter);
-			bv.bv_len = min(bv.bv_len, len);
-			/* Room was checked above: this cannot come up short. */
-			if (bio_add_page(&io->bio, bv.bv_page, bv.bv_len,
-					 bv.bv_offset) != bv.bv_len)
-				WARN_ON_ONCE(1);
-			bio_advance_iter_single(upper, &iter, bv.bv_len);
-		}
-		io->nr_slots++;
-		next_block = block + 1;
 	}
-	if (io)
-		ts_swap_io_submit(io);
+	ts_swap_run_submit(swapdev, upper, &run);
 	bio_endio(upper);
 }
 
@@ -1245,7 +1305,7 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 	/* The rescuer keeps bios flowing when allocated inside submit_bio. */
 	ret = bioset_init(&swapdev->bio_set, TS_SWAPDEV_BIO_POOL,
 			  offsetof(struct ts_swap_io, bio),
-			  BIOSET_NEED_BVECS | BIOSET_NEED_RESCUER);
+			  BIOSET_NEED_RESCUER);
 	if (ret)
 		goto free_tables;
 
