@@ -236,6 +236,16 @@ static void ts_mrc_window_clear(struct ts_mrc_window *w)
 }
 
 /*
+ * The clock of the windows: they last seconds, so the time of the last
+ * tick will do, and reading it costs nothing on every swap-in and swap-out
+ * (a clocksource read can be slow: an HPET read is an MMIO access).
+ */
+static u64 ts_mrc_now(void)
+{
+	return ktime_get_coarse_ns();
+}
+
+/*
  * Move to a new window if the current one is over. A window with nothing
  * in it still counts as time: an idle stretch of two windows or more
  * leaves both windows empty, the previous one a window long.
@@ -260,7 +270,7 @@ static void ts_mrc_rotate_locked(struct ts_mrc_group *g, u64 now)
 
 static struct ts_mrc_window *ts_mrc_cur_locked(struct ts_mrc_group *g)
 {
-	ts_mrc_rotate_locked(g, ktime_get_ns());
+	ts_mrc_rotate_locked(g, ts_mrc_now());
 	return &g->win[g->cur];
 }
 
@@ -269,7 +279,7 @@ static void ts_mrc_reset_locked(struct ts_mrc_group *g)
 	ts_mrc_window_clear(&g->win[0]);
 	ts_mrc_window_clear(&g->win[1]);
 	g->prev_ns = 0;
-	g->cur_start_ns = ktime_get_ns();
+	g->cur_start_ns = ts_mrc_now();
 }
 
 static u64 ts_mrc_span_end(struct ts_mrc_group *g, unsigned int i)
@@ -411,7 +421,7 @@ static struct ts_mrc_group *ts_mrc_group_alloc(struct ts_mrc *mrc,
 	g->memcg_id = memcg_id;
 	g->cgroup_id = cgroup_id;
 	spin_lock_init(&g->lock);
-	g->cur_start_ns = ktime_get_ns();
+	g->cur_start_ns = ts_mrc_now();
 	return g;
 }
 
@@ -735,7 +745,7 @@ void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot)
 static void ts_mrc_report_locked(struct ts_mrc_group *g,
 				 struct tesseract_mrc *m, u64 *hist)
 {
-	u64 now = ktime_get_ns();
+	u64 now = ts_mrc_now();
 	unsigned int b, w;
 
 	ts_mrc_rotate_locked(g, now);
