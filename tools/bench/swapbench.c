@@ -42,14 +42,14 @@ struct swapbench_sync {
 
 enum { PHASE_FILL, PHASE_OUT, PHASE_IN, PHASE_EXIT };
 
-static void wait_phase(volatile struct swapbench_sync *sync, int phase)
+static void wait_phase(struct swapbench_sync *sync, int phase)
 {
 	while (__atomic_load_n(&sync->phase, __ATOMIC_ACQUIRE) < phase)
 		usleep(200);
 }
 
 /* False if a reclaimer failed: the others may never finish the phase. */
-static bool wait_done(volatile struct swapbench_sync *sync, int n)
+static bool wait_done(struct swapbench_sync *sync, int n)
 {
 	while (__atomic_load_n(&sync->done, __ATOMIC_ACQUIRE) < n) {
 		if (__atomic_load_n(&sync->failed, __ATOMIC_ACQUIRE))
@@ -75,7 +75,7 @@ static void mark_done(struct swapbench_sync *sync)
 	__atomic_add_fetch(&sync->done, 1, __ATOMIC_ACQ_REL);
 }
 
-/* perf record's control and acknowledgement FIFOs, if a phase is profiled. */
+/* perf record's control and acknowledgment FIFOs, if a phase is profiled. */
 static int perf_ctl = -1, perf_ack = -1, perf_phase = -1;
 
 static int perf_open(void)
@@ -98,7 +98,7 @@ static int perf_open(void)
 	return perf_ctl < 0 || perf_ack < 0 ? -1 : 0;
 }
 
-/* Send @cmd to perf record and wait for its acknowledgement. */
+/* Send @cmd to perf record and wait for its acknowledgment. */
 static void perf_command(int phase, const char *cmd)
 {
 	char ack[16];
@@ -111,8 +111,8 @@ static void perf_command(int phase, const char *cmd)
 }
 
 /* One reclaimer: its own cgroup and memory, phase by phase, round by round. */
-static int reclaimer(struct swapbench_sync *sync, int id, size_t pages,
-		     int rounds)
+static int run_reclaimer(struct swapbench_sync *sync, int id, size_t pages,
+			 int rounds)
 {
 	size_t resident, bad;
 	char cgroup[64];
@@ -143,7 +143,7 @@ static int reclaimer(struct swapbench_sync *sync, int id, size_t pages,
 		wait_phase(sync, r * PHASE_EXIT + PHASE_IN);
 		bad = ts_bad_pages(mem, pages, 7 + id, r);
 		if (bad || resident > pages / 20) {
-			fprintf(stderr, "swapbench: reclaimer %d: %zu bad pages, %zu of %zu stayed resident\n",
+			fprintf(stderr, "swapbench: #%d: %zu bad pages, %zu of %zu resident\n",
 				id, bad, resident, pages);
 			fail(sync);
 		}
@@ -152,6 +152,14 @@ static int reclaimer(struct swapbench_sync *sync, int id, size_t pages,
 	munmap(mem, pages * PAGE);
 	ts_cgroup_leave(cgroup);
 	return 0;
+}
+
+/* The line that swap.sh and plot.py read. */
+static void print_round(int r, int n, double out, double in, double both)
+{
+	printf("round %d: reclaimers %d, out %.1f MiB/s, in %.1f MiB/s, out+in %.1f MiB/s\n",
+	       r, n, out, in, both);
+	fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -171,7 +179,7 @@ int main(int argc, char **argv)
 	n = argc == 4 ? atoi(argv[3]) : 1;
 	if (!mib || rounds < 1 || n < 1 || n > MAX_RECLAIMERS ||
 	    (mib << 8) % n) {
-		fprintf(stderr, "swapbench: MIB must split evenly into 1..%d reclaimers, ROUNDS >= 1\n",
+		fprintf(stderr, "swapbench: MIB must split into 1..%d reclaimers, ROUNDS >= 1\n",
 			MAX_RECLAIMERS);
 		return 2;
 	}
@@ -193,7 +201,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (!pids[i])
-			_exit(reclaimer(sync, i, (mib << 8) / n, rounds));
+			_exit(run_reclaimer(sync, i, (mib << 8) / n, rounds));
 	}
 
 	for (r = 0; r < rounds && !failed; r++) {
@@ -213,9 +221,7 @@ int main(int argc, char **argv)
 		t2 = ts_now();
 		perf_command(PHASE_IN, "disable\n");
 		rates[r] = 2.0 * mib / (t2 - t0);
-		printf("round %d: reclaimers %d, out %.1f MiB/s, in %.1f MiB/s, out+in %.1f MiB/s\n",
-		       r, n, mib / (t1 - t0), mib / (t2 - t1), rates[r]);
-		fflush(stdout);
+		print_round(r, n, mib / (t1 - t0), mib / (t2 - t1), rates[r]);
 		next_phase(sync, (r + 1) * PHASE_EXIT + PHASE_FILL);
 	}
 	failed |= __atomic_load_n(&sync->failed, __ATOMIC_ACQUIRE);
