@@ -70,23 +70,29 @@ def plot_vhost(log, out):
     rows = []
     for line in open(log, errors="replace"):
         m = re.match(r"# qd(\d+) (\w+): native (\d+) IOPS, vhost-blk (\d+) "
-                     r"IOPS, ratio ([\d.]+)", line)
+                     r"IOPS, ratio ([\d.]+); polled (\d+) IOPS, "
+                     r"ratio ([\d.]+)", line)
         if m:
             rows.append((f"{m.group(2)} QD{m.group(1)}", int(m.group(3)),
-                         int(m.group(4)), float(m.group(5))))
+                         int(m.group(4)), float(m.group(5)),
+                         int(m.group(6)), float(m.group(7))))
     if not rows:
         sys.exit("plot.py: no vhostbench results in " + log)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.38
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.27
     xs = range(len(rows))
-    ax.bar([x - width / 2 for x in xs], [r[1] for r in rows], width,
+    ax.bar([x - width for x in xs], [r[1] for r in rows], width,
            color="tab:grey", label="native io_uring, O_DIRECT")
-    ax.bar([x + width / 2 for x in xs], [r[2] for r in rows], width,
+    ax.bar(xs, [r[2] for r in rows], width,
            color="tab:blue", label="through /dev/vhost-blk")
+    ax.bar([x + width for x in xs], [r[4] for r in rows], width,
+           color="tab:green", label="vhost-blk, busy polling")
     for x, r in zip(xs, rows):
-        ax.text(x + width / 2, r[2], f"{r[3]:.2f}", ha="center",
-                va="bottom", fontsize=8)
+        ax.text(x, r[2], f"{r[3]:.2f}", ha="center", va="bottom",
+                fontsize=8)
+        ax.text(x + width, r[4], f"{r[5]:.2f}", ha="center", va="bottom",
+                fontsize=8)
     ax.set_xticks(list(xs))
     ax.set_xticklabels([r[0] for r in rows])
     ax.set_ylabel("IOPS (4 KiB)")

@@ -286,19 +286,26 @@ static int vhostblk_getevents(struct thread_data *td, unsigned int min,
 {
 	struct vhostblk_data *vd = td->io_ops_data;
 	int timeout_ms = t ? t->tv_sec * 1000 + t->tv_nsec / 1000000 : -1;
+	int woken;
 
 	vd->nr_events = 0;
 	vhostblk_reap(vd, max);
 	while (vd->nr_events < min) {
+		woken = vblk_wait(&vd->dev, VHOSTBLK_QUEUE,
+				  timeout_ms < 0 ? 1000 : timeout_ms);
+		vhostblk_reap(vd, max);
+		if (vd->nr_events >= min)
+			break;
+		/*
+		 * Only a wait that brought too little may mean a stopped
+		 * queue: a system call less per request at queue depth 1.
+		 */
 		if (vblk_queue_error(&vd->dev, VHOSTBLK_QUEUE)) {
 			log_err("vhostblk: the device stopped the queue\n");
 			return -EIO;
 		}
-		if (!vblk_wait(&vd->dev, VHOSTBLK_QUEUE,
-			       timeout_ms < 0 ? 1000 : timeout_ms) &&
-		    timeout_ms >= 0)
+		if (!woken && timeout_ms >= 0)
 			break;
-		vhostblk_reap(vd, max);
 	}
 	return vd->nr_events;
 }
