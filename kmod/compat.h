@@ -146,6 +146,16 @@ static inline bool ts_vhost_queue_work(struct vhost_virtqueue *vq,
 #endif
 }
 
+/* Whether @vq's worker has work queued (6.4 gave each ring a worker). */
+static inline bool ts_vhost_has_work(struct vhost_virtqueue *vq)
+{
+#ifdef TS_HAVE_VHOST_VQ_HAS_WORK
+	return vhost_vq_has_work(vq);
+#else
+	return vhost_has_work(vq->dev);
+#endif
+}
+
 /*
  * Freeze protection of writes: since 6.6 vfs_iocb_iter_write() takes it
  * itself and leaves only its release after an asynchronous completion to the

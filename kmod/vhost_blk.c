@@ -170,10 +170,11 @@ static const char * const vhost_blk_counter_names[] = {
  * completion wakes it, it spins for up to this long, with the guest's
  * notifications off, taking the completion and the next request itself.
  * A request at queue depth 1 then costs no wakeup of the worker and no
- * kick. Per ring, VHOST_SET_VRING_BUSYLOOP_TIMEOUT overrides it (as for
- * vhost-net); 0 is off.
+ * kick. A ring's own non-zero time (VHOST_SET_VRING_BUSYLOOP_TIMEOUT, the
+ * vhost core's ioctl that vhost-net uses) overrides it; 0 is off. The time
+ * is bounded: the worker spins holding the ring's mutex.
  */
-#define VHOST_BLK_BUSY_POLL_MAX_US	(100 * USEC_PER_MSEC)
+#define VHOST_BLK_BUSY_POLL_MAX_US	(10 * USEC_PER_MSEC)
 
 static unsigned int busy_poll_us;
 
@@ -182,8 +183,8 @@ static int busy_poll_us_set(const char *val, const struct kernel_param *kp)
 	unsigned int us;
 
 	if (kstrtouint(val, 0, &us) || us > VHOST_BLK_BUSY_POLL_MAX_US) {
-		pr_err("busy_poll_us=%s: not a time from 0 (off) to %lu microseconds\n",
-		       val, VHOST_BLK_BUSY_POLL_MAX_US);
+		pr_err("busy_poll_us=%.*s: not a time from 0 (off) to %lu microseconds\n",
+		       (int)strcspn(val, "\n"), val, VHOST_BLK_BUSY_POLL_MAX_US);
 		return -EINVAL;
 	}
 	WRITE_ONCE(busy_poll_us, us);
@@ -222,6 +223,8 @@ struct vhost_blk_queue {
 	/* Protected by vq.mutex. */
 	bool throttled;		/* stopped at in_flight == vq.num */
 	bool broken;		/* a malformed chain stopped the ring */
+	/* The worker busy polls this ring: see vhost_blk_busy_poll(). */
+	bool polling;
 };
 
 struct vhost_blk {
@@ -431,7 +434,12 @@ static void vhost_blk_async_done(struct vhost_blk_req *req, long result)
 
 	req->result = result;
 	llist_add(&req->done_node, &queue->done);
-	if (ts_vhost_queue_work(&queue->vq, &queue->done_work))
+	/*
+	 * A polling worker takes it (llist_add() is a full barrier: the
+	 * polling sees the request or this sees the flag cleared).
+	 */
+	if (READ_ONCE(queue->polling) ||
+	    ts_vhost_queue_work(&queue->vq, &queue->done_work))
 		return;
 
 	orphans = llist_del_all(&queue->done);
@@ -506,18 +514,37 @@ static void vhost_blk_done_work(struct vhost_work *work)
 		vhost_blk_in_flight_sub(queue->blk, n);
 }
 
+/* Complete what polling found finished; false if that broke the ring. */
+static bool vhost_blk_poll_complete(struct vhost_blk_queue *queue)
+{
+	unsigned int n;
+
+	n = vhost_blk_complete(queue);
+	vhost_blk_count(queue->blk, VHOST_BLK_POLLED_COMPLETIONS, n);
+	vhost_blk_in_flight_sub(queue->blk, n);
+	return !queue->broken;
+}
+
 /*
  * The ring is empty and the guest's notifications are off: spin for up to
  * the busy-poll time (see busy_poll_us) for what would otherwise wake the
- * worker, completing requests as they finish; each completion starts the
- * time again, since the guest's next request tends to follow it. True if
- * the ring has a request to take. Under vq->mutex: a device reset or a
- * backend change waits at most that long.
+ * worker, completing requests as they finish. A completion starts the time
+ * again once, since the guest's next request tends to follow it: one call
+ * spins at most twice the time. It stops at once when the worker has other
+ * work (another ring's kick, a flush), since all rings of a device share
+ * the worker, and when the scheduler wants the CPU. True if the ring has a
+ * request to take. The caller holds vq->mutex, which the device's ioctls
+ * and release then wait for.
+ *
+ * While queue->polling is set, asynchronous completions do not queue the
+ * completion work (it would end the polling as other work); the polling
+ * takes them, and looks once more after it clears the flag.
  */
 static bool vhost_blk_busy_poll(struct vhost_blk_queue *queue)
 {
 	struct vhost_virtqueue *vq = &queue->vq;
-	unsigned int us, n;
+	bool found = false, restarted = false;
+	unsigned int us;
 	u64 end;
 
 	us = min_t(unsigned int, READ_ONCE(vq->busyloop_timeout) ?:
@@ -525,24 +552,40 @@ static bool vhost_blk_busy_poll(struct vhost_blk_queue *queue)
 	if (!us)
 		return false;
 	end = local_clock() + (u64)us * NSEC_PER_USEC;
+	WRITE_ONCE(queue->polling, true);
+	/* Pairs with the barrier of llist_add() in vhost_blk_async_done(). */
+	smp_mb();
 	do {
 		if (!llist_empty(&queue->done)) {
-			n = vhost_blk_complete(queue);
-			vhost_blk_in_flight_sub(queue->blk, n);
-			vhost_blk_count(queue->blk,
-					VHOST_BLK_POLLED_COMPLETIONS, n);
-			end = local_clock() + (u64)us * NSEC_PER_USEC;
+			if (!vhost_blk_poll_complete(queue))
+				break;
+			if (!restarted) {
+				end = local_clock() + (u64)us * NSEC_PER_USEC;
+				restarted = true;
+			}
 		}
 		if (!vhost_vq_avail_empty(vq->dev, vq)) {
-			vhost_blk_count(queue->blk,
-					VHOST_BLK_POLLED_REQUESTS, 1);
-			return true;
+			/* 6.12 keeps an index it then finds out of range. */
+			if ((u16)(vq->avail_idx - vq->last_avail_idx) > vq->num) {
+				vhost_blk_break_queue(queue,
+						      "avail index out of range");
+				break;
+			}
+			vhost_blk_count(queue->blk, VHOST_BLK_POLLED_REQUESTS, 1);
+			found = true;
+			break;
 		}
-		if (need_resched() || signal_pending(current))
-			return false;
+		if (ts_vhost_has_work(vq) || need_resched() ||
+		    signal_pending(current))
+			break;
 		cpu_relax();
 	} while (local_clock() < end);
-	return false;
+	WRITE_ONCE(queue->polling, false);
+	/* A completion that saw the flag set queued no work: take it. */
+	smp_mb();
+	if (!llist_empty(&queue->done))
+		vhost_blk_poll_complete(queue);
+	return found && !queue->broken;
 }
 
 /* Where a request's pieces are in the chain vhost_get_vq_desc() returned. */
@@ -1506,6 +1549,8 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			}
 			if (vhost_blk_busy_poll(queue))
 				continue;
+			if (queue->broken)
+				break;
 			if (unlikely(vhost_enable_notify(vq->dev, vq))) {
 				vhost_disable_notify(vq->dev, vq);
 				continue;
