@@ -1169,8 +1169,8 @@ static int pin_vhost_worker(int cpu)
 /*
  * All rings of a device share one worker: while it polls an idle ring 0
  * (10 ms after each request), a request on ring 1 must not wait for the
- * polling to time out. Without the worker's has-work check it waits
- * about 10 ms; a 4 KiB read takes well under 1 ms even under TCG. The
+ * polling to time out. Without the worker's has-work check each read
+ * waits 10 ms or more; a 4 KiB read takes well under 1 ms even under TCG. The
  * worker and this thread get a CPU each: on one CPU, this thread would
  * wait for the spinning worker to be preempted (up to a tick), which is
  * the scheduler's business, not the check's.
@@ -1200,10 +1200,15 @@ TEST_F_TIMEOUT(bdev, busy_polling_leaves_other_rings_alone, 120)
 		lat[i] = (ts_now() - t0) * 1000;
 	}
 	qsort(lat, ARRAY_SIZE(lat), sizeof(lat[0]), ts_cmp_double);
-	TH_LOG("%s: ring 1 read while ring 0 polls: median %.2f ms, max %.2f ms",
-	       variant->io_mode, lat[ARRAY_SIZE(lat) / 2],
+	TH_LOG("%s: ring 1 read while ring 0 polls: min %.2f, median %.2f, max %.2f ms",
+	       variant->io_mode, lat[0], lat[ARRAY_SIZE(lat) / 2],
 	       lat[ARRAY_SIZE(lat) - 1]);
-	EXPECT_GT(5.0, lat[ARRAY_SIZE(lat) / 2]);
+	/*
+	 * Waiting for the polling to time out, every read takes 10 ms or
+	 * more; a busy host (another VM beside this one) can slow many reads,
+	 * but not all of them.
+	 */
+	EXPECT_GT(5.0, lat[0]);
 	EXPECT_EQ(0, stat_ll("errors"));
 }
 
