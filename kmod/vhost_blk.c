@@ -40,6 +40,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/kdev_t.h>
+#include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/sched/clock.h>
@@ -50,6 +51,7 @@
 #include <linux/vhost.h>
 #include <linux/virtio_blk.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <uapi/linux/tesseract.h>
 
 #include "compat.h"
@@ -218,6 +220,8 @@ struct vhost_blk_queue {
 	/* Asynchronous completions waiting for the worker. */
 	struct llist_head done;
 	struct vhost_work done_work;
+	/* The same, once no worker will run again: vhost_blk_orphan_work(). */
+	struct work_struct orphan_work;
 	/* Requests taken off this ring and not yet completed. */
 	atomic_t in_flight;
 	/* Protected by vq.mutex. */
@@ -420,17 +424,12 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 
 /*
  * The end of an asynchronous request: any context, no guest mm. Hand the
- * request to the worker, or, if no worker will run again (its owner was
- * killed), drop it without touching guest memory: nobody is left to see
- * the status or the data.
+ * request to the worker, or, if no worker will run again (6.4+ kills the
+ * vhost task with its owner), to a kworker: see vhost_blk_orphan_work().
  */
 static void vhost_blk_async_done(struct vhost_blk_req *req, long result)
 {
 	struct vhost_blk_queue *queue = req->queue;
-	struct vhost_blk *blk = queue->blk;
-	struct llist_node *orphans;
-	struct vhost_blk_req *pos, *next;
-	unsigned int n = 0;
 
 	req->result = result;
 	llist_add(&req->done_node, &queue->done);
@@ -441,17 +440,7 @@ static void vhost_blk_async_done(struct vhost_blk_req *req, long result)
 	if (READ_ONCE(queue->polling) ||
 	    ts_vhost_queue_work(&queue->vq, &queue->done_work))
 		return;
-
-	orphans = llist_del_all(&queue->done);
-	llist_for_each_entry_safe(pos, next, orphans, done_node) {
-		atomic_dec(&queue->in_flight);
-		if (pos->store_read)
-			vhost_blk_store_read_free(pos->store_read, false);
-		kfree(pos);
-		n++;
-	}
-	if (n)
-		vhost_blk_in_flight_sub(blk, n);
+	queue_work(system_unbound_wq, &queue->orphan_work);
 }
 
 static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
@@ -509,6 +498,48 @@ static void vhost_blk_done_work(struct vhost_work *work)
 
 	mutex_lock(&queue->vq.mutex);
 	n = vhost_blk_complete(queue);
+	mutex_unlock(&queue->vq.mutex);
+	if (n)
+		vhost_blk_in_flight_sub(queue->blk, n);
+}
+
+/*
+ * Completions after the owner was killed. Its worker is gone, but not
+ * everyone who sees the rings: a vhost-user back-end that dies leaves the
+ * VMM and its guest running, and the back-end that takes over resumes
+ * each ring at its used index. So every request taken is completed into
+ * the used ring all the same, from a kworker in the owner's address space,
+ * which vhost keeps (mm_users) until release, and release waits for the
+ * requests in flight. Only if that address space is gone too is a request
+ * dropped, without touching guest memory.
+ */
+static void vhost_blk_orphan_work(struct work_struct *work)
+{
+	struct vhost_blk_queue *queue = container_of(work,
+						     struct vhost_blk_queue,
+						     orphan_work);
+	struct mm_struct *mm = queue->blk->dev.mm;
+	struct vhost_blk_req *req, *next;
+	struct llist_node *orphans;
+	unsigned int n = 0;
+
+	mutex_lock(&queue->vq.mutex);
+	if (mm && mmget_not_zero(mm)) {
+		kthread_use_mm(mm);
+		n = vhost_blk_complete(queue);
+		kthread_unuse_mm(mm);
+		mmput(mm);
+	} else {
+		orphans = llist_del_all(&queue->done);
+		llist_for_each_entry_safe(req, next, orphans, done_node) {
+			atomic_dec(&queue->in_flight);
+			if (req->store_read)
+				vhost_blk_store_read_free(req->store_read,
+							  false);
+			kfree(req);
+			n++;
+		}
+	}
 	mutex_unlock(&queue->vq.mutex);
 	if (n)
 		vhost_blk_in_flight_sub(queue->blk, n);
@@ -2135,6 +2166,7 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 		queue->blk = blk;
 		init_llist_head(&queue->done);
 		vhost_work_init(&queue->done_work, vhost_blk_done_work);
+		INIT_WORK(&queue->orphan_work, vhost_blk_orphan_work);
 		queue->vq.handle_kick = vhost_blk_handle_kick;
 		vqs[i] = &queue->vq;
 	}
@@ -2155,6 +2187,7 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 {
 	struct vhost_blk *blk = f->private_data;
 	struct vhost_blk_backend *be;
+	int i;
 
 	/* First, so that no debugfs reader holds blk while we free it. */
 	debugfs_remove_recursive(blk->debugfs);
@@ -2162,6 +2195,9 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 	mutex_lock(&blk->dev.mutex);
 	be = vhost_blk_detach(blk);
 	mutex_unlock(&blk->dev.mutex);
+	/* An orphan work may still be on its way out of its last request. */
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++)
+		flush_work(&blk->queues[i].orphan_work);
 	vhost_dev_stop(&blk->dev);
 	vhost_blk_backend_put(be);
 	vhost_dev_cleanup(&blk->dev);

@@ -54,10 +54,12 @@ bool vblk_has_feature(const struct vblk_dev *d, unsigned int bit)
 
 static int vblk_ioctl(struct vblk_dev *d, unsigned long req, void *arg)
 {
+	if (d->transport)
+		return d->transport(d, req, arg);
 	return ioctl(d->fd, req, arg) ? -errno : 0;
 }
 
-static int vblk_set_mem_table(struct vblk_dev *d)
+int vblk_set_memory_table(struct vblk_dev *d)
 {
 	struct {
 		struct vhost_memory mem;
@@ -75,12 +77,8 @@ static int vblk_set_mem_table(struct vblk_dev *d)
 static int vblk_queue_setup(struct vblk_dev *d, struct vblk_queue *q,
 			    unsigned int index, unsigned int num)
 {
-	struct vhost_vring_state state = { .index = index };
-	struct vhost_vring_file file = { .index = index };
-	struct vhost_vring_addr addr = { .index = index };
 	unsigned int i;
 	void *ring;
-	int ret;
 
 	q->index = index;
 	q->num = num;
@@ -102,12 +100,21 @@ static int vblk_queue_setup(struct vblk_dev *d, struct vblk_queue *q,
 		q->vring.desc[i].next = htole16((i + 1) % num);
 	q->free_head = 0;
 	q->num_free = num;
+	return vblk_queue_start(d, q, 0);
+}
 
-	state.num = num;
+int vblk_queue_start(struct vblk_dev *d, struct vblk_queue *q, __u16 base)
+{
+	struct vhost_vring_state state = { .index = q->index };
+	struct vhost_vring_file file = { .index = q->index };
+	struct vhost_vring_addr addr = { .index = q->index };
+	int ret;
+
+	state.num = q->num;
 	ret = vblk_ioctl(d, VHOST_SET_VRING_NUM, &state);
 	if (ret)
 		return ret;
-	state.num = 0;
+	state.num = base;
 	ret = vblk_ioctl(d, VHOST_SET_VRING_BASE, &state);
 	if (ret)
 		return ret;
@@ -135,6 +142,8 @@ void vblk_init(struct vblk_dev *d)
 
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
+	d->ram_fd = -1;
+	d->vu_inflight_fd = -1;
 	for (i = 0; i < VBLK_MAX_QUEUES; i++) {
 		d->q[i].kick_fd = -1;
 		d->q[i].call_fd = -1;
@@ -176,7 +185,7 @@ int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
 	ret = vblk_ioctl(d, VHOST_SET_FEATURES, &d->features);
 	if (ret)
 		return ret;
-	ret = vblk_set_mem_table(d);
+	ret = vblk_set_memory_table(d);
 	if (ret)
 		return ret;
 	d->nqueues = nqueues;
@@ -241,6 +250,12 @@ void vblk_close(struct vblk_dev *d)
 	if (d->ram)
 		munmap(d->ram, d->ram_size);
 	d->ram = NULL;
+	if (d->ram_fd >= 0)
+		close(d->ram_fd);
+	d->ram_fd = -1;
+	if (d->vu_inflight_fd >= 0)
+		close(d->vu_inflight_fd);
+	d->vu_inflight_fd = -1;
 }
 
 static void vblk_fill_desc(struct vring_desc *desc, const struct vblk_buf *b,

@@ -43,6 +43,22 @@ struct vblk_req;
 
 struct vblk_dev {
 	int fd;
+	/*
+	 * How device requests travel: NULL, ioctls on /dev/vhost-blk;
+	 * else messages to a vhost-user back-end on socket fd
+	 * (vblk_vhost_user.h), with guest RAM in the memfd ram_fd.
+	 */
+	int (*transport)(struct vblk_dev *d, unsigned long req, void *arg);
+	int ram_fd;
+	__u64 vu_protocol;		/* protocol features negotiated */
+	/*
+	 * The in-flight region: with vu_inflight_queues set, the memory
+	 * table goes with GET_INFLIGHT_FD (no fd kept yet) or
+	 * SET_INFLIGHT_FD (the fd kept across back-ends), as QEMU does.
+	 */
+	int vu_inflight_fd;
+	__u64 vu_inflight_size;
+	__u16 vu_inflight_queues, vu_inflight_qsize;
 	__u8 *ram;
 	size_t ram_size;
 	size_t ram_used;		/* bump allocator */
@@ -81,6 +97,13 @@ int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
  * driven by a thread of its own. 0 or -ENOMEM.
  */
 int vblk_prepare_queues(struct vblk_dev *d);
+/* The memory table again (all of guest RAM), for a new back-end. */
+int vblk_set_memory_table(struct vblk_dev *d);
+/*
+ * (Re)start ring @q on the device with its state as it is in guest RAM,
+ * the device taking requests from avail index @base. 0 or -errno.
+ */
+int vblk_queue_start(struct vblk_dev *d, struct vblk_queue *q, __u16 base);
 /* Attach a backend (fd -1 detaches). 0 or -errno. */
 int vblk_set_backend(struct vblk_dev *d, int fd);
 int vblk_set_serial(struct vblk_dev *d, const char serial[20]);

@@ -1,0 +1,823 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tesseract-vhost-user-blk: the selftests' guest driver as a vhost-user
+ * front-end (vblk_vhost_user.h), speaking to the daemon over its socket as
+ * QEMU does, with the data plane in the kernel's /dev/vhost-blk.
+ *
+ * - data_path: requests on two rings reach the image, through the kernel
+ *   device (its counters), and the configuration space describes the disk.
+ * - stop_and_resume: a stop (GET_VRING_BASE, as at a VM pause) answers the
+ *   index every taken request was completed up to; the rings resume there.
+ * - restart.under_io: the daemon is killed with a slow write in flight and
+ *   later requests completed out of order; the front-end takes, as QEMU
+ *   does, the used index it sees at the hang-up. The restarted daemon must
+ *   resume where the device really stopped: no request lost, none twice.
+ * - image_lock: a second daemon on the same image waits for the first.
+ * - hostile.front_end: malformed, oversized, truncated and out-of-order
+ *   messages, bad descriptors and overlapping regions are refused with a
+ *   log line; the daemon goes on serving.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <linux/virtio_blk.h>
+
+#include "kselftest_harness.h"
+#include "ts_util.h"
+#include "vblk_guest.h"
+#include "vblk_vhost_user.h"
+
+#define BDEV		"/dev/vdb"
+#define SOCK		"/run/tsvu.sock"
+#define LOG		"/run/tsvu.log"
+#define RAM_SIZE	(16UL << 20)
+#define SECTOR		512
+#define QSIZE		64
+#define SLOW_DM		"tsvu-slow"
+
+static const __u64 features = (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+			      (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			      (1ULL << VIRTIO_BLK_F_FLUSH) |
+			      (1ULL << VIRTIO_BLK_F_MQ);
+
+static void module_ready(void)
+{
+	if (!ts_module_loaded())
+		ts_module_load("");
+}
+
+static __u64 bdev_bytes(const char *path)
+{
+	__u64 bytes = 0;
+	int fd = open(path, O_RDONLY);
+
+	if (fd >= 0) {
+		ioctl(fd, BLKGETSIZE64, &bytes);
+		close(fd);
+	}
+	return bytes;
+}
+
+/* The daemon's log, into the test's output: what it did and refused. */
+static void show_log(struct __test_metadata *_metadata)
+{
+	char line[512];
+	FILE *f = fopen(LOG, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		TH_LOG("daemon: %s", line);
+	}
+	fclose(f);
+}
+
+static bool log_has(const char *text)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(LOG, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, text);
+	fclose(f);
+	return found;
+}
+
+/* Start the daemon on @image with @extra arguments (NULL ended). */
+static pid_t start_daemon(const char *image, const char *const *extra)
+{
+	char blk[256];
+	const char *argv[16] = { "tesseract-vhost-user-blk",
+				 "--socket-path=" SOCK };
+	int n = 2;
+
+	snprintf(blk, sizeof(blk), "--blk-file=%s", image);
+	argv[n++] = blk;
+	while (extra && *extra && n < 15)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	return vblk_vu_spawn(argv, LOG);
+}
+
+/*
+ * Daemons a failed test left behind (they hold the image and the socket):
+ * every process named so, killed.
+ */
+static void kill_leftovers(void)
+{
+	struct dirent *de;
+	DIR *proc = opendir("/proc");
+
+	while (proc && (de = readdir(proc))) {
+		char path[64], comm[32] = "";
+		pid_t pid = atoi(de->d_name);
+		FILE *f;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) &&
+		    !strncmp(comm, "tesseract-vhost", 15)) {
+			int i;
+
+			kill(pid, SIGKILL);
+			/* Not always our child: gone once its release ran. */
+			waitpid(pid, NULL, WNOHANG);
+			for (i = 0; i < 1000 && !kill(pid, 0); i++) {
+				usleep(10000);
+				waitpid(pid, NULL, WNOHANG);
+			}
+		}
+		fclose(f);
+	}
+	if (proc)
+		closedir(proc);
+	ts_dm_remove(SLOW_DM);
+}
+
+static bool alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* SIGTERM, and its clean exit. */
+static int stop_daemon(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGTERM) || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void fill(void *buf, size_t len, unsigned int seed)
+{
+	unsigned int *p = buf;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(*p); i++)
+		p[i] = seed * 2654435761u + i;
+}
+
+FIXTURE(daemon) {
+	pid_t pid;
+	struct vblk_dev d;
+	__u64 bytes;
+};
+
+FIXTURE_SETUP(daemon)
+{
+	static const char * const args[] = { "--serial=tsvu-serial",
+					     "--num-queues=2", NULL };
+
+	kill_leftovers();
+	module_ready();
+	unlink(LOG);
+	vblk_init(&self->d);
+	self->pid = -1;
+	self->bytes = bdev_bytes(BDEV);
+	if (!self->bytes)
+		SKIP(return, "no %s", BDEV);
+	self->pid = start_daemon(BDEV, args);
+	ASSERT_LT(0, self->pid);
+	ASSERT_EQ(0, vblk_vu_connect(&self->d, SOCK, RAM_SIZE, 10000));
+}
+
+FIXTURE_TEARDOWN(daemon)
+{
+	vblk_close(&self->d);
+	if (self->pid > 0) {
+		EXPECT_EQ(0, stop_daemon(self->pid));
+		show_log(_metadata);
+	}
+	ts_module_unload();
+}
+
+TEST_F(daemon, data_path)
+{
+	struct virtio_blk_config cfg;
+	char id[VIRTIO_BLK_ID_BYTES + 1] = "";
+	void *out, *in;
+	unsigned int qi;
+	int disk;
+
+	ASSERT_EQ(0, vblk_vu_get_config(&self->d, &cfg, sizeof(cfg)));
+	EXPECT_EQ(self->bytes / SECTOR, cfg.capacity);
+	EXPECT_EQ(2, (int)cfg.num_queues);
+	EXPECT_LT(0, (int)cfg.seg_max);
+	EXPECT_EQ(512, (int)cfg.blk_size);
+
+	ASSERT_EQ(0, vblk_setup(&self->d, 2, QSIZE, features));
+	/* The kernel device is serving: it is in debugfs, as the only one. */
+	EXPECT_EQ(1, ts_vhost_devices(NULL, 0));
+	out = vblk_alloc(&self->d, 64 << 10, 4096);
+	in = vblk_alloc(&self->d, 64 << 10, 4096);
+	ASSERT_TRUE(out && in);
+	for (qi = 0; qi < 2; qi++) {
+		fill(out, 64 << 10, qi + 1);
+		memset(in, 0, 64 << 10);
+		ASSERT_EQ(VIRTIO_BLK_S_OK,
+			  vblk_rw(&self->d, qi, VIRTIO_BLK_T_OUT, qi * 1024,
+				  out, 64 << 10, 4096, qi));
+		ASSERT_EQ(VIRTIO_BLK_S_OK,
+			  vblk_rw(&self->d, qi, VIRTIO_BLK_T_IN, qi * 1024,
+				  in, 64 << 10, 0, false));
+		EXPECT_EQ(0, memcmp(in, out, 64 << 10));
+	}
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->d, 0, VIRTIO_BLK_T_FLUSH, 0,
+					   NULL, 0, 0, false));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&self->d, 1, VIRTIO_BLK_T_GET_ID, 0,
+					   in, VIRTIO_BLK_ID_BYTES, 0, false));
+	memcpy(id, in, VIRTIO_BLK_ID_BYTES);
+	EXPECT_STREQ("tsvu-serial", id);
+	EXPECT_EQ(2, ts_vhost_counter("requests_out"));
+	EXPECT_LE(2, ts_vhost_counter("requests_in"));
+
+	/* What the guest wrote is in the image, for anyone to read. */
+	vblk_close(&self->d);
+	disk = open(BDEV, O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, disk);
+	in = aligned_alloc(4096, 64 << 10);
+	ASSERT_NE(NULL, in);
+	ASSERT_EQ(64 << 10, pread(disk, in, 64 << 10, 1024 * SECTOR));
+	out = malloc(64 << 10);
+	fill(out, 64 << 10, 2);
+	EXPECT_EQ(0, memcmp(in, out, 64 << 10));
+	free(in);
+	free(out);
+	close(disk);
+}
+
+/*
+ * A VM pause: the front-end stops every ring and keeps the answers, then
+ * starts them again at those indexes.
+ */
+TEST_F(daemon, stop_and_resume)
+{
+	struct vhost_vring_file detach = { .fd = -1 };
+	struct vu_vring_state st;
+	__u16 bases[2];
+	void *buf;
+	unsigned int qi, i;
+
+	ASSERT_EQ(0, vblk_setup(&self->d, 2, QSIZE, features));
+	buf = vblk_alloc(&self->d, 4096, 4096);
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 5; i++)
+		for (qi = 0; qi < 2; qi++)
+			ASSERT_EQ(VIRTIO_BLK_S_OK,
+				  vblk_rw(&self->d, qi, VIRTIO_BLK_T_IN,
+					  8 * i, buf, 4096, 0, false));
+	for (qi = 0; qi < 2; qi++) {
+		st.index = qi;
+		st.num = 0;
+		ASSERT_EQ((int)sizeof(st),
+			  vblk_vu_call(&self->d, VU_GET_VRING_BASE, &st,
+				       sizeof(st), -1, &st, sizeof(st), NULL));
+		EXPECT_EQ(5, (int)st.num);
+		EXPECT_EQ(5, le16toh(self->d.q[qi].vring.used->idx));
+		bases[qi] = st.num;
+	}
+	/* Stopped: the kernel has the image detached. */
+	EXPECT_EQ(0, ts_vhost_counter("in_flight"));
+	(void)detach;
+	for (qi = 0; qi < 2; qi++)
+		ASSERT_EQ(0, vblk_queue_start(&self->d, &self->d.q[qi],
+					      bases[qi]));
+	for (qi = 0; qi < 2; qi++)
+		EXPECT_EQ(VIRTIO_BLK_S_OK,
+			  vblk_rw(&self->d, qi, VIRTIO_BLK_T_IN, 0, buf, 4096,
+				  0, false));
+	EXPECT_EQ(12, ts_vhost_counter("requests_in"));
+}
+
+/*
+ * A second daemon on an image in use waits for it: the lock is how a
+ * restarted daemon knows that the kernel device of the one before has
+ * completed all it took.
+ */
+TEST_F(daemon, image_lock)
+{
+	static const char * const argv[] = {
+		"tesseract-vhost-user-blk", "--socket-path=/run/tsvu2.sock",
+		"--blk-file=" BDEV, NULL
+	};
+	struct vblk_dev d2;
+	pid_t second;
+	int i;
+
+	ASSERT_EQ(0, vblk_setup(&self->d, 1, QSIZE, features));
+	second = vblk_vu_spawn(argv, LOG);
+	ASSERT_LT(0, second);
+	for (i = 0; i < 500 && !log_has("in use by another back-end"); i++)
+		usleep(10000);
+	EXPECT_TRUE(log_has("in use by another back-end"));
+	EXPECT_TRUE(alive(second));
+	/* Not listening yet. */
+	EXPECT_NE(0, access("/run/tsvu2.sock", F_OK));
+
+	vblk_close(&self->d);
+	EXPECT_EQ(0, stop_daemon(self->pid));
+	self->pid = -1;
+	ASSERT_EQ(0, vblk_vu_connect(&d2, "/run/tsvu2.sock", RAM_SIZE, 10000));
+	ASSERT_EQ(0, vblk_setup(&d2, 1, QSIZE, features));
+	EXPECT_TRUE(log_has("the other back-end is gone"));
+	vblk_close(&d2);
+	EXPECT_EQ(0, stop_daemon(second));
+}
+
+/*
+ * BDEV behind dm-delay: writes take @write_ms, reads none. Its path in
+ * @path; 0 or -errno.
+ */
+static int slow_writes(unsigned int write_ms, char *path, size_t len)
+{
+	char table[256];
+	__u64 sectors = bdev_bytes(BDEV) / SECTOR;
+
+	snprintf(table, sizeof(table), "0 %llu delay %s 0 0 %s 0 %u",
+		 (unsigned long long)sectors, BDEV, BDEV, write_ms);
+	return ts_dm_create(SLOW_DM, table, path, len) ? -EOPNOTSUPP : 0;
+}
+
+#define READS	8
+
+static __u16 used_idx(struct vblk_dev *d)
+{
+	return le16toh(__atomic_load_n(&d->q[0].vring.used->idx,
+				       __ATOMIC_ACQUIRE));
+}
+
+FIXTURE(restart) {
+	pid_t first, second;
+	struct vblk_dev d;
+	char path[64];
+};
+
+FIXTURE_SETUP(restart)
+{
+	kill_leftovers();
+	module_ready();
+	unlink(LOG);
+	vblk_init(&self->d);
+	self->first = -1;
+	self->second = -1;
+	if (!bdev_bytes(BDEV))
+		SKIP(return, "no %s", BDEV);
+	if (slow_writes(1500, self->path, sizeof(self->path)))
+		SKIP(return, "no device-mapper delay target");
+}
+
+FIXTURE_TEARDOWN(restart)
+{
+	vblk_close(&self->d);
+	if (self->first > 0) {
+		kill(self->first, SIGKILL);
+		waitpid(self->first, NULL, 0);
+	}
+	if (self->second > 0)
+		EXPECT_EQ(0, stop_daemon(self->second));
+	show_log(_metadata);
+	ts_dm_remove(SLOW_DM);
+	ts_module_unload();
+}
+
+/*
+ * The daemon dies while a slow write is in flight and later reads have
+ * completed. The front-end, as QEMU does when the socket closes, takes the
+ * used index it sees as the next ring base, though the device goes on to
+ * complete the write while it is released. The restarted daemon must
+ * resume at the used index that guest memory holds once the old device is
+ * gone: the write completed once, no read done again, and the next write,
+ * to the same block, is what the block holds.
+ */
+TEST_F_TIMEOUT(restart, under_io, 120)
+{
+	struct vblk_req *write1, *write2, *reads[READS];
+	static const char * const args[] = { "--num-queues=1", NULL };
+	struct vblk_dev *d = &self->d;
+	void *a, *b, *rbuf, *check;
+	__u16 stale_base;
+	unsigned int i;
+
+	self->first = start_daemon(self->path, args);
+	ASSERT_LT(0, self->first);
+	ASSERT_EQ(0, vblk_vu_connect(d, SOCK, RAM_SIZE, 10000));
+	d->vu_inflight_queues = 1;
+	d->vu_inflight_qsize = QSIZE;
+	ASSERT_EQ(0, vblk_setup(d, 1, QSIZE, features));
+	a = vblk_alloc(d, 4096, 4096);
+	b = vblk_alloc(d, 4096, 4096);
+	rbuf = vblk_alloc(d, READS * 4096, 4096);
+	check = vblk_alloc(d, 4096, 4096);
+	write1 = vblk_req_alloc(d);
+	write2 = vblk_req_alloc(d);
+	ASSERT_TRUE(a && b && rbuf && check && write1 && write2);
+	fill(a, 4096, 11);
+	fill(b, 4096, 22);
+
+	/* avail[0]: the slow write; avail[1..8]: reads that overtake it. */
+	ASSERT_EQ(0, vblk_req_submit(d, 0, write1, VIRTIO_BLK_T_OUT, 64, a,
+				     4096, 0, false));
+	for (i = 0; i < READS; i++) {
+		reads[i] = vblk_req_alloc(d);
+		ASSERT_NE(NULL, reads[i]);
+		ASSERT_EQ(0, vblk_req_submit(d, 0, reads[i], VIRTIO_BLK_T_IN,
+					     1024 + 8 * i,
+					     (char *)rbuf + 4096 * i, 4096, 0,
+					     false));
+	}
+	vblk_kick(d, 0);
+	for (i = 0; i < READS; i++)
+		ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(d, 0, reads[i], 10000));
+	ASSERT_FALSE(write1->done);
+	EXPECT_EQ(1, ts_vhost_counter("in_flight"));
+
+	/* The hang-up, as QEMU sees it: the ring base is the used index. */
+	stale_base = used_idx(d);
+	EXPECT_EQ(READS, stale_base);
+	ASSERT_EQ(0, kill(self->first, SIGKILL));
+	/* At once: it must wait for the image, until the old device is gone. */
+	self->second = start_daemon(self->path, args);
+	ASSERT_LT(0, self->second);
+	ASSERT_EQ(self->first, waitpid(self->first, NULL, 0));
+	self->first = -1;
+
+	/* The old device completed the write while it was released. */
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(d, 0, write1, 10000));
+	/* The guest writes the block again, with no back-end yet. */
+	ASSERT_EQ(0, vblk_req_submit(d, 0, write2, VIRTIO_BLK_T_OUT, 64, b,
+				     4096, 0, false));
+
+	ASSERT_EQ(0, vblk_vu_reconnect(d, SOCK, &stale_base, 10000));
+	vblk_kick(d, 0);
+	/*
+	 * One used entry per request posted: a request taken again would
+	 * add one (the driver would not know its head: checked before).
+	 */
+	for (i = 0; i < 500 && used_idx(d) != READS + 2; i++)
+		usleep(10000);
+	usleep(500000);
+	EXPECT_EQ(0, ts_vhost_counter("broken_queues"));
+	ASSERT_EQ(READS + 2, used_idx(d));
+	EXPECT_EQ(READS + 2, d->q[0].avail_idx);
+	EXPECT_TRUE(log_has("resuming at used index 9, not 8"));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(d, 0, write2, 5000));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_rw(d, 0, VIRTIO_BLK_T_IN, 64, check,
+					   4096, 0, false));
+	EXPECT_EQ(0, memcmp(check, b, 4096));
+}
+
+/* ---- hostile front-ends ---- */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX, .sun_path = SOCK };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int i;
+
+	for (i = 0; fd >= 0 && i < 1000; i++) {
+		if (!connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+			return fd;
+		usleep(10000);
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int raw_send(int sock, __u32 req, __u32 flags, const void *p,
+		    __u32 size, __u32 claimed, const int *fds,
+		    unsigned int nfds)
+{
+	char control[CMSG_SPACE(16 * sizeof(int))];
+	struct vu_header hdr = { .request = req, .flags = flags,
+				 .size = claimed };
+	struct iovec iov[2] = {
+		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = (void *)p, .iov_len = size },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
+
+	if (nfds) {
+		struct cmsghdr *cmsg;
+
+		memset(control, 0, sizeof(control));
+		mh.msg_control = control;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		cmsg = CMSG_FIRSTHDR(&mh);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/*
+ * The answer to a request sent with NEED_REPLY: 0 success, 1 refused,
+ * -1 the connection closed (or the answer was malformed).
+ */
+static int raw_ack(int sock)
+{
+	struct vu_header hdr;
+	__u64 status;
+	char ans[sizeof(hdr) + sizeof(status)];
+	struct timeval tv = { .tv_sec = 10 };
+
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (recv(sock, ans, sizeof(ans), MSG_WAITALL) != sizeof(ans))
+		return -1;
+	memcpy(&hdr, ans, sizeof(hdr));
+	memcpy(&status, ans + sizeof(hdr), sizeof(status));
+	if (hdr.size != sizeof(status))
+		return -1;
+	return status ? 1 : 0;
+}
+
+/*
+ * True once the daemon has closed @sock: an end of file, or a reset when
+ * it left some of what we sent unread.
+ */
+static bool closed_by_daemon(int sock)
+{
+	struct timeval tv = { .tv_sec = 10 };
+	ssize_t n;
+	char c;
+
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = recv(sock, &c, 1, 0);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+#define ACK	(VU_VERSION | VU_FLAG_NEED_REPLY)
+
+/* A connection that owns the device and negotiated REPLY_ACK. */
+static int owned_session(struct __test_metadata *_metadata)
+{
+	__u64 proto = 1ULL << VU_PROTOCOL_F_REPLY_ACK;
+	int sock = raw_connect();
+
+	if (sock < 0)
+		return -1;
+	if (raw_send(sock, VU_SET_PROTOCOL_FEATURES, VU_VERSION, &proto,
+		     sizeof(proto), sizeof(proto), NULL, 0) ||
+	    raw_send(sock, VU_SET_OWNER, ACK, NULL, 0, 0, NULL, 0) ||
+	    raw_ack(sock) != 0) {
+		close(sock);
+		return -1;
+	}
+	return sock;
+}
+
+/* Each refused with REPLY_ACK's failure, the session going on. */
+static void refused_requests(struct __test_metadata *_metadata, int ram_fd)
+{
+	struct vu_mem_table t = { .nregions = 2 };
+	struct vu_vring_state st;
+	struct vu_vring_addr addr = { 0 };
+	__u64 u;
+	int sock, pipefd[2], fds[2];
+	struct vu_inflight in = { .mmap_size = 1, .num_queues = 1,
+				  .queue_size = 64 };
+
+	sock = owned_session(_metadata);
+	ASSERT_LE(0, sock);
+	ASSERT_EQ(0, pipe(pipefd));
+
+	/* Regions overlapping in guest addresses. */
+	t.regions[0] = (struct vu_region){ 0, 1 << 20, 0x10000000, 0 };
+	t.regions[1] = (struct vu_region){ 0x80000, 1 << 20, 0x20000000, 0 };
+	fds[0] = ram_fd;
+	fds[1] = ram_fd;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + 2 * sizeof(t.regions[0]),
+			      8 + 2 * sizeof(t.regions[0]), fds, 2));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Overlapping in user addresses. */
+	t.regions[1] = (struct vu_region){ 0x200000, 1 << 20, 0x10080000, 0 };
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + 2 * sizeof(t.regions[0]),
+			      8 + 2 * sizeof(t.regions[0]), fds, 2));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Two regions, one descriptor. */
+	t.regions[1] = (struct vu_region){ 0x200000, 1 << 20, 0x20000000, 0 };
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + 2 * sizeof(t.regions[0]),
+			      8 + 2 * sizeof(t.regions[0]), fds, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* A region past the end of its memfd (it would fault when touched). */
+	t.nregions = 1;
+	t.regions[0].size = 64 << 20;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + sizeof(t.regions[0]),
+			      8 + sizeof(t.regions[0]), fds, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* A pipe for memory. */
+	t.regions[0].size = 1 << 20;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + sizeof(t.regions[0]),
+			      8 + sizeof(t.regions[0]), pipefd, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Nine regions. */
+	t.nregions = 9;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, ACK, &t,
+			      8 + sizeof(t.regions[0]),
+			      8 + sizeof(t.regions[0]), fds, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+
+	/* Rings: out of range, a size not a power of 2, too large. */
+	st = (struct vu_vring_state){ 200, 64 };
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_NUM, ACK, &st, sizeof(st),
+			      sizeof(st), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	st = (struct vu_vring_state){ 0, 100 };
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_NUM, ACK, &st, sizeof(st),
+			      sizeof(st), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	st = (struct vu_vring_state){ 0, 65536 };
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_NUM, ACK, &st, sizeof(st),
+			      sizeof(st), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Dirty logging asked of a ring. */
+	addr.flags = 1;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_ADDR, ACK, &addr,
+			      sizeof(addr), sizeof(addr), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* A kick without its descriptor, one with two. */
+	u = 0;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_KICK, ACK, &u, sizeof(u),
+			      sizeof(u), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_KICK, ACK, &u, sizeof(u),
+			      sizeof(u), pipefd, 2));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Polling (no kick fd), unknown bits in the index word. */
+	u = VU_VRING_NOFD;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_KICK, ACK, &u, sizeof(u),
+			      sizeof(u), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	u = 1ULL << 40;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_CALL, ACK, &u, sizeof(u),
+			      sizeof(u), pipefd, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* Features never offered; a second owner; a read-only config. */
+	u = 1ULL << 63;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_FEATURES, ACK, &u, sizeof(u),
+			      sizeof(u), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	ASSERT_EQ(0, raw_send(sock, VU_SET_OWNER, ACK, NULL, 0, 0, NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	ASSERT_EQ(0, raw_send(sock, VU_SET_CONFIG, ACK, &in, 16, 16, NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* An in-flight region of the wrong size; an unknown request. */
+	ASSERT_EQ(0, raw_send(sock, VU_SET_INFLIGHT_FD, ACK, &in, sizeof(in),
+			      sizeof(in), &ram_fd, 1));
+	EXPECT_EQ(1, raw_ack(sock));
+	ASSERT_EQ(0, raw_send(sock, 55, ACK, NULL, 0, 0, NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	/* A size that does not match the request's. */
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_NUM, ACK, &u, sizeof(u),
+			      sizeof(u), NULL, 0));
+	EXPECT_EQ(1, raw_ack(sock));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(sock);
+}
+
+/* Each ends the session: the stream cannot be trusted after it. */
+static void fatal_requests(struct __test_metadata *_metadata, int ram_fd)
+{
+	char big[64] = { 0 };
+	int fds[16], sock, i;
+	__u64 u = 0;
+
+	/* Another protocol version. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	ASSERT_EQ(0, raw_send(sock, VU_GET_FEATURES, 2, NULL, 0, 0, NULL, 0));
+	EXPECT_TRUE(closed_by_daemon(sock));
+	close(sock);
+	/* A payload larger than any request's. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, VU_VERSION, big,
+			      sizeof(big), 1 << 20, NULL, 0));
+	EXPECT_TRUE(closed_by_daemon(sock));
+	close(sock);
+	/* A payload cut short by a hang-up. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	ASSERT_EQ(0, raw_send(sock, VU_SET_FEATURES, VU_VERSION, &u, 4, 8,
+			      NULL, 0));
+	close(sock);
+	/* More descriptors than a message carries. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	for (i = 0; i < 16; i++)
+		fds[i] = ram_fd;
+	ASSERT_EQ(0, raw_send(sock, VU_SET_MEM_TABLE, VU_VERSION, big, 8, 8,
+			      fds, 16));
+	EXPECT_TRUE(closed_by_daemon(sock));
+	close(sock);
+	/* Configuring before owning, with no REPLY_ACK to say so. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	ASSERT_EQ(0, raw_send(sock, VU_SET_VRING_NUM, VU_VERSION, big, 8, 8,
+			      NULL, 0));
+	EXPECT_TRUE(closed_by_daemon(sock));
+	close(sock);
+	/* A config read larger than the space has: an empty answer. */
+	sock = raw_connect();
+	ASSERT_LE(0, sock);
+	{
+		struct vu_config c = { .offset = 200, .size = 100 };
+		struct vu_header hdr;
+
+		ASSERT_EQ(0, raw_send(sock, VU_GET_CONFIG, VU_VERSION, &c,
+				      12 + 100, 12 + 100, NULL, 0));
+		ASSERT_EQ((ssize_t)sizeof(hdr),
+			  recv(sock, &hdr, sizeof(hdr), MSG_WAITALL));
+		EXPECT_EQ(0, (int)hdr.size);
+	}
+	close(sock);
+}
+
+FIXTURE(hostile) {
+	pid_t pid;
+	int ram_fd;
+};
+
+FIXTURE_SETUP(hostile)
+{
+	static const char * const args[] = { "--num-queues=1", NULL };
+
+	kill_leftovers();
+	module_ready();
+	unlink(LOG);
+	self->pid = -1;
+	self->ram_fd = -1;
+	if (!bdev_bytes(BDEV))
+		SKIP(return, "no %s", BDEV);
+	self->pid = start_daemon(BDEV, args);
+	ASSERT_LT(0, self->pid);
+	self->ram_fd = memfd_create("hostile", MFD_CLOEXEC);
+	ASSERT_LE(0, self->ram_fd);
+	ASSERT_EQ(0, ftruncate(self->ram_fd, 4 << 20));
+}
+
+FIXTURE_TEARDOWN(hostile)
+{
+	if (self->ram_fd >= 0)
+		close(self->ram_fd);
+	if (self->pid > 0)
+		EXPECT_EQ(0, stop_daemon(self->pid));
+	show_log(_metadata);
+	ts_module_unload();
+}
+
+TEST_F(hostile, front_end)
+{
+	struct vblk_dev d;
+	void *buf;
+
+	refused_requests(_metadata, self->ram_fd);
+	EXPECT_TRUE(alive(self->pid));
+	fatal_requests(_metadata, self->ram_fd);
+	EXPECT_TRUE(alive(self->pid));
+	EXPECT_TRUE(log_has("regions overlap in guest addresses"));
+	EXPECT_TRUE(log_has("regions overlap in user addresses"));
+	EXPECT_TRUE(log_has("runs past the end of its fd"));
+	EXPECT_TRUE(log_has("more than any request has"));
+
+	/* And after all that, a proper front-end is served. */
+	ASSERT_EQ(0, vblk_vu_connect(&d, SOCK, RAM_SIZE, 10000));
+	ASSERT_EQ(0, vblk_setup(&d, 1, QSIZE, features));
+	buf = vblk_alloc(&d, 4096, 4096);
+	ASSERT_NE(NULL, buf);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0, buf,
+					   4096, 0, false));
+	vblk_close(&d);
+}
+
+TEST_HARNESS_MAIN
