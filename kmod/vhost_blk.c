@@ -43,6 +43,7 @@
 #include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/rcupdate.h>
 #include <linux/sched/clock.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -424,23 +425,30 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 
 /*
  * The end of an asynchronous request: any context, no guest mm. Hand the
- * request to the worker, or, if no worker will run again (6.4+ kills the
- * vhost task with its owner), to a kworker: see vhost_blk_orphan_work().
+ * request to the worker, or, if no worker will run again (6.12: the vhost
+ * task exits when its owner is killed), to a kworker: see
+ * vhost_blk_orphan_work().
  */
 static void vhost_blk_async_done(struct vhost_blk_req *req, long result)
 {
 	struct vhost_blk_queue *queue = req->queue;
 
 	req->result = result;
+	/*
+	 * Once the request is on the list, a worker may complete it and
+	 * release free the device before this returns: release waits for
+	 * this read-side section (vhost_blk_quiesce()).
+	 */
+	rcu_read_lock();
 	llist_add(&req->done_node, &queue->done);
 	/*
 	 * A polling worker takes it (llist_add() is a full barrier: the
 	 * polling sees the request or this sees the flag cleared).
 	 */
-	if (READ_ONCE(queue->polling) ||
-	    ts_vhost_queue_work(&queue->vq, &queue->done_work))
-		return;
-	queue_work(system_unbound_wq, &queue->orphan_work);
+	if (!READ_ONCE(queue->polling) &&
+	    !ts_vhost_queue_work(&queue->vq, &queue->done_work))
+		queue_work(system_unbound_wq, &queue->orphan_work);
+	rcu_read_unlock();
 }
 
 static void vhost_blk_iocb_complete(struct kiocb *iocb, long result)
@@ -510,8 +518,13 @@ static void vhost_blk_done_work(struct vhost_work *work)
  * each ring at its used index. So every request taken is completed into
  * the used ring all the same, from a kworker in the owner's address space,
  * which vhost keeps (mm_users) until release, and release waits for the
- * requests in flight. Only if that address space is gone too is a request
- * dropped, without touching guest memory.
+ * requests in flight. The drop below, without touching guest memory, is for
+ * an address space already gone, which that reference rules out today.
+ *
+ * The guest may have reset the device meanwhile (its VMM saw the owner
+ * go): these writes then land in memory its driver freed, as the data of
+ * the I/O in flight would anyway. The window is the drain, bounded by the
+ * backend's latency.
  */
 static void vhost_blk_orphan_work(struct work_struct *work)
 {
@@ -1640,6 +1653,21 @@ static u64 vhost_blk_derived_disk_id(struct inode *host)
 }
 
 /*
+ * After a drain: wait until no completion is still inside
+ * vhost_blk_async_done() (the last ones may have been completed by others
+ * before it returned), and for the orphan works it queued, before the
+ * device's memory or address space goes.
+ */
+static void vhost_blk_quiesce(struct vhost_blk *blk)
+{
+	int i;
+
+	synchronize_rcu();
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++)
+		flush_work(&blk->queues[i].orphan_work);
+}
+
+/*
  * Stops the rings from taking new requests and waits for those in flight.
  * Returns the backend for the caller to put. Called with dev.mutex held.
  */
@@ -1898,6 +1926,7 @@ static long vhost_blk_reset_owner(struct vhost_blk *blk)
 		goto unlock;
 	}
 	vhost_blk_backend_put(vhost_blk_detach(blk));
+	vhost_blk_quiesce(blk);
 	vhost_dev_stop(&blk->dev);
 	vhost_dev_reset_owner(&blk->dev, umem);
 unlock:
@@ -2187,7 +2216,6 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 {
 	struct vhost_blk *blk = f->private_data;
 	struct vhost_blk_backend *be;
-	int i;
 
 	/* First, so that no debugfs reader holds blk while we free it. */
 	debugfs_remove_recursive(blk->debugfs);
@@ -2195,9 +2223,7 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 	mutex_lock(&blk->dev.mutex);
 	be = vhost_blk_detach(blk);
 	mutex_unlock(&blk->dev.mutex);
-	/* An orphan work may still be on its way out of its last request. */
-	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++)
-		flush_work(&blk->queues[i].orphan_work);
+	vhost_blk_quiesce(blk);
 	vhost_dev_stop(&blk->dev);
 	vhost_blk_backend_put(be);
 	vhost_dev_cleanup(&blk->dev);

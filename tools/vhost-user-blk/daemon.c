@@ -15,8 +15,9 @@
  *   tesseract-vhost-user-blk --print-capabilities
  *
  * One daemon serves one image, to one front-end at a time; when the
- * front-end goes, the next connection is served. The image is locked
- * (flock) for the daemon's life: a second daemon on the same image waits,
+ * front-end goes, the next connection is served. The image is the
+ * daemon's alone (flock, or O_EXCL for a block device) for its life: a
+ * second daemon on the same image waits,
  * which is also how a restarted daemon waits for the kernel to finish the
  * requests of its predecessor. SIGTERM and SIGINT end it cleanly: the
  * kernel completes every request in flight before the socket closes.
@@ -38,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
@@ -52,15 +54,44 @@ bool vu_stopping(void)
 	return __atomic_load_n(&stop_requested, __ATOMIC_RELAXED);
 }
 
+static void vu_vlog(const char *fmt, va_list ap)
+{
+	fputs("tesseract-vhost-user-blk: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void vu_log(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("tesseract-vhost-user-blk: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vu_vlog(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+/* The signal mask while waiting: SIGTERM and SIGINT let in. */
+static sigset_t wait_mask;
+
+int vu_wait(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct timespec ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long)(timeout_ms % 1000) * 1000000,
+	};
+	int n;
+
+	for (;;) {
+		if (vu_stopping())
+			return -1;
+		n = ppoll(fd >= 0 ? &pfd : NULL, fd >= 0, timeout_ms < 0 ?
+			  NULL : &ts, &wait_mask);
+		if (n >= 0)
+			return n > 0;
+		if (errno != EINTR)
+			return -1;
+	}
 }
 
 static void on_signal(int sig)
@@ -82,11 +113,9 @@ static int bad(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("tesseract-vhost-user-blk: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vu_vlog(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return EXIT_USAGE;
 }
 
@@ -121,21 +150,68 @@ static int parse_token(const char *hex, __u8 *token)
 	return 0;
 }
 
-/* Open and lock the image, and learn its size: once, at start. */
+/*
+ * The image is the daemon's alone while it runs, and stays so until the
+ * kernel device that a previous daemon attached has completed everything
+ * it took: a regular file is locked (flock), a block device opened
+ * exclusively (O_EXCL, the kernel's claim across every node of the
+ * device); both belong to the open file, which the kernel device holds
+ * while attached and puts only after it drained. -1 on an error, 0 once
+ * held, 1 if busy.
+ */
+static int claim_image(struct vu_disk *d, int flags, bool blockdev)
+{
+	if (blockdev) {
+		d->image_fd = open(d->image_path, flags | O_EXCL);
+		if (d->image_fd >= 0)
+			return 0;
+		return errno == EBUSY ? 1 : -1;
+	}
+	if (d->image_fd < 0) {
+		d->image_fd = open(d->image_path, flags);
+		if (d->image_fd < 0)
+			return -1;
+	}
+	if (!flock(d->image_fd, LOCK_EX | LOCK_NB))
+		return 0;
+	return errno == EWOULDBLOCK ? 1 : -1;
+}
+
+/* Open and claim the image, and learn its size: once, at start. */
 static int open_image(struct vu_disk *d)
 {
 	int flags = (d->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	bool waited = false;
 	struct stat st;
+	int ret;
 
 	if (d->direct)
 		flags |= O_DIRECT;
-	d->image_fd = open(d->image_path, flags);
-	if (d->image_fd < 0) {
+	if (stat(d->image_path, &st)) {
+		vu_log("%s: %s", d->image_path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+		vu_log("%s: neither a file nor a block device", d->image_path);
+		return -1;
+	}
+	while ((ret = claim_image(d, flags, S_ISBLK(st.st_mode))) == 1) {
+		if (!waited)
+			vu_log("%s is in use by another back-end; waiting for it",
+			       d->image_path);
+		waited = true;
+		if (vu_wait(-1, 100) < 0)
+			return -1;
+	}
+	if (ret) {
 		vu_log("%s: %s%s", d->image_path, strerror(errno),
 		       errno == EINVAL && d->direct ?
 		       " (its file system has no O_DIRECT: --cache=writeback)" : "");
 		return -1;
 	}
+	if (waited)
+		vu_log("%s: the other back-end is gone", d->image_path);
+
 	if (fstat(d->image_fd, &st)) {
 		vu_log("%s: %s", d->image_path, strerror(errno));
 		return -1;
@@ -149,45 +225,21 @@ static int open_image(struct vu_disk *d)
 			return -1;
 		}
 		d->blk_size = lbs;
-	} else if (S_ISREG(st.st_mode)) {
+	} else {
 		d->capacity = st.st_size;
 		d->blk_size = 512;
-	} else {
-		vu_log("%s: neither a file nor a block device", d->image_path);
-		return -1;
 	}
 	if (d->capacity % 512)
 		vu_log("%s: the guest does not see its last %llu bytes (not a sector)",
 		       d->image_path, (unsigned long long)(d->capacity % 512));
 	d->capacity -= d->capacity % 512;
-
-	/*
-	 * The lock lives on the open file, which the kernel device holds
-	 * while it is attached: it is free only once a previous daemon's
-	 * device has completed everything it took.
-	 */
-	if (flock(d->image_fd, LOCK_EX | LOCK_NB)) {
-		if (errno != EWOULDBLOCK) {
-			vu_log("%s: flock: %s", d->image_path, strerror(errno));
-			return -1;
-		}
-		vu_log("%s is in use by another back-end; waiting for it",
-		       d->image_path);
-		while (flock(d->image_fd, LOCK_EX)) {
-			if (errno != EINTR || vu_stopping()) {
-				vu_log("%s: flock: %s", d->image_path,
-				       strerror(errno));
-				return -1;
-			}
-		}
-		vu_log("%s: the other back-end is gone", d->image_path);
-	}
 	return 0;
 }
 
 static int listen_on(const char *path, mode_t mode)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	mode_t old_mask;
 	int fd;
 
 	if (strlen(path) >= sizeof(addr.sun_path)) {
@@ -203,13 +255,14 @@ static int listen_on(const char *path, mode_t mode)
 	/* A socket file left by a daemon that died is ours to replace. */
 	unlink(path);
 	/* Created with the mode it keeps: no moment with wider access. */
-	umask(~mode & 0777);
+	old_mask = umask(~mode & 0777);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		vu_log("%s: bind: %s", path, strerror(errno));
+		umask(old_mask);
 		close(fd);
 		return -1;
 	}
-	umask(022);
+	umask(old_mask);
 	if (listen(fd, 1)) {
 		vu_log("%s: listen: %s", path, strerror(errno));
 		close(fd);
@@ -246,6 +299,7 @@ int main(int argc, char **argv)
 	};
 	const char *socket_path = NULL;
 	struct sigaction sa = { .sa_handler = on_signal };
+	sigset_t stop_signals;
 	int listen_fd = -1, opt;
 	bool by_path, by_fd;
 	mode_t mode = 0600;
@@ -348,6 +402,13 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Let in only while waiting: vu_wait(). */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask);
+	sigdelset(&wait_mask, SIGTERM);
+	sigdelset(&wait_mask, SIGINT);
 
 	if (open_image(&disk))
 		return 1;
@@ -361,16 +422,9 @@ int main(int argc, char **argv)
 	       disk.read_only ? ", read-only" : "",
 	       socket_path ? socket_path : "the given socket");
 
-	while (!vu_stopping()) {
-		struct pollfd pfd = { .fd = listen_fd, .events = POLLIN };
+	while (vu_wait(listen_fd, -1) > 0) {
 		int sock;
 
-		if (poll(&pfd, 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			vu_log("poll: %s", strerror(errno));
-			break;
-		}
 		sock = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (sock < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)

@@ -38,6 +38,14 @@ void vu_log(const char *fmt, ...);
 bool vu_stopping(void);
 
 /*
+ * Wait until @fd (-1: none) is readable or @timeout_ms (-1: no limit)
+ * passed, with SIGTERM and SIGINT let in only here, so that one that
+ * comes between a check of vu_stopping() and the wait is not missed.
+ * 1 readable, 0 timed out, -1 stopping or an error.
+ */
+int vu_wait(int fd, int timeout_ms);
+
+/*
  * Serve one front-end on the connected socket @sock until it hangs up,
  * breaks the protocol or vu_stop is set. Every request the kernel took is
  * completed before this returns (the device is closed first), so that a

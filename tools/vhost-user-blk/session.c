@@ -20,6 +20,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -69,8 +71,10 @@ struct ring {
 	bool started;			/* kick fd received, not stopped */
 	bool enabled;
 	bool in_kernel;			/* pushed to the device */
+	bool resumed;			/* past the front-end's base: signal */
 	int kick_fd, call_fd, err_fd;
 	__u16 *used_idx;		/* in our mapping, while in_kernel */
+	__u16 used_seen;		/* *used_idx when it was pushed */
 };
 
 struct session {
@@ -86,6 +90,8 @@ struct session {
 	unsigned int nregions;
 	struct ring rings[MAX_RINGS];
 	bool attached;
+	/* The device and the shadow may disagree: the session must end. */
+	bool broken;
 
 	/* The in-flight region, kept by the front-end across reconnects. */
 	__u8 *inflight;
@@ -115,8 +121,8 @@ static const char *request_name(__u32 req)
 		[VU_SET_VRING_KICK] = "SET_VRING_KICK",
 		[VU_SET_VRING_CALL] = "SET_VRING_CALL",
 		[VU_SET_VRING_ERR] = "SET_VRING_ERR",
-		[VU_GET_PROTOCOL_FEATURES] = "GET_protocol_features",
-		[VU_SET_PROTOCOL_FEATURES] = "SET_protocol_features",
+		[VU_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
+		[VU_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
 		[VU_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
 		[VU_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
 		[VU_SET_BACKEND_REQ_FD] = "SET_BACKEND_REQ_FD",
@@ -184,9 +190,12 @@ static int recv_all(int sock, void *buf, size_t len)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = recv(sock, (char *)buf + done, len - done, 0);
+		ssize_t n;
 
-		if (n < 0 && errno == EINTR && !vu_stopping())
+		if (vu_wait(sock, -1) < 0)
+			return -1;
+		n = recv(sock, (char *)buf + done, len - done, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			return -1;
@@ -202,7 +211,10 @@ static int recv_all(int sock, void *buf, size_t len)
  */
 static int recv_msg(struct session *s)
 {
-	char control[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+	union {
+		char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} control;
 	struct iovec iov = {
 		.iov_base = &s->msg.hdr,
 		.iov_len = sizeof(s->msg.hdr),
@@ -210,17 +222,19 @@ static int recv_msg(struct session *s)
 	struct msghdr mh = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = control,
-		.msg_controllen = sizeof(control),
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
 	};
 	struct cmsghdr *cmsg;
 	ssize_t n;
 
 	s->nfds = 0;
 	do {
-		n = recvmsg(s->sock, &mh, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR && !vu_stopping());
-	if (n == 0 || vu_stopping())
+		if (vu_wait(s->sock, -1) < 0)
+			return 1;
+		n = recvmsg(s->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	} while (n < 0 && (errno == EINTR || errno == EAGAIN));
+	if (n == 0)
 		return 1;
 	if (n < 0) {
 		vu_log("reading the socket: %s", strerror(errno));
@@ -279,7 +293,10 @@ static int recv_msg(struct session *s)
 static int send_reply(struct session *s, const void *payload, __u32 size,
 		      int fd)
 {
-	char control[CMSG_SPACE(sizeof(int))];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
 	struct vu_header hdr = {
 		.request = s->msg.hdr.request,
 		.flags = VU_VERSION | VU_FLAG_REPLY,
@@ -298,9 +315,9 @@ static int send_reply(struct session *s, const void *payload, __u32 size,
 	if (fd >= 0) {
 		struct cmsghdr *cmsg;
 
-		memset(control, 0, sizeof(control));
-		mh.msg_control = control;
-		mh.msg_controllen = sizeof(control);
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = sizeof(control.buf);
 		cmsg = CMSG_FIRSTHDR(&mh);
 		cmsg->cmsg_level = SOL_SOCKET;
 		cmsg->cmsg_type = SCM_RIGHTS;
@@ -408,8 +425,10 @@ static int dev_detach(struct session *s)
 
 	if (!s->attached)
 		return 0;
-	if (dev_ioctl(s, VHOST_BLK_SET_BACKEND, &backend, "detach"))
+	if (dev_ioctl(s, VHOST_BLK_SET_BACKEND, &backend, "detach")) {
+		s->broken = true;
 		return -1;
+	}
 	s->attached = false;
 	return 0;
 }
@@ -418,47 +437,95 @@ static struct vu_inflight_queue *inflight_queue(struct session *s,
 						unsigned int index);
 
 /*
- * Where a ring resumes. A front-end that lost its back-end without a
- * GET_VRING_BASE answer (the daemon died or was restarted) takes the used
- * index it read from guest memory then; but the kernel device may have
- * completed requests after that, until its release had drained them all
- * (the image lock, which the device holds until then, kept us from
+ * Guest memory and the in-flight region are files the front-end can shrink
+ * after we mapped them: a touch past the end would kill the daemon with
+ * SIGBUS. The few places that touch them jump back instead.
+ */
+static sigjmp_buf *guest_fault;
+
+static void on_sigbus(int sig)
+{
+	if (guest_fault)
+		siglongjmp(*guest_fault, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * What an earlier back-end left of ring @ring (the in-flight region @q of
+ * @qsize entries): -1 if none ran it (the region is marked for the next);
+ * else the entries still marked in flight, the used index in used_seen.
+ */
+static int read_ring_state(struct vu_inflight_queue *q, __u16 qsize,
+			   struct ring *ring)
+{
+	int i, pending = 0;
+
+	if (q->version != VU_INFLIGHT_VERSION) {
+		q->version = VU_INFLIGHT_VERSION;
+		q->desc_num = qsize;
+		return -1;
+	}
+	for (i = 0; i < q->desc_num && i < qsize; i++)
+		pending += q->desc[i].inflight != 0;
+	ring->used_seen = __atomic_load_n(ring->used_idx, __ATOMIC_ACQUIRE);
+	return pending;
+}
+
+/*
+ * Where a ring resumes, in *@base. A front-end that lost its back-end
+ * without a GET_VRING_BASE answer (the daemon died or was restarted) takes
+ * the used index it read from guest memory then; but the kernel device may
+ * have completed requests after that, until its release had drained them
+ * all (the image claim, which the device holds until then, kept us from
  * starting before). Every request it took is completed now, so the used
  * index in guest memory is where the ring stands. The in-flight region,
  * which the front-end keeps until the device is reset, says whether an
  * earlier back-end ran this ring; a fresh ring keeps the front-end's base.
+ * Those late completions raised no interrupt the guest saw (the front-end
+ * had taken its notifier down): ring->resumed asks for one. -1 if guest
+ * memory is gone from under us.
  */
-static __u32 resume_base(struct session *s, unsigned int index,
-			 struct ring *ring)
+static int resume_base(struct session *s, unsigned int index,
+		       struct ring *ring, __u32 *base)
 {
 	struct vu_inflight_queue *q = inflight_queue(s, index);
 	__u16 used, ahead;
-	unsigned int i, pending = 0;
+	sigjmp_buf env;
+	int pending;
 
+	*base = ring->base;
 	if (!q)
-		return ring->base;
-	if (q->version != VU_INFLIGHT_VERSION) {
-		q->version = VU_INFLIGHT_VERSION;
-		q->desc_num = s->inflight_queue_size;
-		return ring->base;
+		return 0;
+	if (sigsetjmp(env, 1)) {
+		guest_fault = NULL;
+		vu_log("ring %u: guest memory or the in-flight region shrank under us",
+		       index);
+		return -1;
 	}
-	for (i = 0; i < q->desc_num && i < s->inflight_queue_size; i++)
-		pending += q->desc[i].inflight != 0;
+	guest_fault = &env;
+	pending = read_ring_state(q, s->inflight_queue_size, ring);
+	guest_fault = NULL;
+	if (pending < 0)
+		return 0;
+	used = ring->used_seen;
+
 	if (pending)
-		vu_log("ring %u: cannot resubmit %u requests another back-end left in flight",
+		vu_log("ring %u: cannot resubmit %d requests another back-end left in flight",
 		       index, pending);
-	used = __atomic_load_n(ring->used_idx, __ATOMIC_ACQUIRE);
 	ahead = (__u16)(used - ring->base);
 	if (!ahead)
-		return ring->base;
+		return 0;
 	if (ahead > ring->num) {
 		vu_log("ring %u: used index %u is %u past base %u, over a ring: base kept",
 		       index, used, ahead, ring->base);
-		return ring->base;
+		return 0;
 	}
 	vu_log("ring %u: resuming at used index %u, not %u (%u done by the old device)",
 	       index, used, ring->base, ahead);
-	return used;
+	*base = used;
+	ring->resumed = true;
+	return 0;
 }
 
 static int push_ring(struct session *s, unsigned int index)
@@ -472,6 +539,8 @@ static int push_ring(struct session *s, unsigned int index)
 	struct vhost_vring_file file = { .index = index };
 	void *desc, *avail, *used;
 
+	/* Whatever fails below leaves the ring half set up. */
+	s->broken = true;
 	desc = map_user_addr(s, ring->addr.desc, 16 * num);
 	avail = map_user_addr(s, ring->addr.avail, 6 + 2 * num);
 	used = map_user_addr(s, ring->addr.used, 6 + 8 * num);
@@ -486,10 +555,9 @@ static int push_ring(struct session *s, unsigned int index)
 	ring->used_idx = (__u16 *)((__u8 *)used + 2);
 
 	state.num = ring->num;
-	if (dev_ioctl(s, VHOST_SET_VRING_NUM, &state, "SET_VRING_NUM"))
-		return -1;
-	state.num = resume_base(s, index, ring);
-	if (dev_ioctl(s, VHOST_SET_VRING_BASE, &state, "SET_VRING_BASE") ||
+	if (dev_ioctl(s, VHOST_SET_VRING_NUM, &state, "SET_VRING_NUM") ||
+	    resume_base(s, index, ring, &state.num) ||
+	    dev_ioctl(s, VHOST_SET_VRING_BASE, &state, "SET_VRING_BASE") ||
 	    dev_ioctl(s, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR"))
 		return -1;
 	file.fd = ring->kick_fd;
@@ -502,6 +570,7 @@ static int push_ring(struct session *s, unsigned int index)
 	if (dev_ioctl(s, VHOST_SET_VRING_ERR, &file, "SET_VRING_ERR"))
 		return -1;
 	ring->in_kernel = true;
+	s->broken = false;
 	return 0;
 }
 
@@ -515,13 +584,14 @@ static int pull_ring(struct session *s, unsigned int index)
 
 	if (!ring->in_kernel)
 		return 0;
-	if (dev_ioctl(s, VHOST_GET_VRING_BASE, &state, "GET_VRING_BASE"))
-		return -1;
-	ring->base = state.num;
 	/* No descriptor table: the device no longer serves the ring. */
-	if (dev_ioctl(s, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR") ||
-	    dev_ioctl(s, VHOST_SET_VRING_KICK, &file, "SET_VRING_KICK"))
+	if (dev_ioctl(s, VHOST_GET_VRING_BASE, &state, "GET_VRING_BASE") ||
+	    dev_ioctl(s, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR") ||
+	    dev_ioctl(s, VHOST_SET_VRING_KICK, &file, "SET_VRING_KICK")) {
+		s->broken = true;
 		return -1;
+	}
+	ring->base = state.num;
 	ring->in_kernel = false;
 	ring->used_idx = NULL;
 	return 0;
@@ -534,6 +604,24 @@ static bool ring_runs(struct session *s, const struct ring *ring)
 
 	return ring->started && enabled && ring->has_num && ring->has_addr &&
 	       s->has_features && s->nregions;
+}
+
+/*
+ * The interrupt that completions made while no back-end ran did not raise
+ * (resume_base()), once the ring runs again and has its call fd.
+ */
+static void signal_resumed(struct session *s, unsigned int index)
+{
+	struct ring *ring = &s->rings[index];
+	__u64 one = 1;
+
+	if (!ring->resumed || !ring->in_kernel || !s->attached ||
+	    ring->call_fd < 0)
+		return;
+	ring->resumed = false;
+	if (write(ring->call_fd, &one, sizeof(one)) != sizeof(one))
+		vu_log("ring %u: signalling the guest: %s", index,
+		       strerror(errno));
 }
 
 /*
@@ -567,9 +655,13 @@ static int sync_device(struct session *s)
 	if (!any)
 		return 0;
 	backend.fd = s->disk->image_fd;
-	if (dev_ioctl(s, VHOST_BLK_SET_BACKEND, &backend, "attach"))
+	if (dev_ioctl(s, VHOST_BLK_SET_BACKEND, &backend, "attach")) {
+		s->broken = true;
 		return -1;
+	}
 	s->attached = true;
+	for (i = 0; i < MAX_RINGS; i++)
+		signal_resumed(s, i);
 	return 0;
 }
 
@@ -926,9 +1018,11 @@ static int set_vring_fd(struct session *s)
 	if (ring->in_kernel) {
 		struct vhost_vring_file file = { .index = index, .fd = fd };
 
-		return dev_ioctl(s, s->msg.hdr.request == VU_SET_VRING_CALL ?
-				 VHOST_SET_VRING_CALL : VHOST_SET_VRING_ERR,
-				 &file, request_name(s->msg.hdr.request));
+		if (dev_ioctl(s, s->msg.hdr.request == VU_SET_VRING_CALL ?
+			      VHOST_SET_VRING_CALL : VHOST_SET_VRING_ERR,
+			      &file, request_name(s->msg.hdr.request)))
+			return -1;
+		signal_resumed(s, index);
 	}
 	return 0;
 }
@@ -974,11 +1068,19 @@ static int set_features(struct session *s)
 	__u64 features = s->msg.payload.u64;
 	__u64 kernel = features & ~(1ULL << VU_F_PROTOCOL_FEATURES);
 
-	if (features & ~s->offered)
-		return refuse(s, "features %#llx that were not offered",
-			      (unsigned long long)(features & ~s->offered));
 	if (!s->owner)
 		return refuse(s, "before SET_OWNER");
+	/*
+	 * QEMU passes on bits of the guest's it does not filter (legacy
+	 * ANY_LAYOUT, say): ignored, as a device ignores what it did not
+	 * offer.
+	 */
+	if (features & ~s->offered) {
+		vu_log("ignoring features %#llx that were not offered",
+		       (unsigned long long)(features & ~s->offered));
+		features &= s->offered;
+		kernel = features & ~(1ULL << VU_F_PROTOCOL_FEATURES);
+	}
 	if (s->disk->read_only && !(features & (1ULL << VIRTIO_BLK_F_RO)))
 		vu_log("the driver ignores that the disk is read-only: its writes fail");
 	if (dev_ioctl(s, VHOST_SET_FEATURES, &kernel, "SET_FEATURES"))
@@ -1188,6 +1290,7 @@ void vu_serve(struct vu_disk *disk, int sock)
 		s->fds[i] = -1;
 	if (open_device(s))
 		goto out;
+	signal(SIGBUS, on_sigbus);
 
 	while (!vu_stopping()) {
 		bool ack;
@@ -1203,7 +1306,9 @@ void vu_serve(struct vu_disk *disk, int sock)
 		      (s->msg.hdr.flags & VU_FLAG_NEED_REPLY);
 		ret = handle(s);
 		drop_fds(s);
-		if (ret < 0 && !ack) {
+		if (ret < 0 && (!ack || s->broken)) {
+			if (ack)
+				reply_u64(s, 1);
 			vu_log("ending the session");
 			break;
 		}

@@ -1,13 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# mkinitramfs.sh KVER OUT [MODDIR]
+# mkinitramfs.sh KVER OUT [MODDIR [INIT MODULE...]]
 #
 # A minimal initramfs for the test kernel: static busybox, the modules needed
 # to mount the host's root over virtio-9p, and tools/vm/init. Everything else
 # the guest runs comes from the host's root, shared read-only. MODDIR holds
 # the kernel's modules (default /lib/modules/KVER); a kernel with virtio-9p
-# built in, as the debug kernel, needs none.
+# built in, as the debug kernel, needs none. With INIT, that script is the
+# init and the MODULEs are those loaded (the nested guest of the selftests:
+# tools/vm/nested-init).
 
 set -euo pipefail
 
@@ -15,14 +17,19 @@ kver=$1
 out=$2
 here=$(dirname "$(readlink -f "$0")")
 moddir=${3:-/lib/modules/$kver}
+init=$here/init
 wanted=(virtio_pci 9pnet_virtio 9p)
+if [ $# -gt 3 ]; then
+	init=$4
+	wanted=("${@:5}")
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work"/{bin,dev,proc,sys,newroot,lib/modules}
 cp /bin/busybox "$work/bin/busybox"
-cp "$here/init" "$work/init"
+cp "$init" "$work/init"
 chmod 755 "$work/init"
 
 # Resolve dependencies in load order from modules.dep; built-in ones are
