@@ -45,49 +45,57 @@ static bool has_answer(__u32 request)
 	}
 }
 
-static int send_msg(int sock, const struct vu_header *hdr,
-		    const void *payload, int fd)
+int vblk_vu_send(int sock, const struct vu_header *hdr, const void *payload,
+		 __u32 bytes, const int *fds, unsigned int nfds)
 {
-	char control[CMSG_SPACE(sizeof(int))];
+	union {
+		char buf[CMSG_SPACE(VBLK_VU_MAX_SEND_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} control;
 	struct iovec iov[2] = {
 		{ .iov_base = (void *)hdr, .iov_len = sizeof(*hdr) },
-		{ .iov_base = (void *)payload, .iov_len = hdr->size },
+		{ .iov_base = (void *)payload, .iov_len = bytes },
 	};
 	struct msghdr mh = {
 		.msg_iov = iov,
-		.msg_iovlen = hdr->size ? 2 : 1,
+		.msg_iovlen = bytes ? 2 : 1,
 	};
 	ssize_t n;
 
-	if (fd >= 0) {
+	if (nfds > VBLK_VU_MAX_SEND_FDS)
+		return -EINVAL;
+	if (nfds) {
 		struct cmsghdr *cmsg;
 
-		memset(control, 0, sizeof(control));
-		mh.msg_control = control;
-		mh.msg_controllen = sizeof(control);
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		cmsg = CMSG_FIRSTHDR(&mh);
 		cmsg->cmsg_level = SOL_SOCKET;
 		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+		cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
 	}
 	n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	if (n < 0)
 		return errno == EPIPE ? -ECONNRESET : -errno;
-	return n == (ssize_t)(sizeof(*hdr) + hdr->size) ? 0 : -EIO;
+	return n == (ssize_t)(sizeof(*hdr) + bytes) ? 0 : -EIO;
 }
 
 static int recv_answer(int sock, __u32 request, void *reply,
 		       __u32 reply_size, int *reply_fd)
 {
-	char control[CMSG_SPACE(sizeof(int))];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
 	struct vu_header hdr;
 	struct iovec iov = { .iov_base = &hdr, .iov_len = sizeof(hdr) };
 	struct msghdr mh = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = control,
-		.msg_controllen = sizeof(control),
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
 	};
 	struct cmsghdr *cmsg;
 	char sink[512];
@@ -136,7 +144,7 @@ int vblk_vu_call(struct vblk_dev *d, __u32 request, const void *payload,
 
 	if (ack)
 		hdr.flags |= VU_FLAG_NEED_REPLY;
-	ret = send_msg(d->fd, &hdr, payload, fd);
+	ret = vblk_vu_send(d->fd, &hdr, payload, size, &fd, fd >= 0);
 	if (ret)
 		return ret;
 	if (has_answer(request))

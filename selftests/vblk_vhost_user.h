@@ -45,6 +45,15 @@ int vblk_vu_call(struct vblk_dev *d, __u32 request, const void *payload,
 		 __u32 size, int fd, void *reply, __u32 reply_size,
 		 int *reply_fd);
 
+/*
+ * Send one message: header @hdr, then @bytes of @payload (which may differ
+ * from hdr->size, for hostile tests), with @nfds descriptors (at most
+ * VBLK_VU_MAX_SEND_FDS). 0 or -errno (-ECONNRESET: the back-end hung up).
+ */
+#define VBLK_VU_MAX_SEND_FDS	16
+int vblk_vu_send(int sock, const struct vu_header *hdr, const void *payload,
+		 __u32 bytes, const int *fds, unsigned int nfds);
+
 /* The back-end's configuration space (virtio_blk_config): 0 or -errno. */
 int vblk_vu_get_config(struct vblk_dev *d, void *config, __u32 size);
 

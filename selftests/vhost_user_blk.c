@@ -547,32 +547,15 @@ static int raw_connect(void)
 	return -1;
 }
 
+/* A message as given: @claimed in the header, @size bytes sent. */
 static int raw_send(int sock, __u32 req, __u32 flags, const void *p,
 		    __u32 size, __u32 claimed, const int *fds,
 		    unsigned int nfds)
 {
-	char control[CMSG_SPACE(16 * sizeof(int))];
 	struct vu_header hdr = { .request = req, .flags = flags,
 				 .size = claimed };
-	struct iovec iov[2] = {
-		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
-		{ .iov_base = (void *)p, .iov_len = size },
-	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
 
-	if (nfds) {
-		struct cmsghdr *cmsg;
-
-		memset(control, 0, sizeof(control));
-		mh.msg_control = control;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		cmsg = CMSG_FIRSTHDR(&mh);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
-	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	return vblk_vu_send(sock, &hdr, p, size, fds, nfds);
 }
 
 /*

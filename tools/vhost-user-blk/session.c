@@ -597,6 +597,14 @@ static int pull_ring(struct session *s, unsigned int index)
 	return 0;
 }
 
+/* Stop a ring the kernel serves: detached (drained), then taken out. */
+static int stop_ring(struct session *s, unsigned int index)
+{
+	if (!s->rings[index].in_kernel)
+		return 0;
+	return dev_detach(s) || pull_ring(s, index) ? -1 : 0;
+}
+
 static bool ring_runs(struct session *s, const struct ring *ring)
 {
 	bool enabled = ring->enabled ||
@@ -969,7 +977,7 @@ static int set_vring_addr(struct session *s)
 	ring->addr = *a;
 	ring->has_addr = true;
 	/* A running ring moves: stop it, sync_device() takes it back. */
-	if (ring->in_kernel && (dev_detach(s) || pull_ring(s, a->index)))
+	if (stop_ring(s, a->index))
 		return -1;
 	return sync_device(s);
 }
@@ -1011,7 +1019,7 @@ static int set_vring_fd(struct session *s)
 	if (s->msg.hdr.request == VU_SET_VRING_KICK) {
 		/* The specification's start of a ring. */
 		ring->started = true;
-		if (ring->in_kernel && (dev_detach(s) || pull_ring(s, index)))
+		if (stop_ring(s, index))
 			return -1;
 		return sync_device(s);
 	}
@@ -1035,7 +1043,7 @@ static int get_vring_base(struct session *s)
 	if (!ring)
 		return -1;
 	/* The ring stops: every request it took completes first. */
-	if (ring->in_kernel && (dev_detach(s) || pull_ring(s, st.index)))
+	if (stop_ring(s, st.index))
 		return -1;
 	ring->started = false;
 	close_fd(&ring->kick_fd);
