@@ -17,6 +17,7 @@
 
 #include <linux/bvec.h>
 #include <linux/debugfs.h>
+#include <linux/falloc.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
@@ -29,6 +30,7 @@
 #include <linux/rwsem.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
@@ -1788,15 +1790,78 @@ static bool ts_pte_swap_entry(pte_t pte, swp_entry_t *entry)
 	return !non_swap_entry(*entry);
 }
 
-/* The private anonymous VMA of @uaddr (the only kind whose pages we take). */
-static struct vm_area_struct *ts_anon_vma(struct mm_struct *mm,
-					  unsigned long uaddr)
+/*
+ * A shared mapping of a shmem file: memfd guest RAM (which vhost-user
+ * needs, so that the back-end can map it) or MAP_SHARED | MAP_ANONYMOUS.
+ * Its swapped-out pages have no PTE: the swap entry is a value entry in
+ * the file's page cache.
+ */
+static bool ts_vma_is_shared_shmem(struct vm_area_struct *vma)
+{
+	return (vma->vm_flags & VM_SHARED) && vma->vm_file &&
+	       shmem_mapping(vma->vm_file->f_mapping);
+}
+
+/*
+ * The VMA of guest RAM at @uaddr, if of a kind whose pages we take: private
+ * anonymous memory (swap entries in its PTEs) or shared shmem (swap entries
+ * in the file). Not a private file mapping, whose pages are the file's
+ * until written and anonymous after.
+ */
+static struct vm_area_struct *ts_guest_vma(struct mm_struct *mm,
+					   unsigned long uaddr)
 {
 	struct vm_area_struct *vma = vma_lookup(mm, uaddr);
 
-	if (!vma || !vma_is_anonymous(vma) || (vma->vm_flags & VM_SHARED))
+	if (!vma)
 		return NULL;
-	return vma;
+	if (vma_is_anonymous(vma))
+		return (vma->vm_flags & VM_SHARED) ? NULL : vma;
+	return ts_vma_is_shared_shmem(vma) ? vma : NULL;
+}
+
+/*
+ * Call @fn with the swap entry of the page at @uaddr of the shared shmem
+ * mapping @vma, under the lock of the file's page cache; false if that page
+ * is not swapped out. The lock plays the page-table lock's part (DESIGN
+ * section 4): shmem replaces a swap entry there under it (swap-in,
+ * swapoff) or removes it (truncate, hole punch) before it frees the slot,
+ * so the slot cannot be freed and reused while we look. A swap-in puts
+ * its folio in the swap cache before it replaces the entry, as for
+ * anonymous memory. A large entry (a large folio swapped out whole, 6.12)
+ * stands for 1 << order slots from an aligned index: the page's slot is
+ * its offset in there; @fn gets the entry's order too.
+ */
+static bool ts_with_shmem_entry_locked(struct vm_area_struct *vma,
+				       unsigned long uaddr,
+				       void (*fn)(swp_entry_t entry,
+						  unsigned int order,
+						  void *arg),
+				       void *arg)
+{
+	pgoff_t index = linear_page_index(vma, uaddr);
+	XA_STATE(xas, &vma->vm_file->f_mapping->i_pages, index);
+	swp_entry_t entry;
+	unsigned int order;
+	bool found = false;
+	void *item;
+
+	xas_lock_irq(&xas);
+	item = xas_load(&xas);
+	if (xa_is_value(item)) {
+		entry = radix_to_swp_entry(item);
+		/* Not a swap-in error's poison entry either. */
+		if (!non_swap_entry(entry)) {
+			order = xas_get_order(&xas);
+			entry = swp_entry(swp_type(entry),
+					  swp_offset(entry) +
+					  (index & ((1UL << order) - 1)));
+			fn(entry, order, arg);
+			found = true;
+		}
+	}
+	xas_unlock_irq(&xas);
+	return found;
 }
 
 struct ts_locate {
@@ -1805,20 +1870,28 @@ struct ts_locate {
 	u32 block;
 };
 
-/* Under the PTE lock: see ts_page_locate(). */
-static void ts_locate_pte(pte_t *pte, void *arg)
+/* Under the lock that keeps @entry's slot allocated: ts_page_locate(). */
+static void ts_locate_entry(struct ts_locate *l, swp_entry_t entry)
 {
-	struct ts_locate *l = arg;
-	swp_entry_t entry;
-
-	if (!ts_pte_swap_entry(ptep_get(pte), &entry))
-		return;
 	if (!ts_swapdev_owns(ts_swapdev, entry))
 		l->outcome = TS_OUTCOME_OTHER_SWAPDEV;
 	else if (l->disk)
 		l->outcome = ts_swapdev_reference(ts_swapdev, entry, &l->block);
 	else
 		l->outcome = TS_OUTCOME_REFERENCED;
+}
+
+static void ts_locate_pte(pte_t *pte, void *arg)
+{
+	swp_entry_t entry;
+
+	if (ts_pte_swap_entry(ptep_get(pte), &entry))
+		ts_locate_entry(arg, entry);
+}
+
+static void ts_locate_shmem(swp_entry_t entry, unsigned int order, void *arg)
+{
+	ts_locate_entry(arg, entry);
 }
 
 /*
@@ -1830,7 +1903,7 @@ static enum ts_outcome ts_page_locate(struct ts_disk *disk,
 				      struct mm_struct *mm,
 				      unsigned long uaddr, u32 *block)
 {
-	struct vm_area_struct *vma = ts_anon_vma(mm, uaddr);
+	struct vm_area_struct *vma = ts_guest_vma(mm, uaddr);
 	struct ts_locate l = { .disk = disk,
 			       .outcome = TS_OUTCOME_NOT_SWAPPED,
 			       .block = TS_NO_BLOCK };
@@ -1841,8 +1914,10 @@ static enum ts_outcome ts_page_locate(struct ts_disk *disk,
 	 */
 	if (vma && !(vma->vm_flags & VM_READ))
 		l.outcome = TS_OUTCOME_NO_ACCESS;
-	else if (vma)
+	else if (vma && vma_is_anonymous(vma))
 		ts_with_pte_locked(mm, uaddr, ts_locate_pte, &l);
+	else if (vma)
+		ts_with_shmem_entry_locked(vma, uaddr, ts_locate_shmem, &l);
 	*block = l.block;
 	return l.outcome;
 }
@@ -1949,6 +2024,32 @@ static void ts_swapped_pte(pte_t *pte, void *arg)
 }
 
 /*
+ * A hole of one page drops an order-0 entry. A large one stays: shmem
+ * swaps a large entry in whole to punch a hole in part of it, which is
+ * no better than the swap-in the read would cause.
+ */
+static void ts_swapped_shmem(swp_entry_t entry, unsigned int order, void *arg)
+{
+	*(bool *)arg = !order;
+}
+
+/*
+ * The false read of a shmem page: a hole punched in the file, as
+ * madvise(MADV_REMOVE) does, outside the mmap lock (it takes the inode's
+ * locks and unmaps the page from every mapper). A sealed file refuses it
+ * (-EPERM), and then the page is swapped in as usual.
+ */
+static bool ts_punch_page(struct file *file, pgoff_t index)
+{
+	int ret;
+
+	ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    (loff_t)index << PAGE_SHIFT, PAGE_SIZE);
+	fput(file);
+	return !ret;
+}
+
+/*
  * A full-page guest read is about to overwrite the page at @uaddr. If that
  * page is swapped out (to any device), swapping it in would be a false
  * read: drop the swap entry instead, and let the read fault in a fresh
@@ -1964,21 +2065,36 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 			     unsigned long uaddr)
 {
 	struct vm_area_struct *vma;
+	struct file *file = NULL;
 	bool swapped = false;
+	pgoff_t index = 0;
 
 	mmap_read_lock(mm);
-	vma = ts_anon_vma(mm, uaddr);
-	if (vma && (vma->vm_flags & VM_WRITE) && !userfaultfd_armed(vma))
-		ts_with_pte_locked(mm, uaddr, ts_swapped_pte, &swapped);
-	/*
-	 * The entry may change before the zap: whatever is there then goes,
-	 * and the read overwrites the whole page either way.
-	 */
-	if (swapped) {
-		ts_zap_page(vma, uaddr);
-		trace_tesseract_false_read(disk->id, uaddr);
+	vma = ts_guest_vma(mm, uaddr);
+	if (!vma || !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
+		goto unlock;
+	if (!vma_is_anonymous(vma)) {
+		if (ts_with_shmem_entry_locked(vma, uaddr, ts_swapped_shmem,
+					       &swapped) && swapped) {
+			file = get_file(vma->vm_file);
+			index = linear_page_index(vma, uaddr);
+		}
+		goto unlock;
 	}
+	ts_with_pte_locked(mm, uaddr, ts_swapped_pte, &swapped);
+	/*
+	 * The entry may change before the zap (or the hole punch): whatever
+	 * is there then goes, and the read overwrites the whole page either
+	 * way.
+	 */
+	if (swapped)
+		ts_zap_page(vma, uaddr);
+unlock:
 	mmap_read_unlock(mm);
+	if (file)
+		swapped = ts_punch_page(file, index);
+	if (swapped)
+		trace_tesseract_false_read(disk->id, uaddr);
 	return swapped;
 }
 
@@ -1998,7 +2114,42 @@ static void ts_count_swapped_ptes(pte_t *pte, void *arg)
 			c->count++;
 }
 
-/* Pages of [start, end) of @mm whose PTE is a swap entry on our device. */
+/*
+ * Pages of [start, end) of the shared shmem mapping @vma whose swap entry
+ * is on our device. A hint, under RCU only: entries may change meanwhile.
+ */
+static unsigned long ts_count_swapped_shmem(struct vm_area_struct *vma,
+					    unsigned long start,
+					    unsigned long end)
+{
+	pgoff_t first = linear_page_index(vma, start);
+	pgoff_t last = linear_page_index(vma, end - 1);
+	XA_STATE(xas, &vma->vm_file->f_mapping->i_pages, first);
+	unsigned long count = 0, nr, base;
+	swp_entry_t entry;
+	void *item;
+
+	rcu_read_lock();
+	xas_for_each(&xas, item, last) {
+		if (xas_retry(&xas, item) || !xa_is_value(item))
+			continue;
+		entry = radix_to_swp_entry(item);
+		if (non_swap_entry(entry) ||
+		    !ts_swapdev_owns(ts_swapdev, entry))
+			continue;
+		/* A large entry counts for its pages within the range. */
+		nr = 1UL << xas_get_order(&xas);
+		base = xas.xa_index & ~(nr - 1);
+		count += min(base + nr - 1, last) - max(base, first) + 1;
+	}
+	rcu_read_unlock();
+	return count;
+}
+
+/*
+ * Pages of [start, end) of @mm swapped out to our device: anonymous pages
+ * whose PTE is a swap entry there, and shmem pages whose file holds one.
+ */
 unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 					 unsigned long start,
 					 unsigned long end)
@@ -2018,11 +2169,13 @@ unsigned long ts_reconcile_count_swapped(struct mm_struct *mm,
 			addr = vma->vm_start;
 		/* One page table at a time, then let others run. */
 		next = min3(pmd_addr_end(addr, end), vma->vm_end, end);
-		if (!vma_is_anonymous(vma))
-			continue;
-		c.addr = addr;
-		c.end = next;
-		ts_with_pte_locked(mm, addr, ts_count_swapped_ptes, &c);
+		if (ts_vma_is_shared_shmem(vma)) {
+			c.count += ts_count_swapped_shmem(vma, addr, next);
+		} else if (vma_is_anonymous(vma)) {
+			c.addr = addr;
+			c.end = next;
+			ts_with_pte_locked(mm, addr, ts_count_swapped_ptes, &c);
+		}
 		if (need_resched()) {
 			mmap_read_unlock(mm);
 			cond_resched();

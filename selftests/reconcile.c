@@ -176,7 +176,7 @@ TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
 
 	/* In swap, but the swap-out not finished: MADV_PAGEOUT alone. */
 	ts_fill_pages(self->buf, 16, 2, 2);
-	madvise(self->buf, 16 * PAGE, MADV_PAGEOUT);
+	ASSERT_EQ(0UL, ts_page_out(self->buf, 16 * PAGE));
 	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 0, self->buf,
 			     16 * PAGE, 0, false));
 	EXPECT_EQ(16, ts_vhost_counter("fallback_swapcache") +

@@ -388,6 +388,47 @@ void ts_cgroup_leave(const char *name)
 	rmdir(path);
 }
 
+/* Pages of [addr, addr + len) with a present PTE (pagemap bit 63). */
+size_t ts_mapped_pages(void *addr, size_t len)
+{
+	size_t pages = len / 4096, i, mapped = 0;
+	__u64 entry;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd < 0)
+		return pages;
+	for (i = 0; i < pages; i++) {
+		if (pread(fd, &entry, sizeof(entry),
+			  ((unsigned long)addr / 4096 + i) * sizeof(entry)) !=
+		    sizeof(entry)) {
+			mapped = pages;
+			break;
+		}
+		mapped += entry >> 63;
+	}
+	close(fd);
+	return mapped;
+}
+
+size_t ts_page_out(void *addr, size_t len)
+{
+	size_t mapped = ts_mapped_pages(addr, len);
+	int tries;
+
+	for (tries = 0; tries < 8 && mapped; tries++) {
+		/*
+		 * A page faulted in last may sit in another CPU's LRU batch,
+		 * where MADV_PAGEOUT cannot isolate it (its lru_add_drain()
+		 * drains only the calling CPU); compaction drains them all.
+		 */
+		if (tries)
+			ts_write_str("/proc/sys/vm/compact_memory", "1");
+		madvise(addr, len, MADV_PAGEOUT);
+		mapped = ts_mapped_pages(addr, len);
+	}
+	return mapped;
+}
+
 size_t ts_resident_pages(void *addr, size_t len)
 {
 	size_t pages = len / 4096, i, resident = 0;

@@ -161,6 +161,13 @@ int ts_cgroup_write(const char *name, const char *file, const char *val);
  */
 size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len);
 size_t ts_resident_pages(void *addr, size_t len);
+/* Pages of [addr, addr + len) mapped by a present PTE. */
+size_t ts_mapped_pages(void *addr, size_t len);
+/*
+ * MADV_PAGEOUT of [addr, addr + len) until no page is mapped any more
+ * (their swap-outs may still be in flight): how many stayed mapped.
+ */
+size_t ts_page_out(void *addr, size_t len);
 /*
  * ts_fill_pages() of @pages pages at @p, then ts_push_to_swap() in
  * @cgroup: how many stayed resident.

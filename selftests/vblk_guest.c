@@ -151,16 +151,56 @@ void vblk_init(struct vblk_dev *d)
 	}
 }
 
-int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
+bool vblk_memfd_ram;
+
+int vblk_map_ram(struct vblk_dev *d, size_t ram_size, bool memfd)
 {
-	vblk_init(d);
-	d->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d->ram == MAP_FAILED) {
-		d->ram = NULL;
+	const size_t align = 2UL << 20;
+	char *area, *ram;
+
+	if (!memfd) {
+		ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ram == MAP_FAILED)
+			return -errno;
+		d->ram = (__u8 *)ram;
+		d->ram_size = ram_size;
+		return 0;
+	}
+	d->ram_fd = memfd_create("vblk-guest-ram",
+				 MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (d->ram_fd < 0 || ftruncate(d->ram_fd, ram_size))
+		return -errno;
+	/*
+	 * At a 2 MiB boundary, as QEMU aligns RAM blocks: a huge page of the
+	 * file can then be mapped whole.
+	 */
+	area = mmap(NULL, ram_size + align, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		return -errno;
+	ram = (char *)(((unsigned long)area + align - 1) & ~(align - 1));
+	if (ram > area)
+		munmap(area, ram - area);
+	munmap(ram + ram_size, area + align - ram);
+	if (mmap(ram, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 d->ram_fd, 0) == MAP_FAILED) {
+		munmap(ram, ram_size);
 		return -errno;
 	}
+	d->ram = (__u8 *)ram;
 	d->ram_size = ram_size;
+	return 0;
+}
+
+int vblk_open_dev(struct vblk_dev *d, size_t ram_size)
+{
+	int ret;
+
+	vblk_init(d);
+	ret = vblk_map_ram(d, ram_size, vblk_memfd_ram);
+	if (ret)
+		return ret;
 	d->fd = open(VBLK_DEV_PATH, O_RDWR | O_CLOEXEC);
 	return d->fd < 0 ? -errno : 0;
 }

@@ -89,6 +89,14 @@ int vblk_open(struct vblk_dev *d, size_t ram_size, unsigned int nqueues,
  * VHOST_SET_OWNER: map guest RAM and open the device, then the rest.
  */
 int vblk_open_dev(struct vblk_dev *d, size_t ram_size);
+/*
+ * Guest RAM of @ram_size bytes for @d: private anonymous memory, or with
+ * @memfd a memfd (sealable, in d->ram_fd) mapped shared at a 2 MiB
+ * boundary, as QEMU's memory-backend-memfd maps it for vhost-user.
+ */
+int vblk_map_ram(struct vblk_dev *d, size_t ram_size, bool memfd);
+/* Which of the two vblk_open_dev() maps: false (the default), anonymous. */
+extern bool vblk_memfd_ram;
 int vblk_setup(struct vblk_dev *d, unsigned int nqueues, unsigned int qsize,
 	       __u64 want_features);
 /*

@@ -286,18 +286,11 @@ static int vu_transport(struct vblk_dev *d, unsigned long req, void *arg)
 int vblk_vu_connect(struct vblk_dev *d, const char *socket_path,
 		    size_t ram_size, int wait_ms)
 {
+	int ret;
+
 	vblk_init(d);
-	d->ram_fd = memfd_create("vblk-guest-ram", MFD_CLOEXEC);
-	if (d->ram_fd < 0 || ftruncate(d->ram_fd, ram_size))
-		return -errno;
-	d->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      d->ram_fd, 0);
-	if (d->ram == MAP_FAILED) {
-		d->ram = NULL;
-		return -errno;
-	}
-	d->ram_size = ram_size;
-	return vu_open_socket(d, socket_path, wait_ms);
+	ret = vblk_map_ram(d, ram_size, true);
+	return ret ?: vu_open_socket(d, socket_path, wait_ms);
 }
 
 static int vu_open_socket(struct vblk_dev *d, const char *socket_path,

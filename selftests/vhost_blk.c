@@ -1129,7 +1129,7 @@ TEST_F_TIMEOUT(bdev, busy_polling, 240)
  */
 static int pin_vhost_worker(int cpu)
 {
-	char comm[32], want[32], path[64];
+	char comm[32], want[32], path[300];
 	static const char * const dirs[] = { "/proc", "/proc/self/task" };
 	struct dirent *e;
 	cpu_set_t set;
