@@ -6,7 +6,10 @@
  * such pages become references, full-page reads drop the entry (a hole
  * punched in the memfd) instead of swapping it in, and nothing stale ever
  * reaches the disk, also against a thread that swaps the pages in and out,
- * and with large (THP) swap entries where the kernel makes them.
+ * and with large (THP) swap entries where the kernel makes them. The
+ * vhost_user variant runs the guest through tesseract-vhost-user-blk, as
+ * QEMU would: the kernel device then looks at the daemon's mapping of the
+ * memfd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,14 +18,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/tesseract.h>
 
 #include "kselftest_harness.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
+#include "vblk_vhost_user.h"
 
 #define PAGE		4096UL
 #define SECTORS		(PAGE / 512)
@@ -31,30 +37,155 @@
 #define PAGES		512UL		/* 2 MiB of guest buffers */
 #define DISK		"/dev/vda"
 #define DISK_SECTORS	(64UL << 11)	/* 64 MiB, dropped at teardown */
+/* What a first request reads, so that later ones swap nothing in. */
+#define WARM_SECTOR	(DISK_SECTORS - SECTORS)
 #define GUEST_RAM	(3 * PAGES * PAGE + (6UL << 20))
 #define THP		"/sys/kernel/mm/transparent_hugepage"
 #define SHMEM_ENABLED	THP "/shmem_enabled"
 #define SHMEM_PMD	THP "/hugepages-2048kB/shmem_enabled"
+#define SOCK		"/run/ts-shm%d.sock"
+#define LOG		"/run/ts-shm%d.log"
+/* The vhost_user variant's disks: its daemons claim them exclusively. */
+#define DM_DISK		"ts-shm-disk%d"
 
-FIXTURE(shm) {
+/* A guest on memfd RAM, through /dev/vhost-blk or a vhost-user daemon. */
+struct guest {
 	struct vblk_dev dev;
 	int disk_fd;
+	pid_t daemon;
+	int id;
+};
+
+FIXTURE(shm) {
+	struct guest g;
 	char *buf, *check;
 	char shmem_enabled[64], shmem_pmd[64];
 };
 
-/* The huge-page policy of memfds: never, or always (2 MiB folios). */
+/*
+ * The huge-page policy of memfds (never, or always: 2 MiB folios), and
+ * whether the guest goes through tesseract-vhost-user-blk.
+ */
 FIXTURE_VARIANT(shm) {
 	bool huge;
+	bool vhost_user;
 };
 
 FIXTURE_VARIANT_ADD(shm, small) {
 	.huge = false,
+	.vhost_user = false,
 };
 
 FIXTURE_VARIANT_ADD(shm, huge) {
 	.huge = true,
+	.vhost_user = false,
 };
+
+FIXTURE_VARIANT_ADD(shm, vhost_user) {
+	.huge = false,
+	.vhost_user = true,
+};
+
+/*
+ * Remove device-mapper device @name once nothing holds it: a daemon that
+ * exited leaves its image to the kernel device until that has drained,
+ * and one a failed test left behind on @sock is killed.
+ */
+static void dm_remove_settled(const char *name, const char *sock)
+{
+	char cmd[256];
+	int i;
+
+	snprintf(cmd, sizeof(cmd),
+		 "pkill -KILL -f -- '--socket-path=%s' 2>/dev/null; dmsetup info %s >/dev/null 2>&1",
+		 sock, name);
+	if (ts_system(cmd))
+		return;
+	for (i = 0; i < 100; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "dmsetup --noudevsync remove %s 2>/dev/null", name);
+		if (!ts_system(cmd))
+			return;
+		usleep(100000);
+	}
+}
+
+/*
+ * Guest @id (1, 2, ...) with @ram bytes of memfd RAM and disk id 100 + @id:
+ * on DISK directly, or (@vhost_user) through a daemon serving a device of
+ * its own, DISK_SECTORS of DISK from (@id - 1) * DISK_SECTORS. 0 or -errno.
+ */
+static int guest_open(struct guest *g, int id, size_t ram, bool vhost_user)
+{
+	char name[32], dev[64], sock[64], log[64], table[128];
+	char sock_arg[80], blk_arg[80], id_arg[32];
+	const char *argv[5] = { "tesseract-vhost-user-blk" };
+
+	vblk_init(&g->dev);
+	g->disk_fd = -1;
+	g->daemon = -1;
+	g->id = id;
+	if (!vhost_user) {
+		vblk_memfd_ram = true;
+		g->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+		if (g->disk_fd < 0)
+			return -errno;
+		return vblk_open_disk(&g->dev, ram, g->disk_fd, 100 + id);
+	}
+	snprintf(table, sizeof(table), "0 %lu linear " DISK " %lu",
+		 DISK_SECTORS, (id - 1) * DISK_SECTORS);
+	snprintf(sock, sizeof(sock), SOCK, id);
+	snprintf(log, sizeof(log), LOG, id);
+	snprintf(name, sizeof(name), DM_DISK, id);
+	/* A daemon of a test that died half-way may still hold the disk. */
+	dm_remove_settled(name, sock);
+	if (ts_dm_create(name, table, dev, sizeof(dev)))
+		return -ENODEV;
+	snprintf(sock_arg, sizeof(sock_arg), "--socket-path=%s", sock);
+	snprintf(blk_arg, sizeof(blk_arg), "--blk-file=%s", dev);
+	snprintf(id_arg, sizeof(id_arg), "--disk-id=%d", 100 + id);
+	argv[1] = sock_arg;
+	argv[2] = blk_arg;
+	argv[3] = id_arg;
+	unlink(log);
+	g->daemon = vblk_vu_spawn(argv, log);
+	if (g->daemon < 0)
+		return g->daemon;
+	return vblk_vu_connect(&g->dev, sock, ram, 10000) ?:
+	       vblk_setup(&g->dev, 1, 128, 0);
+}
+
+/*
+ * Discard @sectors from @start, which the guest wrote, and close it (and
+ * its daemon).
+ */
+static void guest_close(struct guest *g, __u64 start, __u64 sectors)
+{
+	char path[64], line[256];
+	int status;
+	FILE *f;
+
+	if (g->dev.fd >= 0)
+		vblk_discard(&g->dev, VIRTIO_BLK_T_DISCARD, start, sectors, 0);
+	vblk_close(&g->dev);
+	if (g->disk_fd >= 0)
+		close(g->disk_fd);
+	g->disk_fd = -1;
+	vblk_memfd_ram = false;
+	if (g->daemon <= 0)
+		return;
+	kill(g->daemon, SIGTERM);
+	waitpid(g->daemon, &status, 0);
+	snprintf(path, sizeof(path), LOG, g->id);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "# daemon %d: %s", g->id, line);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), DM_DISK, g->id);
+	snprintf(line, sizeof(line), SOCK, g->id);
+	dm_remove_settled(path, line);
+}
 
 /* The selected word of a "[always] never ..." sysfs file. */
 static void thp_policy(const char *path, char *out, size_t len)
@@ -82,24 +213,21 @@ FIXTURE_SETUP(shm)
 	if (self->shmem_pmd[0])
 		ts_write_str(SHMEM_PMD, "inherit");
 
-	vblk_init(&self->dev);
-	self->disk_fd = -1;
+	self->g.daemon = -1;
+	self->g.disk_fd = -1;
+	vblk_init(&self->g.dev);
 	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
-	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
-	ASSERT_LE(0, self->disk_fd);
-	vblk_memfd_ram = true;
-	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
-	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, HUGE);
-	self->check = vblk_alloc(&self->dev, PAGES * PAGE, HUGE);
+	ASSERT_EQ(0, guest_open(&self->g, 1, GUEST_RAM, variant->vhost_user));
+	self->buf = vblk_alloc(&self->g.dev, PAGES * PAGE, HUGE);
+	self->check = vblk_alloc(&self->g.dev, PAGES * PAGE, HUGE);
 	ASSERT_NE(NULL, self->buf);
 	ASSERT_NE(NULL, self->check);
 }
 
 FIXTURE_TEARDOWN(shm)
 {
-	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
-	vblk_memfd_ram = false;
+	guest_close(&self->g, 0, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
 	if (self->shmem_enabled[0])
@@ -157,11 +285,11 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 		EXPECT_LT(thp0, ts_vmstat("thp_swpout"));
 
 	/* Rings and request headers in, so that the write swaps nothing. */
-	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, DISK_SECTORS,
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
 			     self->check, PAGE, 0, false));
 	written0 = ts_vhost_counter("bytes_written");
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->buf,
 				   PAGES, false));
 	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
 	EXPECT_EQ((long long)PAGES, ts_vhost_counter("reconciled_pages"));
@@ -169,7 +297,7 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 	EXPECT_EQ(0UL, ts_mapped_pages(self->buf, PAGES * PAGE));
 
 	/* Each block references the slot of its own page. */
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, self->check,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 
@@ -177,14 +305,14 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 	ts_fill_pages(self->buf, PAGES / 2, 1, 2);
 	/* ... and through another mapping of the memfd. */
 	other = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
-		     self->dev.ram_fd, (char *)self->buf -
-				       (char *)self->dev.ram);
+		     self->g.dev.ram_fd, (char *)self->buf -
+				       (char *)self->g.dev.ram);
 	ASSERT_NE(MAP_FAILED, other);
 	for (i = PAGES / 2; i < PAGES; i++)
 		ts_fill_page(other + i * PAGE, 1, i, 3);
 	munmap(other, PAGES * PAGE);
 	ASSERT_GT(PAGES / 20, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, self->check,
 				   PAGES, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES / 2, 1, 2));
@@ -201,34 +329,36 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
  */
 TEST_F_TIMEOUT(shm, false_reads_punch_the_memfd, 300)
 {
-	long long pswpin0, false0, thp0 = ts_vmstat("thp_swpout");
+	long long pswpin0, pswpin, false0, thp0 = ts_vmstat("thp_swpout");
 	bool whole;
 
 	ts_fill_pages(self->check, PAGES, 7, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->check,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->check,
 				   PAGES, false));
 	memset(self->buf, 0x5a, PAGES * PAGE);
 	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
 	whole = ts_vmstat("thp_swpout") > thp0;
-	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, DISK_SECTORS,
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
 			     self->check, PAGE, 0, false));
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, self->buf,
 				   PAGES, false));
-	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 7, 1));
-	EXPECT_TRUE(file_page_is(&self->dev, self->buf, 7, 0, 1));
-	EXPECT_TRUE(file_page_is(&self->dev, self->buf + (PAGES - 1) * PAGE, 7,
-				 PAGES - 1, 1));
+	/* Before anything else of ours that reclaim may have swapped out. */
+	pswpin = ts_vmstat("pswpin");
 	if (whole) {
 		TH_LOG("large swap entries: swapped in, not punched");
-		EXPECT_LT(pswpin0, ts_vmstat("pswpin"));
+		EXPECT_LT(pswpin0, pswpin);
 	} else {
-		EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
+		EXPECT_EQ(pswpin0, pswpin);
 		EXPECT_EQ(false0 + (long long)PAGES,
 			  ts_vhost_counter("false_reads_avoided"));
 	}
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 7, 1));
+	EXPECT_TRUE(file_page_is(&self->g.dev, self->buf, 7, 0, 1));
+	EXPECT_TRUE(file_page_is(&self->g.dev, self->buf + (PAGES - 1) * PAGE,
+				 7, PAGES - 1, 1));
 }
 
 /* A memfd sealed against writes refuses the hole: the page swaps in. */
@@ -237,20 +367,20 @@ TEST_F_TIMEOUT(shm, sealed_memfd_swaps_in, 300)
 	long long pswpin0, false0;
 
 	if (variant->huge)
-		SKIP(return, "the small variant covers it");
+		SKIP(return, "the other variants cover it");
 	ts_fill_pages(self->check, 16, 8, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->check,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->check,
 				   16, false));
 	memset(self->buf, 0x5a, 16 * PAGE);
 	/* Writable mappings that exist stay so; holes are refused. */
-	ASSERT_EQ(0, fcntl(self->dev.ram_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE));
+	ASSERT_EQ(0, fcntl(self->g.dev.ram_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE));
 	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, 16 * PAGE));
-	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, DISK_SECTORS,
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
 			     self->check, PAGE, 0, false));
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, self->buf,
 				   16, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, 16, 8, 1));
 	EXPECT_EQ(false0, ts_vhost_counter("false_reads_avoided"));
@@ -303,7 +433,7 @@ TEST_F_TIMEOUT(shm, stale_slot_race_in_a_loop, 600)
 	pthread_t thread;
 
 	if (variant->huge)
-		SKIP(return, "the small variant covers it");
+		SKIP(return, "the other variants cover it");
 	ASSERT_NE(NULL, r);
 	r->pages = self->buf;
 	for (i = 0; i < RACE_PAGES; i++) {
@@ -316,11 +446,11 @@ TEST_F_TIMEOUT(shm, stale_slot_race_in_a_loop, 600)
 
 		pthread_mutex_lock(&r->lock[p]);
 		v = atomic_load(&r->version[p]);
-		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, p * SECTORS,
+		if (vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_OUT, p * SECTORS,
 			    r->pages + p * PAGE, PAGE, 0, false))
 			wrong++;
 		pthread_mutex_unlock(&r->lock[p]);
-		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, p * SECTORS,
+		if (vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, p * SECTORS,
 			    self->check, PAGE, 0, false))
 			wrong++;
 		else if (!ts_check_page(self->check, 4, p, v))
@@ -338,6 +468,149 @@ TEST_F_TIMEOUT(shm, stale_slot_race_in_a_loop, 600)
 	/* The race was run, not avoided. */
 	EXPECT_LT(0, ts_vhost_counter("reconciled_pages"));
 	free(r);
+}
+
+/* Partial writes, discards and write-zeroes over referenced blocks. */
+TEST_F_TIMEOUT(shm, partial_writes_discards_and_zeroes_merge, 300)
+{
+	char *expect = malloc(16 * PAGE);
+	char *c = self->check;
+
+	if (!variant->vhost_user)
+		SKIP(return, "the vhost_user variant covers it");
+	ASSERT_NE(NULL, expect);
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 16, 5, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0,
+				   self->buf, 16, false));
+	ASSERT_EQ(16, ts_vhost_counter("pages_referenced"));
+	ts_fill_pages(expect, 16, 5, 1);
+
+	/* 512 bytes into block 1: the rest of the block is kept. */
+	memset(c, 0x11, 512);
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_OUT, SECTORS + 1, c,
+			     512, 0, false));
+	memset(expect + PAGE + 512, 0x11, 512);
+	/* A write straddling blocks 2 and 3 from an unaligned buffer. */
+	memset(c + 100, 0x22, PAGE);
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_OUT,
+			     2 * SECTORS + 4, c + 100, PAGE, 0, false));
+	memset(expect + 2 * PAGE + 2048, 0x22, PAGE);
+	/* Write-zeroes of half of block 4, all of block 5. */
+	ASSERT_EQ(0, vblk_discard(&self->g.dev, VIRTIO_BLK_T_WRITE_ZEROES,
+				  4 * SECTORS + 4, 4 + SECTORS, 0));
+	memset(expect + 4 * PAGE + 2048, 0, 2048 + PAGE);
+	/* Discard of block 6: its reference goes. */
+	ASSERT_EQ(0, vblk_discard(&self->g.dev, VIRTIO_BLK_T_DISCARD,
+				  6 * SECTORS, SECTORS, 0));
+
+	/* Blocks 1 to 6 lost their references. */
+	EXPECT_EQ(16 - 6, ts_vhost_counter("pages_referenced"));
+	EXPECT_EQ(4, ts_vhost_counter("merged_blocks"));
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, c, 16,
+				   false));
+	/* Block 6 was discarded: its contents are undefined. */
+	EXPECT_EQ(0, memcmp(c, expect, 6 * PAGE));
+	EXPECT_EQ(0, memcmp(c + 7 * PAGE, expect + 7 * PAGE, 9 * PAGE));
+	free(expect);
+}
+
+/*
+ * Two guests, each with its own memfd RAM, device and disk id (and, in
+ * the vhost_user variant, daemon), in cgroups of 3 MiB: every page tagged
+ * with its owner and version. Nothing foreign or stale is read back.
+ */
+#define ISO_PAGES	1024UL
+#define ISO_OPS		4000
+
+static unsigned long rnd(unsigned long *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int isolated_guest(int owner, bool vhost_user)
+{
+	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1), bad = 0;
+	__u64 base = (__u64)(owner - 1) * ISO_PAGES * SECTORS;
+	unsigned long *ver, *disk_ver, i, op;
+	long long reconciled;
+	char group[48], *ram, *scratch;
+	struct guest g;
+	int n;
+
+	snprintf(group, sizeof(group), CGROUP "-%d", owner);
+	if (ts_cgroup_enter(group) ||
+	    ts_cgroup_write(group, "memory.max", "3M"))
+		return 2;
+	if (guest_open(&g, owner, GUEST_RAM, vhost_user))
+		return 2;
+	ram = vblk_alloc(&g.dev, ISO_PAGES * PAGE, PAGE);
+	scratch = vblk_alloc(&g.dev, PAGE, PAGE);
+	ver = calloc(ISO_PAGES, sizeof(*ver));
+	disk_ver = calloc(ISO_PAGES, sizeof(*disk_ver));
+	if (!ram || !scratch || !ver || !disk_ver)
+		return 2;
+	for (i = 0; i < ISO_PAGES; i++) {
+		ver[i] = 1;
+		ts_fill_page(ram + i * PAGE, owner, i, 1);
+	}
+	for (n = 0; n < ISO_OPS; n++) {
+		i = rnd(&seed) % ISO_PAGES;
+		op = rnd(&seed) % 8;
+		if (op < 2) {
+			ts_fill_page(ram + i * PAGE, owner, i, ++ver[i]);
+		} else if (op < 6) {
+			if (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_OUT,
+				    base + i * SECTORS, ram + i * PAGE, PAGE, 0,
+				    false))
+				bad++;
+			disk_ver[i] = ver[i];
+		} else if (disk_ver[i]) {
+			if (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_IN,
+				    base + i * SECTORS, scratch, PAGE, 0,
+				    false) ||
+			    !ts_check_page(scratch, owner, i, disk_ver[i]))
+				bad++;
+		}
+	}
+	for (i = 0; i < ISO_PAGES; i++)
+		if (disk_ver[i] &&
+		    (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
+			     scratch, PAGE, 0, false) ||
+		     !ts_check_page(scratch, owner, i, disk_ver[i])))
+			bad++;
+	reconciled = ts_disk_counter(100 + owner, "reconciled_pages");
+	printf("# guest %d: %lu bad pages, %lld writes reconciled\n", owner,
+	       bad, reconciled);
+	guest_close(&g, base, ISO_PAGES * SECTORS);
+	ts_cgroup_leave(group);
+	/* A 3 MiB cgroup must have made the guest's writes reconcile. */
+	return bad || reconciled <= 0 ? 1 : 0;
+}
+
+TEST_F_TIMEOUT(shm, two_guests_never_see_each_other, 900)
+{
+	int owner, status, failed = 0;
+	pid_t pid[2];
+
+	/* reconcile.c runs it on /dev/vhost-blk directly. */
+	if (!variant->vhost_user)
+		SKIP(return, "the vhost_user variant covers it");
+	for (owner = 0; owner < 2; owner++) {
+		pid[owner] = fork();
+		ASSERT_LE(0, pid[owner]);
+		if (!pid[owner])
+			_exit(isolated_guest(owner + 2, variant->vhost_user));
+	}
+	for (owner = 0; owner < 2; owner++) {
+		ASSERT_EQ(pid[owner], waitpid(pid[owner], &status, 0));
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			failed++;
+	}
+	EXPECT_EQ(0, failed);
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
 }
 
 TEST_HARNESS_MAIN

@@ -998,4 +998,42 @@ TEST_F_TIMEOUT(nested, qemu_guest, 900)
 	close(disk);
 }
 
+/*
+ * The admin guide's libvirt domain: valid for the libvirt the host has
+ * (virt-xml-validate, libvirt's own schema), with the two things this
+ * path needs, a vhost-user disk on the socket the systemd unit makes and
+ * shared memfd RAM.
+ */
+TEST(libvirt_example_validates)
+{
+	static const char * const needed[] = {
+		"<disk type='vhostuser' device='disk'>",
+		"<source type='unix' path='/run/tesseract/vm1-disk0.sock'>",
+		"<source type='memfd'/>",
+		"<access mode='shared'/>",
+	};
+	const char *dir = getenv("TS_DIR");
+	char xml[512], cmd[1024], text[8192];
+	unsigned int i, missing = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(xml, sizeof(xml), "%s/Documentation/examples/libvirt-domain.xml",
+		 dir ? dir : ".");
+	snprintf(cmd, sizeof(cmd), "virt-xml-validate %s domain", xml);
+	ASSERT_EQ(0, ts_system(cmd));
+	fd = open(xml, O_RDONLY);
+	ASSERT_LE(0, fd);
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	ASSERT_LT(0, n);
+	text[n] = '\0';
+	for (i = 0; i < ARRAY_SIZE(needed); i++)
+		if (!strstr(text, needed[i])) {
+			fprintf(stderr, "# missing: %s\n", needed[i]);
+			missing++;
+		}
+	EXPECT_EQ(0U, missing);
+}
+
 TEST_HARNESS_MAIN

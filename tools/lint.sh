@@ -41,6 +41,24 @@ if [ ${#docs[@]} -gt 0 ]; then
 	(cd "$top" && /usr/bin/python3 tools/rstcheck.py "${docs[@]}") || status=1
 fi
 
+# The systemd unit, as systemd reads it, with the daemon where the build
+# puts it (the unit names where the admin guide installs it).
+unit=tesseract-vhost-user-blk@.service
+if command -v systemd-analyze >/dev/null; then
+	unitdir=$(mktemp -d)
+	sed "s|/usr/local/sbin/|$top/build/tools/|" \
+		"$top/tools/vhost-user-blk/$unit" >"$unitdir/$unit"
+	if ! out=$(cd "$unitdir" &&
+		   systemd-analyze verify "./${unit/@/@lint}" 2>&1) ||
+	   [ -n "$out" ]; then
+		echo "systemd-analyze verify $unit:"
+		echo "$out"
+		status=1
+	fi
+	rm -rf "$unitdir"
+	echo "systemd unit: $unit"
+fi
+
 for k in "${kernels[@]}"; do
 	# Recompile everything so that compiler warnings show too; C=2 runs
 	# sparse on every file.
