@@ -76,8 +76,9 @@ int crash_mark(const char *name);
 /* Entries logged so far, or -errno. */
 long long crash_logged_entries(void);
 /*
- * Stop logging: remove ts-store and ts-image (nothing may hold them open)
- * and the log-writes device, which completes the log. -ENOSPC if the log
+ * Stop logging: remove ts-store and ts-image (nothing may hold them open),
+ * flush the log-writes device (so that the writes never flushed are logged
+ * in order) and remove it, which completes the log. -ENOSPC if the log
  * device filled up (the log is then incomplete).
  */
 int crash_log_stop(void);
