@@ -848,6 +848,13 @@ TEST_F(hostile, front_end)
 #define NESTED_INITRD	"/tmp/nested.cpio.gz"
 #define NESTED_CONSOLE	"/run/nested-console.log"
 #define NESTED_LINE	"tesseract-nested\n"
+#define NESTED_STORE	"/dev/vdc"
+#define NESTED_DISK_ID	"4242"	/* hex, as tesseractctl takes it */
+#define NESTED_CGROUP	"ts-nested-qemu"
+/* Double paging (tools/vm/nested-dp.c): where, how much, the signals. */
+#define DP_OFFSET	(8UL << 20)
+#define DP_PAGES	4096UL
+#define DP_SIGNAL	(4UL << 20)
 
 FIXTURE(nested) {
 	pid_t daemon;
@@ -856,10 +863,12 @@ FIXTURE(nested) {
 
 FIXTURE_SETUP(nested)
 {
-	static const char * const args[] = { "--num-queues=2", NULL };
+	static const char * const args[] = { "--num-queues=2",
+					     "--disk-id=0x" NESTED_DISK_ID, NULL };
 	const char *dir = getenv("TS_DIR"), *debug = getenv("TS_DEBUG");
+	char cmd[1024], self_dir[512];
 	struct utsname u;
-	char cmd[1024];
+	ssize_t n;
 
 	kill_leftovers();
 	module_ready();
@@ -878,10 +887,17 @@ FIXTURE_SETUP(nested)
 		 u.release);
 	if (access(self->kernel, R_OK))
 		SKIP(return, "no %s for the nested guest", self->kernel);
+	/* nested-dp is built next to this program. */
+	n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
+	ASSERT_LT(0, n);
+	self_dir[n] = '\0';
+	*strrchr(self_dir, '/') = '\0';
+	/* Swap on tsswap0, the store on the third disk: double paging. */
+	ASSERT_EQ(0, ts_swap_up("backing=" NESTED_STORE));
 	snprintf(cmd, sizeof(cmd),
-		 "%s/tools/vm/mkinitramfs.sh %s %s /lib/modules/%s %s/tools/vm/nested-init virtio_pci virtio_blk",
-		 dir ? dir : ".", u.release, NESTED_INITRD, u.release,
-		 dir ? dir : ".");
+		 "TS_INITRAMFS_BINS=%s/nested-dp %s/tools/vm/mkinitramfs.sh %s %s /lib/modules/%s %s/tools/vm/nested-init virtio_pci virtio_blk",
+		 self_dir, dir ? dir : ".", u.release, NESTED_INITRD,
+		 u.release, dir ? dir : ".");
 	ASSERT_EQ(0, system(cmd));
 	self->daemon = start_daemon(BDEV, args);
 	ASSERT_LT(0, self->daemon);
@@ -908,7 +924,8 @@ FIXTURE_TEARDOWN(nested)
 	}
 	if (f)
 		fclose(f);
-	ts_module_unload();
+	ts_cgroup_leave(NESTED_CGROUP);
+	ts_swap_down();
 }
 
 static bool console_has(const char *text)
@@ -924,13 +941,77 @@ static bool console_has(const char *text)
 	return found;
 }
 
+/* Wait for @text on the nested console while QEMU runs, until @deadline. */
+static bool wait_console(const char *text, pid_t qemu, time_t deadline,
+			 int *status, bool *exited)
+{
+	while (!console_has(text)) {
+		if (*exited || time(NULL) >= deadline)
+			return false;
+		if (waitpid(qemu, status, WNOHANG) == qemu) {
+			*exited = true;
+			/* What it printed last may be what we wait for. */
+			return console_has(text);
+		}
+		sleep(1);
+	}
+	return true;
+}
+
+/* Tell nested-dp to go on: @word at DP_SIGNAL of the image. */
+static int dp_signal(const char *word)
+{
+	char *buf = aligned_alloc(4096, 4096);
+	int fd = open(BDEV, O_WRONLY | O_DIRECT), ret = -1;
+
+	if (buf && fd >= 0) {
+		memset(buf, 0, 4096);
+		memcpy(buf, word, strlen(word));
+		ret = pwrite(fd, buf, 4096, DP_SIGNAL) == 4096 ? 0 : -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ret;
+}
+
+/* Pages of nested-dp's buffer that the image does not hold as it wrote. */
+static unsigned long dp_bad_pages(void)
+{
+	char *image = aligned_alloc(4096, DP_PAGES * 4096), page[4096], tag[32];
+	unsigned long i, bad = DP_PAGES;
+	int fd = open(BDEV, O_RDONLY | O_DIRECT), len;
+	size_t off;
+
+	if (image && fd >= 0 &&
+	    pread(fd, image, DP_PAGES * 4096, DP_OFFSET) ==
+	    (ssize_t)(DP_PAGES * 4096)) {
+		for (i = 0, bad = 0; i < DP_PAGES; i++) {
+			len = snprintf(tag, sizeof(tag), "tesseract-dp %08lu\n",
+				       i);
+			for (off = 0; off + len <= 4096; off += len)
+				memcpy(page + off, tag, len);
+			memset(page + off, '.', 4096 - off);
+			bad += !!memcmp(image + i * 4096, page, 4096);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(image);
+	return bad;
+}
+
 /*
  * The host's own QEMU boots this kernel again, as a guest whose disk is a
  * vhost-user-blk-pci device served by the daemon, and whose RAM is a
- * memfd: what the guest writes with direct I/O and reads back is in the
- * image, at the offset it wrote.
+ * memfd. (a) What the guest writes with direct I/O and reads back is in
+ * the image, at the offset it wrote. (b) Double paging: the guest fills
+ * 16 MiB of tagged pages, the host reclaims QEMU's cgroup so that they sit
+ * in tsswap0, the guest writes them to its disk with direct I/O: they are
+ * reconciled, not swapped in, the guest reads them back right, and after a
+ * flatten the image holds them.
  */
-TEST_F_TIMEOUT(nested, qemu_guest, 900)
+TEST_F_TIMEOUT(nested, qemu_guest, 1200)
 {
 	static const char * const qemu_args[] = {
 		"qemu-system-x86_64", "-accel", "tcg", "-cpu", "qemu64,-cx16",
@@ -946,42 +1027,97 @@ TEST_F_TIMEOUT(nested, qemu_guest, 900)
 		"-kernel",
 	};
 	const char *argv[ARRAY_SIZE(qemu_args) + 2];
-	char *image, *expect;
-	int status, disk, waited;
+	long long reconciled, pswpin, swapped;
+	time_t start = time(NULL), deadline = start + 1000;
+	bool exited = false, filled, written;
 	size_t i, len = strlen(NESTED_LINE);
+	char *image, *expect;
+	int status, disk;
 	pid_t qemu;
 
 	memcpy(argv, qemu_args, sizeof(qemu_args));
 	argv[ARRAY_SIZE(qemu_args)] = self->kernel;
 	argv[ARRAY_SIZE(qemu_args) + 1] = NULL;
+	ASSERT_EQ(0, dp_signal("wait"));
 	qemu = fork();
 	ASSERT_LE(0, qemu);
 	if (!qemu) {
 		int null = open("/dev/null", O_RDWR);
 
+		/* Its guest RAM is charged here, for the host to reclaim. */
+		if (ts_cgroup_enter(NESTED_CGROUP))
+			_exit(126);
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		execv("/usr/bin/qemu-system-x86_64", (char **)argv);
 		_exit(127);
 	}
-	/* Nested TCG: a few minutes to boot, write and read. */
-	for (waited = 0; waitpid(qemu, &status, WNOHANG) == 0; waited++) {
-		if (waited >= 800) {
-			kill(qemu, SIGKILL);
-			waitpid(qemu, &status, 0);
-			break;
-		}
-		sleep(1);
-	}
-	TH_LOG("the nested guest ran for %d s", waited);
-	ASSERT_LT(waited, 800);
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Nested TCG: a few minutes to boot and do (a). */
+	filled = wait_console("nested: dp filled", qemu, deadline, &status,
+			      &exited);
+	TH_LOG("the nested guest filled its pages after %ld s",
+	       (long)(time(NULL) - start));
 	EXPECT_TRUE(console_has("nested: readback ok"));
 	EXPECT_TRUE(console_has("nested: vda"));
+
+	if (filled) {
+		/* The whole guest out to tsswap0, its buffer with it. */
+		for (i = 0; i < 3; i++)
+			ts_cgroup_write(NESTED_CGROUP, "memory.reclaim", "256M");
+		/*
+		 * The guest, polling for the signal, faults back what it
+		 * runs: wait until that settles (fewer than 16 swap-ins in
+		 * 3 s), so that what is swapped in after the signal is what
+		 * the write needs. Its buffer stays out: nothing touches it.
+		 */
+		for (i = 0; i < 40; i++) {
+			pswpin = ts_vmstat("pswpin");
+			sleep(3);
+			if (ts_vmstat("pswpin") - pswpin < 16)
+				break;
+		}
+		swapped = ts_vhost_counter("guest_pages_in_host_swap");
+		reconciled = ts_vhost_counter("reconciled_pages");
+		pswpin = ts_vmstat("pswpin");
+		ASSERT_EQ(0, dp_signal("go"));
+		written = wait_console("nested: dp written", qemu, deadline,
+				       &status, &exited);
+		reconciled = ts_vhost_counter("reconciled_pages") - reconciled;
+		pswpin = ts_vmstat("pswpin") - pswpin;
+		TH_LOG("double paging: %lld guest pages in host swap",
+		       swapped);
+		TH_LOG("%lld reconciled, %lld swapped in during the write",
+		       reconciled, pswpin);
+		EXPECT_TRUE(written);
+		/* Most of them references; nowhere near all swapped in. */
+		EXPECT_LE((long long)DP_PAGES / 2, reconciled);
+		EXPECT_GT((long long)DP_PAGES / 2, pswpin);
+		ASSERT_EQ(0, dp_signal("check"));
+		EXPECT_TRUE(wait_console("nested: dp readback ok", qemu,
+					 deadline, &status, &exited));
+		/* Self-contained: the image has the pages themselves. */
+		EXPECT_EQ(0, ts_tool("flatten -q " NESTED_DISK_ID));
+		EXPECT_EQ(0UL, dp_bad_pages());
+		ASSERT_EQ(0, dp_signal("end"));
+	} else {
+		EXPECT_TRUE(filled);
+	}
+	while (!exited && time(NULL) < deadline) {
+		exited = waitpid(qemu, &status, WNOHANG) == qemu;
+		if (!exited)
+			sleep(1);
+	}
+	if (!exited) {
+		kill(qemu, SIGKILL);
+		waitpid(qemu, &status, 0);
+	}
+	TH_LOG("the nested guest ran for %ld s", (long)(time(NULL) - start));
+	ASSERT_TRUE(exited);
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	EXPECT_TRUE(log_has("a front-end connected"));
 	EXPECT_FALSE(log_has("refused"));
 
-	/* In the image, where the guest put it. */
+	/* (a) in the image, where the guest put it. */
 	EXPECT_EQ(0, stop_daemon(self->daemon));
 	self->daemon = -1;
 	disk = open(BDEV, O_RDONLY | O_DIRECT);

@@ -9,7 +9,8 @@
 # the kernel's modules (default /lib/modules/KVER); a kernel with virtio-9p
 # built in, as the debug kernel, needs none. With INIT, that script is the
 # init and the MODULEs are those loaded (the nested guest of the selftests:
-# tools/vm/nested-init).
+# tools/vm/nested-init). Static programs named in $TS_INITRAMFS_BINS
+# (separated by spaces) go into /bin too.
 
 set -euo pipefail
 
@@ -29,6 +30,9 @@ trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work"/{bin,dev,proc,sys,newroot,lib/modules}
 cp /bin/busybox "$work/bin/busybox"
+for bin in ${TS_INITRAMFS_BINS:-}; do
+	cp "$bin" "$work/bin/"
+done
 cp "$init" "$work/init"
 chmod 755 "$work/init"
 
