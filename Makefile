@@ -10,6 +10,7 @@
 #                         flatten_scale with a million references, the
 #                         fuzzer for SOAK_FUZZ_SECONDS (default 600)
 #   make demo             boot the 6.1 test kernel and show the module
+#                         (VM=1: and a real guest, in the 6.12 kernel)
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
@@ -88,8 +89,11 @@ FUZZ_SEED ?= 0x6b0f733e3863aaeb
 check: deps
 	@FUZZ_SEED=$(FUZZ_SEED) $(TOP)/tools/run-tests
 
+# VM=1: the demo ends with a real guest (QEMU inside the 6.12 test kernel),
+# reconciliation off and on; a few minutes more.
 demo: deps
-	@$(TOP)/tools/run-tests --demo
+	@TS_DEMO_VM=$(if $(VM),1,0) $(TOP)/tools/run-tests --demo \
+		$(if $(VM),-k $(lastword $(shell $(TOP)/tools/test-kernels)))
 
 # Benchmarks: the plot is written before the result lines, which stay last
 # (bench-dp has one per profile and phase, then its summary).

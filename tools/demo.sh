@@ -48,3 +48,30 @@ TS_DP_PROFILES=ssd TS_DP_SSD_MIB=32 TS_DP_HOT_MIB=8 TS_DP_QUIET=1 \
 	TS_E2E_GUEST_MIB=32 TS_E2E_ANON_MIB=48 TS_E2E_FILE_MIB=16 \
 	TS_E2E_HOST_MIB=24 TS_E2E_WARMUP_S=5 TS_E2E_SECONDS=10 \
 	sh "$TS_DIR/tools/bench/dp.sh"
+
+# make demo VM=1: the same moment with a real guest. The host's QEMU boots
+# this kernel again as a guest of tesseract-vhost-user-blk (memfd RAM, a
+# vhost-user-blk-pci disk); the guest fills 16 MiB, the host swaps the
+# whole guest out to tsswap0, the guest writes the 16 MiB to its disk.
+# selftests/vhost_user_blk.c's nested.qemu_guest, with reconciliation off
+# and then on (a few minutes each under TCG).
+[ "${TS_DEMO_VM:-0}" = 1 ] || exit 0
+step "a real guest (QEMU, vhost-user-blk, memfd RAM) pages out 16 MiB" \
+	"the host has swapped out: reconciliation off, then on"
+for on in 0 1; do
+	TS_NESTED_RECONCILE=$on "$TS_BUILD/selftests/vhost_user_blk" \
+		-t qemu_guest >/tmp/demo-vm-$on.log 2>&1
+	echo "reconcile=$on: $(grep -c '^ok' /tmp/demo-vm-$on.log) passed," \
+		"$(grep -c '^not ok' /tmp/demo-vm-$on.log) failed"
+done
+printf '%-40s %12s %12s\n' "" "reconcile=0" "reconcile=1"
+for what in "guest pages in host swap" "reconciled" "swapped in during the write"; do
+	printf '%-40s' "$what"
+	for on in 0 1; do
+		v=$(sed -n "s/.* \([0-9][0-9]*\) $what.*/\1/p" \
+			/tmp/demo-vm-$on.log | head -n1)
+		printf ' %12s' "${v:--}"
+	done
+	echo
+done
+
