@@ -9,6 +9,7 @@
 
 #include <linux/blkdev.h>
 #include <linux/err.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/pgtable.h>
@@ -89,7 +90,13 @@ static inline struct address_space *ts_bdev_mapping(struct block_device *bdev)
 #endif
 }
 
-/* A bio-based disk of 4 KiB blocks with discard, non-rotational. */
+/*
+ * A bio-based disk of 4 KiB blocks with discard, non-rotational. Never
+ * synchronous (BLK_FEAT_SYNCHRONOUS, QUEUE_FLAG_SYNCHRONOUS): swap would
+ * then give it SWP_SYNCHRONOUS_IO, and swap-ins that skip the swap cache,
+ * which reconciliation relies on to see a swap-in in progress (DESIGN
+ * section 4).
+ */
 #ifdef TS_HAVE_QUEUE_LIMITS_ALLOC
 
 static inline struct gendisk *ts_alloc_disk(unsigned int max_discard_sectors)
@@ -246,6 +253,21 @@ static inline void ts_zap_page(struct vm_area_struct *vma, unsigned long addr)
 #else
 	zap_page_range_single(vma, addr, PAGE_SIZE, NULL);
 #endif
+}
+
+/*
+ * Drop a file reference from a vhost worker. fput() leaves the last one to
+ * task work in any task that is not a kernel thread, and 6.12's vhost task
+ * runs task work only when it gets a signal or exits: a guest RAM memfd
+ * unmapped and closed meanwhile would stay pinned until then. 6.1's worker
+ * is a kernel thread, whose fput() hands the release to a workqueue.
+ */
+static inline void ts_worker_fput(struct file *file)
+{
+	if (current->flags & PF_KTHREAD)
+		fput(file);
+	else
+		__fput_sync(file);
 }
 
 #endif /* _TESSERACT_COMPAT_H */

@@ -2024,8 +2024,8 @@ static void ts_swapped_pte(pte_t *pte, void *arg)
 }
 
 /*
- * A hole of one page drops an order-0 entry. A large one stays: shmem
- * swaps a large entry in whole to punch a hole in part of it, which is
+ * A hole of one page drops an order-0 entry. A large one stays: to punch
+ * a hole in part of it shmem splits it and swaps that page in, which is
  * no better than the swap-in the read would cause.
  */
 static void ts_swapped_shmem(swp_entry_t entry, unsigned int order, void *arg)
@@ -2034,10 +2034,44 @@ static void ts_swapped_shmem(swp_entry_t entry, unsigned int order, void *arg)
 }
 
 /*
+ * May a hole be punched at @index of @mapping? Every mapper of the file
+ * sees it, not only the VMM whose mm we were given (with vhost-user, the
+ * back-end's, while QEMU maps the same memfd): none may have the page
+ * locked (VM_LOCKED, which madvise(MADV_REMOVE) refuses too), map it other
+ * than through the page cache, or have it registered with userfaultfd (its
+ * monitor would see a page it filled go missing, or not see a write it
+ * protects against). A registration after this check is not seen: it
+ * takes the other mm's mmap lock, which we cannot hold.
+ */
+static bool ts_shmem_hole_allowed(struct address_space *mapping,
+				  pgoff_t index)
+{
+	const vm_flags_t refused = VM_LOCKED | VM_PFNMAP | VM_MIXEDMAP | VM_IO;
+	struct vm_area_struct *vma;
+	struct rb_node *node;
+	bool allowed = true;
+
+	i_mmap_lock_read(mapping);
+	for (node = rb_first_cached(&mapping->i_mmap); node && allowed;
+	     node = rb_next(node)) {
+		vma = rb_entry(node, struct vm_area_struct, shared.rb);
+		if (index < vma->vm_pgoff ||
+		    index >= vma->vm_pgoff + vma_pages(vma))
+			continue;
+		allowed = !userfaultfd_armed(vma) &&
+			  !(READ_ONCE(vma->vm_flags) & refused);
+	}
+	i_mmap_unlock_read(mapping);
+	return allowed;
+}
+
+/*
  * The false read of a shmem page: a hole punched in the file, as
  * madvise(MADV_REMOVE) does, outside the mmap lock (it takes the inode's
  * locks and unmaps the page from every mapper). A sealed file refuses it
- * (-EPERM), and then the page is swapped in as usual.
+ * (-EPERM), and then the page is swapped in as usual. The punch is the
+ * file's, with its side effects: the memfd's times change, and fsnotify
+ * sees a modification.
  */
 static bool ts_punch_page(struct file *file, pgoff_t index)
 {
@@ -2045,7 +2079,7 @@ static bool ts_punch_page(struct file *file, pgoff_t index)
 
 	ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			    (loff_t)index << PAGE_SHIFT, PAGE_SIZE);
-	fput(file);
+	ts_worker_fput(file);
 	return !ret;
 }
 
@@ -2074,11 +2108,11 @@ bool ts_reconcile_false_read(struct ts_disk *disk, struct mm_struct *mm,
 	if (!vma || !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
 		goto unlock;
 	if (!vma_is_anonymous(vma)) {
-		if (ts_with_shmem_entry_locked(vma, uaddr, ts_swapped_shmem,
-					       &swapped) && swapped) {
+		index = linear_page_index(vma, uaddr);
+		if (ts_shmem_hole_allowed(vma->vm_file->f_mapping, index) &&
+		    ts_with_shmem_entry_locked(vma, uaddr, ts_swapped_shmem,
+					       &swapped) && swapped)
 			file = get_file(vma->vm_file);
-			index = linear_page_index(vma, uaddr);
-		}
 		goto unlock;
 	}
 	ts_with_pte_locked(mm, uaddr, ts_swapped_pte, &swapped);

@@ -19,11 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/tesseract.h>
+#include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
 #include "ts_util.h"
@@ -385,6 +388,51 @@ TEST_F_TIMEOUT(shm, sealed_memfd_swaps_in, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, 16, 8, 1));
 	EXPECT_EQ(false0, ts_vhost_counter("false_reads_avoided"));
 	EXPECT_LE(pswpin0 + 16, ts_vmstat("pswpin"));
+}
+
+/*
+ * Another mapping of the memfd registered with userfaultfd (as QEMU's
+ * would be for postcopy): its monitor must not see pages it filled go
+ * missing, so no hole is punched; the pages swap in.
+ */
+TEST_F_TIMEOUT(shm, false_reads_respect_userfaultfd_elsewhere, 300)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	long long pswpin0, false0;
+	char *other;
+	int uffd;
+
+	if (variant->huge)
+		SKIP(return, "the other variants cover it");
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	other = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		     self->g.dev.ram_fd, self->buf - (char *)self->g.dev.ram);
+	ASSERT_NE(MAP_FAILED, other);
+	reg.range.start = (unsigned long)other;
+	reg.range.len = 16 * PAGE;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ts_fill_pages(self->check, 16, 9, 1);
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0,
+				   self->check, 16, false));
+	memset(self->buf, 0x5a, 16 * PAGE);
+	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, 16 * PAGE));
+	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
+			     self->check, PAGE, 0, false));
+
+	false0 = ts_vhost_counter("false_reads_avoided");
+	pswpin0 = ts_vmstat("pswpin");
+	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_IN, 0, self->buf,
+				   16, false));
+	EXPECT_LE(pswpin0 + 16, ts_vmstat("pswpin"));
+	EXPECT_EQ(false0, ts_vhost_counter("false_reads_avoided"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, 16, 9, 1));
+	munmap(other, 16 * PAGE);
+	close(uffd);
 }
 
 /*
