@@ -23,6 +23,7 @@
 #include "kselftest_harness.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
+#include "vblk_race.h"
 
 #define PAGE		4096UL
 #define SECTORS		(PAGE / 512)
@@ -243,81 +244,21 @@ TEST_F_TIMEOUT(rc, stale_slot_is_never_referenced, 300)
  * changes a page under its own write, so what reaches the disk must be
  * exactly the version the page had when the write was submitted.
  */
-#define RACE_PAGES	32
-#define RACE_ROUNDS	400
-
-struct race {
-	char *pages;
-	pthread_mutex_t lock[RACE_PAGES];
-	atomic_ulong version[RACE_PAGES];
-	atomic_bool stop;
-	atomic_ulong torn;	/* pages that swapped in wrong */
-};
-
-static void *churn_thread(void *p)
-{
-	struct race *r = p;
-	unsigned long i = 0, v;
-
-	while (!atomic_load(&r->stop)) {
-		char *page = r->pages + (i % RACE_PAGES) * PAGE;
-
-		pthread_mutex_lock(&r->lock[i % RACE_PAGES]);
-		v = atomic_load(&r->version[i % RACE_PAGES]);
-		/* Read fault first, so that the slot survives the dirtying. */
-		if (!ts_check_page(page, 4, i % RACE_PAGES, v))
-			atomic_fetch_add(&r->torn, 1);
-		v++;
-		ts_fill_page(page, 4, i % RACE_PAGES, v);
-		atomic_store(&r->version[i % RACE_PAGES], v);
-		pthread_mutex_unlock(&r->lock[i % RACE_PAGES]);
-		madvise(page, PAGE, MADV_PAGEOUT);
-		if (!(++i % RACE_PAGES))
-			ts_cgroup_write(CGROUP, "memory.reclaim", "8M");
-	}
-	return NULL;
-}
-
 TEST_F_TIMEOUT(rc, stale_slot_race_in_a_loop, 600)
 {
-	struct race *r = calloc(1, sizeof(*r));
-	unsigned long i, v, stale = 0, wrong = 0;
-	pthread_t thread;
+	struct vblk_race_result res;
 
-	ASSERT_NE(NULL, r);
-	r->pages = self->buf;
-	for (i = 0; i < RACE_PAGES; i++) {
-		pthread_mutex_init(&r->lock[i], NULL);
-		ts_fill_page(r->pages + i * PAGE, 4, i, 0);
-	}
-	ASSERT_EQ(0, pthread_create(&thread, NULL, churn_thread, r));
-	for (i = 0; i < RACE_ROUNDS * RACE_PAGES; i++) {
-		unsigned long p = (i * 7) % RACE_PAGES;
-
-		pthread_mutex_lock(&r->lock[p]);
-		v = atomic_load(&r->version[p]);
-		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, p * SECTORS,
-			    r->pages + p * PAGE, PAGE, 0, false))
-			wrong++;
-		pthread_mutex_unlock(&r->lock[p]);
-		if (vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, p * SECTORS,
-			    self->check, PAGE, 0, false))
-			wrong++;
-		else if (!ts_check_page(self->check, 4, p, v))
-			stale++;
-	}
-	atomic_store(&r->stop, true);
-	pthread_join(thread, NULL);
+	ASSERT_EQ(0, vblk_race(&self->dev, self->buf, self->check, CGROUP,
+			       400, &res));
 	TH_LOG("%lu writes: %lld reconciled, %lld swap-cache fallbacks, %lld incomplete",
-	       i, ts_vhost_counter("reconciled_pages"),
+	       res.writes, ts_vhost_counter("reconciled_pages"),
 	       ts_vhost_counter("fallback_swapcache"),
 	       ts_vhost_counter("fallback_slot_incomplete"));
-	EXPECT_EQ(0UL, wrong);
-	EXPECT_EQ(0UL, stale);
-	EXPECT_EQ(0UL, atomic_load(&r->torn));
+	EXPECT_EQ(0UL, res.wrong);
+	EXPECT_EQ(0UL, res.stale);
+	EXPECT_EQ(0UL, res.torn);
 	/* The race was run, not avoided. */
 	EXPECT_LT(0, ts_vhost_counter("reconciled_pages"));
-	free(r);
 }
 
 /*

@@ -11,6 +11,7 @@
  * QEMU would: the kernel device then looks at the daemon's mapping of the
  * memfd.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@
 #include "kselftest_harness.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
+#include "vblk_race.h"
 #include "vblk_vhost_user.h"
 
 #define PAGE		4096UL
@@ -89,28 +91,69 @@ FIXTURE_VARIANT_ADD(shm, vhost_user) {
 	.vhost_user = true,
 };
 
+/* Kill the daemon, if any, whose command line names socket @sock. */
+static void kill_daemon_on(const char *sock)
+{
+	char path[64], cmdline[512];
+	struct dirent *de;
+	DIR *proc = opendir("/proc");
+	ssize_t n, i;
+	pid_t pid;
+	int fd;
+
+	while (proc && (de = readdir(proc))) {
+		pid = atoi(de->d_name);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, cmdline, sizeof(cmdline) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		/* Arguments are separated by NULs. */
+		for (i = 0; i < n; i++)
+			if (!cmdline[i])
+				cmdline[i] = ' ';
+		cmdline[n] = '\0';
+		if (strstr(cmdline, "tesseract-vhost-user-blk") &&
+		    strstr(cmdline, sock)) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+	}
+	if (proc)
+		closedir(proc);
+}
+
 /*
  * Remove device-mapper device @name once nothing holds it: a daemon that
  * exited leaves its image to the kernel device until that has drained,
- * and one a failed test left behind on @sock is killed.
+ * and one a failed test left behind on @sock is killed. Said in the log
+ * if it stays: it would hold DISK for the programs after this one.
  */
 static void dm_remove_settled(const char *name, const char *sock)
 {
 	char cmd[256];
 	int i;
 
-	snprintf(cmd, sizeof(cmd),
-		 "pkill -KILL -f -- '--socket-path=%s' 2>/dev/null; dmsetup info %s >/dev/null 2>&1",
-		 sock, name);
+	kill_daemon_on(sock);
+	snprintf(cmd, sizeof(cmd), "dmsetup info %s >/dev/null 2>&1", name);
 	if (ts_system(cmd))
 		return;
-	for (i = 0; i < 100; i++) {
-		snprintf(cmd, sizeof(cmd),
-			 "dmsetup --noudevsync remove %s 2>/dev/null", name);
+	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync remove %s 2>/dev/null",
+		 name);
+	for (i = 0; i < 300; i++) {
 		if (!ts_system(cmd))
 			return;
 		usleep(100000);
 	}
+	fprintf(stderr, "# %s: still busy after 30 s, removal deferred\n", name);
+	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync remove --deferred %s",
+		 name);
+	ts_system(cmd);
 }
 
 /*
@@ -230,7 +273,22 @@ FIXTURE_SETUP(shm)
 
 FIXTURE_TEARDOWN(shm)
 {
+	char name[32], sock[64], cmd[96];
+	int id;
+
 	guest_close(&self->g, 0, DISK_SECTORS);
+	/* Those of two_guests_never_see_each_other, if a guest died. */
+	for (id = 2; id <= 3; id++) {
+		snprintf(name, sizeof(name), DM_DISK, id);
+		snprintf(sock, sizeof(sock), SOCK, id);
+		dm_remove_settled(name, sock);
+	}
+	/* Nothing may hold DISK for the programs after this one. */
+	for (id = 1; id <= 3; id++) {
+		snprintf(cmd, sizeof(cmd), "dmsetup info " DM_DISK
+			 " >/dev/null 2>&1", id);
+		EXPECT_NE(0, ts_system(cmd)) TH_LOG("ts-shm-disk%d left", id);
+	}
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
 	if (self->shmem_enabled[0])
@@ -440,83 +498,24 @@ TEST_F_TIMEOUT(shm, false_reads_respect_userfaultfd_elsewhere, 300)
  * and pages them out again while the guest writes them. What reaches the
  * disk must be the version each page had when its write was submitted.
  */
-#define RACE_PAGES	32
-#define RACE_ROUNDS	200
-
-struct race {
-	char *pages;
-	pthread_mutex_t lock[RACE_PAGES];
-	atomic_ulong version[RACE_PAGES];
-	atomic_bool stop;
-	atomic_ulong torn;	/* pages that swapped in wrong */
-};
-
-static void *churn_thread(void *p)
-{
-	struct race *r = p;
-	unsigned long i = 0, v;
-
-	while (!atomic_load(&r->stop)) {
-		char *page = r->pages + (i % RACE_PAGES) * PAGE;
-
-		pthread_mutex_lock(&r->lock[i % RACE_PAGES]);
-		v = atomic_load(&r->version[i % RACE_PAGES]);
-		if (!ts_check_page(page, 4, i % RACE_PAGES, v))
-			atomic_fetch_add(&r->torn, 1);
-		v++;
-		ts_fill_page(page, 4, i % RACE_PAGES, v);
-		atomic_store(&r->version[i % RACE_PAGES], v);
-		pthread_mutex_unlock(&r->lock[i % RACE_PAGES]);
-		madvise(page, PAGE, MADV_PAGEOUT);
-		if (!(++i % RACE_PAGES))
-			ts_cgroup_write(CGROUP, "memory.reclaim", "8M");
-	}
-	return NULL;
-}
-
 TEST_F_TIMEOUT(shm, stale_slot_race_in_a_loop, 600)
 {
-	struct race *r = calloc(1, sizeof(*r));
-	unsigned long i, v, stale = 0, wrong = 0;
-	pthread_t thread;
+	struct vblk_race_result res;
 
 	/* Through the daemon: shmem's race, with a second mapper. */
 	if (!variant->vhost_user)
 		SKIP(return, "the vhost_user variant covers it");
-	ASSERT_NE(NULL, r);
-	r->pages = self->buf;
-	for (i = 0; i < RACE_PAGES; i++) {
-		pthread_mutex_init(&r->lock[i], NULL);
-		ts_fill_page(r->pages + i * PAGE, 4, i, 0);
-	}
-	ASSERT_EQ(0, pthread_create(&thread, NULL, churn_thread, r));
-	for (i = 0; i < RACE_ROUNDS * RACE_PAGES; i++) {
-		unsigned long p = (i * 7) % RACE_PAGES;
-
-		pthread_mutex_lock(&r->lock[p]);
-		v = atomic_load(&r->version[p]);
-		if (vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_OUT, p * SECTORS,
-			    r->pages + p * PAGE, PAGE, 0, false))
-			wrong++;
-		pthread_mutex_unlock(&r->lock[p]);
-		if (vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, p * SECTORS,
-			    self->check, PAGE, 0, false))
-			wrong++;
-		else if (!ts_check_page(self->check, 4, p, v))
-			stale++;
-	}
-	atomic_store(&r->stop, true);
-	pthread_join(thread, NULL);
+	ASSERT_EQ(0, vblk_race(&self->g.dev, self->buf, self->check, CGROUP,
+			       200, &res));
 	TH_LOG("%lu writes: %lld reconciled, %lld swap-cache fallbacks, %lld incomplete",
-	       i, ts_vhost_counter("reconciled_pages"),
+	       res.writes, ts_vhost_counter("reconciled_pages"),
 	       ts_vhost_counter("fallback_swapcache"),
 	       ts_vhost_counter("fallback_slot_incomplete"));
-	EXPECT_EQ(0UL, wrong);
-	EXPECT_EQ(0UL, stale);
-	EXPECT_EQ(0UL, atomic_load(&r->torn));
+	EXPECT_EQ(0UL, res.wrong);
+	EXPECT_EQ(0UL, res.stale);
+	EXPECT_EQ(0UL, res.torn);
 	/* The race was run, not avoided. */
 	EXPECT_LT(0, ts_vhost_counter("reconciled_pages"));
-	free(r);
 }
 
 /* Partial writes, discards and write-zeroes over referenced blocks. */
