@@ -1821,6 +1821,18 @@ static struct vm_area_struct *ts_guest_vma(struct mm_struct *mm,
 }
 
 /*
+ * The swap entry in shmem page-cache slot @item, or false if it holds none
+ * (a folio, nothing, or the poison entry a failed swap-in leaves).
+ */
+static bool ts_shmem_swap_entry(void *item, swp_entry_t *entry)
+{
+	if (!xa_is_value(item))
+		return false;
+	*entry = radix_to_swp_entry(item);
+	return !non_swap_entry(*entry);
+}
+
+/*
  * Call @fn with the swap entry of the page at @uaddr of the shared shmem
  * mapping @vma, under the lock of the file's page cache; false if that page
  * is not swapped out. The lock plays the page-table lock's part (DESIGN
@@ -1848,17 +1860,12 @@ static bool ts_with_shmem_entry_locked(struct vm_area_struct *vma,
 
 	xas_lock_irq(&xas);
 	item = xas_load(&xas);
-	if (xa_is_value(item)) {
-		entry = radix_to_swp_entry(item);
-		/* Not a swap-in error's poison entry either. */
-		if (!non_swap_entry(entry)) {
-			order = xas_get_order(&xas);
-			entry = swp_entry(swp_type(entry),
-					  swp_offset(entry) +
-					  (index & ((1UL << order) - 1)));
-			fn(entry, order, arg);
-			found = true;
-		}
+	if (ts_shmem_swap_entry(item, &entry)) {
+		order = xas_get_order(&xas);
+		entry = swp_entry(swp_type(entry), swp_offset(entry) +
+				  (index & ((1UL << order) - 1)));
+		fn(entry, order, arg);
+		found = true;
 	}
 	xas_unlock_irq(&xas);
 	return found;
@@ -2165,10 +2172,8 @@ static unsigned long ts_count_swapped_shmem(struct vm_area_struct *vma,
 
 	rcu_read_lock();
 	xas_for_each(&xas, item, last) {
-		if (xas_retry(&xas, item) || !xa_is_value(item))
-			continue;
-		entry = radix_to_swp_entry(item);
-		if (non_swap_entry(entry) ||
+		if (xas_retry(&xas, item) ||
+		    !ts_shmem_swap_entry(item, &entry) ||
 		    !ts_swapdev_owns(ts_swapdev, entry))
 			continue;
 		/* A large entry counts for its pages within the range. */

@@ -383,6 +383,26 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 }
 
 /*
+ * Before a false read of @pages pages at @buf: the disk holds them with
+ * @tag, version 1 (written from @check), the buffer something else and is
+ * pushed out to swap, and what a request touches is warm, so that the
+ * read itself swaps nothing else in. 0, or -1.
+ */
+static int swapped_buffer_over_disk_data(struct guest *g, char *buf,
+					 char *check, unsigned long pages,
+					 unsigned long tag)
+{
+	ts_fill_pages(check, pages, tag, 1);
+	if (vblk_io_pages(&g->dev, VIRTIO_BLK_T_OUT, 0, check, pages, false))
+		return -1;
+	memset(buf, 0x5a, pages * PAGE);
+	if (ts_push_to_swap(CGROUP, buf, pages * PAGE))
+		return -1;
+	return vblk_rw(&g->dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR, check, PAGE,
+		       0, false) ? -1 : 0;
+}
+
+/*
  * A read over swapped-out shmem pages punches them out of the memfd and
  * fills fresh ones: no swap-in, and the file (every mapper's view) holds
  * what was read. Large entries are not punched (a page-sized hole would
@@ -393,14 +413,9 @@ TEST_F_TIMEOUT(shm, false_reads_punch_the_memfd, 300)
 	long long pswpin0, pswpin, false0, thp0 = ts_vmstat("thp_swpout");
 	bool whole;
 
-	ts_fill_pages(self->check, PAGES, 7, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->check,
-				   PAGES, false));
-	memset(self->buf, 0x5a, PAGES * PAGE);
-	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE));
+	ASSERT_EQ(0, swapped_buffer_over_disk_data(&self->g, self->buf,
+						   self->check, PAGES, 7));
 	whole = ts_vmstat("thp_swpout") > thp0;
-	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
-			     self->check, PAGE, 0, false));
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
@@ -429,15 +444,10 @@ TEST_F_TIMEOUT(shm, sealed_memfd_swaps_in, 300)
 
 	if (variant->huge)
 		SKIP(return, "the other variants cover it");
-	ts_fill_pages(self->check, 16, 8, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->check,
-				   16, false));
-	memset(self->buf, 0x5a, 16 * PAGE);
 	/* Writable mappings that exist stay so; holes are refused. */
 	ASSERT_EQ(0, fcntl(self->g.dev.ram_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE));
-	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, 16 * PAGE));
-	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
-			     self->check, PAGE, 0, false));
+	ASSERT_EQ(0, swapped_buffer_over_disk_data(&self->g, self->buf,
+						   self->check, 16, 8));
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
@@ -474,13 +484,8 @@ TEST_F_TIMEOUT(shm, false_reads_respect_userfaultfd_elsewhere, 300)
 	reg.range.len = 16 * PAGE;
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
 
-	ts_fill_pages(self->check, 16, 9, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0,
-				   self->check, 16, false));
-	memset(self->buf, 0x5a, 16 * PAGE);
-	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->buf, 16 * PAGE));
-	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
-			     self->check, PAGE, 0, false));
+	ASSERT_EQ(0, swapped_buffer_over_disk_data(&self->g, self->buf,
+						   self->check, 16, 9));
 
 	false0 = ts_vhost_counter("false_reads_avoided");
 	pswpin0 = ts_vmstat("pswpin");
