@@ -42,9 +42,15 @@ if [ ${#docs[@]} -gt 0 ]; then
 fi
 
 # The systemd unit, as systemd reads it, with the daemon where the build
-# puts it (the unit names where the admin guide installs it).
+# puts it (the unit names where the admin guide installs it). verify wants
+# the executable to exist, and on a clean clone lint runs before the build.
 unit=tesseract-vhost-user-blk@.service
 if command -v systemd-analyze >/dev/null; then
+	if ! log=$(make -s -C "$top" tools 2>&1); then
+		echo "build of tools failed:"
+		echo "$log"
+		status=1
+	fi
 	unitdir=$(mktemp -d)
 	sed "s|/usr/local/sbin/|$top/build/tools/|" \
 		"$top/tools/vhost-user-blk/$unit" >"$unitdir/$unit"
