@@ -15,7 +15,9 @@
  * - image_lock: a second daemon on the same image waits for the first.
  * - nested.qemu_guest: the host's QEMU boots this kernel again with a
  *   vhost-user-blk-pci disk served by the daemon; what it writes is in
- *   the image.
+ *   the image, and double paging in it is reconciled. Variant qemu starts
+ *   QEMU with the admin guide's command line, variant libvirt through
+ *   libvirtd from the admin guide's example domain.
  * - hostile.front_end: malformed, oversized, truncated and out-of-order
  *   messages, bad descriptors and overlapping regions are refused with a
  *   log line; the daemon goes on serving.
@@ -868,21 +870,61 @@ static bool reconcile_off(void)
 	return v && !strcmp(v, "0");
 }
 
+#define NESTED_DOMAIN	"ts-nested"
+#define NESTED_XML	"/run/ts-nested.xml"
+
 FIXTURE(nested) {
 	pid_t daemon;
+	bool libvirtd;			/* started by the setup */
 	char kernel[256];
+	char cgroup[512];		/* QEMU's, for memory.reclaim */
 };
+
+/*
+ * How the nested guest is started: by the test with the admin guide's QEMU
+ * command line, or by libvirtd from the admin guide's example domain
+ * (tools/vm/libvirt-domain.py says what the test adapts, and why).
+ */
+FIXTURE_VARIANT(nested) {
+	bool libvirt;
+};
+
+FIXTURE_VARIANT_ADD(nested, qemu) {
+	.libvirt = false,
+};
+
+FIXTURE_VARIANT_ADD(nested, libvirt) {
+	.libvirt = true,
+};
+
+/* The group of the systemd unit's Group=kvm: QEMU under libvirt is in it. */
+static gid_t kvm_gid(void)
+{
+	char line[256];
+	gid_t gid = (gid_t)-1;
+	FILE *f = fopen("/etc/group", "r");
+
+	while (f && gid == (gid_t)-1 && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "kvm:", 4))
+			sscanf(line, "kvm:%*[^:]:%u", &gid);
+	if (f)
+		fclose(f);
+	return gid;
+}
 
 FIXTURE_SETUP(nested)
 {
 	static const char * const args[] = { "--num-queues=2",
-					     "--disk-id=0x" NESTED_DISK_ID, NULL };
+					     "--disk-id=0x" NESTED_DISK_ID,
+					     "--socket-mode=0660", NULL };
 	static const char * const args_off[] = { "--num-queues=2",
 						 "--disk-id=0x" NESTED_DISK_ID,
+						 "--socket-mode=0660",
 						 "--no-reconcile", NULL };
 	const char *dir = getenv("TS_DIR"), *debug = getenv("TS_DEBUG");
 	char cmd[1024], self_dir[512];
 	struct utsname u;
+	gid_t kvm;
 	ssize_t n;
 
 	kill_leftovers();
@@ -890,6 +932,8 @@ FIXTURE_SETUP(nested)
 	unlink(LOG);
 	unlink(NESTED_CONSOLE);
 	self->daemon = -1;
+	self->libvirtd = false;
+	snprintf(self->cgroup, sizeof(self->cgroup), NESTED_CGROUP);
 	/* Its modules are not at /lib/modules: the nested guest needs them. */
 	if (debug && !strcmp(debug, "1"))
 		SKIP(return, "the debug kernel (its data path is tested above)");
@@ -914,7 +958,32 @@ FIXTURE_SETUP(nested)
 		 self_dir, dir ? dir : ".", u.release, NESTED_INITRD,
 		 u.release, dir ? dir : ".");
 	ASSERT_EQ(0, system(cmd));
+	if (variant->libvirt) {
+		int ret;
+
+		snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh start",
+			 dir ? dir : ".");
+		ret = system(cmd);
+		if (WIFEXITED(ret) && WEXITSTATUS(ret) == 4)
+			SKIP(return, "no libvirtd (libvirt-daemon-system)");
+		self->libvirtd = true;
+		ASSERT_EQ(0, ret);
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/python3 %s/tools/vm/libvirt-domain.py %s/Documentation/examples/libvirt-domain.xml "
+			 NESTED_XML " " NESTED_DOMAIN " " SOCK " %s "
+			 NESTED_INITRD " " NESTED_CONSOLE,
+			 dir ? dir : ".", dir ? dir : ".", self->kernel);
+		ASSERT_EQ(0, ts_system(cmd));
+	}
+	/*
+	 * The daemon runs as the systemd unit runs it: root, group kvm, its
+	 * socket 0660, which lets libvirt's QEMU (libvirt-qemu:kvm) in.
+	 */
+	kvm = kvm_gid();
+	ASSERT_NE((gid_t)-1, kvm);
+	ASSERT_EQ(0, setegid(kvm));
 	self->daemon = start_daemon(BDEV, reconcile_off() ? args_off : args);
+	ASSERT_EQ(0, setegid(0));
 	ASSERT_LT(0, self->daemon);
 }
 
@@ -926,6 +995,16 @@ FIXTURE_TEARDOWN(nested)
 	bool all;
 	FILE *f;
 
+	if (self->libvirtd) {
+		const char *dir = getenv("TS_DIR");
+		char cmd[512];
+
+		ts_system_quiet("virsh -q destroy " NESTED_DOMAIN);
+		ts_system_quiet("virsh -q undefine " NESTED_DOMAIN);
+		snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh stop",
+			 dir ? dir : ".");
+		EXPECT_EQ(0, ts_system(cmd));
+	}
 	if (self->daemon > 0)
 		EXPECT_EQ(0, stop_daemon(self->daemon));
 	show_log(_metadata);
@@ -956,21 +1035,99 @@ static bool console_has(const char *text)
 	return found;
 }
 
+/*
+ * The nested guest's QEMU: our child (the qemu variant), or libvirtd's
+ * (which reaps it: gone is exited, and how it ended is the domain's
+ * state).
+ */
+struct nested_qemu {
+	pid_t pid;
+	bool libvirt;
+	bool exited;
+	bool clean;		/* it powered off and exited 0 */
+};
+
+static void nested_poll(struct nested_qemu *q)
+{
+	int status;
+
+	if (q->exited)
+		return;
+	if (!q->libvirt) {
+		if (waitpid(q->pid, &status, WNOHANG) != q->pid)
+			return;
+		q->clean = WIFEXITED(status) && !WEXITSTATUS(status);
+	} else {
+		if (!kill(q->pid, 0) || errno != ESRCH)
+			return;
+		/* "shut off (shutdown)": the guest powered off itself. */
+		q->clean = !ts_system("virsh -q domstate --reason " NESTED_DOMAIN
+				      " | grep -q 'shut off (shutdown)'");
+	}
+	q->exited = true;
+}
+
+static void nested_kill(struct nested_qemu *q)
+{
+	if (q->exited)
+		return;
+	if (q->libvirt) {
+		ts_system_quiet("virsh -q destroy " NESTED_DOMAIN);
+	} else {
+		kill(q->pid, SIGKILL);
+		waitpid(q->pid, NULL, 0);
+	}
+}
+
 /* Wait for @text on the nested console while QEMU runs, until @deadline. */
-static bool wait_console(const char *text, pid_t qemu, time_t deadline,
-			 int *status, bool *exited)
+static bool wait_console(const char *text, struct nested_qemu *q,
+			 time_t deadline)
 {
 	while (!console_has(text)) {
-		if (*exited || time(NULL) >= deadline)
+		if (q->exited || time(NULL) >= deadline)
 			return false;
-		if (waitpid(qemu, status, WNOHANG) == qemu) {
-			*exited = true;
-			/* What it printed last may be what we wait for. */
+		nested_poll(q);
+		/* What it printed last may be what we wait for. */
+		if (q->exited)
 			return console_has(text);
-		}
 		sleep(1);
 	}
 	return true;
+}
+
+/*
+ * Start the guest through libvirtd: its QEMU's pid, and in @cgroup the
+ * cgroup libvirt put it in (v2: the machine's group, not the emulator or
+ * vcpu group below it, since vcpu threads fault in guest RAM too).
+ */
+static pid_t libvirt_start(char *cgroup, size_t size)
+{
+	char line[512], *nl;
+	pid_t pid = -1;
+	FILE *f;
+
+	if (ts_system("virsh -q define " NESTED_XML " >/dev/null") ||
+	    ts_system("virsh -q start " NESTED_DOMAIN))
+		return -1;
+	f = fopen("/run/libvirt/qemu/" NESTED_DOMAIN ".pid", "r");
+	if (!f || fscanf(f, "%d", &pid) != 1)
+		pid = -1;
+	if (f)
+		fclose(f);
+	snprintf(line, sizeof(line), "/proc/%d/cgroup", pid);
+	f = pid > 0 ? fopen(line, "r") : NULL;
+	if (!f || !fgets(line, sizeof(line), f) || strncmp(line, "0::/", 4)) {
+		pid = -1;
+	} else {
+		line[strcspn(line, "\n")] = '\0';
+		nl = strstr(line, "/emulator");
+		if (nl)
+			*nl = '\0';
+		snprintf(cgroup, size, "%s", line + 4);
+	}
+	if (f)
+		fclose(f);
+	return pid;
 }
 
 /* Tell nested-dp to go on: @word at DP_SIGNAL of the image. */
@@ -1045,32 +1202,38 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 	long long reconciled, pswpin, swapped;
 	/* Within the program's 900 s (guest-run.sh), the other cases run. */
 	time_t start = time(NULL), deadline = start + 720;
-	bool exited = false, filled, written;
+	struct nested_qemu q = { .libvirt = variant->libvirt };
 	size_t i, len = strlen(NESTED_LINE);
+	bool filled, written;
 	char *image, *expect;
-	int status, disk;
-	pid_t qemu;
+	int disk;
 
 	memcpy(argv, qemu_args, sizeof(qemu_args));
 	argv[ARRAY_SIZE(qemu_args)] = self->kernel;
 	argv[ARRAY_SIZE(qemu_args) + 1] = NULL;
 	ASSERT_EQ(0, dp_signal("wait"));
-	qemu = fork();
-	ASSERT_LE(0, qemu);
-	if (!qemu) {
-		int null = open("/dev/null", O_RDWR);
+	if (variant->libvirt) {
+		q.pid = libvirt_start(self->cgroup, sizeof(self->cgroup));
+		ASSERT_LT(0, q.pid);
+		TH_LOG("libvirt started QEMU %d in cgroup %s", q.pid,
+		       self->cgroup);
+	} else {
+		q.pid = fork();
+		ASSERT_LE(0, q.pid);
+		if (!q.pid) {
+			int null = open("/dev/null", O_RDWR);
 
-		/* Its guest RAM is charged here, for the host to reclaim. */
-		if (ts_cgroup_enter(NESTED_CGROUP))
-			_exit(126);
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		execv("/usr/bin/qemu-system-x86_64", (char **)argv);
-		_exit(127);
+			/* Its guest RAM is charged here, to reclaim. */
+			if (ts_cgroup_enter(NESTED_CGROUP))
+				_exit(126);
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			execv("/usr/bin/qemu-system-x86_64", (char **)argv);
+			_exit(127);
+		}
 	}
 	/* Nested TCG: a few minutes to boot and do (a). */
-	filled = wait_console("nested: dp filled", qemu, deadline, &status,
-			      &exited);
+	filled = wait_console("nested: dp filled", &q, deadline);
 	TH_LOG("the nested guest filled its pages after %ld s",
 	       (long)(time(NULL) - start));
 	EXPECT_TRUE(console_has("nested: readback ok"));
@@ -1079,7 +1242,7 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 	if (filled) {
 		/* The whole guest out to tsswap0, its buffer with it. */
 		for (i = 0; i < 3; i++)
-			ts_cgroup_write(NESTED_CGROUP, "memory.reclaim", "256M");
+			ts_cgroup_write(self->cgroup, "memory.reclaim", "256M");
 		/*
 		 * The guest, polling for the signal, faults back what it
 		 * runs: wait until that settles (fewer than 16 swap-ins in
@@ -1096,8 +1259,7 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 		reconciled = ts_vhost_counter("reconciled_pages");
 		pswpin = ts_vmstat("pswpin");
 		ASSERT_EQ(0, dp_signal("go"));
-		written = wait_console("nested: dp written", qemu, deadline,
-				       &status, &exited);
+		written = wait_console("nested: dp written", &q, deadline);
 		reconciled = ts_vhost_counter("reconciled_pages") - reconciled;
 		pswpin = ts_vmstat("pswpin") - pswpin;
 		TH_LOG("double paging: %lld guest pages in host swap",
@@ -1114,8 +1276,8 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 			EXPECT_GT((long long)DP_PAGES / 2, pswpin);
 		}
 		ASSERT_EQ(0, dp_signal("check"));
-		EXPECT_TRUE(wait_console("nested: dp readback ok", qemu,
-					 deadline, &status, &exited));
+		EXPECT_TRUE(wait_console("nested: dp readback ok", &q,
+					 deadline));
 		/* Self-contained: the image has the pages themselves. */
 		EXPECT_EQ(0, ts_tool("flatten -q " NESTED_DISK_ID));
 		EXPECT_EQ(0UL, dp_bad_pages());
@@ -1123,18 +1285,15 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 	} else {
 		EXPECT_TRUE(filled);
 	}
-	while (!exited && time(NULL) < deadline) {
-		exited = waitpid(qemu, &status, WNOHANG) == qemu;
-		if (!exited)
+	while (!q.exited && time(NULL) < deadline) {
+		nested_poll(&q);
+		if (!q.exited)
 			sleep(1);
 	}
-	if (!exited) {
-		kill(qemu, SIGKILL);
-		waitpid(qemu, &status, 0);
-	}
+	nested_kill(&q);
 	TH_LOG("the nested guest ran for %ld s", (long)(time(NULL) - start));
-	ASSERT_TRUE(exited);
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_TRUE(q.exited);
+	EXPECT_TRUE(q.clean);
 	EXPECT_TRUE(log_has("a front-end connected"));
 	EXPECT_FALSE(log_has("refused"));
 

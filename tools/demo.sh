@@ -53,14 +53,15 @@ TS_DP_PROFILES=ssd TS_DP_SSD_MIB=32 TS_DP_HOT_MIB=8 TS_DP_QUIET=1 \
 # this kernel again as a guest of tesseract-vhost-user-blk (memfd RAM, a
 # vhost-user-blk-pci disk); the guest fills 16 MiB, the host swaps the
 # whole guest out to tsswap0, the guest writes the 16 MiB to its disk.
-# selftests/vhost_user_blk.c's nested.qemu_guest, with reconciliation off
-# and then on (a few minutes each under TCG).
+# selftests/vhost_user_blk.c's nested.libvirt.qemu_guest (libvirtd starts
+# the admin guide's example domain), with reconciliation off and then on
+# (a few minutes each under TCG).
 [ "${TS_DEMO_VM:-0}" = 1 ] || exit 0
-step "a real guest (QEMU, vhost-user-blk, memfd RAM) pages out 16 MiB" \
+step "a real guest (libvirt, vhost-user-blk, memfd RAM) pages out 16 MiB" \
 	"the host has swapped out: reconciliation off, then on"
 for on in 0 1; do
 	TS_NESTED_RECONCILE=$on "$TS_BUILD/selftests/vhost_user_blk" \
-		-t qemu_guest >/tmp/demo-vm-$on.log 2>&1
+		-r nested.libvirt.qemu_guest >/tmp/demo-vm-$on.log 2>&1
 	echo "reconcile=$on: $(grep -c '^ok' /tmp/demo-vm-$on.log) passed," \
 		"$(grep -c '^not ok' /tmp/demo-vm-$on.log) failed"
 done

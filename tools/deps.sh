@@ -16,11 +16,13 @@ SRC_SOURCES=/etc/apt/sources.list.d/tesseract-src.sources
 
 # The -dev libraries make fio's configure see what Debian's fio build saw
 # (tools/fio/fio-src.sh), so our ioengine matches fio's structure layout.
-# libvirt-clients: virt-xml-validate, which checks the libvirt example.
+# libvirt-clients: virt-xml-validate, which checks the libvirt example;
+# libvirt-daemon-system: the libvirtd that starts it in the test kernel.
 tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
 	   sparse kmod dkms xz-utils util-linux e2fsprogs python3
 	   python3-docutils python3-matplotlib dpkg-dev libaio-dev
-	   libnuma-dev librdmacm-dev libibverbs-dev zlib1g-dev libvirt-clients)
+	   libnuma-dev librdmacm-dev libibverbs-dev zlib1g-dev libvirt-clients
+	   libvirt-daemon-system)
 k61_pkgs=(linux-image-amd64 linux-headers-amd64 linux-source-6.1)
 debug_pkgs=()
 [ "${1:-}" = --debug-kernel ] &&
