@@ -23,7 +23,7 @@
 #include "kselftest_harness.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
-#include "vblk_race.h"
+#include "vblk_workload.h"
 
 #define PAGE		4096UL
 #define SECTORS		(PAGE / 512)
@@ -269,23 +269,14 @@ TEST_F_TIMEOUT(rc, stale_slot_race_in_a_loop, 600)
 #define ISO_PAGES	1024UL
 #define ISO_OPS		6000
 
-static unsigned long rnd(unsigned long *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static int isolated_guest(int owner)
 {
-	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1), bad = 0;
-	unsigned long *ver, *disk_ver, i, op;
-	long long reconciled;
 	__u64 base = (__u64)owner * ISO_PAGES * SECTORS;
+	long long reconciled;
 	struct vblk_dev d;
-	char group[32], *ram, *scratch;
-	int fd, n;
+	char group[32];
+	long bad;
+	int fd;
 
 	snprintf(group, sizeof(group), CGROUP "-%d", owner);
 	if (ts_cgroup_enter(group) ||
@@ -294,45 +285,11 @@ static int isolated_guest(int owner)
 	fd = open(DISK, O_RDWR | O_DIRECT);
 	if (fd < 0 || vblk_open_disk(&d, GUEST_RAM, fd, 100 + owner))
 		return 2;
-	ram = vblk_alloc(&d, ISO_PAGES * PAGE, PAGE);
-	scratch = vblk_alloc(&d, PAGE, PAGE);
-	ver = calloc(ISO_PAGES, sizeof(*ver));
-	disk_ver = calloc(ISO_PAGES, sizeof(*disk_ver));
-	if (!ram || !scratch || !ver || !disk_ver)
+	bad = vblk_isolated_guest(&d, owner, base, ISO_PAGES, ISO_OPS, 500);
+	if (bad < 0)
 		return 2;
-	for (i = 0; i < ISO_PAGES; i++) {
-		ver[i] = 1;
-		ts_fill_page(ram + i * PAGE, owner, i, 1);
-	}
-
-	for (n = 0; n < ISO_OPS; n++) {
-		i = rnd(&seed) % ISO_PAGES;
-		op = rnd(&seed) % 8;
-		if (op < 2) {
-			ts_fill_page(ram + i * PAGE, owner, i, ++ver[i]);
-		} else if (op < 6) {
-			if (vblk_rw(&d, 0, VIRTIO_BLK_T_OUT, base + i * SECTORS,
-				    ram + i * PAGE, PAGE, 0, false))
-				bad++;
-			disk_ver[i] = ver[i];
-		} else if (disk_ver[i]) {
-			if (vblk_rw(&d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
-				    scratch, PAGE, 0, false) ||
-			    !ts_check_page(scratch, owner, i, disk_ver[i]))
-				bad++;
-		}
-		if (!(n % 500))
-			madvise(ram, ISO_PAGES * PAGE, MADV_PAGEOUT);
-	}
-	/* Everything the disk holds, once more. */
-	for (i = 0; i < ISO_PAGES; i++)
-		if (disk_ver[i] &&
-		    (vblk_rw(&d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
-			     scratch, PAGE, 0, false) ||
-		     !ts_check_page(scratch, owner, i, disk_ver[i])))
-			bad++;
 	reconciled = ts_disk_counter(100 + owner, "reconciled_pages");
-	printf("# guest %d: %lu bad pages, %lld writes reconciled\n", owner,
+	printf("# guest %d: %ld bad pages, %lld writes reconciled\n", owner,
 	       bad, reconciled);
 	vblk_discard(&d, VIRTIO_BLK_T_DISCARD, base, ISO_PAGES * SECTORS, 0);
 	vblk_close(&d);

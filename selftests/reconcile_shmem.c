@@ -32,7 +32,7 @@
 #include "kselftest_harness.h"
 #include "ts_util.h"
 #include "vblk_guest.h"
-#include "vblk_race.h"
+#include "vblk_workload.h"
 #include "vblk_vhost_user.h"
 
 #define PAGE		4096UL
@@ -575,23 +575,13 @@ TEST_F_TIMEOUT(shm, partial_writes_discards_and_zeroes_merge, 300)
 #define ISO_PAGES	1024UL
 #define ISO_OPS		4000
 
-static unsigned long rnd(unsigned long *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static int isolated_guest(int owner, bool vhost_user)
 {
-	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1), bad = 0;
 	__u64 base = (__u64)(owner - 1) * ISO_PAGES * SECTORS;
-	unsigned long *ver, *disk_ver, i, op;
 	long long reconciled;
-	char group[48], *ram, *scratch;
 	struct guest g;
-	int n;
+	char group[48];
+	long bad;
 
 	snprintf(group, sizeof(group), CGROUP "-%d", owner);
 	if (ts_cgroup_enter(group) ||
@@ -599,43 +589,11 @@ static int isolated_guest(int owner, bool vhost_user)
 		return 2;
 	if (guest_open(&g, owner, GUEST_RAM, vhost_user))
 		return 2;
-	ram = vblk_alloc(&g.dev, ISO_PAGES * PAGE, PAGE);
-	scratch = vblk_alloc(&g.dev, PAGE, PAGE);
-	ver = calloc(ISO_PAGES, sizeof(*ver));
-	disk_ver = calloc(ISO_PAGES, sizeof(*disk_ver));
-	if (!ram || !scratch || !ver || !disk_ver)
+	bad = vblk_isolated_guest(&g.dev, owner, base, ISO_PAGES, ISO_OPS, 0);
+	if (bad < 0)
 		return 2;
-	for (i = 0; i < ISO_PAGES; i++) {
-		ver[i] = 1;
-		ts_fill_page(ram + i * PAGE, owner, i, 1);
-	}
-	for (n = 0; n < ISO_OPS; n++) {
-		i = rnd(&seed) % ISO_PAGES;
-		op = rnd(&seed) % 8;
-		if (op < 2) {
-			ts_fill_page(ram + i * PAGE, owner, i, ++ver[i]);
-		} else if (op < 6) {
-			if (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_OUT,
-				    base + i * SECTORS, ram + i * PAGE, PAGE, 0,
-				    false))
-				bad++;
-			disk_ver[i] = ver[i];
-		} else if (disk_ver[i]) {
-			if (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_IN,
-				    base + i * SECTORS, scratch, PAGE, 0,
-				    false) ||
-			    !ts_check_page(scratch, owner, i, disk_ver[i]))
-				bad++;
-		}
-	}
-	for (i = 0; i < ISO_PAGES; i++)
-		if (disk_ver[i] &&
-		    (vblk_rw(&g.dev, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
-			     scratch, PAGE, 0, false) ||
-		     !ts_check_page(scratch, owner, i, disk_ver[i])))
-			bad++;
 	reconciled = ts_disk_counter(100 + owner, "reconciled_pages");
-	printf("# guest %d: %lu bad pages, %lld writes reconciled\n", owner,
+	printf("# guest %d: %ld bad pages, %lld writes reconciled\n", owner,
 	       bad, reconciled);
 	guest_close(&g, base, ISO_PAGES * SECTORS);
 	ts_cgroup_leave(group);

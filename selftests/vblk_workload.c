@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The reconciliation race loop: see vblk_race.h. */
+/* Guest workloads of the reconciliation tests: see vblk_workload.h. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 
 #include "ts_util.h"
-#include "vblk_race.h"
+#include "vblk_workload.h"
 
 #define PAGE		4096UL
 #define SECTORS		(PAGE / 512)
@@ -89,4 +89,65 @@ int vblk_race(struct vblk_dev *d, char *pages, char *check,
 	res->torn = atomic_load(&r->torn);
 	free(r);
 	return 0;
+}
+
+static unsigned long xorshift(unsigned long *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+long vblk_isolated_guest(struct vblk_dev *d, int owner, __u64 base,
+			 unsigned long pages, unsigned int ops,
+			 unsigned int pageout_every)
+{
+	unsigned long seed = 0x9e3779b97f4a7c15UL * (owner + 1);
+	unsigned long *ver, *disk_ver, i, op;
+	char *ram, *scratch;
+	unsigned int n;
+	long bad = 0;
+
+	ram = vblk_alloc(d, pages * PAGE, PAGE);
+	scratch = vblk_alloc(d, PAGE, PAGE);
+	ver = calloc(pages, sizeof(*ver));
+	disk_ver = calloc(pages, sizeof(*disk_ver));
+	if (!ram || !scratch || !ver || !disk_ver) {
+		free(ver);
+		free(disk_ver);
+		return -1;
+	}
+	for (i = 0; i < pages; i++) {
+		ver[i] = 1;
+		ts_fill_page(ram + i * PAGE, owner, i, 1);
+	}
+	for (n = 0; n < ops; n++) {
+		i = xorshift(&seed) % pages;
+		op = xorshift(&seed) % 8;
+		if (op < 2) {
+			ts_fill_page(ram + i * PAGE, owner, i, ++ver[i]);
+		} else if (op < 6) {
+			if (vblk_rw(d, 0, VIRTIO_BLK_T_OUT, base + i * SECTORS,
+				    ram + i * PAGE, PAGE, 0, false))
+				bad++;
+			disk_ver[i] = ver[i];
+		} else if (disk_ver[i]) {
+			if (vblk_rw(d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
+				    scratch, PAGE, 0, false) ||
+			    !ts_check_page(scratch, owner, i, disk_ver[i]))
+				bad++;
+		}
+		if (pageout_every && !(n % pageout_every))
+			madvise(ram, pages * PAGE, MADV_PAGEOUT);
+	}
+	for (i = 0; i < pages; i++)
+		if (disk_ver[i] &&
+		    (vblk_rw(d, 0, VIRTIO_BLK_T_IN, base + i * SECTORS,
+			     scratch, PAGE, 0, false) ||
+		     !ts_check_page(scratch, owner, i, disk_ver[i])))
+			bad++;
+	free(ver);
+	free(disk_ver);
+	return bad;
 }
