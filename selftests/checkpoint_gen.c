@@ -285,7 +285,7 @@ FIXTURE_SETUP(gen)
 	self->w->image = -1;
 	ts_module_ensure_unloaded();
 	if (crash_setup() == -ENODEV)
-		SKIP(return, "dm-log-writes, dm-snapshot or the disks missing");
+		TS_SETUP_SKIP("dm-log-writes, dm-snapshot or the disks missing");
 }
 
 FIXTURE_TEARDOWN(gen)

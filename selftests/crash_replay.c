@@ -414,7 +414,7 @@ FIXTURE_SETUP(replay)
 	ASSERT_NE(NULL, self->w);
 	ts_module_ensure_unloaded();
 	if (crash_setup() == -ENODEV)
-		SKIP(return, "dm-log-writes, dm-snapshot or the disks missing");
+		TS_SETUP_SKIP("dm-log-writes, dm-snapshot or the disks missing");
 }
 
 FIXTURE_TEARDOWN(replay)

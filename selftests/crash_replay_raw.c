@@ -210,7 +210,7 @@ FIXTURE_SETUP(raw)
 	memset(&self->w, 0, sizeof(self->w));
 	ret = crash_setup();
 	if (ret == -ENODEV)
-		SKIP(return, "dm-log-writes, dm-snapshot or the disks missing");
+		TS_SETUP_SKIP("dm-log-writes, dm-snapshot or the disks missing");
 	ASSERT_EQ(0, ret);
 	self->w.buf = mmap(NULL, MAX_BLOCKS * PAGE, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -62,7 +62,7 @@ FIXTURE_SETUP(di)
 	snprintf(table, sizeof(table), "0 %lu delay %s 0 %d", SLOW_SECTORS,
 		 SLOW_DISK, DELAY_MS);
 	if (ts_dm_create("ts-isolation-slow", table, path, sizeof(path)))
-		SKIP(return, "no device-mapper delay target");
+		TS_SETUP_SKIP("no device-mapper delay target");
 	self->a_fd = open(path, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, self->a_fd);
 	ASSERT_EQ(0, vblk_open_disk(&self->a, GUEST_RAM, self->a_fd, ID_A));

@@ -40,7 +40,7 @@ FIXTURE_SETUP(fio)
 	snprintf(job_ok, sizeof(job_ok), "%s/selftests/fio_job_ok.py",
 		 dir ? dir : ".");
 	if (access(engine, R_OK))
-		SKIP(return, "%s not built", engine);
+		TS_SETUP_SKIP("%s not built", engine);
 	ts_module_ensure_unloaded();
 	ASSERT_EQ(0, ts_module_load(""));
 }

@@ -321,7 +321,7 @@ FIXTURE_SETUP(fs)
 	self->swapper = -1;
 	ts_module_ensure_unloaded();
 	if (access(STORE, R_OK | W_OK) || access(DISK, R_OK | W_OK))
-		SKIP(return, "no " STORE " or " DISK);
+		TS_SETUP_SKIP("no " STORE " or " DISK);
 	self->sw = mmap(NULL, sizeof(*self->sw), PROT_READ | PROT_WRITE,
 			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, self->sw);

@@ -207,7 +207,7 @@ FIXTURE_SETUP(slow_store)
 	ts_module_ensure_unloaded();
 	fd = open("/dev/vdb", O_RDONLY);
 	if (fd < 0)
-		SKIP(return, "no /dev/vdb");
+		TS_SETUP_SKIP("no /dev/vdb");
 	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
 	close(fd);
 	ASSERT_EQ(0, ts_format("/dev/vdb"));

@@ -235,7 +235,7 @@ FIXTURE_SETUP(ctl)
 		 dir ? dir : ".");
 	self->s.fd = -1;
 	if (access(tool, X_OK))
-		SKIP(return, "%s not built", tool);
+		TS_SETUP_SKIP("%s not built", tool);
 	dev = getenv("TS_CTL_DEV") ? getenv("TS_CTL_DEV") : SCRATCH;
 	/* A loaded module would hold the device. */
 	ts_module_ensure_unloaded();

@@ -1002,7 +1002,7 @@ FIXTURE_SETUP(bdev)
 	module_ready();
 	self->disk = open(BDEV_BACKEND, variant->flags);
 	if (self->disk < 0)
-		SKIP(return, "%s: %s", BDEV_BACKEND, strerror(errno));
+		TS_SETUP_SKIP("%s: %s", BDEV_BACKEND, strerror(errno));
 	ASSERT_EQ(0, vblk_open(&self->d, RAM_SIZE, 4, 256, all_features));
 	ASSERT_EQ(0, vblk_set_backend(&self->d, self->disk));
 	ASSERT_EQ(0, stat_str("io_mode", mode, sizeof(mode)));

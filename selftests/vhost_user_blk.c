@@ -174,6 +174,9 @@ static int stop_daemon(pid_t pid)
 {
 	int status;
 
+	/* kill(-1) would signal every process: never for "no daemon". */
+	if (pid <= 0)
+		return -1;
 	if (kill(pid, SIGTERM) || waitpid(pid, &status, 0) != pid)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
@@ -207,7 +210,7 @@ FIXTURE_SETUP(daemon)
 	self->second = -1;
 	self->bytes = bdev_bytes(BDEV);
 	if (!self->bytes)
-		SKIP(return, "no %s", BDEV);
+		TS_SETUP_SKIP("no %s", BDEV);
 	self->pid = start_daemon(BDEV, args);
 	ASSERT_LT(0, self->pid);
 	ASSERT_EQ(0, vblk_vu_connect(&self->d, SOCK, RAM_SIZE, 10000));
@@ -417,9 +420,9 @@ FIXTURE_SETUP(restart)
 	self->first = -1;
 	self->second = -1;
 	if (!bdev_bytes(BDEV))
-		SKIP(return, "no %s", BDEV);
+		TS_SETUP_SKIP("no %s", BDEV);
 	if (slow_writes(5000, self->path, sizeof(self->path)))
-		SKIP(return, "no device-mapper delay target");
+		TS_SETUP_SKIP("no device-mapper delay target");
 }
 
 FIXTURE_TEARDOWN(restart)
@@ -802,7 +805,7 @@ FIXTURE_SETUP(hostile)
 	self->pid = -1;
 	self->ram_fd = -1;
 	if (!bdev_bytes(BDEV))
-		SKIP(return, "no %s", BDEV);
+		TS_SETUP_SKIP("no %s", BDEV);
 	self->pid = start_daemon(BDEV, args);
 	ASSERT_LT(0, self->pid);
 	self->ram_fd = memfd_create("hostile", MFD_CLOEXEC);
@@ -946,16 +949,18 @@ FIXTURE_SETUP(nested)
 	snprintf(self->cgroup, sizeof(self->cgroup), NESTED_CGROUP);
 	/* Its modules are not at /lib/modules: the nested guest needs them. */
 	if (debug && !strcmp(debug, "1"))
-		SKIP(return, "the debug kernel (its data path is tested above)");
+		TS_SETUP_SKIP("the debug kernel (its data path is tested above)");
 	if (!bdev_bytes(BDEV))
-		SKIP(return, "no %s", BDEV);
+		TS_SETUP_SKIP("no %s", BDEV);
 	if (access("/usr/bin/qemu-system-x86_64", X_OK))
-		SKIP(return, "no qemu-system-x86_64");
+		TS_SETUP_SKIP("no qemu-system-x86_64");
+	if (variant->libvirt && access("/usr/sbin/libvirtd", X_OK))
+		TS_SETUP_SKIP("no libvirtd (libvirt-daemon-system)");
 	ASSERT_EQ(0, uname(&u));
 	snprintf(self->kernel, sizeof(self->kernel), "/boot/vmlinuz-%s",
 		 u.release);
 	if (access(self->kernel, R_OK))
-		SKIP(return, "no %s for the nested guest", self->kernel);
+		TS_SETUP_SKIP("no %s for the nested guest", self->kernel);
 	/*
 	 * A nested boot is minutes of make check's hour: libvirt (Debian
 	 * 12's way to run QEMU) boots it on every kernel, QEMU's own command
@@ -963,7 +968,7 @@ FIXTURE_SETUP(nested)
 	 * the same kernel paths.
 	 */
 	if (!variant->libvirt && older_than(&u, 6, 12))
-		SKIP(return, "the libvirt variant boots the guest on this kernel");
+		TS_SETUP_SKIP("the libvirt variant boots the guest on this kernel");
 	/* nested-dp is built next to this program. */
 	n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
 	ASSERT_LT(0, n);
@@ -976,23 +981,6 @@ FIXTURE_SETUP(nested)
 		 self_dir, dir ? dir : ".", u.release, NESTED_INITRD,
 		 u.release, dir ? dir : ".");
 	ASSERT_EQ(0, system(cmd));
-	if (variant->libvirt) {
-		int ret;
-
-		snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh start",
-			 dir ? dir : ".");
-		ret = system(cmd);
-		if (WIFEXITED(ret) && WEXITSTATUS(ret) == 4)
-			SKIP(return, "no libvirtd (libvirt-daemon-system)");
-		self->libvirtd = true;
-		ASSERT_EQ(0, ret);
-		snprintf(cmd, sizeof(cmd),
-			 "/usr/bin/python3 %s/tools/vm/libvirt-domain.py %s/Documentation/examples/libvirt-domain.xml "
-			 NESTED_XML " " NESTED_DOMAIN " " SOCK " %s "
-			 NESTED_INITRD " " NESTED_CONSOLE,
-			 dir ? dir : ".", dir ? dir : ".", self->kernel);
-		ASSERT_EQ(0, ts_system(cmd));
-	}
 	/*
 	 * The daemon runs as the systemd unit runs it: root, group kvm, its
 	 * socket 0660, which lets libvirt's QEMU (libvirt-qemu:kvm) in.
@@ -1113,6 +1101,22 @@ static bool wait_console(const char *text, struct nested_qemu *q,
 	return true;
 }
 
+/* libvirtd up, and the example domain adapted for booting @kernel. */
+static int libvirt_up(const char *kernel)
+{
+	const char *dir = getenv("TS_DIR") ?: ".";
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh start", dir);
+	if (ts_system(cmd))
+		return -1;
+	snprintf(cmd, sizeof(cmd),
+		 "/usr/bin/python3 %s/tools/vm/libvirt-domain.py %s/Documentation/examples/libvirt-domain.xml "
+		 NESTED_XML " " NESTED_DOMAIN " " SOCK " %s "
+		 NESTED_INITRD " " NESTED_CONSOLE, dir, dir, kernel);
+	return ts_system(cmd) ? -1 : 0;
+}
+
 /*
  * Start the guest through libvirtd: its QEMU's pid, and in @cgroup the
  * cgroup libvirt put it in (v2: the machine's group, not the emulator or
@@ -1231,6 +1235,9 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 	argv[ARRAY_SIZE(qemu_args) + 1] = NULL;
 	ASSERT_EQ(0, dp_signal("wait"));
 	if (variant->libvirt) {
+		/* Here, not in the setup: the teardown stops it. */
+		self->libvirtd = true;
+		ASSERT_EQ(0, libvirt_up(self->kernel));
 		q.pid = libvirt_start(self->cgroup, sizeof(self->cgroup));
 		ASSERT_LT(0, q.pid);
 		TH_LOG("libvirt started QEMU %d in cgroup %s", q.pid,
