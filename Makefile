@@ -6,7 +6,7 @@
 #   make KVER=<version>   ... for an installed Debian kernel
 #   make KDIR=<dir>       ... against any prepared kernel tree
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
-#   make soak             the crash-replay tests with ten times the points,
+#   make soak             the crash-replay tests with twenty times the points,
 #                         flatten_scale with a million references, the
 #                         fuzzer for SOAK_FUZZ_SECONDS (default 600)
 #   make demo             boot the 6.1 test kernel and show the module
@@ -105,7 +105,7 @@ bench-%: deps
 		$(TOP)/build/bench-$*.log $(TOP)/build/bench/$*.png
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | uniq
 
-# The crash-replay tests with ten times the crash points, a flatten of a
+# The crash-replay tests with twenty times the crash points, a flatten of a
 # million references and the fuzzer for a while, on both kernels.
 SOAK_FUZZ_SECONDS ?= 600
 

@@ -51,7 +51,6 @@ bool ts_kmsg_contains(int fd, const char *needle);
 void ts_slab_shrink_all(void);
 long long ts_slab_active_objects(void);
 
-/* Run a shell command; its exit status, or -1 if it did not exit. */
 /*
  * SKIP() from a FIXTURE_SETUP. 6.12's harness then runs neither the test
  * nor the teardown; 6.1's runs both, on a fixture that was never set up
@@ -62,6 +61,7 @@ long long ts_slab_active_objects(void);
 #define TS_SETUP_SKIP(fmt, ...) \
 	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
 
+/* Run a shell command; its exit status, or -1 if it did not exit. */
 int ts_system(const char *cmd);
 
 /* Run a shell command with its output discarded. */

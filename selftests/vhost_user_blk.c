@@ -25,7 +25,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -910,21 +912,6 @@ static bool older_than(const struct utsname *u, int major, int minor)
 	return ma < major || (ma == major && mi < minor);
 }
 
-/* The group of the systemd unit's Group=kvm: QEMU under libvirt is in it. */
-static gid_t kvm_gid(void)
-{
-	char line[256];
-	gid_t gid = (gid_t)-1;
-	FILE *f = fopen("/etc/group", "r");
-
-	while (f && gid == (gid_t)-1 && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "kvm:", 4))
-			sscanf(line, "kvm:%*[^:]:%u", &gid);
-	if (f)
-		fclose(f);
-	return gid;
-}
-
 FIXTURE_SETUP(nested)
 {
 	static const char * const args[] = { "--num-queues=2",
@@ -936,9 +923,10 @@ FIXTURE_SETUP(nested)
 						 "--no-reconcile", NULL };
 	const char *dir = getenv("TS_DIR"), *debug = getenv("TS_DEBUG");
 	char cmd[1024], self_dir[512];
+	struct group *kvm;
 	struct utsname u;
-	gid_t kvm;
 	ssize_t n;
+	gid_t egid;
 
 	kill_leftovers();
 	module_ready();
@@ -983,13 +971,15 @@ FIXTURE_SETUP(nested)
 	ASSERT_EQ(0, system(cmd));
 	/*
 	 * The daemon runs as the systemd unit runs it: root, group kvm, its
-	 * socket 0660, which lets libvirt's QEMU (libvirt-qemu:kvm) in.
+	 * socket 0660, which lets libvirt's QEMU (libvirt-qemu, in the group
+	 * kvm) in.
 	 */
-	kvm = kvm_gid();
-	ASSERT_NE((gid_t)-1, kvm);
-	ASSERT_EQ(0, setegid(kvm));
+	kvm = getgrnam("kvm");
+	ASSERT_NE(NULL, kvm);
+	egid = getegid();
+	ASSERT_EQ(0, setegid(kvm->gr_gid));
 	self->daemon = start_daemon(BDEV, reconcile_off() ? args_off : args);
-	ASSERT_EQ(0, setegid(0));
+	ASSERT_EQ(0, setegid(egid));
 	ASSERT_LT(0, self->daemon);
 }
 
@@ -1042,15 +1032,15 @@ static bool console_has(const char *text)
 }
 
 /*
- * The nested guest's QEMU: our child (the qemu variant), or libvirtd's
- * (which reaps it: gone is exited, and how it ended is the domain's
- * state).
+ * The nested guest's QEMU: our child (the qemu variant), or one libvirtd
+ * started (the libvirt variant), whose end is the domain's: shut off, and
+ * how.
  */
 struct nested_qemu {
 	pid_t pid;
 	bool libvirt;
 	bool exited;
-	bool clean;		/* it powered off and exited 0 */
+	bool clean;		/* QEMU exited 0: the guest powered off */
 };
 
 static void nested_poll(struct nested_qemu *q)
@@ -1064,10 +1054,17 @@ static void nested_poll(struct nested_qemu *q)
 			return;
 		q->clean = WIFEXITED(status) && !WEXITSTATUS(status);
 	} else {
-		if (!kill(q->pid, 0) || errno != ESRCH)
+		/*
+		 * Gone (PID 1 reaps it), and then shut off once libvirtd's
+		 * monitor has seen it go.
+		 */
+		if (!kill(q->pid, 0) ||
+		    ts_system("LC_ALL=C virsh -q domstate " NESTED_DOMAIN
+			      " | grep -q '^shut off'"))
 			return;
-		/* "shut off (shutdown)": the guest powered off itself. */
-		q->clean = !ts_system("virsh -q domstate --reason " NESTED_DOMAIN
+		/* "(shutdown)": the guest powered off itself. */
+		q->clean = !ts_system("LC_ALL=C virsh -q domstate --reason "
+				      NESTED_DOMAIN
 				      " | grep -q 'shut off (shutdown)'");
 	}
 	q->exited = true;
@@ -1124,8 +1121,9 @@ static int libvirt_up(const char *kernel)
  */
 static pid_t libvirt_start(char *cgroup, size_t size)
 {
-	char line[512], *nl;
+	char line[512];
 	pid_t pid = -1;
+	size_t len;
 	FILE *f;
 
 	if (ts_system("virsh -q define " NESTED_XML " >/dev/null") ||
@@ -1138,18 +1136,37 @@ static pid_t libvirt_start(char *cgroup, size_t size)
 		fclose(f);
 	snprintf(line, sizeof(line), "/proc/%d/cgroup", pid);
 	f = pid > 0 ? fopen(line, "r") : NULL;
-	if (!f || !fgets(line, sizeof(line), f) || strncmp(line, "0::/", 4)) {
-		pid = -1;
-	} else {
+	cgroup[0] = '\0';
+	while (f && !cgroup[0] && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::/", 4))
+			continue;
 		line[strcspn(line, "\n")] = '\0';
-		nl = strstr(line, "/emulator");
-		if (nl)
-			*nl = '\0';
+		len = strlen(line);
+		if (len > 13 && !strcmp(line + len - 9, "/emulator"))
+			line[len - 9] = '\0';
 		snprintf(cgroup, size, "%s", line + 4);
 	}
 	if (f)
 		fclose(f);
-	return pid;
+	return cgroup[0] ? pid : -1;
+}
+
+/* The user QEMU runs as, by name ("" if unknown). */
+static void process_user(pid_t pid, char *name, size_t size)
+{
+	char path[64], line[256];
+	struct passwd *pw = NULL;
+	unsigned int uid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	while (f && !pw && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			pw = getpwuid(uid);
+	if (f)
+		fclose(f);
+	snprintf(name, size, "%s", pw ? pw->pw_name : "");
 }
 
 /* Tell nested-dp to go on: @word at DP_SIGNAL of the image. */
@@ -1225,6 +1242,7 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 	/* Within the program's 900 s (guest-run.sh), the other cases run. */
 	time_t start = time(NULL), deadline = start + 720;
 	struct nested_qemu q = { .libvirt = variant->libvirt };
+	char user[64];
 	size_t i, len = strlen(NESTED_LINE);
 	bool filled, written;
 	char *image, *expect;
@@ -1240,8 +1258,12 @@ TEST_F_TIMEOUT(nested, qemu_guest, 800)
 		ASSERT_EQ(0, libvirt_up(self->kernel));
 		q.pid = libvirt_start(self->cgroup, sizeof(self->cgroup));
 		ASSERT_LT(0, q.pid);
-		TH_LOG("libvirt started QEMU %d in cgroup %s", q.pid,
-		       self->cgroup);
+		process_user(q.pid, user, sizeof(user));
+		TH_LOG("libvirt started QEMU %d as %s in cgroup %s", q.pid,
+		       user, self->cgroup);
+		/* As on a Debian host: what the socket's mode must let in. */
+		EXPECT_STREQ("libvirt-qemu", user);
+		EXPECT_EQ(0, strncmp(self->cgroup, "machine/", 8));
 	} else {
 		q.pid = fork();
 		ASSERT_LE(0, q.pid);

@@ -17,7 +17,9 @@ SRC_SOURCES=/etc/apt/sources.list.d/tesseract-src.sources
 # The -dev libraries make fio's configure see what Debian's fio build saw
 # (tools/fio/fio-src.sh), so our ioengine matches fio's structure layout.
 # libvirt-clients: virt-xml-validate, which checks the libvirt example;
-# libvirt-daemon-system: the libvirtd that starts it in the test kernel.
+# libvirt-daemon-system: the libvirtd that starts it in the test kernel (on
+# a host that runs systemd, installing it also enables the host's libvirtd,
+# which the tests leave alone).
 tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
 	   sparse kmod dkms xz-utils util-linux e2fsprogs python3
 	   python3-docutils python3-matplotlib dpkg-dev libaio-dev

@@ -57,7 +57,8 @@ echo "# tesseract-guest: kernel $TS_KVER, $(nproc) cpus, $(free -m | awk '/Mem:/
 run_tests() {
 	list="$TS_BUILD/selftests/$1"
 	per_test_timeout=${TS_TEST_TIMEOUT:-900}
-	# Soak runs check ten times the points: ten times the time.
+	# Soak runs check up to twenty times the points (crash_replay: a
+	# second a point, well within ten times the time).
 	[ "${TS_SOAK:-0}" = 1 ] && per_test_timeout=$((per_test_timeout * 10))
 	# A slower kernel (the debug kernel) scales every timeout.
 	per_test_timeout=$((per_test_timeout * ${TS_TIMEOUT_SCALE:-1}))

@@ -5,10 +5,13 @@
 selftests/vhost_user_blk.c starts the nested guest through libvirtd from
 Documentation/examples/libvirt-domain.xml, changed only where the admin
 guide says a user adapts it (name, memory, network) and where the test
-kernel differs from a KVM host: no /dev/kvm (TCG, a plain CPU model), a
-kernel and initramfs booted directly, the console to a file, and the
-test's daemon socket. The disk and the memory backing stay as they are:
-they are what is tested.
+kernel differs from a KVM host: no /dev/kvm (TCG, a plain CPU model, one
+vCPU: a nested TCG guest is slow enough), a kernel and initramfs booted
+directly, a reboot ending the domain (a guest that panics must not boot
+again), the serial console to a file and no other console, and the
+test's daemon socket. The disk (its queues and reconnection included)
+and the memory backing stay as they are: they are what is tested. With
+one vCPU the guest's driver uses one of the disk's two queues.
 
 usage: libvirt-domain.py EXAMPLE OUT NAME SOCKET KERNEL INITRD CONSOLE
 """
