@@ -877,6 +877,8 @@ static bool reconcile_off(void)
 
 #define NESTED_DOMAIN	"ts-nested"
 #define NESTED_XML	"/run/ts-nested.xml"
+/* A command as libvirt runs QEMU: user libvirt-qemu, with its groups. */
+#define AS_LIBVIRT_QEMU	"setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups "
 
 FIXTURE(nested) {
 	pid_t daemon;
@@ -1130,8 +1132,7 @@ static pid_t libvirt_start(char *cgroup, size_t size)
 	 * QEMU as libvirt runs it must be let in by the socket's mode: else
 	 * it waits for the socket for ever (reconnect), and so does start.
 	 */
-	if (ts_system("setpriv --reuid=libvirt-qemu --regid=libvirt-qemu "
-		      "--init-groups test -w " SOCK)) {
+	if (ts_system(AS_LIBVIRT_QEMU "test -w " SOCK)) {
 		printf("# libvirt-qemu may not connect to " SOCK "\n");
 		return -1;
 	}
