@@ -880,9 +880,20 @@ static bool reconcile_off(void)
 /* A command as libvirt runs QEMU: user libvirt-qemu, with its groups. */
 #define AS_LIBVIRT_QEMU	"setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups "
 
+/* tools/vm/libvirtd.sh start or stop: its exit status. */
+static int libvirtd_sh(const char *action)
+{
+	const char *dir = getenv("TS_DIR") ?: ".";
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh %s", dir,
+		 action);
+	return ts_system(cmd);
+}
+
 FIXTURE(nested) {
 	pid_t daemon;
-	bool libvirtd;			/* started by the setup */
+	bool libvirtd;			/* started by the test */
 	char kernel[256];
 	char cgroup[512];		/* QEMU's, for memory.reclaim */
 };
@@ -993,16 +1004,9 @@ FIXTURE_TEARDOWN(nested)
 	bool all;
 	FILE *f;
 
-	if (self->libvirtd) {
-		const char *dir = getenv("TS_DIR");
-		char cmd[512];
-
-		ts_system_quiet("virsh -q destroy " NESTED_DOMAIN);
-		ts_system_quiet("virsh -q undefine " NESTED_DOMAIN);
-		snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh stop",
-			 dir ? dir : ".");
-		EXPECT_EQ(0, ts_system(cmd));
-	}
+	/* It destroys the domain; its definition goes with libvirt's tmpfs. */
+	if (self->libvirtd)
+		EXPECT_EQ(0, libvirtd_sh("stop"));
 	if (self->daemon > 0)
 		EXPECT_EQ(0, stop_daemon(self->daemon));
 	show_log(_metadata);
@@ -1106,8 +1110,7 @@ static int libvirt_up(const char *kernel)
 	const char *dir = getenv("TS_DIR") ?: ".";
 	char cmd[1024];
 
-	snprintf(cmd, sizeof(cmd), "sh %s/tools/vm/libvirtd.sh start", dir);
-	if (ts_system(cmd))
+	if (libvirtd_sh("start"))
 		return -1;
 	snprintf(cmd, sizeof(cmd),
 		 "/usr/bin/python3 %s/tools/vm/libvirt-domain.py %s/Documentation/examples/libvirt-domain.xml "
