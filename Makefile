@@ -121,6 +121,9 @@ lint: deps
 # linux-source-6.12 tarball changed (tools/debug-kernel/build.sh).
 DEBUG_KERNEL := $(TOP)/build/debug-kernel
 FUZZ_SECONDS ?= 0
+# The debug kernel's suite in this many VMs at once (run-tests --vms): in
+# one, it takes over four hours on the 2-core machine.
+DEBUG_VMS ?= 3
 
 debug-kernel:
 	@$(TOP)/tools/deps.sh --debug-kernel
@@ -128,7 +131,7 @@ debug-kernel:
 
 check-debug: debug-kernel
 	@$(TOP)/tools/run-tests --debug-kernel $(DEBUG_KERNEL) \
-		--fuzz-seconds $(FUZZ_SECONDS)
+		--fuzz-seconds $(FUZZ_SECONDS) --vms $(DEBUG_VMS)
 
 clean:
 	rm -rf $(TOP)/build
