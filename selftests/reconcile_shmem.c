@@ -328,8 +328,10 @@ static bool file_page_is(struct vblk_dev *d, const char *page,
  */
 TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 {
-	long long pswpin0, written0, thp0 = ts_vmstat("thp_swpout");
+	long long pswpin0, written0, cache_fallbacks0;
+	long long thp0 = ts_vmstat("thp_swpout");
 	unsigned long i, bad;
+	size_t cached;
 	char *other;
 
 	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, 1, 1));
@@ -348,13 +350,28 @@ TEST_F_TIMEOUT(shm, writes_of_swapped_pages_become_references, 300)
 	/* Rings and request headers in, so that the write swaps nothing. */
 	ASSERT_EQ(0, vblk_rw(&self->g.dev, 0, VIRTIO_BLK_T_IN, WARM_SECTOR,
 			     self->check, PAGE, 0, false));
+	/*
+	 * Swap readahead around the rings' slots may have read a few of the
+	 * buffer's pages back into the swap cache (mincore() counts them):
+	 * such a page must not be referenced (DESIGN 4, step 3) and is
+	 * copied instead. Seen once in the debug kernel: 1 of 512.
+	 */
+	cached = ts_resident_pages(self->buf, PAGES * PAGE);
+	if (cached)
+		TH_LOG("%zu pages back in the swap cache", cached);
+	ASSERT_GE(PAGES / 8, cached);
+	cache_fallbacks0 = ts_vhost_counter("fallback_swapcache");
 	written0 = ts_vhost_counter("bytes_written");
 	pswpin0 = ts_vmstat("pswpin");
 	ASSERT_EQ(0, vblk_io_pages(&self->g.dev, VIRTIO_BLK_T_OUT, 0, self->buf,
 				   PAGES, false));
 	EXPECT_EQ(pswpin0, ts_vmstat("pswpin"));
-	EXPECT_EQ((long long)PAGES, ts_vhost_counter("reconciled_pages"));
-	EXPECT_EQ(written0, ts_vhost_counter("bytes_written"));
+	EXPECT_EQ((long long)(PAGES - cached),
+		  ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ(cache_fallbacks0 + (long long)cached,
+		  ts_vhost_counter("fallback_swapcache"));
+	EXPECT_EQ(written0 + (long long)(cached * PAGE),
+		  ts_vhost_counter("bytes_written"));
 	EXPECT_EQ(0UL, ts_mapped_pages(self->buf, PAGES * PAGE));
 
 	/* Each block references the slot of its own page. */
