@@ -221,7 +221,7 @@ static int ts_flatten(struct tesseract_flatten *f)
 {
 	struct ts_disk *disk = ts_disk_get(f->disk_id);
 	int ret = 0, sync_ret;
-	u64 x, swept;
+	u64 x, swept, changes;
 
 	f->blocks_cleaned = 0;
 	if (!disk)
@@ -238,6 +238,7 @@ static int ts_flatten(struct tesseract_flatten *f)
 	while (!ret && ts_disk_nr_refs(disk)) {
 		x = 0;
 		swept = f->blocks_cleaned;
+		changes = ts_disk_refs_changes(disk);
 		while ((ret = ts_disk_clean(disk, &x, U64_MAX, TS_RUN_MAX)) > 0) {
 			f->blocks_cleaned += ret;
 			if (fatal_signal_pending(current)) {
@@ -246,8 +247,17 @@ static int ts_flatten(struct tesseract_flatten *f)
 			}
 			cond_resched();
 		}
-		/* References that no sweep finds would be a bug, not a loop. */
-		if (!ret && WARN_ON_ONCE(swept == f->blocks_cleaned))
+		/*
+		 * References that no sweep finds would be a bug, not a loop;
+		 * but a sweep may clean nothing because the references
+		 * changed under it: a guest write or the background cleaner
+		 * dropped the last one it was about to find, or a write that
+		 * was taking one when the flatten began added it behind it.
+		 * Then sweep again, if any is left.
+		 */
+		if (!ret && swept == f->blocks_cleaned &&
+		    ts_disk_refs_changes(disk) == changes &&
+		    WARN_ON_ONCE(ts_disk_nr_refs(disk)))
 			ret = -EIO;
 	}
 	/* What was cleaned stays cleaned, even if interrupted. */

@@ -635,6 +635,12 @@ unsigned long ts_disk_nr_refs(struct ts_disk *disk)
 	return atomic_long_read(&disk->nr_refs);
 }
 
+/* Changes of the disk's references ever: equal twice, none in between. */
+u64 ts_disk_refs_changes(struct ts_disk *disk)
+{
+	return READ_ONCE(disk->refs_changes);
+}
+
 /* The first block from *@x to @last with a reference, into *@x; or false. */
 bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last)
 {
