@@ -492,9 +492,13 @@ size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 		/*
 		 * Pages touched last may still sit in a CPU's LRU batch, out
 		 * of reach of reclaim, and a huge page held there cannot be
-		 * split; compaction drains every CPU's batches. Then again.
+		 * split; compaction drains every CPU's batches. A page whose
+		 * swap-out write is still in flight (the debug kernel is
+		 * slow) stays in the swap cache until it ends: some time for
+		 * it. Then again.
 		 */
 		stalls++;
+		usleep(50000 << stalls);
 		ts_write_str("/proc/sys/vm/compact_memory", "1");
 		madvise(addr, len, MADV_PAGEOUT);
 		resident = ts_resident_pages(addr, len);

@@ -79,10 +79,21 @@ run_tests() {
 		echo "# tesseract-start: $prog"
 		start=$(date +%s)
 		# TS_CASE: only the tests of that name (6.12's harness; 6.1's
-		# has no options and runs them all).
-		(cd /tmp && timeout -k 10 "$per_test_timeout" \
+		# has no options and runs them all). In a session of its own:
+		# the harness runs each test in a process group of its own,
+		# which the timeout's kill misses, and a timed-out test's
+		# process must not run on into the next program (a crash replay
+		# reloading the module under the fuzzer did). What is left of
+		# the session when the program is over is killed.
+		(cd /tmp && exec setsid sh -c 'echo $$ >/tmp/ts-session
+			exec timeout -k 10 "$@"' sh "$per_test_timeout" \
 			"$TS_BUILD/selftests/$prog" ${TS_CASE:+-t "$TS_CASE"})
 		rc=$?
+		session=$(cat /tmp/ts-session 2>/dev/null)
+		if [ -n "$session" ] && pkill -KILL -s "$session"; then
+			echo "# tesseract-leftovers: $prog left processes behind; killed"
+		fi
+		rm -f /tmp/ts-session
 		# Its time, for planning runs of the slower kernels.
 		echo "# tesseract-exit: $prog $rc $(($(date +%s) - start))s"
 	done <"$list"
