@@ -222,6 +222,7 @@ static int ts_flatten(struct tesseract_flatten *f)
 	struct ts_disk *disk = ts_disk_get(f->disk_id);
 	int ret = 0, sync_ret;
 	u64 x, swept, changes;
+	unsigned long left;
 
 	f->blocks_cleaned = 0;
 	if (!disk)
@@ -252,12 +253,13 @@ static int ts_flatten(struct tesseract_flatten *f)
 		 * but a sweep may clean nothing because the references
 		 * changed under it: a guest write or the background cleaner
 		 * dropped the last one it was about to find, or a write that
-		 * was taking one when the flatten began added it behind it.
-		 * Then sweep again, if any is left.
+		 * was taking one when the flatten began added it behind it
+		 * (counted, and not yet stored: so the count and the changes
+		 * are read together). Then sweep again, if any is left.
 		 */
 		if (!ret && swept == f->blocks_cleaned &&
-		    ts_disk_refs_changes(disk) == changes &&
-		    WARN_ON_ONCE(ts_disk_nr_refs(disk)))
+		    !ts_disk_refs_changed(disk, changes, &left) &&
+		    WARN_ON_ONCE(left))
 			ret = -EIO;
 	}
 	/* What was cleaned stays cleaned, even if interrupted. */

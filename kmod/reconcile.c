@@ -641,6 +641,24 @@ u64 ts_disk_refs_changes(struct ts_disk *disk)
 	return READ_ONCE(disk->refs_changes);
 }
 
+/*
+ * True if the references changed since ts_disk_refs_changes() returned
+ * @changes; how many there are in *@nr, seen at the same time. Under
+ * move_lock: a reconciliation counts its reference (nr_refs) before it
+ * stores and logs it, and holds move_lock from one to the other.
+ */
+bool ts_disk_refs_changed(struct ts_disk *disk, u64 changes,
+			  unsigned long *nr)
+{
+	bool changed;
+
+	mutex_lock(&disk->move_lock);
+	changed = READ_ONCE(disk->refs_changes) != changes;
+	*nr = atomic_long_read(&disk->nr_refs);
+	mutex_unlock(&disk->move_lock);
+	return changed;
+}
+
 /* The first block from *@x to @last with a reference, into *@x; or false. */
 bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last)
 {

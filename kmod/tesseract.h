@@ -253,6 +253,8 @@ void ts_disks_forget(struct ts_store *store);
 u64 ts_disk_id(const struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 u64 ts_disk_refs_changes(struct ts_disk *disk);
+bool ts_disk_refs_changed(struct ts_disk *disk, u64 changes,
+			  unsigned long *nr);
 bool ts_disk_has_refs(struct ts_disk *disk, u64 first, u64 last);
 bool ts_disk_next_ref(struct ts_disk *disk, u64 *x, u64 last);
 /*
