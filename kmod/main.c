@@ -108,6 +108,7 @@ static void ts_stop_store(void)
 {
 	ts_locality_stop();
 	ts_reconcile_stop();
+	ts_mapper_stop();
 	if (ts_swapdev)
 		ts_swapdev_destroy(ts_swapdev);
 	if (ts_store)
@@ -144,7 +145,9 @@ static int ts_start_store(void)
 		ts_store = NULL;
 		return ret;
 	}
-	ret = ts_reconcile_start(ts_store, ts_swapdev);
+	ret = ts_mapper_start(ts_store, ts_swapdev, nr_slots);
+	if (!ret)
+		ret = ts_reconcile_start(ts_store, ts_swapdev);
 	if (!ret)
 		ret = ts_locality_start();
 	if (ret) {

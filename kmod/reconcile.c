@@ -90,10 +90,17 @@ struct ts_disk {
 	struct list_head node;		/* in ts_disks, under ts_disks_lock */
 	u64 id;
 	struct file *image;		/* while attached; under ts_disks_lock */
+	/*
+	 * The swap mapper's view of the image, while attached (NULL: not
+	 * followed). Set before the disk is attached, and cleared under
+	 * move_lock, which a cleaning run holds over its write.
+	 */
+	struct ts_map_disk *map;
 	unsigned int users;		/* pins; under ts_disks_lock */
 	struct ts_ident ident;		/* set at attach, under ts_disks_lock */
 	bool mismatch;			/* see above; fixed */
 	bool forgetting;		/* being forgotten; under ts_disks_lock */
+	bool detaching;			/* see ts_disk_detach(); ts_disks_lock */
 	bool ident_logged;		/* its BIND is pending or durable */
 	bool ident_unit;		/* holds a store->nr_refs unit for it */
 	struct xarray refs;
@@ -367,8 +374,8 @@ static bool ts_disk_unused_locked(struct ts_disk *disk)
 {
 	lockdep_assert_held(&ts_disks_lock);
 	return !disk->image && !disk->users && !disk->forgetting &&
-	       !atomic_long_read(&disk->nr_refs) && !disk->nr_pending &&
-	       !disk->nr_frees;
+	       !disk->detaching && !atomic_long_read(&disk->nr_refs) &&
+	       !disk->nr_pending && !disk->nr_frees;
 }
 
 static void ts_disk_free_unused_locked(struct ts_disk *disk)
@@ -416,11 +423,13 @@ static struct ts_disk *ts_disk_mismatch_locked(struct ts_disk *owner,
 struct ts_disk *ts_disk_attach(u64 id, struct file *image,
 			       const struct ts_ident *ident)
 {
+	struct ts_map_disk *map = ts_map_disk_add(image);
 	struct ts_disk *disk;
 
 	mutex_lock(&ts_disks_lock);
 	disk = ts_disk_find_locked(id);
-	if (ts_id_attached_locked(id) || (disk && disk->forgetting)) {
+	if (ts_id_attached_locked(id) ||
+	    (disk && (disk->forgetting || disk->detaching))) {
 		disk = ERR_PTR(-EBUSY);
 	} else if (disk && !ts_disk_holds_refs_locked(disk)) {
 		/* Nothing to protect: the disk is the new backend's. */
@@ -442,9 +451,13 @@ struct ts_disk *ts_disk_attach(u64 id, struct file *image,
 	}
 	if (!disk)
 		disk = ERR_PTR(-ENOMEM);
-	if (!IS_ERR(disk))
+	if (!IS_ERR(disk)) {
 		disk->image = get_file(image);
+		disk->map = map;
+		map = NULL;
+	}
 	mutex_unlock(&ts_disks_lock);
+	ts_map_disk_remove(map);
 	return disk;
 }
 
@@ -461,6 +474,7 @@ bool ts_disk_identity_mismatch(struct ts_disk *disk)
  */
 int ts_disk_detach(struct ts_disk *disk)
 {
+	struct ts_map_disk *map;
 	struct file *image;
 	int ret;
 
@@ -477,6 +491,20 @@ int ts_disk_detach(struct ts_disk *disk)
 	mutex_lock(&ts_disks_lock);
 	image = disk->image;
 	disk->image = NULL;
+	disk->detaching = true;
+	mutex_unlock(&ts_disks_lock);
+	/*
+	 * Swapped-out pages mapped to the image get copies of their own. A
+	 * cleaning run that took the image before looks again under
+	 * move_lock, and finds it gone: none writes it without the map.
+	 */
+	mutex_lock(&disk->move_lock);
+	map = disk->map;
+	disk->map = NULL;
+	mutex_unlock(&disk->move_lock);
+	ts_map_disk_remove(map);
+	mutex_lock(&ts_disks_lock);
+	disk->detaching = false;
 	ts_disk_free_unused_locked(disk);
 	mutex_unlock(&ts_disks_lock);
 	fput(image);
@@ -623,6 +651,12 @@ unsigned long ts_disks_nr_refs(void)
 		refs += atomic_long_read(&disk->nr_refs);
 	mutex_unlock(&ts_disks_lock);
 	return refs;
+}
+
+/* The swap mapper's view of the disk's image; for its guest requests. */
+struct ts_map_disk *ts_disk_map(struct ts_disk *disk)
+{
+	return disk->map;
 }
 
 u64 ts_disk_id(const struct ts_disk *disk)
@@ -1236,7 +1270,7 @@ int ts_disk_forget(u64 id, u64 *references)
 	disk = ts_disk_find_locked(id);
 	if (!disk)
 		ret = -ENOENT;
-	else if (disk->image || disk->forgetting ||
+	else if (disk->image || disk->detaching || disk->forgetting ||
 		 atomic_read(&disk->flattening))
 		ret = -EBUSY;
 	else
@@ -1604,6 +1638,11 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	 * checkpoint does not wait for this image's I/O.
 	 */
 	mutex_lock(&disk->move_lock);
+	/* Detached meanwhile: see ts_disk_detach(). */
+	if (READ_ONCE(disk->image) != image) {
+		ret = -ENXIO;
+		goto unlock_move;
+	}
 	down_read(&ts_maps_sem);
 	mutex_lock(&disk->lock);
 	found = ts_run_find_locked(disk, x, last, min(max, TS_RUN_MAX), run);
@@ -1611,14 +1650,21 @@ int ts_disk_clean(struct ts_disk *disk, u64 *x, u64 last, unsigned int max)
 	mutex_unlock(&disk->lock);
 	up_read(&ts_maps_sem);
 	if (found && !ret)
-		ret = ts_run_get_pages(run) ?: ts_run_read(run) ?:
+		ret = ts_run_get_pages(run) ?: ts_run_read(run);
+	if (found && !ret) {
+		/* The image's blocks change, if not the disk's contents. */
+		ret = ts_map_write_begin(disk->map, run->x,
+					 run->x + run->nr - 1) ?:
 		      ts_run_write_image(run, image);
+		ts_map_write_end(disk->map, run->x, run->x + run->nr - 1);
+	}
 	if (found && !ret) {
 		ts_run_drop_copied(disk, run);
 		ts_disk_count_moved(disk, &disk->stats.cleaned,
 				    &ts_locality_totals.cleaned, run->nr);
 		ret = run->nr;
 	}
+unlock_move:
 	mutex_unlock(&disk->move_lock);
 	ts_run_free(run);
 put_image:

@@ -146,7 +146,8 @@ void ts_store_close(struct ts_store *store)
  * area keeps the layout of a plain swap partition and neighbouring slots
  * stay neighbours on the backing device, where their I/O can be merged.
  */
-bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
+static bool ts_store_search_locked(struct ts_store *store, u64 near,
+				   u32 *block)
 {
 	u32 start = near % store->nr_blocks;
 	u32 chunk = start >> TS_STORE_CHUNK_SHIFT;
@@ -169,6 +170,32 @@ bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
 		chunk = (chunk + 1) % store->nr_chunks;
 	}
 	return false;
+}
+
+/* Free blocks that no reservation holds. */
+static u32 ts_store_unreserved_locked(struct ts_store *store)
+{
+	u32 free = store->nr_blocks - store->blocks_in_use;
+
+	return free > store->reserved ? free - store->reserved : 0;
+}
+
+bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block)
+{
+	lockdep_assert_held(&store->lock);
+	return ts_store_unreserved_locked(store) &&
+	       ts_store_search_locked(store, near, block);
+}
+
+/*
+ * Allocate a block that a reservation held (see reserved): the caller
+ * takes one off it.
+ */
+bool ts_store_alloc_reserved_locked(struct ts_store *store, u64 near,
+				    u32 *block)
+{
+	lockdep_assert_held(&store->lock);
+	return ts_store_search_locked(store, near, block);
 }
 
 /* Take a reference on @block, free or not (recovery). */
@@ -216,6 +243,8 @@ bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 	u32 i, k, searched = 0;
 
 	lockdep_assert_held(&store->lock);
+	if (ts_store_unreserved_locked(store) < nr)
+		return false;
 	for (i = 0; i <= store->nr_chunks &&
 	     searched < TS_STORE_RUN_SEARCH_CHUNKS; i++) {
 		if (store->chunk_free[chunk] >= nr) {
@@ -240,7 +269,7 @@ bool ts_store_alloc_run_locked(struct ts_store *store, u64 near,
 u32 ts_store_spare_locked(struct ts_store *store)
 {
 	u32 reserve = store->nr_blocks / 16;
-	u32 free = store->nr_blocks - store->blocks_in_use;
+	u32 free = ts_store_unreserved_locked(store);
 
 	lockdep_assert_held(&store->lock);
 	return free > reserve ? free - reserve : 0;

@@ -139,6 +139,15 @@ struct ts_swapdev {
 	bool hook_lost;
 
 	/*
+	 * The swap mapper, if it runs (mapper.c), and the slots it mapped
+	 * to a guest-disk block instead of a store block: they map to no
+	 * store block (TS_NO_BLOCK) and are read through the mapper. The
+	 * bits are under store->lock.
+	 */
+	struct ts_swapdev_mapper *mapper;
+	unsigned long *slot_mapped;
+
+	/*
 	 * The page cache of this device's block device, which
 	 * swapcache_mapping() returns for a swap-cache folio whose swap entry
 	 * is on this device, whether or not its swap type is known yet.
@@ -254,6 +263,15 @@ static void ts_swapdev_written(struct ts_swapdev *swapdev,
 	}
 }
 
+/* @slot maps to no guest-disk block any more, if the swap mapper runs. */
+static void ts_swapdev_mapper_forget(struct ts_swapdev *swapdev, u64 slot)
+{
+	struct ts_swapdev_mapper *mapper = READ_ONCE(swapdev->mapper);
+
+	if (mapper)
+		mapper->forget(mapper, slot);
+}
+
 /*
  * True if @page, read or written at @slot, is the swap-cache page of that
  * slot: the I/O is a swap-in or a swap-out, not a plain read or write.
@@ -360,6 +378,7 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 	 */
 	bitmap_zero(swapdev->slot_complete, swapdev->nr_slots);
 	bitmap_zero(swapdev->slot_announced, swapdev->nr_slots);
+	bitmap_zero(swapdev->slot_mapped, swapdev->nr_slots);
 	for (i = 0; i < swapdev->nr_regions; i++)
 		WRITE_ONCE(swapdev->regions[i].mapping, NULL);
 }
@@ -395,7 +414,7 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	unsigned long flags;
 	swp_entry_t entry;
 	struct page *page;
-	u64 first, nr;
+	u64 first, nr, i;
 
 	if (unlikely(READ_ONCE(swapdev->fail_swap_out_hook)))
 		return;
@@ -419,6 +438,13 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	bitmap_clear(swapdev->slot_complete, first, nr);
 	bitmap_set(swapdev->slot_announced, first, nr);
 	spin_unlock_irqrestore(&store->lock, flags);
+	/*
+	 * Nor do their disk blocks, if the swap mapper mapped them: the
+	 * folio is dirty, and zswap or the zeromap may keep it with no write
+	 * that would tell the mapper.
+	 */
+	for (i = 0; i < nr; i++)
+		ts_swapdev_mapper_forget(swapdev, first + i);
 	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
 	/* Even if no write follows (the zeromap): the eviction hook needs it. */
 	WRITE_ONCE(swapdev->swap_type, swp_type(entry));
@@ -674,6 +700,11 @@ enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 			TS_RECONCILE_RESERVE_MIN);
 
 	spin_lock_irqsave(&store->lock, flags);
+	/* Its page's bytes are a guest-disk block's, not a store block's. */
+	if (test_bit(slot, swapdev->slot_mapped)) {
+		state = TS_OUTCOME_SWAP_MAPPED;
+		goto unlock;
+	}
 	/*
 	 * Complete first: only a completed swap-out of this slot since swapon
 	 * proves that region->mapping belongs to the live swap area.
@@ -743,6 +774,7 @@ static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
 		*lost = true;
 	old = swapdev->slot_block[slot];
 	clear_bit(slot, swapdev->slot_complete);
+	clear_bit(slot, swapdev->slot_mapped);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
 		block = old;
 	} else {
@@ -766,15 +798,36 @@ static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
 }
 
 /*
+ * Whether the swap mapper takes the swap-out of @page to @slot: it does
+ * only whole pages, as swap-outs are.
+ */
+static bool ts_swapdev_map_to_image(struct ts_swapdev *swapdev,
+				    struct ts_swapdev_mapper *mapper,
+				    struct bio *upper, struct bvec_iter iter,
+				    u64 slot)
+{
+	struct bio_vec bv = bio_iter_iovec(upper, iter);
+
+	if (bv.bv_offset || bv.bv_len < TS_BLOCK_SIZE) {
+		mapper->forget(mapper, slot);
+		return false;
+	}
+	return mapper->swap_out(mapper, bv.bv_page, slot);
+}
+
+/*
  * Map the writes of the @n slots from @slot, whose data starts at @iter of
- * @upper, to blocks (@blocks; TS_NO_BLOCK: the store is full). Returns the
- * slots that are swap-outs, a bit each.
+ * @upper, to blocks (@blocks; TS_NO_BLOCK: the store is full, or the slot
+ * is in *@mapped: the swap mapper took it, and it needs no write). Returns
+ * the slots that are swap-outs, a bit each.
  */
 static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
 					   struct bio *upper,
 					   struct bvec_iter iter, u64 slot,
-					   unsigned int n, u32 *blocks)
+					   unsigned int n, u32 *blocks,
+					   unsigned long *mapped)
 {
+	struct ts_swapdev_mapper *mapper = READ_ONCE(swapdev->mapper);
 	struct ts_store *store = swapdev->store;
 	unsigned long swap_outs = 0, flags;
 	bool lost = false, full = false;
@@ -782,15 +835,27 @@ static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
 	unsigned int i, nospc = 0;
 
 	BUILD_BUG_ON(TS_LOCK_BATCH > BITS_PER_LONG);
+	*mapped = 0;
 	for (i = 0; i < n; i++) {
 		if (ts_swapdev_note_swap_out(swapdev, bio_iter_page(upper, iter),
-					     slot + i))
+					     slot + i)) {
 			__set_bit(i, &swap_outs);
+			if (mapper &&
+			    ts_swapdev_map_to_image(swapdev, mapper, upper,
+						    iter, slot + i))
+				__set_bit(i, mapped);
+		} else if (mapper) {
+			mapper->forget(mapper, slot + i);
+		}
 		bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
 	}
 
 	spin_lock_irqsave(&store->lock, flags);
 	for (i = 0; i < n; i++) {
+		if (test_bit(i, mapped)) {
+			blocks[i] = TS_NO_BLOCK;
+			continue;
+		}
 		blocks[i] = ts_swapdev_map_write_locked(swapdev, slot + i,
 							test_bit(i, &swap_outs),
 							&lost, &full);
@@ -804,31 +869,49 @@ static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
 		ts_swapdev_report_lost_hook(swapdev, lost_slot);
 	if (unlikely(nospc))
 		atomic64_add(nospc, &swapdev->stats.store_full);
-	atomic64_add(n - nospc, &swapdev->stats.writes);
+	atomic64_add(n - nospc - hweight_long(*mapped),
+		     &swapdev->stats.writes);
 	return swap_outs;
 }
 
 /*
  * The blocks that reads of the @n slots from @slot come from (TS_NO_BLOCK:
- * unmapped, reads as zeroes). No lock: the lock never covered the read's
- * I/O, only the load of the block number, which READ_ONCE makes just as
- * whole. What keeps a swap-in's block in place until its read completes
- * is its folio, locked in the swap cache: no swap-out, free or zswap
- * writeback touches the slot meanwhile. A discard or zero-out by root on
- * the active swap device still can, as it always could.
+ * unmapped, reads as zeroes, unless the swap mapper mapped it: see
+ * ts_swapdev_rw()). No lock: the lock never covered the read's I/O, only
+ * the load of the block number, which READ_ONCE makes just as whole. What
+ * keeps a swap-in's block in place until its read completes is its folio,
+ * locked in the swap cache: no swap-out, free or zswap writeback touches
+ * the slot meanwhile. A discard or zero-out by root on the active swap
+ * device still can, as it always could.
  */
 static void ts_swapdev_map_reads(struct ts_swapdev *swapdev, u64 slot,
 				 unsigned int n, u32 *blocks)
 {
-	unsigned int i, zero = 0;
+	unsigned int i;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		blocks[i] = READ_ONCE(swapdev->slot_block[slot + i]);
-		zero += blocks[i] == TS_NO_BLOCK;
-	}
-	if (zero)
-		atomic64_add(zero, &swapdev->stats.zero_reads);
-	atomic64_add(n - zero, &swapdev->stats.reads);
+}
+
+/*
+ * A read of @slot, which maps to no store block: the swap mapper serves it
+ * if it mapped the slot (true). If it did not, or no longer does, the slot
+ * is loaded again: a copy before a write of the disk block gives the slot
+ * its store block before it unmaps it from the disk block, under the
+ * mapper's lock, which the mapper took here.
+ */
+static bool ts_swapdev_read_mapped(struct ts_swapdev *swapdev,
+				   struct bio *upper, struct bvec_iter iter,
+				   u64 slot, u32 *block)
+{
+	struct ts_swapdev_mapper *mapper = READ_ONCE(swapdev->mapper);
+
+	if (!mapper)
+		return false;
+	if (mapper->read(mapper, upper, iter, slot))
+		return true;
+	*block = READ_ONCE(swapdev->slot_block[slot]);
+	return false;
 }
 
 /* Drop @slot's block; false if the slot mapped to none. */
@@ -837,12 +920,113 @@ static bool ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
 	u32 block = swapdev->slot_block[slot];
 
 	clear_bit(slot, swapdev->slot_complete);
+	clear_bit(slot, swapdev->slot_mapped);
 	if (block == TS_NO_BLOCK)
 		return false;
 	WRITE_ONCE(swapdev->slot_block[slot], TS_NO_BLOCK);
 	swapdev->slots_in_use--;
 	ts_store_put_locked(swapdev->store, block);
 	return true;
+}
+
+/*
+ * The swap mapper maps @slot, whose swap-out begins, to a guest-disk block
+ * (called under its lock): true if the store has a free block to reserve
+ * for the copy that a write of that disk block needs first, beyond
+ * reconciliation's reserve. The slot's store block, if any, goes, and the
+ * swap-out counts as seen by the hook, as its write would.
+ */
+bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot)
+{
+	struct ts_store *store = swapdev->store;
+	bool lost = false, room;
+	unsigned long flags;
+	u32 reserve;
+
+	reserve = max_t(u32, store->nr_blocks >> TS_RECONCILE_RESERVE_SHIFT,
+			TS_RECONCILE_RESERVE_MIN);
+	spin_lock_irqsave(&store->lock, flags);
+	room = store->nr_blocks - store->blocks_in_use >
+	       (u64)reserve + store->reserved;
+	if (room) {
+		lost = ts_swapdev_consume_announce_locked(swapdev, slot);
+		ts_swapdev_unmap_locked(swapdev, slot);
+		set_bit(slot, swapdev->slot_mapped);
+		store->reserved++;
+	}
+	spin_unlock_irqrestore(&store->lock, flags);
+	if (unlikely(lost))
+		ts_swapdev_report_lost_hook(swapdev, slot);
+	return room;
+}
+
+/* A mapped slot went without a copy: its reservation goes with it. */
+void ts_swapdev_unreserve(struct ts_swapdev *swapdev)
+{
+	struct ts_store *store = swapdev->store;
+	unsigned long flags;
+
+	spin_lock_irqsave(&store->lock, flags);
+	if (!WARN_ON_ONCE(!store->reserved))
+		store->reserved--;
+	spin_unlock_irqrestore(&store->lock, flags);
+}
+
+/*
+ * A block for the copy of a disk block that mapped slots need, from their
+ * reservations (which ts_swapdev_slot_to_block() then gives back).
+ */
+bool ts_swapdev_alloc_copy(struct ts_swapdev *swapdev, u64 near, u32 *block)
+{
+	struct ts_store *store = swapdev->store;
+	unsigned long flags;
+	bool ok;
+
+	spin_lock_irqsave(&store->lock, flags);
+	ok = ts_store_alloc_reserved_locked(store, near, block);
+	spin_unlock_irqrestore(&store->lock, flags);
+	return ok;
+}
+
+/* Drop the copier's own reference on @block (see ts_swapdev_alloc_copy()). */
+void ts_swapdev_put_block(struct ts_swapdev *swapdev, u32 block)
+{
+	struct ts_store *store = swapdev->store;
+	unsigned long flags;
+
+	spin_lock_irqsave(&store->lock, flags);
+	ts_store_put_locked(store, block);
+	spin_unlock_irqrestore(&store->lock, flags);
+}
+
+/*
+ * A copy of the guest-disk block that @slot maps to is in store block
+ * @block (called under the mapper's lock): the slot maps to it now, with a
+ * reference of its own, and its reservation is used up. Not complete:
+ * reconciliation references only what a swap-out wrote.
+ */
+void ts_swapdev_slot_to_block(struct ts_swapdev *swapdev, u64 slot, u32 block)
+{
+	struct ts_store *store = swapdev->store;
+	unsigned long flags;
+
+	spin_lock_irqsave(&store->lock, flags);
+	if (WARN_ON_ONCE(swapdev->slot_block[slot] != TS_NO_BLOCK))
+		ts_swapdev_unmap_locked(swapdev, slot);
+	clear_bit(slot, swapdev->slot_mapped);
+	if (!WARN_ON_ONCE(!store->reserved))
+		store->reserved--;
+	ts_store_get_locked(store, block);
+	swapdev->slots_in_use++;
+	WRITE_ONCE(swapdev->slot_block[slot], block);
+	spin_unlock_irqrestore(&store->lock, flags);
+}
+
+/* The mapper starts (@mapper) or stops (NULL) with no swap area on. */
+void ts_swapdev_set_mapper(struct ts_swapdev *swapdev,
+			   struct ts_swapdev_mapper *mapper)
+{
+	WRITE_ONCE(swapdev->mapper, mapper);
 }
 
 static void ts_zero_slot(struct bio *bio, struct bvec_iter iter)
@@ -929,8 +1113,8 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	u64 slot = iter.bi_sector / TS_SECTORS_PER_BLOCK;
 	struct ts_swap_run run = { .nr_slots = 0 };
 	u32 blocks[TS_LOCK_BATCH];
-	unsigned long swap_outs = 0;
-	unsigned int i, n;
+	unsigned long swap_outs = 0, mapped = 0;
+	unsigned int i, n, reads = 0, zero_reads = 0;
 	bool swap_out;
 
 	if (!IS_ALIGNED(iter.bi_sector, TS_SECTORS_PER_BLOCK) ||
@@ -946,12 +1130,26 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 			  iter.bi_size / TS_BLOCK_SIZE);
 		if (write)
 			swap_outs = ts_swapdev_map_writes(swapdev, upper, iter,
-							  slot, n, blocks);
+							  slot, n, blocks,
+							  &mapped);
 		else
 			ts_swapdev_map_reads(swapdev, slot, n, blocks);
 
 		for (i = 0; i < n; i++, slot++) {
 			swap_out = test_bit(i, &swap_outs);
+			if ((write && test_bit(i, &mapped)) ||
+			    (!write && blocks[i] == TS_NO_BLOCK &&
+			     ts_swapdev_read_mapped(swapdev, upper, iter, slot,
+						    &blocks[i]))) {
+				/* No I/O here: none, or the mapper's. */
+				ts_swap_run_submit(swapdev, upper, &run);
+				bio_advance_iter(upper, &iter, TS_BLOCK_SIZE);
+				continue;
+			}
+			if (!write && blocks[i] == TS_NO_BLOCK)
+				zero_reads++;
+			else if (!write)
+				reads++;
 			if (run.nr_slots &&
 			    (blocks[i] != run.first_block + run.nr_slots ||
 			     swap_out != run.swap_out))
@@ -974,6 +1172,10 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 		}
 	}
 	ts_swap_run_submit(swapdev, upper, &run);
+	if (zero_reads)
+		atomic64_add(zero_reads, &swapdev->stats.zero_reads);
+	if (reads)
+		atomic64_add(reads, &swapdev->stats.reads);
 	bio_endio(upper);
 }
 
@@ -988,6 +1190,7 @@ static void ts_swapdev_discard(struct ts_swapdev *swapdev, struct bio *bio)
 
 	/* Only whole slots can be dropped; partial ones keep their data. */
 	for (slot = first; slot < end; slot++) {
+		ts_swapdev_mapper_forget(swapdev, slot);
 		spin_lock_irqsave(&store->lock, flags);
 		if (ts_swapdev_unmap_locked(swapdev, slot))
 			atomic64_inc(&swapdev->stats.discards);
@@ -1029,6 +1232,8 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 
 	if (slot >= swapdev->nr_slots)
 		return;
+	/* First: a copy remaps a slot only while the mapper maps it. */
+	ts_swapdev_mapper_forget(swapdev, slot);
 	spin_lock_irqsave(&store->lock, flags);
 	/*
 	 * Announced and never written (zswap, the zeromap, or a folio whose
@@ -1290,10 +1495,13 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 					     GFP_KERNEL);
 	swapdev->slot_complete = kvcalloc(BITS_TO_LONGS(nr_slots),
 					  sizeof(unsigned long), GFP_KERNEL);
+	swapdev->slot_mapped = kvcalloc(BITS_TO_LONGS(nr_slots),
+					sizeof(unsigned long), GFP_KERNEL);
 	swapdev->slot_announced = kvcalloc(BITS_TO_LONGS(nr_slots),
 					   sizeof(unsigned long), GFP_KERNEL);
 	if (!swapdev->slot_block || !swapdev->slot_complete ||
-	    !swapdev->slot_announced || !swapdev->regions) {
+	    !swapdev->slot_announced || !swapdev->slot_mapped ||
+	    !swapdev->regions) {
 		pr_err("%s: no memory for a table of %llu slots\n",
 		       TS_SWAPDEV_NAME, nr_slots);
 		ret = -ENOMEM;
@@ -1363,6 +1571,7 @@ free_bioset:
 free_tables:
 	kvfree(swapdev->regions);
 	kvfree(swapdev->slot_announced);
+	kvfree(swapdev->slot_mapped);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);
@@ -1396,6 +1605,7 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 	bioset_exit(&swapdev->bio_set);
 	kvfree(swapdev->regions);
 	kvfree(swapdev->slot_announced);
+	kvfree(swapdev->slot_mapped);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
 	kfree(swapdev);

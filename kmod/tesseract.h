@@ -86,6 +86,13 @@ struct ts_store {
 	u32 nr_chunks;
 	u32 blocks_in_use;
 	/*
+	 * Free blocks promised: one per swap slot that the swap mapper
+	 * mapped to a guest-disk block, for the copy a write of that block
+	 * needs first (mapper.c). Only ts_store_alloc_reserved_locked() may
+	 * take them.
+	 */
+	u32 reserved;
+	/*
 	 * Most blocks given back in one hold of the lock, and the longest
 	 * such hold in ns, since load (debugfs release_batch_max and
 	 * release_hold_max_us): the work per hold is bounded
@@ -119,6 +126,8 @@ int ts_store_open(const char *path, struct ts_store **storep);
 void ts_store_close(struct ts_store *store);
 
 bool ts_store_alloc_locked(struct ts_store *store, u64 near, u32 *block);
+bool ts_store_alloc_reserved_locked(struct ts_store *store, u64 near,
+				    u32 *block);
 void ts_store_claim_locked(struct ts_store *store, u32 block);
 void ts_store_get_locked(struct ts_store *store, u32 block);
 void ts_store_put_locked(struct ts_store *store, u32 block);
@@ -156,6 +165,7 @@ enum ts_outcome {
 	TS_OUTCOME_DISK_QUOTA,		/* the disk holds disk_max_refs */
 	TS_OUTCOME_IDENTITY,		/* its id's references are another's */
 	TS_OUTCOME_COMMIT_BEHIND,	/* the disk's commits fell behind */
+	TS_OUTCOME_SWAP_MAPPED,		/* its slot maps to a disk block */
 	TS_NR_OUTCOMES
 };
 
@@ -192,6 +202,31 @@ void ts_record_bind(struct ts_record *rec, u64 disk_id,
 
 struct ts_swapdev;
 
+/*
+ * What the swap device asks the swap mapper (mapper.c), which embeds it:
+ * whether a swap-out maps its slot to a disk block instead of being
+ * written (called for every swap-out slot, with no lock held); that a slot
+ * maps to nothing any more (freed, discarded, or written as no swap-out;
+ * any context); and, for a read of a mapped slot, to serve it from the
+ * image (true: it holds @upper, bio_inc_remaining(), until it has).
+ */
+struct ts_swapdev_mapper {
+	bool (*swap_out)(struct ts_swapdev_mapper *m, struct page *page,
+			 u64 slot);
+	void (*forget)(struct ts_swapdev_mapper *m, u64 slot);
+	bool (*read)(struct ts_swapdev_mapper *m, struct bio *upper,
+		     struct bvec_iter iter, u64 slot);
+};
+
+void ts_swapdev_set_mapper(struct ts_swapdev *swapdev,
+			   struct ts_swapdev_mapper *mapper);
+bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot);
+void ts_swapdev_unreserve(struct ts_swapdev *swapdev);
+bool ts_swapdev_alloc_copy(struct ts_swapdev *swapdev, u64 near, u32 *block);
+void ts_swapdev_put_block(struct ts_swapdev *swapdev, u32 block);
+void ts_swapdev_slot_to_block(struct ts_swapdev *swapdev, u64 slot,
+			      u32 block);
+
 int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 		      struct ts_swapdev **swapdevp);
 void ts_swapdev_destroy(struct ts_swapdev *swapdev);
@@ -199,6 +234,28 @@ bool ts_swapdev_owns(struct ts_swapdev *swapdev, swp_entry_t entry);
 bool ts_swapdev_sees_all_swap_outs(struct ts_swapdev *swapdev);
 enum ts_outcome ts_swapdev_reference(struct ts_swapdev *swapdev,
 				     swp_entry_t entry, u32 *block);
+
+/*
+ * The swap mapper (mapper.c): swap-outs of pages that hold a guest-disk
+ * block's bytes map to the block instead of being written. Every write of
+ * a followed image goes between ts_map_write_begin() and
+ * ts_map_write_end(); a NULL ts_map_disk (the mapper off) is valid
+ * everywhere and does nothing.
+ */
+struct ts_map_disk;
+
+extern bool ts_swap_mapper_param;
+
+int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
+		    u64 nr_slots);
+void ts_mapper_stop(void);
+struct ts_map_disk *ts_map_disk_add(struct file *image);
+void ts_map_disk_remove(struct ts_map_disk *md);
+int ts_map_write_begin(struct ts_map_disk *md, u64 first, u64 last);
+void ts_map_write_end(struct ts_map_disk *md, u64 first, u64 last);
+bool ts_map_read_begin(struct ts_map_disk *md, u64 x, u64 *gen);
+void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
+		     struct page *dest);
 
 /*
  * Miss-ratio curves per memory cgroup from swap traffic (mrc.c): stamps
@@ -251,6 +308,7 @@ void ts_disks_recovered(struct ts_store *store);
 int ts_disk_forget(u64 id, u64 *references);
 void ts_disks_forget(struct ts_store *store);
 u64 ts_disk_id(const struct ts_disk *disk);
+struct ts_map_disk *ts_disk_map(struct ts_disk *disk);
 unsigned long ts_disk_nr_refs(struct ts_disk *disk);
 u64 ts_disk_refs_changes(struct ts_disk *disk);
 bool ts_disk_refs_changed(struct ts_disk *disk, u64 changes,

@@ -27,7 +27,8 @@
 			 { TS_OUTCOME_NO_ACCESS, "no_access" },	\
 			 { TS_OUTCOME_DISK_QUOTA, "disk_quota" },	\
 			 { TS_OUTCOME_IDENTITY, "identity" },		\
-			 { TS_OUTCOME_COMMIT_BEHIND, "commit_behind" })
+			 { TS_OUTCOME_COMMIT_BEHIND, "commit_behind" }, \
+			 { TS_OUTCOME_SWAP_MAPPED, "swap_mapped" })
 
 /* A whole-page piece of a guest write: referenced, or why not. */
 TRACE_EVENT(tesseract_reconcile,
@@ -99,6 +100,57 @@ TRACE_EVENT(tesseract_store_read,
 DEFINE_EVENT(tesseract_reference, tesseract_drop,
 	     TP_PROTO(u64 disk, u64 block, u32 store_block),
 	     TP_ARGS(disk, block, store_block)
+);
+
+/*
+ * The swap mapper (mapper.c). Images are named by the mapper's index of
+ * them, as in debugfs swap_mapper; blocks are 4 KiB blocks of the image.
+ */
+
+/* A swap-out mapped to block @block of image @image, not written. */
+TRACE_EVENT(tesseract_swap_map,
+	    TP_PROTO(u64 slot, unsigned int image, u64 block),
+	    TP_ARGS(slot, image, block),
+	    TP_STRUCT__entry(__field(u64, slot)
+			     __field(unsigned int, image)
+			     __field(u64, block)),
+	    TP_fast_assign(__entry->slot = slot;
+			   __entry->image = image;
+			   __entry->block = block;),
+	    TP_printk("slot=%llu image=%u block=%llu", __entry->slot,
+		      __entry->image, __entry->block)
+);
+
+/* A swap-in of a mapped slot read its block from the image (0 or -errno). */
+TRACE_EVENT(tesseract_swap_map_read,
+	    TP_PROTO(u64 slot, u64 block, int error),
+	    TP_ARGS(slot, block, error),
+	    TP_STRUCT__entry(__field(u64, slot)
+			     __field(u64, block)
+			     __field(int, error)),
+	    TP_fast_assign(__entry->slot = slot;
+			   __entry->block = block;
+			   __entry->error = error;),
+	    TP_printk("slot=%llu block=%llu error=%d", __entry->slot,
+		      __entry->block, __entry->error)
+);
+
+/* Before a write of @block, @slots slots mapped to it got a store copy. */
+TRACE_EVENT(tesseract_swap_map_copy,
+	    TP_PROTO(unsigned int image, u64 block, unsigned int slots,
+		     u32 store_block),
+	    TP_ARGS(image, block, slots, store_block),
+	    TP_STRUCT__entry(__field(unsigned int, image)
+			     __field(u64, block)
+			     __field(unsigned int, slots)
+			     __field(u32, store_block)),
+	    TP_fast_assign(__entry->image = image;
+			   __entry->block = block;
+			   __entry->slots = slots;
+			   __entry->store_block = store_block;),
+	    TP_printk("image=%u block=%llu slots=%u store_block=%u",
+		      __entry->image, __entry->block, __entry->slots,
+		      __entry->store_block)
 );
 
 #endif /* _TESSERACT_TRACE_H */

@@ -125,6 +125,7 @@ enum vhost_blk_counter {
 	VHOST_BLK_FALLBACK_DISK_QUOTA,
 	VHOST_BLK_FALLBACK_IDENTITY,
 	VHOST_BLK_FALLBACK_COMMIT_BEHIND,
+	VHOST_BLK_FALLBACK_SWAP_MAPPED,
 	VHOST_BLK_POLLED_REQUESTS,	/* found by busy polling, no kick */
 	VHOST_BLK_POLLED_COMPLETIONS,	/* completed while busy polling */
 	VHOST_BLK_NR_COUNTERS,
@@ -163,6 +164,7 @@ static const char * const vhost_blk_counter_names[] = {
 	[VHOST_BLK_FALLBACK_DISK_QUOTA] = "fallback_disk_quota",
 	[VHOST_BLK_FALLBACK_IDENTITY] = "fallback_identity",
 	[VHOST_BLK_FALLBACK_COMMIT_BEHIND] = "fallback_commit_behind",
+	[VHOST_BLK_FALLBACK_SWAP_MAPPED] = "fallback_swap_mapped",
 	[VHOST_BLK_POLLED_REQUESTS] = "polled_requests",
 	[VHOST_BLK_POLLED_COMPLETIONS] = "polled_completions",
 };
@@ -252,6 +254,7 @@ struct vhost_blk {
 	bool has_token;
 	u8 token[VHOST_BLK_TOKEN_BYTES];
 	bool reconcile;		/* VHOST_BLK_SET_RECONCILE; read by the worker */
+	bool swap_mapper;	/* VHOST_BLK_SET_SWAP_MAPPER; read by the worker */
 
 	int id;
 	int io_mode;		/* enum vhost_blk_io_mode, for debugfs */
@@ -271,6 +274,9 @@ struct vhost_blk_req {
 	bool write;
 	bool counted;		/* bytes_written counted as written */
 	struct vhost_blk_store_read *store_read;	/* or NULL */
+	/* A write's blocks, for ts_map_write_end(); map NULL: none. */
+	struct ts_map_disk *map;
+	u64 map_first, map_last;
 	struct iovec iov[];
 };
 
@@ -411,6 +417,8 @@ static int vhost_blk_rw_done(struct vhost_blk_req *req)
 		vhost_blk_store_read_free(req->store_read, ok);
 	}
 
+	/* The write's data is in the image, or it failed: either way over. */
+	ts_map_write_end(req->map, req->map_first, req->map_last);
 	if (!req->counted)
 		vhost_blk_account_rw(req->queue->blk, req->write,
 				     req->result);
@@ -549,6 +557,8 @@ static void vhost_blk_orphan_work(struct work_struct *work)
 			if (req->store_read)
 				vhost_blk_store_read_free(req->store_read,
 							  false);
+			ts_map_write_end(req->map, req->map_first,
+					 req->map_last);
 			kfree(req);
 			n++;
 		}
@@ -1142,6 +1152,99 @@ free:
 	return false;
 }
 
+/* Blocks a fingerprinted read moves at a time. */
+#define VHOST_BLK_FP_RUN	16
+
+struct vhost_blk_fp_buf {
+	struct bio_vec bounce[VHOST_BLK_FP_RUN];
+	struct bio_vec dest[VHOST_BLK_FP_RUN];
+	u64 gen[VHOST_BLK_FP_RUN];
+	bool fresh[VHOST_BLK_FP_RUN];
+};
+
+static void vhost_blk_fp_buf_free(struct vhost_blk_fp_buf *buf)
+{
+	unsigned int i;
+
+	for (i = 0; i < VHOST_BLK_FP_RUN && buf->bounce[i].bv_page; i++)
+		__free_page(buf->bounce[i].bv_page);
+	kfree(buf);
+}
+
+/*
+ * A read of whole blocks, none referenced, while the swap mapper follows
+ * the image: through bounce pages, so that what becomes a fingerprint is
+ * the image's bytes and not the guest page's, which the guest may change
+ * while we look (M1 in Documentation/swap-mapper.rst). Pieces that are not
+ * whole, aligned guest pages are read as usual. Returns bytes read or
+ * -errno.
+ */
+static ssize_t vhost_blk_read_fingerprinted(struct vhost_blk_backend *be,
+					    struct vhost_blk_req *req,
+					    unsigned int nr, u64 pos)
+{
+	struct ts_map_disk *map = ts_disk_map(be->disk);
+	u64 x = pos >> TS_BLOCK_SHIFT, end = pos + req->len;
+	struct vhost_blk_fp_buf *buf;
+	struct vhost_blk_cursor c;
+	unsigned int i, blocks;
+	struct iov_iter run;
+	struct page *page;
+	void *data;
+	ssize_t ret = 0;
+	size_t n;
+
+	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	blocks = min_t(u64, VHOST_BLK_FP_RUN, req->len >> TS_BLOCK_SHIFT);
+	for (i = 0; i < blocks; i++) {
+		page = alloc_page(GFP_KERNEL);
+		if (!page) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		bvec_set_page(&buf->bounce[i], page, TS_BLOCK_SIZE, 0);
+	}
+
+	vhost_blk_cursor_init(&c, req->iov, nr, 0);
+	for (; pos < end; pos += n, x += blocks) {
+		blocks = min_t(u64, VHOST_BLK_FP_RUN,
+			       (end - pos) >> TS_BLOCK_SHIFT);
+		n = (size_t)blocks << TS_BLOCK_SHIFT;
+		run = req->iter;
+		if (!vhost_blk_pin_guest_pages(&c, blocks, buf->dest)) {
+			ret = vhost_blk_run_io(be, &run, pos, n, false);
+			if (ret)
+				break;
+			goto next;
+		}
+		for (i = 0; i < blocks; i++)
+			buf->fresh[i] = ts_map_read_begin(map, x + i,
+							  &buf->gen[i]);
+		iov_iter_bvec(&run, ITER_DEST, buf->bounce, blocks, n);
+		ret = vhost_blk_sync_io(be, &run, pos, false);
+		ret = ret < 0 ? ret : (size_t)ret == n ? 0 : -EIO;
+		for (i = 0; !ret && i < blocks; i++) {
+			data = page_address(buf->bounce[i].bv_page);
+			memcpy_to_page(buf->dest[i].bv_page, 0, data,
+				       TS_BLOCK_SIZE);
+			if (buf->fresh[i])
+				ts_map_read_end(map, x + i, buf->gen[i], data,
+						buf->dest[i].bv_page);
+		}
+		vhost_blk_unpin_read(buf->dest, blocks, !ret);
+		if (ret)
+			break;
+next:
+		iov_iter_advance(&req->iter, n);
+		vhost_blk_cursor_advance(&c, n);
+	}
+out:
+	vhost_blk_fp_buf_free(buf);
+	return ret ?: req->len;
+}
+
 /*
  * A read of a range with references: referenced blocks come from the
  * store, in one I/O for each stretch whose store blocks follow each other
@@ -1288,12 +1391,26 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->write = write;
 	req->counted = false;
 	req->store_read = NULL;
+	req->map = NULL;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
+	pos = sector << VHOST_BLK_SECTOR_SHIFT;
+
+	/* See ts_map_write_begin(): before any byte of the image changes. */
+	if (write) {
+		req->map = ts_disk_map(be->disk);
+		req->map_first = pos >> TS_BLOCK_SHIFT;
+		req->map_last = (pos + len - 1) >> TS_BLOCK_SHIFT;
+		if (ts_map_write_begin(req->map, req->map_first,
+				       req->map_last)) {
+			req->result = -EIO;
+			err = vhost_blk_rw_done(req);
+			return err ?: -EINPROGRESS;
+		}
+	}
 
 	reconcile = vhost_blk_reconciling(blk);
 	if (reconcile && !write)
 		vhost_blk_avoid_false_reads(blk, be, req, nr);
-	pos = sector << VHOST_BLK_SECTOR_SHIFT;
 	if (ts_disk_has_refs(be->disk, pos >> TS_BLOCK_SHIFT,
 			     (pos + len - 1) >> TS_BLOCK_SHIFT) ||
 	    (reconcile && write &&
@@ -1315,6 +1432,13 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			return -EAGAIN;
 		}
 		ts_disk_commit_later(be->disk);
+		err = vhost_blk_rw_done(req);
+		return err ?: -EINPROGRESS;
+	}
+
+	if (!write && READ_ONCE(blk->swap_mapper) && ts_disk_map(be->disk) &&
+	    !((pos | len) & (TS_BLOCK_SIZE - 1))) {
+		req->result = vhost_blk_read_fingerprinted(be, req, nr, pos);
 		err = vhost_blk_rw_done(req);
 		return err ?: -EINPROGRESS;
 	}
@@ -1434,8 +1558,10 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 	struct virtio_blk_discard_write_zeroes segs[VHOST_BLK_MAX_DISCARD_SEG];
 	u32 allowed_flags = write_zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
 	size_t len = c->out_len - sizeof(struct virtio_blk_outhdr);
+	struct ts_map_disk *map = ts_disk_map(be->disk);
 	unsigned int i, nr = len / sizeof(segs[0]);
 	struct iov_iter iter;
+	u64 first, last;
 	int ret;
 
 	BUILD_BUG_ON(VHOST_BLK_MAX_DISCARD_SEG != VHOST_BLK_MAX_WRITE_ZEROES_SEG);
@@ -1465,10 +1591,17 @@ static int vhost_blk_discard_write_zeroes(struct vhost_blk *blk,
 
 		if (!bytes)
 			continue;
-		ts_disk_replace_begin(be->disk);
-		ret = vhost_blk_unmap_segment(blk, be, pos, bytes, write_zeroes,
-					      le32_to_cpu(segs[i].flags));
-		ts_disk_replace_end(be->disk);
+		first = pos >> TS_BLOCK_SHIFT;
+		last = (pos + bytes - 1) >> TS_BLOCK_SHIFT;
+		ret = ts_map_write_begin(map, first, last);
+		if (!ret) {
+			ts_disk_replace_begin(be->disk);
+			ret = vhost_blk_unmap_segment(blk, be, pos, bytes,
+						      write_zeroes,
+						      le32_to_cpu(segs[i].flags));
+			ts_disk_replace_end(be->disk);
+		}
+		ts_map_write_end(map, first, last);
 		if (ret)
 			return VIRTIO_BLK_S_IOERR;
 	}
@@ -1869,7 +2002,8 @@ static long vhost_blk_set_serial(struct vhost_blk *blk,
 	return ret;
 }
 
-static long vhost_blk_set_reconcile(struct vhost_blk *blk, int on)
+/* VHOST_BLK_SET_RECONCILE and VHOST_BLK_SET_SWAP_MAPPER: @flag to @on. */
+static long vhost_blk_set_flag(struct vhost_blk *blk, bool *flag, int on)
 {
 	long ret;
 
@@ -1878,7 +2012,7 @@ static long vhost_blk_set_reconcile(struct vhost_blk *blk, int on)
 	mutex_lock(&blk->dev.mutex);
 	ret = vhost_dev_check_owner(&blk->dev);
 	if (!ret)
-		WRITE_ONCE(blk->reconcile, on);
+		WRITE_ONCE(*flag, on);
 	mutex_unlock(&blk->dev.mutex);
 	return ret;
 }
@@ -2003,7 +2137,11 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	case VHOST_BLK_SET_RECONCILE:
 		if (get_user(on, (int __user *)argp))
 			return -EFAULT;
-		return vhost_blk_set_reconcile(blk, on);
+		return vhost_blk_set_flag(blk, &blk->reconcile, on);
+	case VHOST_BLK_SET_SWAP_MAPPER:
+		if (get_user(on, (int __user *)argp))
+			return -EFAULT;
+		return vhost_blk_set_flag(blk, &blk->swap_mapper, on);
 	case VHOST_GET_FEATURES:
 		return vhost_blk_get_features(blk, argp);
 	case VHOST_SET_FEATURES:
@@ -2068,25 +2206,22 @@ static int vhost_blk_io_mode_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(vhost_blk_io_mode);
 
-static int vhost_blk_reconcile_get(void *data, u64 *val)
+/* debugfs reconcile and swap_mapper: the per-device switches. */
+static int vhost_blk_flag_get(void *data, u64 *val)
 {
-	struct vhost_blk *blk = data;
-
-	*val = READ_ONCE(blk->reconcile);
+	*val = READ_ONCE(*(bool *)data);
 	return 0;
 }
 
-static int vhost_blk_reconcile_set(void *data, u64 val)
+static int vhost_blk_flag_set(void *data, u64 val)
 {
-	struct vhost_blk *blk = data;
-
 	if (val > 1)
 		return -EINVAL;
-	WRITE_ONCE(blk->reconcile, val);
+	WRITE_ONCE(*(bool *)data, val);
 	return 0;
 }
-DEFINE_DEBUGFS_ATTRIBUTE(vhost_blk_reconcile_fops, vhost_blk_reconcile_get,
-			 vhost_blk_reconcile_set, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vhost_blk_flag_fops, vhost_blk_flag_get,
+			 vhost_blk_flag_set, "%llu\n");
 
 static int vhost_blk_disk_show(struct seq_file *m, void *v)
 {
@@ -2153,8 +2288,10 @@ static void vhost_blk_debugfs_create(struct vhost_blk *blk)
 			    &vhost_blk_max_in_flight_fops);
 	debugfs_create_file("io_mode", 0400, blk->debugfs, blk,
 			    &vhost_blk_io_mode_fops);
-	debugfs_create_file_unsafe("reconcile", 0600, blk->debugfs, blk,
-				   &vhost_blk_reconcile_fops);
+	debugfs_create_file_unsafe("reconcile", 0600, blk->debugfs,
+				   &blk->reconcile, &vhost_blk_flag_fops);
+	debugfs_create_file_unsafe("swap_mapper", 0600, blk->debugfs,
+				   &blk->swap_mapper, &vhost_blk_flag_fops);
 	debugfs_create_file("disk_id", 0400, blk->debugfs, blk,
 			    &vhost_blk_disk_fops);
 	debugfs_create_file("pages_referenced", 0400, blk->debugfs, blk,
@@ -2189,6 +2326,7 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	init_waitqueue_head(&blk->drain_wq);
 	spin_lock_init(&blk->serial_lock);
 	blk->reconcile = true;
+	blk->swap_mapper = true;
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_blk_queue *queue = &blk->queues[i];
 

@@ -6,7 +6,10 @@
  * dm-linear device over /dev/vda, so that its last 4 KiB block is partial)
  * with the module loaded on a store on /dev/vdb, swap on /dev/tsswap0 and
  * the guest's RAM in a memory cgroup, so that its writes of pages pushed
- * to swap become references. Each operation is drawn from the seed:
+ * to swap become references, and with the swap mapper on, so that pages it
+ * read and that go to swap map to its disk's blocks, which its writes,
+ * discards and detaches must copy first. Each operation is drawn from the
+ * seed:
  *
  * - a batch of up to MAX_BATCH requests on two queues, every request type
  *   and unknown ones, random sectors (many near or past the capacity),
@@ -17,8 +20,9 @@
  *   before the kick or while the device works on it;
  * - a batch while another thread runs swapoff and swapon,
  *   memory.reclaim, TESSERACT_FLATTEN or compaction;
- * - ioctls on the device (serial, reconciliation toggled, hostile
- *   arguments), on scratch devices (random sequences out of order with
+ * - ioctls on the device (serial, reconciliation and the swap mapper
+ *   toggled, hostile arguments), on scratch devices (random sequences out
+ *   of order with
  *   hostile sizes, indices and fds, kicks of garbage rings in scratch
  *   memory) and on /dev/tesseract;
  * - module parameters (reconcile, cleaner, compactor, disk_max_refs);
@@ -64,7 +68,8 @@
 #define CGROUP		"ts-fuzz"
 #define DM_NAME		"ts-fuzz-disk"
 #define IMAGE		"/dev/vda"
-#define STORE_PARAMS	"backing=/dev/vdb"
+/* The swap mapper on: guest reads leave fingerprints, writes copy first. */
+#define STORE_PARAMS	"backing=/dev/vdb swap_mapper=1"
 #define SWAPDEV		"/dev/tsswap0"
 #define CONTROL		"/dev/tesseract"
 #define SCRATCH_FILE	"/tmp/ts-fuzz-scratch.img"
@@ -1449,9 +1454,12 @@ static void op_dev_ioctl(struct fuzz *f)
 		memcpy(f->serial, serial, sizeof(serial));
 		break;
 	case 1:
-		on = rnd_below(f, 2);
-		if (ioctl(fd, VHOST_BLK_SET_RECONCILE, &on))
-			fz_fail(f, "SET_RECONCILE %d: %s", on, strerror(errno));
+		on = rnd_below(f, 4);
+		if (ioctl(fd, on < 2 ? VHOST_BLK_SET_RECONCILE :
+				       VHOST_BLK_SET_SWAP_MAPPER, &(int){ on & 1 }))
+			fz_fail(f, "SET_%s %d: %s",
+				on < 2 ? "RECONCILE" : "SWAP_MAPPER", on & 1,
+				strerror(errno));
 		break;
 	case 2:
 		on = chance(f, 50) ? 2 : -1 - (int)rnd_below(f, 100);
@@ -1482,6 +1490,7 @@ static void op_dev_ioctl(struct fuzz *f)
 			VHOST_BLK_SET_DISK_ID, VHOST_BLK_GET_DISK_ID,
 			VHOST_BLK_SET_RECONCILE, VHOST_GET_FEATURES,
 			VHOST_SET_FEATURES, VHOST_BLK_SET_DISK_IDENTITY,
+			VHOST_BLK_SET_SWAP_MAPPER,
 		};
 		unsigned long cmd = cmds[rnd_below(f, ARRAY_SIZE(cmds))];
 		void *bad = chance(f, 50) ? NULL : (void *)1;
@@ -1507,6 +1516,7 @@ static void op_dev_ioctl(struct fuzz *f)
 		    cmd == VHOST_BLK_SET_DISK_ID ||
 		    cmd == VHOST_BLK_GET_DISK_ID ||
 		    cmd == VHOST_BLK_SET_RECONCILE ||
+		    cmd == VHOST_BLK_SET_SWAP_MAPPER ||
 		    cmd == VHOST_BLK_SET_DISK_IDENTITY)
 			break;
 		ioctl(fd, cmd, arg);

@@ -70,7 +70,9 @@ TEST(parameters_set_at_load)
 /* modinfo must describe every parameter, as operators rely on it. */
 TEST(parameters_described)
 {
-	static const char * const params[] = { "backing", "swap_size_mib" };
+	static const char * const params[] = {
+		"backing", "swap_size_mib", "swap_mapper", "swap_mapper_mib",
+	};
 	char cmd[4096];
 	size_t i;
 

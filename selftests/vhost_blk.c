@@ -425,6 +425,8 @@ static int non_owner_configures(int fd, int img)
 			     (void *)serial);
 	bad += non_owner_try("VHOST_BLK_SET_RECONCILE", fd,
 			     VHOST_BLK_SET_RECONCILE, &off);
+	bad += non_owner_try("VHOST_BLK_SET_SWAP_MAPPER", fd,
+			     VHOST_BLK_SET_SWAP_MAPPER, &off);
 	bad += non_owner_try("VHOST_SET_FEATURES", fd, VHOST_SET_FEATURES,
 			     &features);
 	bad += non_owner_try("VHOST_SET_BACKEND_FEATURES", fd,

@@ -92,6 +92,16 @@ struct vhost_blk_disk_identity {
 #define VHOST_BLK_SET_RECONCILE	_IOW(VHOST_VIRTIO, 0xF2, int)
 
 /*
+ * The swap mapper for this device (int: 1 on, the default; 0 off): while
+ * the module parameter "swap_mapper" is also on, the device fingerprints
+ * what the guest reads into whole pages, so that host swap-outs of those
+ * pages, unchanged, map to the disk's blocks instead of being written.
+ * Turning it off stops new fingerprints; writes of the image keep giving
+ * pages mapped to it their copies, whatever the switch says.
+ */
+#define VHOST_BLK_SET_SWAP_MAPPER	_IOW(VHOST_VIRTIO, 0xF4, int)
+
+/*
  * /dev/tesseract: the module's control node (root only; present while the
  * module has a store). Its ioctls name guest disks by id (see above).
  *

@@ -1,0 +1,660 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The swap mapper: a guest page that holds, unchanged, what the guest read
+ * from its disk swaps out to /dev/tsswap0 with no write and swaps back in
+ * from the disk image; whatever happens to the disk block meanwhile (a
+ * write, discard, write-zeroes, detach) and whatever happens to the page
+ * (a change since the read), the page swaps in with the bytes it had; and
+ * a page of another memory cgroup is never mapped to this guest's disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/swap.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/tesseract.h>
+
+#include "kselftest_harness.h"
+#include "ts_util.h"
+#include "vblk_guest.h"
+
+#define PAGE		4096UL
+#define SECTORS		(PAGE / 512)
+#define CGROUP		"ts-mapper"
+#define OTHER_CGROUP	"ts-mapper-other"
+#define PAGES		256UL		/* 1 MiB of guest buffers */
+#define DISK		"/dev/vda"
+#define DISK_SECTORS	(80UL << 11)	/* 80 MiB used, discarded after */
+#define HUGE		(2UL << 20)
+/* Buffers, a huge page aligned, rings and requests. */
+#define GUEST_RAM	(2 * PAGES * PAGE + 2 * HUGE + (4 << 20))
+#define MAPPER_STATS	TS_DEBUGFS "/swap_mapper"
+#define PARAMS		"backing=/dev/vdb swap_mapper=1"
+#define TAG		0x5eed
+#define TMPFS		"/run/ts-mapper-tmpfs"
+
+/* A line "name value" of debugfs swap_mapper, or -1. */
+static long long map_stat(const char *name)
+{
+	char line[256], key[128];
+	long long val, found = -1;
+	FILE *f = fopen(MAPPER_STATS, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %lld", key, &val) == 2 &&
+		    !strcmp(key, name))
+			found = val;
+	fclose(f);
+	return found;
+}
+
+FIXTURE(map) {
+	struct vblk_dev dev;
+	int disk_fd;
+	char *buf, *check;
+};
+
+FIXTURE_SETUP(map)
+{
+	vblk_init(&self->dev);
+	self->disk_fd = -1;
+	ASSERT_EQ(0, ts_swap_up(PARAMS));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->check);
+}
+
+FIXTURE_TEARDOWN(map)
+{
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+}
+
+/*
+ * Write version @ver of the pattern to the disk at @sector, through vhost.
+ * @buf then holds other bytes: a page with the disk's bytes maps to the
+ * disk whether the guest read it or not, and the tests count mappings.
+ */
+static int disk_write(struct vblk_dev *d, char *buf, __u64 sector,
+		      unsigned long ver)
+{
+	int ret;
+
+	ts_fill_pages(buf, PAGES, TAG + sector, ver);
+	ret = vblk_io_pages(d, VIRTIO_BLK_T_OUT, sector, buf, PAGES, false);
+	ts_fill_pages(buf, PAGES, TAG + sector, ~ver);
+	return ret;
+}
+
+/* What the guest has on disk at @sector, read into @check: fingerprinted. */
+static int disk_read(struct vblk_dev *d, char *check, __u64 sector)
+{
+	return vblk_io_pages(d, VIRTIO_BLK_T_IN, sector, check, PAGES, false);
+}
+
+/*
+ * Page out @len bytes at @p alone (MADV_PAGEOUT, not the whole cgroup:
+ * the tests count the writes of these pages). True if none stayed mapped.
+ */
+static bool page_out(void *p, size_t len)
+{
+	return !ts_page_out(p, len);
+}
+
+/*
+ * Read what was written at @sector into the check buffer and push it out
+ * to swap: every page maps to its disk block, none is written, and none
+ * stays in memory (a swap-out with no write is over at once).
+ */
+static void read_and_swap_out(struct __test_metadata *_metadata,
+			      struct vblk_dev *d, char *buf, char *check,
+			      __u64 sector, unsigned long ver)
+{
+	long long mapped0, writes0;
+
+	ASSERT_EQ(0, disk_write(d, buf, sector, ver));
+	ASSERT_EQ(0, disk_read(d, check, sector));
+	ASSERT_EQ(0UL, ts_bad_pages(check, PAGES, TAG + sector, ver));
+	mapped0 = map_stat("swap_outs_mapped");
+	writes0 = ts_swapdev_counter("writes");
+	ASSERT_TRUE(page_out(check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0, ts_swapdev_counter("writes") - writes0);
+	EXPECT_EQ((long long)PAGES, map_stat("slots_mapped"));
+	EXPECT_EQ(0UL, ts_resident_pages(check, PAGES * PAGE));
+}
+
+/*
+ * The core case: pages the guest read swap out with no write, and swap in
+ * from the disk with the same bytes.
+ */
+TEST_F_TIMEOUT(map, read_pages_swap_out_with_no_write_and_in_from_disk, 300)
+{
+	long long from_images0, bytes0, writes0;
+
+	bytes0 = map_stat("data_bytes_not_written");
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	EXPECT_EQ((long long)(PAGES * PAGE),
+		  map_stat("data_bytes_not_written") - bytes0);
+	from_images0 = map_stat("swap_ins_from_images");
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("swap_ins_from_images") - from_images0);
+	EXPECT_EQ(0, map_stat("swap_in_errors"));
+	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	/*
+	 * Unchanged, they go out again with no write: from the swap cache,
+	 * whose slot still maps to the disk, or mapped anew.
+	 */
+	writes0 = ts_swapdev_counter("writes");
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ(0, ts_swapdev_counter("writes") - writes0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+}
+
+/*
+ * A guest write of a block that swapped-out pages map to: the pages get a
+ * copy of the old bytes first, and swap in with them; the disk has the
+ * new ones.
+ */
+TEST_F_TIMEOUT(map, a_write_of_the_block_copies_it_first, 300)
+{
+	long long copies0 = map_stat("copies_before_writes");
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0, map_stat("slots_mapped"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 2));
+}
+
+/* The same for discard and write-zeroes, each over half of the blocks. */
+TEST_F_TIMEOUT(map, discard_and_write_zeroes_copy_first, 300)
+{
+	long long copies0 = map_stat("copies_before_writes");
+	__u32 half = PAGES / 2 * SECTORS;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0, half,
+				  0));
+	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, half,
+				  half, 0));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+}
+
+/*
+ * Pages the guest changed after the read are not the disk's bytes: they
+ * are written as usual, and swap in with their changes.
+ */
+TEST_F_TIMEOUT(map, pages_changed_after_the_read_are_written, 300)
+{
+	long long mapped0, writes0;
+	unsigned long i;
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	for (i = 0; i < PAGES; i += 2)
+		ts_fill_page(self->check + i * PAGE, TAG, i, 3);
+	mapped0 = map_stat("swap_outs_mapped");
+	writes0 = ts_swapdev_counter("writes");
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES / 2, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES / 2, ts_swapdev_counter("writes") - writes0);
+	for (i = 0; i < PAGES; i++)
+		EXPECT_TRUE(ts_check_page(self->check + i * PAGE, TAG, i,
+					  i % 2 ? 1 : 3)) TH_LOG("page %lu", i);
+}
+
+/*
+ * A block written after the guest read it no longer holds what the read
+ * saw: a page that still holds the old bytes must not map to it.
+ */
+TEST_F_TIMEOUT(map, a_block_written_since_the_read_is_not_mapped, 300)
+{
+	long long mapped0, stale0;
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	mapped0 = map_stat("swap_outs_mapped");
+	stale0 = map_stat("matches_stale");
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, map_stat("matches_stale") - stale0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+}
+
+/*
+ * Detaching the disk gives its mapped pages copies: the image may then
+ * change through anybody, and the pages keep their bytes.
+ */
+TEST_F_TIMEOUT(map, detach_copies_mapped_pages, 300)
+{
+	long long copied0 = map_stat("slots_copied");
+	char *zero;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, vblk_set_backend(&self->dev, -1));
+	EXPECT_EQ((long long)PAGES, map_stat("slots_copied") - copied0);
+	EXPECT_EQ(0, map_stat("slots_mapped"));
+	zero = aligned_alloc(PAGE, PAGES * PAGE);
+	ASSERT_NE(NULL, zero);
+	memset(zero, 0, PAGES * PAGE);
+	ASSERT_EQ((ssize_t)(PAGES * PAGE),
+		  pwrite(self->disk_fd, zero, PAGES * PAGE, 0));
+	free(zero);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ASSERT_EQ(0, vblk_set_backend(&self->dev, self->disk_fd));
+}
+
+/*
+ * Swapoff reads every slot in: the mapped ones from the image.
+ */
+TEST_F_TIMEOUT(map, swapoff_reads_mapped_pages_from_the_image, 300)
+{
+	long long from_images0;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	from_images0 = map_stat("swap_ins_from_images");
+	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("swap_ins_from_images") - from_images0);
+	EXPECT_EQ(0, map_stat("slots_mapped"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ASSERT_EQ(0, swapon("/dev/tsswap0", 0));
+}
+
+/*
+ * A page of another memory cgroup (another VM) that holds the same bytes
+ * as this guest's disk block is written as usual: a VM's pages map only to
+ * disks read into pages of its own cgroup.
+ */
+TEST_F_TIMEOUT(map, another_cgroups_identical_page_is_not_mapped, 300)
+{
+	long long mapped0, writes0;
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	mapped0 = map_stat("swap_outs_mapped");
+	writes0 = ts_swapdev_counter("writes");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		char *p;
+
+		if (ts_cgroup_enter(OTHER_CGROUP))
+			_exit(2);
+		p = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(3);
+		ts_fill_pages(p, PAGES, TAG, 1);
+		if (ts_push_to_swap(OTHER_CGROUP, p, PAGES * PAGE))
+			_exit(4);
+		_exit(ts_bad_pages(p, PAGES, TAG, 1) ? 5 : 0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ts_cgroup_leave(OTHER_CGROUP);
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("child status %#x", status);
+	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_LE((long long)PAGES, ts_swapdev_counter("writes") - writes0);
+	/* The guest's own pages, the same bytes, do map. */
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+}
+
+/*
+ * Two blocks with the same bytes: a page read from either may map to
+ * either, and writes of both leave both pages their bytes.
+ */
+TEST_F_TIMEOUT(map, two_blocks_with_the_same_bytes, 300)
+{
+	__u64 other = PAGES * SECTORS * 4;
+	char *twin = self->buf;
+	long long copies0;
+
+	/* The same pattern (tag and version) at 0 and at other. */
+	ts_fill_pages(self->buf, PAGES, TAG, 1);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, other,
+				   self->buf, PAGES, false));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	ASSERT_EQ(0, disk_read(&self->dev, twin, other));
+	copies0 = map_stat("copies_before_writes");
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	ASSERT_TRUE(page_out(twin, PAGES * PAGE));
+	EXPECT_EQ((long long)(2 * PAGES), map_stat("slots_mapped"));
+	/* Zeroes over both, through the guest. */
+	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, 0,
+				  PAGES * SECTORS, 0));
+	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, other,
+				  PAGES * SECTORS, 0));
+	EXPECT_EQ(0, map_stat("slots_mapped"));
+	EXPECT_LE((long long)PAGES, map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(twin, PAGES, TAG, 1));
+}
+
+/*
+ * Two devices on one image (two ids, one inode): a write through either
+ * copies the pages mapped through the other first.
+ */
+TEST_F_TIMEOUT(map, a_write_through_another_device_of_the_image_copies, 300)
+{
+	struct vblk_dev other;
+	long long copies0;
+	char *obuf;
+	int fd;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	vblk_init(&other);
+	ASSERT_EQ(0, vblk_open_disk(&other, GUEST_RAM, fd, 0x5eed0001));
+	obuf = vblk_alloc(&other, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, obuf);
+	copies0 = map_stat("copies_before_writes");
+	ts_fill_pages(obuf, PAGES, TAG, 2);
+	EXPECT_EQ(0, vblk_io_pages(&other, VIRTIO_BLK_T_OUT, 0, obuf, PAGES,
+				   false));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("copies_before_writes") - copies0);
+	vblk_close_disk(&other, fd, 0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+}
+
+/*
+ * A guest write of swapped-out pages that map to disk blocks takes the
+ * ordinary path (their bytes are in no store block to reference), and
+ * writes what the pages hold.
+ */
+TEST_F_TIMEOUT(map, reconciliation_falls_back_for_mapped_pages, 300)
+{
+	__u64 other = PAGES * SECTORS * 8;
+	long long fallback0 = ts_vhost_counter("fallback_swap_mapped");
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, other,
+				   self->check, PAGES, false));
+	EXPECT_EQ((long long)PAGES,
+		  ts_vhost_counter("fallback_swap_mapped") - fallback0);
+	EXPECT_EQ(0, ts_vhost_counter("reconciled_pages"));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, other,
+				   self->buf, PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, TAG, 1));
+}
+
+/*
+ * Guest RAM in a memfd (vhost-user's) is not mapped: at swap-out a shmem
+ * page has left its file, and could be a page of a tmpfs image itself,
+ * which must never map to its own block. Its pages are written, and come
+ * back whole.
+ */
+TEST_F_TIMEOUT(map, memfd_guest_ram_is_written, 300)
+{
+	long long mapped0, writes0;
+
+	vblk_close(&self->dev);
+	vblk_init(&self->dev);
+	vblk_memfd_ram = true;
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
+	vblk_memfd_ram = false;
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->check);
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_LT(0, map_stat("fingerprints_held"));
+	mapped0 = map_stat("swap_outs_mapped");
+	writes0 = ts_swapdev_counter("writes");
+	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->check, PAGES * PAGE));
+	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_LE((long long)PAGES, ts_swapdev_counter("writes") - writes0);
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+}
+
+/*
+ * An image on tmpfs: its own pages go to swap too, as shmem, and never map
+ * to themselves; guest pages read from it map, and a write copies them.
+ */
+TEST_F_TIMEOUT(map, tmpfs_image_maps_and_copies, 300)
+{
+	const char *path = TMPFS "/image";
+	long long mapped0, copies0;
+	int fd;
+
+	ASSERT_EQ(0, ts_system("mkdir -p " TMPFS " && mount -t tmpfs ts-mapper " TMPFS));
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	self->disk_fd = -1;
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	ASSERT_EQ(0, ftruncate(fd, 4 * PAGES * PAGE));
+	vblk_init(&self->dev);
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, fd, 0));
+	self->disk_fd = fd;
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->check);
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	mapped0 = map_stat("swap_outs_mapped");
+	copies0 = map_stat("copies_before_writes");
+	/* The whole group: the image's own pages go to swap as well. */
+	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	EXPECT_EQ((long long)PAGES,
+		  map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 2));
+	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	/* Lazily: the image is open until the device closes. */
+	ts_system_quiet("umount -l " TMPFS);
+}
+
+/* True if a huge page maps @p (the "AnonHugePages" of its mapping). */
+static bool huge_page_at(void *p)
+{
+	unsigned long start, end, kb;
+	bool in = false, found = false;
+	char line[256];
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			in = (unsigned long)p >= start && (unsigned long)p < end;
+		else if (in && sscanf(line, "AnonHugePages: %lu kB", &kb) == 1)
+			found = kb >= HUGE >> 10;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * A huge page of guest RAM that the guest filled from its disk: each of
+ * its pages maps on its own, whether the huge page goes out whole or
+ * split, and a write of the blocks copies every one.
+ */
+TEST_F_TIMEOUT(map, huge_pages_map_page_by_page, 300)
+{
+	const unsigned long pages = HUGE / PAGE, half = pages / 2;
+	long long mapped0, copies0;
+	char *raw, *p;
+
+	if (ts_system("grep -q '\\[never\\]' /sys/kernel/mm/transparent_hugepage/enabled") == 0)
+		SKIP(return, "transparent huge pages are disabled");
+	raw = vblk_alloc(&self->dev, 2 * HUGE, PAGE);
+	ASSERT_NE(NULL, raw);
+	p = (char *)(((unsigned long)raw + HUGE - 1) & ~(HUGE - 1));
+	ASSERT_EQ(0, madvise(p, HUGE, MADV_HUGEPAGE));
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, half * SECTORS, 1));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, p, pages,
+				   false));
+	if (!huge_page_at(p))
+		SKIP(return, "no huge page backs the buffer");
+	mapped0 = map_stat("swap_outs_mapped");
+	copies0 = map_stat("copies_before_writes");
+	ASSERT_TRUE(page_out(p, HUGE));
+	EXPECT_EQ((long long)pages, map_stat("swap_outs_mapped") - mapped0);
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, half * SECTORS, 2));
+	EXPECT_EQ((long long)pages,
+		  map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0UL, ts_bad_pages(p, half, TAG, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(p + half * PAGE, half,
+				    TAG + half * SECTORS, 1));
+}
+
+/*
+ * VHOST_BLK_SET_SWAP_MAPPER: off, the device's reads leave no
+ * fingerprints, so nothing maps; values other than 0 and 1 are refused.
+ */
+TEST_F_TIMEOUT(map, the_device_switch_turns_fingerprints_off, 300)
+{
+	long long added0, mapped0;
+	int on = 0;
+
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	added0 = map_stat("fingerprints_added");
+	mapped0 = map_stat("swap_outs_mapped");
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_EQ(0, map_stat("fingerprints_added") - added0);
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	/* On again: the same read leaves fingerprints, and the pages map. */
+	on = 1;
+	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_EQ((long long)PAGES, map_stat("fingerprints_added") - added0);
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	on = 2;
+	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+/*
+ * The fingerprints take the memory swap_mapper_mib gives them and no
+ * more: the oldest go first, and the newest still map.
+ */
+TEST_F_TIMEOUT(map, fingerprints_are_bounded_oldest_first, 600)
+{
+	long long cap, added0, mapped0;
+	unsigned long rounds, i;
+
+	/* Again, with the smallest table. */
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	ts_swap_down();
+	ASSERT_EQ(0, ts_swap_up(PARAMS " swap_mapper_mib=1"));
+	vblk_init(&self->dev);
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, vblk_open_disk(&self->dev, GUEST_RAM, self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->check);
+
+	cap = map_stat("fingerprints_capacity");
+	ASSERT_LT(1000, cap);
+	ASSERT_GT(20000, cap);
+	rounds = (cap + PAGES - 1) / PAGES + 2;
+	ASSERT_GE(DISK_SECTORS, rounds * PAGES * SECTORS);
+	added0 = map_stat("fingerprints_added");
+	for (i = 0; i < rounds; i++) {
+		ASSERT_EQ(0, disk_write(&self->dev, self->buf,
+					i * PAGES * SECTORS, 1));
+		ASSERT_EQ(0, disk_read(&self->dev, self->check,
+				       i * PAGES * SECTORS));
+	}
+	EXPECT_EQ((long long)(rounds * PAGES),
+		  map_stat("fingerprints_added") - added0);
+	EXPECT_EQ(cap, map_stat("fingerprints_held"));
+	EXPECT_EQ((long long)(rounds * PAGES) - cap,
+		  map_stat("fingerprints_evicted"));
+	/* The last read is the newest: it maps. */
+	mapped0 = map_stat("swap_outs_mapped");
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	/* The first read's went: pages with those bytes are written. */
+	ts_fill_pages(self->buf, PAGES, TAG, 1);
+	mapped0 = map_stat("swap_outs_mapped");
+	ASSERT_TRUE(page_out(self->buf, PAGES * PAGE));
+	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, TAG, 1));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES,
+				    TAG + (rounds - 1) * PAGES * SECTORS, 1));
+}
+
+static const struct {
+	const char *params;
+	int err;
+	const char *message;
+} bad_params[] = {
+	{ "swap_mapper_mib=0", -ERANGE, "swap_mapper_mib=0: not between 1 and" },
+	{ "swap_mapper_mib=4097", -ERANGE,
+	  "swap_mapper_mib=4097: not between 1 and 4096" },
+	{ "swap_mapper_mib=lots", -EINVAL, "swap_mapper_mib=lots: not a number" },
+};
+
+TEST(bad_parameters_refused)
+{
+	size_t i;
+	int kmsg;
+
+	ts_module_ensure_unloaded();
+	for (i = 0; i < ARRAY_SIZE(bad_params); i++) {
+		kmsg = ts_kmsg_open();
+		ASSERT_LE(0, kmsg);
+		EXPECT_EQ(bad_params[i].err, ts_module_load(bad_params[i].params))
+			TH_LOG("insmod tesseract %s", bad_params[i].params);
+		EXPECT_FALSE(ts_module_loaded());
+		EXPECT_TRUE(ts_kmsg_contains(kmsg, bad_params[i].message))
+			TH_LOG("no '%s' in the kernel log", bad_params[i].message);
+		close(kmsg);
+		ts_module_ensure_unloaded();
+	}
+}
+
+TEST_HARNESS_MAIN
