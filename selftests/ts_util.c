@@ -470,6 +470,33 @@ static void ts_push_report(const char *cgroup, size_t resident, size_t pages)
 		fclose(f);
 }
 
+int ts_load_refused(const char *params, int err, const char *message)
+{
+	int kmsg, ret, bad = 0;
+
+	ts_module_ensure_unloaded();
+	kmsg = ts_kmsg_open();
+	if (kmsg < 0)
+		return -1;
+	ret = ts_module_load(params);
+	if (ret != err) {
+		fprintf(stderr, "# insmod tesseract %s: %d, not %d\n", params,
+			ret, err);
+		bad = 1;
+	}
+	if (ts_module_loaded()) {
+		fprintf(stderr, "# insmod tesseract %s: loaded\n", params);
+		bad = 1;
+	}
+	if (!ts_kmsg_contains(kmsg, message)) {
+		fprintf(stderr, "# no '%s' in the kernel log\n", message);
+		bad = 1;
+	}
+	close(kmsg);
+	ts_module_ensure_unloaded();
+	return bad ? -1 : 0;
+}
+
 size_t ts_push_to_swap(const char *cgroup, void *addr, size_t len)
 {
 	size_t resident, before;

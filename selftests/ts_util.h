@@ -118,6 +118,13 @@ int ts_swap_up_on_store(const char *params);
 /* swapoff /dev/tsswap0 and unload the module. */
 void ts_swap_down(void);
 
+/*
+ * Load the module with @params, which must fail with @err and log
+ * @message: 0 if it does, else -1 (and why, on stderr). Leaves the module
+ * unloaded.
+ */
+int ts_load_refused(const char *params, int err, const char *message);
+
 /* A debugfs counter of /dev/tsswap0, or -1 if unreadable. */
 long long ts_swapdev_counter(const char *name);
 /*
