@@ -37,6 +37,7 @@
 #include <linux/memcontrol.h>
 #include <linux/mempool.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/moduleparam.h>
 #include <linux/random.h>
 #include <linux/sched/mm.h>
@@ -82,6 +83,16 @@
 
 /* Blocks of a copy range looked up one by one; more: scan the slots. */
 #define TS_MAP_COPY_LOOKUP_MAX	4096
+
+/*
+ * Blocks a swap-in reads from an image at once (M6): the one it needs and
+ * those after it, which the swap-ins of a range the guest read in order
+ * ask for next, whatever order the host swapped the range out in. A read
+ * that goes on where the last one ended takes the most; any other, few,
+ * so that scattered swap-ins do not read much more than they need.
+ */
+#define TS_MAP_WINDOW		32
+#define TS_MAP_WINDOW_START	4
 
 bool ts_swap_mapper_param;
 module_param_named(swap_mapper, ts_swap_mapper_param, bool, 0444);
@@ -137,6 +148,25 @@ struct ts_fp {
 	u8 sha[SHA256_DIGEST_SIZE];
 };
 
+/*
+ * Blocks [first, first + nr) of an image, as a swap-in read them (M6).
+ * Block first + i holds those bytes still while the write generation of
+ * its bucket is gen[i] and the disk's incarnation is the window's: no
+ * write of it was running when the read began, and none has begun since.
+ * The pages are filled and read under @lock; first, nr, gen and
+ * incarnation change under mapper->lock too, which a swap-in holds to
+ * look.
+ */
+struct ts_map_window {
+	struct mutex lock;		/* serializes fills and reads of pages */
+	u64 first;
+	unsigned int nr;
+	u32 incarnation;
+	u64 next;			/* the block after the last read */
+	u64 gen[TS_MAP_WINDOW];
+	struct page *pages[TS_MAP_WINDOW];	/* [0] NULL: no window */
+};
+
 /* A disk's image, shared by the attachments of one inode. */
 struct ts_map_disk {
 	struct file *image;
@@ -150,11 +180,13 @@ struct ts_map_disk {
 	struct list_head reads;		/* swap-ins reading it now */
 	u64 begun[TS_MAP_GENS];		/* writes begun, per bucket */
 	u32 running[TS_MAP_GENS];	/* writes not yet ended, per bucket */
+	struct ts_map_window window;
 };
 
 struct ts_map_stats {
 	atomic64_t mapped;		/* swap-outs mapped, not written */
 	atomic64_t image_reads;		/* swap-ins served from an image */
+	atomic64_t image_read_ios;	/* the reads of images they took */
 	atomic64_t image_read_errors;
 	atomic64_t mismatches;		/* ... that read other bytes */
 	atomic64_t copies;		/* blocks copied before a write */
@@ -473,38 +505,157 @@ static void ts_map_copy_to_bio(struct bio *bio, struct bvec_iter iter,
 }
 
 /*
- * Read block @x of @md's image into @page, for a swap-in or a copy: from
- * any task's worker, so through the file's own read_iter, as the loop
- * driver does, and not vfs_iocb_iter_read(): its fsnotify permission
- * event could wait for a listener that waits for this very swap-in. A
- * block device opened for direct I/O is read direct: its page cache is
- * not kept coherent with asynchronous direct writes (blkdev_direct_write()
- * invalidates it before them only), and a buffered read (with readahead)
- * could put the older bytes of a block being written there.
+ * Read blocks [@x, @x + @nr) of @md's image into @pages, for a swap-in or
+ * a copy: from any task's worker, so through the file's own read_iter, as
+ * the loop driver does, and not vfs_iocb_iter_read(): its fsnotify
+ * permission event could wait for a listener that waits for this very
+ * swap-in. A block device opened for direct I/O is read direct: its page
+ * cache is not kept coherent with asynchronous direct writes
+ * (blkdev_direct_write() invalidates it before them only), and a buffered
+ * read (with readahead) could put the older bytes of a block being
+ * written there. Returns the number of whole blocks read, at least one
+ * (fewer than @nr at the end of the image), or -errno.
  */
-static int ts_map_read_image(struct ts_map_disk *md, u64 x, struct page *page)
+static ssize_t ts_map_read_iter(struct file *image, u64 x,
+				struct bio_vec *bv, unsigned int nr, bool direct)
 {
-	struct file *image = md->image;
 	struct iov_iter iter;
 	struct kiocb kiocb;
-	struct bio_vec bv;
+
+	iov_iter_bvec(&iter, ITER_DEST, bv, nr, (size_t)nr << TS_BLOCK_SHIFT);
+	ts_init_image_kiocb(&kiocb, image, x << TS_BLOCK_SHIFT);
+	if (!direct)
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+	return image->f_op->read_iter(&kiocb, &iter);
+}
+
+static int ts_map_read_blocks(struct ts_map_disk *md, u64 x,
+			      struct page **pages, unsigned int nr)
+{
+	struct bio_vec bv[TS_MAP_WINDOW];
+	struct file *image = md->image;
+	bool direct = S_ISBLK(md->inode->i_mode) &&
+		      (image->f_flags & O_DIRECT);
+	unsigned int i;
 	ssize_t ret;
 
-	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
-	iov_iter_bvec(&iter, ITER_DEST, &bv, 1, TS_BLOCK_SIZE);
-	ts_init_image_kiocb(&kiocb, image, x << TS_BLOCK_SHIFT);
-	if (!S_ISBLK(md->inode->i_mode))
-		kiocb.ki_flags &= ~IOCB_DIRECT;
-	ret = image->f_op->read_iter(&kiocb, &iter);
-	if (ret == -EINVAL && (kiocb.ki_flags & IOCB_DIRECT)) {
-		iov_iter_bvec(&iter, ITER_DEST, &bv, 1, TS_BLOCK_SIZE);
-		ts_init_image_kiocb(&kiocb, image, x << TS_BLOCK_SHIFT);
-		kiocb.ki_flags &= ~IOCB_DIRECT;
-		ret = image->f_op->read_iter(&kiocb, &iter);
-	}
+	for (i = 0; i < nr; i++)
+		bvec_set_page(&bv[i], pages[i], TS_BLOCK_SIZE, 0);
+	ret = ts_map_read_iter(image, x, bv, nr, direct);
+	/* Not aligned for direct I/O after all. */
+	if (ret == -EINVAL && direct)
+		ret = ts_map_read_iter(image, x, bv, nr, false);
 	if (ret < 0)
 		return ret;
-	return ret == TS_BLOCK_SIZE ? 0 : -EIO;
+	return ret < TS_BLOCK_SIZE ? -EIO : ret >> TS_BLOCK_SHIFT;
+}
+
+static int ts_map_read_image(struct ts_map_disk *md, u64 x, struct page *page)
+{
+	int ret = ts_map_read_blocks(md, x, &page, 1);
+
+	return ret < 0 ? ret : 0;
+}
+
+/*
+ * Under mapper->lock: the window of @md holds block @x as the image has it
+ * now (M6).
+ */
+static bool ts_map_window_holds_locked(struct ts_map_disk *md, u64 x)
+{
+	struct ts_map_window *w = &md->window;
+
+	return w->nr && x >= w->first && x - w->first < w->nr &&
+	       w->incarnation == md->incarnation && !md->dead &&
+	       md->begun[ts_map_gen_bucket(x)] == w->gen[x - w->first];
+}
+
+/*
+ * Under w->lock: read the image from @x on into the window, as far as no
+ * write is running on a block; false if none could be (a write is running
+ * on x's bucket, or the read failed).
+ */
+static bool ts_map_window_fill(struct ts_mapper *mapper,
+			       struct ts_map_disk *md, u64 x)
+{
+	struct ts_map_window *w = &md->window;
+	u64 size = i_size_read(md->inode) >> TS_BLOCK_SHIFT;
+	unsigned int nr, i;
+	unsigned long flags;
+	u32 b;
+	int ret;
+
+	if (x >= size)
+		return false;
+	spin_lock_irqsave(&mapper->lock, flags);
+	nr = x == w->next || (w->nr && x >= w->first &&
+			      x - w->first < w->nr) ?
+	     TS_MAP_WINDOW : TS_MAP_WINDOW_START;
+	nr = min_t(u64, nr, size - x);
+	for (i = 0; i < nr; i++) {
+		b = ts_map_gen_bucket(x + i);
+		if (md->running[b])
+			break;
+		w->gen[i] = md->begun[b];
+	}
+	w->first = x;
+	w->nr = 0;
+	w->incarnation = md->incarnation;
+	spin_unlock_irqrestore(&mapper->lock, flags);
+	if (!i)
+		return false;
+
+	ret = ts_map_read_blocks(md, x, w->pages, i);
+	atomic64_inc(&mapper->stats.image_read_ios);
+	if (ret <= 0)
+		return false;
+	spin_lock_irqsave(&mapper->lock, flags);
+	w->nr = ret;
+	w->next = x + ret;
+	spin_unlock_irqrestore(&mapper->lock, flags);
+	return true;
+}
+
+/*
+ * Block @x of @md's image into @page for a swap-in: from the window, read
+ * anew from x on if it does not hold x; or alone, if another swap-in of
+ * the image reads other blocks into the window now (they run in parallel)
+ * or there is no window.
+ */
+static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
+				   struct ts_map_disk *md, u64 x,
+				   struct page *page)
+{
+	struct ts_map_window *w = &md->window;
+	unsigned long flags;
+	bool held;
+
+	if (!w->pages[0])
+		goto alone;
+	if (!mutex_trylock(&w->lock)) {
+		spin_lock_irqsave(&mapper->lock, flags);
+		held = x >= w->first && x - w->first < TS_MAP_WINDOW;
+		spin_unlock_irqrestore(&mapper->lock, flags);
+		if (!held)
+			goto alone;
+		mutex_lock(&w->lock);
+	}
+	spin_lock_irqsave(&mapper->lock, flags);
+	held = ts_map_window_holds_locked(md, x);
+	spin_unlock_irqrestore(&mapper->lock, flags);
+	if (!held && ts_map_window_fill(mapper, md, x)) {
+		spin_lock_irqsave(&mapper->lock, flags);
+		held = ts_map_window_holds_locked(md, x);
+		spin_unlock_irqrestore(&mapper->lock, flags);
+	}
+	if (held)
+		copy_highpage(page, w->pages[x - w->first]);
+	mutex_unlock(&w->lock);
+	if (held)
+		return 0;
+alone:
+	atomic64_inc(&mapper->stats.image_read_ios);
+	return ts_map_read_image(md, x, page);
 }
 
 static void ts_map_read_work(struct work_struct *work)
@@ -522,7 +673,7 @@ static void ts_map_read_work(struct work_struct *work)
 	/* Memory for the read must not wait on swap I/O of this device. */
 	noio = memalloc_noio_save();
 	page = mempool_alloc(mapper->page_pool, GFP_NOIO);
-	ret = ts_map_read_image(md, rd->x, page);
+	ret = ts_map_read_for_swap_in(mapper, md, rd->x, page);
 	/*
 	 * The bytes the page had, or an error: never other bytes, whoever
 	 * wrote the image behind the module's back.
@@ -918,6 +1069,45 @@ unlock:
 	spin_unlock_irqrestore(&mapper->lock, flags);
 }
 
+static void ts_map_disk_free(struct ts_map_disk *md)
+{
+	unsigned int i;
+
+	if (!md)
+		return;
+	for (i = 0; i < TS_MAP_WINDOW && md->window.pages[i]; i++)
+		__free_page(md->window.pages[i]);
+	mutex_destroy(&md->window.lock);
+	kvfree(md);
+}
+
+/*
+ * A disk to follow, with its window (none, if there is no memory for it:
+ * its swap-ins read one block each).
+ */
+static struct ts_map_disk *ts_map_disk_alloc(void)
+{
+	struct ts_map_disk *md = kvzalloc(sizeof(*md), GFP_KERNEL);
+	unsigned int i;
+
+	if (!md)
+		return NULL;
+	mutex_init(&md->window.lock);
+	md->window.next = U64_MAX;
+	for (i = 0; i < TS_MAP_WINDOW; i++) {
+		md->window.pages[i] = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+		if (!md->window.pages[i])
+			break;
+	}
+	if (i < TS_MAP_WINDOW) {
+		while (i--) {
+			__free_page(md->window.pages[i]);
+			md->window.pages[i] = NULL;
+		}
+	}
+	return md;
+}
+
 /* Let go of detached images that nothing holds any more. */
 static void ts_map_reap(struct ts_mapper *mapper)
 {
@@ -937,7 +1127,7 @@ static void ts_map_reap(struct ts_mapper *mapper)
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	for (i = 0; i < n; i++) {
 		fput(reaped[i]->image);
-		kvfree(reaped[i]);
+		ts_map_disk_free(reaped[i]);
 	}
 }
 
@@ -987,7 +1177,7 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 	if (!mapper || !ts_map_image_readable_anytime(inode))
 		return NULL;
 	ts_map_reap(mapper);
-	fresh = kvzalloc(sizeof(*fresh), GFP_KERNEL);
+	fresh = ts_map_disk_alloc();
 	if (!fresh)
 		return NULL;
 	spin_lock_irqsave(&mapper->lock, flags);
@@ -1027,7 +1217,7 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 	mapper->disks[free] = md;
 unlock:
 	spin_unlock_irqrestore(&mapper->lock, flags);
-	kvfree(fresh);
+	ts_map_disk_free(fresh);
 	if (!md)
 		pr_warn_once("swap mapper: more than %d disk images at once; the others are not mapped\n",
 			     TS_MAP_MAX_DISKS);
@@ -1088,6 +1278,8 @@ static int ts_map_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "slots_mapped %lu\n", mapped);
 	seq_printf(m, "swap_ins_from_images %lld\n",
 		   atomic64_read(&st->image_reads));
+	seq_printf(m, "swap_in_read_ios %lld\n",
+		   atomic64_read(&st->image_read_ios));
 	seq_printf(m, "swap_in_errors %lld\n",
 		   atomic64_read(&st->image_read_errors));
 	seq_printf(m, "swap_in_mismatches %lld\n",

@@ -186,6 +186,66 @@ TEST_F_TIMEOUT(map, a_write_of_the_block_copies_it_first, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 2));
 }
 
+/* Swap-in of one page of @check; its contents as version @ver of block @i. */
+static bool swap_in_page(char *check, unsigned long i, unsigned long ver)
+{
+	return ts_check_page(check + i * PAGE, TAG, i, ver);
+}
+
+/*
+ * Swap-ins of a range read in order read the image ahead into a window
+ * (M6): one read of the image serves the pages after it. A block of the
+ * window written since, then read into another page and mapped anew,
+ * swaps in with its new bytes, not the window's (which would fail the
+ * xxh64 check: an I/O error, SIGBUS). Swap readahead off, so that the
+ * test decides which page swaps in when.
+ */
+TEST_F_TIMEOUT(map, read_ahead_blocks_written_since_are_not_used, 300)
+{
+	const unsigned long target = 20;
+	char *page = self->buf + (PAGES - 1) * PAGE;
+	long long ios0, from_images0, copies0;
+	char cluster[16];
+	unsigned long i;
+
+	ASSERT_EQ(0, ts_read_str("/proc/sys/vm/page-cluster", cluster,
+				 sizeof(cluster)));
+	ASSERT_EQ(0, ts_write_str("/proc/sys/vm/page-cluster", "0"));
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	/* 0 reads 4 blocks; 4 goes on where that ended: 32, to 35. */
+	ios0 = map_stat("swap_in_read_ios");
+	from_images0 = map_stat("swap_ins_from_images");
+	EXPECT_TRUE(swap_in_page(self->check, 0, 1));
+	for (i = 4; i < target; i++)
+		EXPECT_TRUE(swap_in_page(self->check, i, 1));
+	EXPECT_EQ(2, map_stat("swap_in_read_ios") - ios0);
+	EXPECT_EQ((long long)(target - 3),
+		  map_stat("swap_ins_from_images") - from_images0);
+
+	/* The window holds block 20; the guest writes it, and reads it. */
+	copies0 = map_stat("copies_before_writes");
+	ts_fill_page(page, TAG, target, 2);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
+				   target * SECTORS, page, 1, false));
+	EXPECT_EQ(1, map_stat("copies_before_writes") - copies0);
+	memset(page, 0, PAGE);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
+				   target * SECTORS, page, 1, false));
+	ASSERT_TRUE(ts_check_page(page, TAG, target, 2));
+	ASSERT_TRUE(page_out(page, PAGE));
+	EXPECT_EQ(0UL, ts_resident_pages(page, PAGE));
+
+	from_images0 = map_stat("swap_ins_from_images");
+	EXPECT_TRUE(ts_check_page(page, TAG, target, 2));
+	EXPECT_EQ(1, map_stat("swap_ins_from_images") - from_images0);
+	EXPECT_TRUE(swap_in_page(self->check, target, 1));
+	EXPECT_EQ(0, map_stat("swap_in_errors"));
+	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ts_write_str("/proc/sys/vm/page-cluster", cluster);
+}
+
 /* The same for discard and write-zeroes, each over half of the blocks. */
 TEST_F_TIMEOUT(map, discard_and_write_zeroes_copy_first, 300)
 {
