@@ -6,6 +6,10 @@
  * rewritten and then swapped out that way leaves the slot holding its old
  * contents. A guest write of that page must never reference them: the
  * guest disk must read back what the page held when it was written.
+ *
+ * Each test runs twice: as it is, and with the swap mapper on and version
+ * 1 read from the guest's disk, so that the slots map to its blocks when
+ * version 2 goes round the device; version 2 must come back all the same.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 #define DISK_SECTORS	(8UL << 11)	/* 8 MiB */
 #define GUEST_RAM	(2 * PAGES * PAGE + (4 << 20))
 #define ZSWAP		"/sys/module/zswap/parameters/"
+#define V1_SECTOR	(4UL << 11)	/* where the mapper variant reads it */
 
 FIXTURE(bp) {
 	struct vblk_dev dev;
@@ -34,11 +39,25 @@ FIXTURE(bp) {
 	char *buf, *check;
 };
 
+FIXTURE_VARIANT(bp) {
+	const char *params;
+	bool mapper;
+};
+
+FIXTURE_VARIANT_ADD(bp, plain) {
+	.params = "backing=/dev/vdb",
+};
+
+FIXTURE_VARIANT_ADD(bp, mapper) {
+	.params = "backing=/dev/vdb swap_mapper=1",
+	.mapper = true,
+};
+
 FIXTURE_SETUP(bp)
 {
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
-	ASSERT_EQ(0, ts_swap_up("backing=/dev/vdb"));
+	ASSERT_EQ(0, ts_swap_up(variant->params));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, self->disk_fd);
@@ -124,6 +143,35 @@ static size_t bad_compressible(const char *p, size_t pages, unsigned long tag,
 	return bad;
 }
 
+/*
+ * Version 1 of the pages into their slots on our device. With the swap
+ * mapper on, the guest reads it from its disk first: the slots map to the
+ * disk's blocks, and no data goes to the store.
+ */
+static void version_one_out(struct __test_metadata *_metadata,
+			    struct vblk_dev *dev, char *buf, unsigned long tag,
+			    bool from_disk)
+{
+	long long mapped0;
+
+	if (!from_disk) {
+		ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, buf, PAGES, tag, 1));
+		return;
+	}
+	ts_fill_pages(buf, PAGES, tag, 1);
+	ASSERT_EQ(0, vblk_io_pages(dev, VIRTIO_BLK_T_OUT, V1_SECTOR, buf,
+				   PAGES, false));
+	memset(buf, 0, PAGES * PAGE);
+	ASSERT_EQ(0, vblk_io_pages(dev, VIRTIO_BLK_T_IN, V1_SECTOR, buf,
+				   PAGES, false));
+	ASSERT_EQ(0UL, ts_bad_pages(buf, PAGES, tag, 1));
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
+	ASSERT_LE(0, mapped0);
+	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, buf, PAGES * PAGE));
+	ASSERT_LE((long long)PAGES * 9 / 10,
+		  ts_mapper_stat("swap_outs_mapped") - mapped0);
+}
+
 enum second_version {
 	ZEROES,		/* 6.12: zeromap */
 	PATTERN,	/* anything else, compressible */
@@ -137,7 +185,7 @@ enum second_version {
  */
 static void stale_slot_round(struct __test_metadata *_metadata,
 			     struct vblk_dev *dev, char *buf, char *check,
-			     unsigned long round,
+			     unsigned long round, bool from_disk,
 			     enum second_version v2, const char *before_reclaim,
 			     const char *after_reclaim)
 {
@@ -146,7 +194,7 @@ static void stale_slot_round(struct __test_metadata *_metadata,
 	size_t bad;
 
 	ts_system("echo N > " ZSWAP "enabled");
-	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, buf, PAGES, tag, 1));
+	version_one_out(_metadata, dev, buf, tag, from_disk);
 	/* Read faults: each folio keeps its slot, which holds version 1. */
 	ASSERT_EQ(0UL, ts_bad_pages(buf, PAGES, tag, 1));
 	if (v2 == ZEROES)
@@ -194,7 +242,8 @@ TEST_F_TIMEOUT(bp, zero_filled_swap_out_is_never_referenced, 600)
 
 	for (round = 0; round < ROUNDS; round++)
 		stale_slot_round(_metadata, &self->dev, self->buf,
-				 self->check, round, ZEROES, NULL, NULL);
+				 self->check, round, variant->mapper, ZEROES,
+				 NULL, NULL);
 }
 
 /* zswap keeps folios compressed in RAM: no write either. */
@@ -206,10 +255,10 @@ TEST_F_TIMEOUT(bp, zswap_swap_out_is_never_referenced, 600)
 		SKIP(return, "no zswap in this kernel");
 	for (round = 0; round < ROUNDS; round++) {
 		stale_slot_round(_metadata, &self->dev, self->buf,
-				 self->check, round, PATTERN,
+				 self->check, round, variant->mapper, PATTERN,
 				 "echo Y > " ZSWAP "enabled", NULL);
 		stale_slot_round(_metadata, &self->dev, self->buf,
-				 self->check, round, ZEROES,
+				 self->check, round, variant->mapper, ZEROES,
 				 "echo Y > " ZSWAP "enabled", NULL);
 	}
 }
@@ -231,7 +280,7 @@ TEST_F_TIMEOUT(bp, zswap_writeback_is_a_swap_out, 600)
 	for (round = 0; round < ROUNDS; round++) {
 		writes0 = ts_swapdev_counter("writes");
 		stale_slot_round(_metadata, &self->dev, self->buf,
-				 self->check, round, PATTERN,
+				 self->check, round, variant->mapper, PATTERN,
 				 "echo 20 > " ZSWAP "max_pool_percent; "
 				 "echo Y > " ZSWAP "enabled",
 				 "echo 0 > " ZSWAP "max_pool_percent");
@@ -272,7 +321,8 @@ TEST_F_TIMEOUT(bp, lost_hook_turns_reconciliation_off, 600)
 	ASSERT_STREQ("watching", state);
 
 	/* Version 1 in the slots, complete. */
-	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, PAGES, tag, 1));
+	version_one_out(_metadata, &self->dev, self->buf, tag,
+			variant->mapper);
 
 	/*
 	 * ftrace "dies"; other pages still go to the device, unannounced

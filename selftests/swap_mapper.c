@@ -33,27 +33,10 @@
 #define HUGE		(2UL << 20)
 /* Buffers, a huge page aligned, rings and requests. */
 #define GUEST_RAM	(2 * PAGES * PAGE + 2 * HUGE + (4 << 20))
-#define MAPPER_STATS	TS_DEBUGFS "/swap_mapper"
-#define PARAMS		"backing=/dev/vdb swap_mapper=1"
+#define STORE		"/dev/vdb"
+#define PARAMS		"backing=" STORE " swap_mapper=1"
 #define TAG		0x5eed
 #define TMPFS		"/run/ts-mapper-tmpfs"
-
-/* A line "name value" of debugfs swap_mapper, or -1. */
-static long long map_stat(const char *name)
-{
-	char line[256], key[128];
-	long long val, found = -1;
-	FILE *f = fopen(MAPPER_STATS, "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%127s %lld", key, &val) == 2 &&
-		    !strcmp(key, name))
-			found = val;
-	fclose(f);
-	return found;
-}
 
 FIXTURE(map) {
 	struct vblk_dev dev;
@@ -123,17 +106,24 @@ static void read_and_swap_out(struct __test_metadata *_metadata,
 			      struct vblk_dev *d, char *buf, char *check,
 			      __u64 sector, unsigned long ver)
 {
+	struct ts_blk_stat store0, store1;
 	long long mapped0, writes0;
 
 	ASSERT_EQ(0, disk_write(d, buf, sector, ver));
 	ASSERT_EQ(0, disk_read(d, check, sector));
 	ASSERT_EQ(0UL, ts_bad_pages(check, PAGES, TAG + sector, ver));
-	mapped0 = map_stat("swap_outs_mapped");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	writes0 = ts_swapdev_counter("writes");
+	ts_blk_stat(STORE, &store0);
 	ASSERT_TRUE(page_out(check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	ts_blk_stat(STORE, &store1);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_EQ(0, ts_swapdev_counter("writes") - writes0);
-	EXPECT_EQ((long long)PAGES, map_stat("slots_mapped"));
+	/* The store's own device: no data, at most a journal block or so. */
+	ASSERT_LE(0, store0.written);
+	EXPECT_GT((long long)(PAGES * PAGE / 16),
+		  store1.written - store0.written);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("slots_mapped"));
 	EXPECT_EQ(0UL, ts_resident_pages(check, PAGES * PAGE));
 }
 
@@ -145,17 +135,17 @@ TEST_F_TIMEOUT(map, read_pages_swap_out_with_no_write_and_in_from_disk, 300)
 {
 	long long from_images0, bytes0, writes0;
 
-	bytes0 = map_stat("data_bytes_not_written");
+	bytes0 = ts_mapper_stat("data_bytes_not_written");
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
 	EXPECT_EQ((long long)(PAGES * PAGE),
-		  map_stat("data_bytes_not_written") - bytes0);
-	from_images0 = map_stat("swap_ins_from_images");
+		  ts_mapper_stat("data_bytes_not_written") - bytes0);
+	from_images0 = ts_mapper_stat("swap_ins_from_images");
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("swap_ins_from_images") - from_images0);
-	EXPECT_EQ(0, map_stat("swap_in_errors"));
-	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+		  ts_mapper_stat("swap_ins_from_images") - from_images0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_errors"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 	/*
 	 * Unchanged, they go out again with no write: from the swap cache,
 	 * whose slot still maps to the disk, or mapped anew.
@@ -173,14 +163,14 @@ TEST_F_TIMEOUT(map, read_pages_swap_out_with_no_write_and_in_from_disk, 300)
  */
 TEST_F_TIMEOUT(map, a_write_of_the_block_copies_it_first, 300)
 {
-	long long copies0 = map_stat("copies_before_writes");
+	long long copies0 = ts_mapper_stat("copies_before_writes");
 
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("copies_before_writes") - copies0);
-	EXPECT_EQ(0, map_stat("slots_mapped"));
+		  ts_mapper_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 2));
@@ -214,21 +204,21 @@ TEST_F_TIMEOUT(map, read_ahead_blocks_written_since_are_not_used, 300)
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
 	/* 0 reads 4 blocks; 4 goes on where that ended: 32, to 35. */
-	ios0 = map_stat("swap_in_read_ios");
-	from_images0 = map_stat("swap_ins_from_images");
+	ios0 = ts_mapper_stat("swap_in_read_ios");
+	from_images0 = ts_mapper_stat("swap_ins_from_images");
 	EXPECT_TRUE(swap_in_page(self->check, 0, 1));
 	for (i = 4; i < target; i++)
 		EXPECT_TRUE(swap_in_page(self->check, i, 1));
-	EXPECT_EQ(2, map_stat("swap_in_read_ios") - ios0);
+	EXPECT_EQ(2, ts_mapper_stat("swap_in_read_ios") - ios0);
 	EXPECT_EQ((long long)(target - 3),
-		  map_stat("swap_ins_from_images") - from_images0);
+		  ts_mapper_stat("swap_ins_from_images") - from_images0);
 
 	/* The window holds block 20; the guest writes it, and reads it. */
-	copies0 = map_stat("copies_before_writes");
+	copies0 = ts_mapper_stat("copies_before_writes");
 	ts_fill_page(page, TAG, target, 2);
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
 				   target * SECTORS, page, 1, false));
-	EXPECT_EQ(1, map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(1, ts_mapper_stat("copies_before_writes") - copies0);
 	memset(page, 0, PAGE);
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
 				   target * SECTORS, page, 1, false));
@@ -236,12 +226,12 @@ TEST_F_TIMEOUT(map, read_ahead_blocks_written_since_are_not_used, 300)
 	ASSERT_TRUE(page_out(page, PAGE));
 	EXPECT_EQ(0UL, ts_resident_pages(page, PAGE));
 
-	from_images0 = map_stat("swap_ins_from_images");
+	from_images0 = ts_mapper_stat("swap_ins_from_images");
 	EXPECT_TRUE(ts_check_page(page, TAG, target, 2));
-	EXPECT_EQ(1, map_stat("swap_ins_from_images") - from_images0);
+	EXPECT_EQ(1, ts_mapper_stat("swap_ins_from_images") - from_images0);
 	EXPECT_TRUE(swap_in_page(self->check, target, 1));
-	EXPECT_EQ(0, map_stat("swap_in_errors"));
-	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_errors"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	ts_write_str("/proc/sys/vm/page-cluster", cluster);
 }
@@ -249,7 +239,7 @@ TEST_F_TIMEOUT(map, read_ahead_blocks_written_since_are_not_used, 300)
 /* The same for discard and write-zeroes, each over half of the blocks. */
 TEST_F_TIMEOUT(map, discard_and_write_zeroes_copy_first, 300)
 {
-	long long copies0 = map_stat("copies_before_writes");
+	long long copies0 = ts_mapper_stat("copies_before_writes");
 	__u32 half = PAGES / 2 * SECTORS;
 
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
@@ -259,7 +249,7 @@ TEST_F_TIMEOUT(map, discard_and_write_zeroes_copy_first, 300)
 	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, half,
 				  half, 0));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("copies_before_writes") - copies0);
+		  ts_mapper_stat("copies_before_writes") - copies0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 }
 
@@ -276,10 +266,10 @@ TEST_F_TIMEOUT(map, pages_changed_after_the_read_are_written, 300)
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
 	for (i = 0; i < PAGES; i += 2)
 		ts_fill_page(self->check + i * PAGE, TAG, i, 3);
-	mapped0 = map_stat("swap_outs_mapped");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	writes0 = ts_swapdev_counter("writes");
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES / 2, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES / 2, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_EQ((long long)PAGES / 2, ts_swapdev_counter("writes") - writes0);
 	for (i = 0; i < PAGES; i++)
 		EXPECT_TRUE(ts_check_page(self->check + i * PAGE, TAG, i,
@@ -297,11 +287,11 @@ TEST_F_TIMEOUT(map, a_block_written_since_the_read_is_not_mapped, 300)
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
-	mapped0 = map_stat("swap_outs_mapped");
-	stale0 = map_stat("matches_stale");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
+	stale0 = ts_mapper_stat("matches_stale");
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
-	EXPECT_EQ((long long)PAGES, map_stat("matches_stale") - stale0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("matches_stale") - stale0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 }
 
@@ -311,14 +301,14 @@ TEST_F_TIMEOUT(map, a_block_written_since_the_read_is_not_mapped, 300)
  */
 TEST_F_TIMEOUT(map, detach_copies_mapped_pages, 300)
 {
-	long long copied0 = map_stat("slots_copied");
+	long long copied0 = ts_mapper_stat("slots_copied");
 	char *zero;
 
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
 	ASSERT_EQ(0, vblk_set_backend(&self->dev, -1));
-	EXPECT_EQ((long long)PAGES, map_stat("slots_copied") - copied0);
-	EXPECT_EQ(0, map_stat("slots_mapped"));
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("slots_copied") - copied0);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
 	zero = aligned_alloc(PAGE, PAGES * PAGE);
 	ASSERT_NE(NULL, zero);
 	memset(zero, 0, PAGES * PAGE);
@@ -338,11 +328,11 @@ TEST_F_TIMEOUT(map, swapoff_reads_mapped_pages_from_the_image, 300)
 
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
-	from_images0 = map_stat("swap_ins_from_images");
+	from_images0 = ts_mapper_stat("swap_ins_from_images");
 	ASSERT_EQ(0, swapoff("/dev/tsswap0"));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("swap_ins_from_images") - from_images0);
-	EXPECT_EQ(0, map_stat("slots_mapped"));
+		  ts_mapper_stat("swap_ins_from_images") - from_images0);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	ASSERT_EQ(0, swapon("/dev/tsswap0", 0));
 }
@@ -360,7 +350,7 @@ TEST_F_TIMEOUT(map, another_cgroups_identical_page_is_not_mapped, 300)
 
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
-	mapped0 = map_stat("swap_outs_mapped");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	writes0 = ts_swapdev_counter("writes");
 	pid = fork();
 	ASSERT_LE(0, pid);
@@ -383,11 +373,11 @@ TEST_F_TIMEOUT(map, another_cgroups_identical_page_is_not_mapped, 300)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		TH_LOG("child status %#x", status);
-	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_LE((long long)PAGES, ts_swapdev_counter("writes") - writes0);
 	/* The guest's own pages, the same bytes, do map. */
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 }
 
@@ -409,17 +399,17 @@ TEST_F_TIMEOUT(map, two_blocks_with_the_same_bytes, 300)
 				   self->buf, PAGES, false));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
 	ASSERT_EQ(0, disk_read(&self->dev, twin, other));
-	copies0 = map_stat("copies_before_writes");
+	copies0 = ts_mapper_stat("copies_before_writes");
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
 	ASSERT_TRUE(page_out(twin, PAGES * PAGE));
-	EXPECT_EQ((long long)(2 * PAGES), map_stat("slots_mapped"));
+	EXPECT_EQ((long long)(2 * PAGES), ts_mapper_stat("slots_mapped"));
 	/* Zeroes over both, through the guest. */
 	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, 0,
 				  PAGES * SECTORS, 0));
 	EXPECT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_WRITE_ZEROES, other,
 				  PAGES * SECTORS, 0));
-	EXPECT_EQ(0, map_stat("slots_mapped"));
-	EXPECT_LE((long long)PAGES, map_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
+	EXPECT_LE((long long)PAGES, ts_mapper_stat("copies_before_writes") - copies0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	EXPECT_EQ(0UL, ts_bad_pages(twin, PAGES, TAG, 1));
 }
@@ -443,15 +433,15 @@ TEST_F_TIMEOUT(map, a_write_through_another_device_of_the_image_copies, 300)
 	ASSERT_EQ(0, vblk_open_disk(&other, GUEST_RAM, fd, 0x5eed0001));
 	obuf = vblk_alloc(&other, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, obuf);
-	copies0 = map_stat("copies_before_writes");
+	copies0 = ts_mapper_stat("copies_before_writes");
 	ts_fill_pages(obuf, PAGES, TAG, 2);
 	EXPECT_EQ(0, vblk_io_pages(&other, VIRTIO_BLK_T_OUT, 0, obuf, PAGES,
 				   false));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("copies_before_writes") - copies0);
+		  ts_mapper_stat("copies_before_writes") - copies0);
 	vblk_close_disk(&other, fd, 0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
-	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 }
 
 /*
@@ -497,11 +487,11 @@ TEST_F_TIMEOUT(map, memfd_guest_ram_is_written, 300)
 
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
-	EXPECT_LT(0, map_stat("fingerprints_held"));
-	mapped0 = map_stat("swap_outs_mapped");
+	EXPECT_LT(0, ts_mapper_stat("fingerprints_held"));
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	writes0 = ts_swapdev_counter("writes");
 	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->check, PAGES * PAGE));
-	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_LE((long long)PAGES, ts_swapdev_counter("writes") - writes0);
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
@@ -533,18 +523,18 @@ TEST_F_TIMEOUT(map, tmpfs_image_maps_and_copies, 300)
 
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
-	mapped0 = map_stat("swap_outs_mapped");
-	copies0 = map_stat("copies_before_writes");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
+	copies0 = ts_mapper_stat("copies_before_writes");
 	/* The whole group: the image's own pages go to swap as well. */
 	ASSERT_EQ(0UL, ts_push_to_swap(CGROUP, self->check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
 	EXPECT_EQ((long long)PAGES,
-		  map_stat("copies_before_writes") - copies0);
+		  ts_mapper_stat("copies_before_writes") - copies0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 2));
-	EXPECT_EQ(0, map_stat("swap_in_mismatches"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 	/* Lazily: the image is open until the device closes. */
 	ts_system_quiet("umount -l " TMPFS);
 }
@@ -592,14 +582,14 @@ TEST_F_TIMEOUT(map, huge_pages_map_page_by_page, 300)
 				   false));
 	if (!huge_page_at(p))
 		SKIP(return, "no huge page backs the buffer");
-	mapped0 = map_stat("swap_outs_mapped");
-	copies0 = map_stat("copies_before_writes");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
+	copies0 = ts_mapper_stat("copies_before_writes");
 	ASSERT_TRUE(page_out(p, HUGE));
-	EXPECT_EQ((long long)pages, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)pages, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, half * SECTORS, 2));
 	EXPECT_EQ((long long)pages,
-		  map_stat("copies_before_writes") - copies0);
+		  ts_mapper_stat("copies_before_writes") - copies0);
 	EXPECT_EQ(0UL, ts_bad_pages(p, half, TAG, 1));
 	EXPECT_EQ(0UL, ts_bad_pages(p + half * PAGE, half,
 				    TAG + half * SECTORS, 1));
@@ -616,20 +606,20 @@ TEST_F_TIMEOUT(map, the_device_switch_turns_fingerprints_off, 300)
 
 	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
-	added0 = map_stat("fingerprints_added");
-	mapped0 = map_stat("swap_outs_mapped");
+	added0 = ts_mapper_stat("fingerprints_added");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
-	EXPECT_EQ(0, map_stat("fingerprints_added") - added0);
+	EXPECT_EQ(0, ts_mapper_stat("fingerprints_added") - added0);
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	/* On again: the same read leaves fingerprints, and the pages map. */
 	on = 1;
 	ASSERT_EQ(0, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
-	EXPECT_EQ((long long)PAGES, map_stat("fingerprints_added") - added0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("fingerprints_added") - added0);
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	on = 2;
 	EXPECT_EQ(-1, ioctl(self->dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on));
 	EXPECT_EQ(EINVAL, errno);
@@ -656,12 +646,12 @@ TEST_F_TIMEOUT(map, fingerprints_are_bounded_oldest_first, 600)
 	self->check = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
 	ASSERT_NE(NULL, self->check);
 
-	cap = map_stat("fingerprints_capacity");
+	cap = ts_mapper_stat("fingerprints_capacity");
 	ASSERT_LT(1000, cap);
 	ASSERT_GT(20000, cap);
 	rounds = (cap + PAGES - 1) / PAGES + 2;
 	ASSERT_GE(DISK_SECTORS, rounds * PAGES * SECTORS);
-	added0 = map_stat("fingerprints_added");
+	added0 = ts_mapper_stat("fingerprints_added");
 	for (i = 0; i < rounds; i++) {
 		ASSERT_EQ(0, disk_write(&self->dev, self->buf,
 					i * PAGES * SECTORS, 1));
@@ -669,19 +659,19 @@ TEST_F_TIMEOUT(map, fingerprints_are_bounded_oldest_first, 600)
 				       i * PAGES * SECTORS));
 	}
 	EXPECT_EQ((long long)(rounds * PAGES),
-		  map_stat("fingerprints_added") - added0);
-	EXPECT_EQ(cap, map_stat("fingerprints_held"));
+		  ts_mapper_stat("fingerprints_added") - added0);
+	EXPECT_EQ(cap, ts_mapper_stat("fingerprints_held"));
 	EXPECT_EQ((long long)(rounds * PAGES) - cap,
-		  map_stat("fingerprints_evicted"));
+		  ts_mapper_stat("fingerprints_evicted"));
 	/* The last read is the newest: it maps. */
-	mapped0 = map_stat("swap_outs_mapped");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
-	EXPECT_EQ((long long)PAGES, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	/* The first read's went: pages with those bytes are written. */
 	ts_fill_pages(self->buf, PAGES, TAG, 1);
-	mapped0 = map_stat("swap_outs_mapped");
+	mapped0 = ts_mapper_stat("swap_outs_mapped");
 	ASSERT_TRUE(page_out(self->buf, PAGES * PAGE));
-	EXPECT_EQ(0, map_stat("swap_outs_mapped") - mapped0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_outs_mapped") - mapped0);
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, TAG, 1));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES,
 				    TAG + (rounds - 1) * PAGES * SECTORS, 1));

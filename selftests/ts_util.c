@@ -206,6 +206,22 @@ long long ts_swapdev_counter(const char *name)
 	return ts_read_ll(path, &val) ? -1 : val;
 }
 
+long long ts_mapper_stat(const char *name)
+{
+	char line[256], key[128];
+	long long val, found = -1;
+	FILE *f = fopen(TS_DEBUGFS "/swap_mapper", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %lld", key, &val) == 2 &&
+		    !strcmp(key, name))
+			found = val;
+	fclose(f);
+	return found;
+}
+
 int ts_vhost_devices(char *buf, size_t len)
 {
 	struct dirent *e;

@@ -127,6 +127,8 @@ int ts_load_refused(const char *params, int err, const char *message);
 
 /* A debugfs counter of /dev/tsswap0, or -1 if unreadable. */
 long long ts_swapdev_counter(const char *name);
+/* A line "name value" of debugfs swap_mapper, or -1 (the mapper is off). */
+long long ts_mapper_stat(const char *name);
 /*
  * /dev/vhost-blk devices open, by their debugfs directories; the last one
  * found in @buf (if not NULL). -errno if none can be listed.
