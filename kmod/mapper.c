@@ -30,6 +30,7 @@
 #include <linux/bio.h>
 #include <linux/cgroup.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/hash.h>
 #include <linux/highmem.h>
@@ -234,7 +235,13 @@ struct ts_mapper {
 	struct workqueue_struct *wq;
 	/* Lets go of detached images whose last slot went. */
 	struct work_struct reap_work;
-	struct dentry *debugfs;
+	struct dentry *debugfs, *debugfs_delay;
+	/*
+	 * Fault injection for tests (debugfs swap_mapper_delay_reads_ms): a
+	 * swap-in sleeps this long before it reads the image, so that a
+	 * test can write the block meanwhile (M4).
+	 */
+	u32 delay_reads_ms;
 	struct ts_map_stats stats;
 };
 
@@ -670,6 +677,8 @@ static void ts_map_read_work(struct work_struct *work)
 	bool reap;
 	int ret;
 
+	if (unlikely(READ_ONCE(mapper->delay_reads_ms)))
+		msleep(READ_ONCE(mapper->delay_reads_ms));
 	/* Memory for the read must not wait on swap I/O of this device. */
 	noio = memalloc_noio_save();
 	page = mempool_alloc(mapper->page_pool, GFP_NOIO);
@@ -1278,10 +1287,10 @@ static int ts_map_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "slots_mapped %lu\n", mapped);
 	seq_printf(m, "swap_ins_from_images %lld\n",
 		   atomic64_read(&st->image_reads));
-	seq_printf(m, "swap_in_read_ios %lld\n",
-		   atomic64_read(&st->image_read_ios));
 	seq_printf(m, "swap_in_errors %lld\n",
 		   atomic64_read(&st->image_read_errors));
+	seq_printf(m, "swap_in_read_ios %lld\n",
+		   atomic64_read(&st->image_read_ios));
 	seq_printf(m, "swap_in_mismatches %lld\n",
 		   atomic64_read(&st->mismatches));
 	seq_printf(m, "copies_before_writes %lld\n",
@@ -1299,6 +1308,23 @@ static int ts_map_stats_show(struct seq_file *m, void *v)
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(ts_map_stats);
+
+static int ts_map_delay_get(void *data, u64 *val)
+{
+	*val = READ_ONCE(((struct ts_mapper *)data)->delay_reads_ms);
+	return 0;
+}
+
+static int ts_map_delay_set(void *data, u64 val)
+{
+	if (val > MSEC_PER_SEC * 60)
+		return -EINVAL;
+	WRITE_ONCE(((struct ts_mapper *)data)->delay_reads_ms, val);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(ts_map_delay_fops, ts_map_delay_get,
+			 ts_map_delay_set, "%llu\n");
 
 static void ts_mapper_free(struct ts_mapper *mapper)
 {
@@ -1377,10 +1403,15 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->ops.swap_out = ts_map_swap_out;
 	mapper->ops.forget = ts_map_forget;
 	mapper->ops.read = ts_map_read;
-	if (!IS_ERR_OR_NULL(ts_debugfs_root))
+	if (!IS_ERR_OR_NULL(ts_debugfs_root)) {
 		mapper->debugfs = debugfs_create_file("swap_mapper", 0444,
 						      ts_debugfs_root, mapper,
 						      &ts_map_stats_fops);
+		mapper->debugfs_delay =
+			debugfs_create_file_unsafe("swap_mapper_delay_reads_ms",
+						   0600, ts_debugfs_root, mapper,
+						   &ts_map_delay_fops);
+	}
 	ts_mapper = mapper;
 	ts_swapdev_set_mapper(swapdev, &mapper->ops);
 	pr_info("swap mapper on: %u fingerprints in %u MiB\n", mapper->nr_fps,
@@ -1406,6 +1437,7 @@ void ts_mapper_stop(void)
 		WARN_ON(mapper->disks[i]);
 	WARN_ON(mapper->nr_mapped);
 	debugfs_remove(mapper->debugfs);
+	debugfs_remove(mapper->debugfs_delay);
 	ts_mapper = NULL;
 	ts_mapper_free(mapper);
 }

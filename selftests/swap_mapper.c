@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,88 @@ TEST_F_TIMEOUT(map, read_ahead_blocks_written_since_are_not_used, 300)
 	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	ts_write_str("/proc/sys/vm/page-cluster", cluster);
+}
+
+#define DELAY_READS	TS_DEBUGFS "/swap_mapper_delay_reads_ms"
+
+struct swap_in {
+	const char *page;
+	unsigned long index;
+	pid_t tid;		/* atomic */
+	bool ok;
+};
+
+static void *swap_in_thread(void *arg)
+{
+	struct swap_in *in = arg;
+
+	__atomic_store_n(&in->tid, gettid(), __ATOMIC_RELEASE);
+	in->ok = ts_check_page(in->page, TAG, in->index, 1);
+	return NULL;
+}
+
+/* Thread @tid's state letter (R, S, D, ...), or 0. */
+static char task_state(pid_t tid)
+{
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	if (ts_read_str(path, buf, sizeof(buf)))
+		return 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/*
+ * M4: a write of a block that a swap-in reads from the image now waits
+ * for that read. The swap-in sleeps before it reads (debugfs
+ * swap_mapper_delay_reads_ms), its thread waiting for the page (state
+ * D); the guest writes the block meanwhile. A write that did not wait
+ * would change the block before the read: the swap-in would fail its
+ * xxh64 check, and the thread get SIGBUS.
+ */
+TEST_F_TIMEOUT(map, a_write_waits_for_a_swap_in_of_its_block, 300)
+{
+	struct swap_in in = { .index = 7 };
+	char *page = self->buf + (PAGES - 1) * PAGE;
+	long long copies0;
+	pthread_t thread;
+	double t0, waited;
+	pid_t tid = 0;
+	int i;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	in.page = self->check + in.index * PAGE;
+	ASSERT_EQ(0, ts_write_str(DELAY_READS, "1500"));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, swap_in_thread, &in));
+	for (i = 0; i < 500; i++) {
+		tid = __atomic_load_n(&in.tid, __ATOMIC_ACQUIRE);
+		if (tid && task_state(tid) == 'D')
+			break;
+		usleep(2000);
+	}
+	ASSERT_GT(500, i);
+
+	copies0 = ts_mapper_stat("copies_before_writes");
+	ts_fill_page(page, TAG, in.index, 2);
+	t0 = ts_now();
+	EXPECT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
+				   in.index * SECTORS, page, 1, false));
+	waited = ts_now() - t0;
+	pthread_join(thread, NULL);
+	ts_write_str(DELAY_READS, "0");
+	TH_LOG("the write took %.3f s", waited);
+	EXPECT_TRUE(in.ok);
+	EXPECT_LE(0.5, waited);
+	EXPECT_EQ(1, ts_mapper_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_errors"));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
+	memset(page, 0, PAGE);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN,
+				   in.index * SECTORS, page, 1, false));
+	EXPECT_TRUE(ts_check_page(page, TAG, in.index, 2));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 }
 
 /* The same for discard and write-zeroes, each over half of the blocks. */
