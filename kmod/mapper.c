@@ -163,9 +163,11 @@ struct ts_map_window {
 	u64 first;
 	unsigned int nr;
 	u32 incarnation;
+	unsigned int span;		/* blocks the last fill asked for */
 	u64 next;			/* the block after the last read */
 	u64 gen[TS_MAP_WINDOW];
-	struct page *pages[TS_MAP_WINDOW];	/* [0] NULL: no window */
+	struct page *pages[TS_MAP_WINDOW];	/* from the first fill on */
+	struct bio_vec bv[TS_MAP_WINDOW];	/* of the pages */
 };
 
 /* A disk's image, shared by the attachments of one inode. */
@@ -512,46 +514,34 @@ static void ts_map_copy_to_bio(struct bio *bio, struct bvec_iter iter,
 }
 
 /*
- * Read blocks [@x, @x + @nr) of @md's image into @pages, for a swap-in or
- * a copy: from any task's worker, so through the file's own read_iter, as
- * the loop driver does, and not vfs_iocb_iter_read(): its fsnotify
- * permission event could wait for a listener that waits for this very
- * swap-in. A block device opened for direct I/O is read direct: its page
- * cache is not kept coherent with asynchronous direct writes
- * (blkdev_direct_write() invalidates it before them only), and a buffered
- * read (with readahead) could put the older bytes of a block being
- * written there. Returns the number of whole blocks read, at least one
- * (fewer than @nr at the end of the image), or -errno.
+ * Read blocks [@x, @x + @nr) of @md's image into the pages of @bv, for a
+ * swap-in or a copy: from any task's worker, so through the file's own
+ * read_iter, as the loop driver does, and not vfs_iocb_iter_read(): its
+ * fsnotify permission event could wait for a listener that waits for this
+ * very swap-in. A block device is always read direct, however it was
+ * opened: a buffered read of it takes its inode's i_rwsem, which a
+ * buffered guest write holds while it faults the guest's buffer in, and
+ * that buffer may be the page being swapped in; a direct read takes no
+ * lock, writes back the range's dirty cache first, and cannot leave the
+ * older bytes of a block being written in the cache either. Returns the
+ * number of whole blocks read, at least one (fewer than @nr at the end of
+ * the image), or -errno.
  */
-static ssize_t ts_map_read_iter(struct file *image, u64 x,
-				struct bio_vec *bv, unsigned int nr, bool direct)
+static int ts_map_read_blocks(struct ts_map_disk *md, u64 x,
+			      struct bio_vec *bv, unsigned int nr)
 {
+	struct file *image = md->image;
 	struct iov_iter iter;
 	struct kiocb kiocb;
+	ssize_t ret;
 
 	iov_iter_bvec(&iter, ITER_DEST, bv, nr, (size_t)nr << TS_BLOCK_SHIFT);
 	ts_init_image_kiocb(&kiocb, image, x << TS_BLOCK_SHIFT);
-	if (!direct)
+	if (S_ISBLK(md->inode->i_mode))
+		kiocb.ki_flags |= IOCB_DIRECT;
+	else
 		kiocb.ki_flags &= ~IOCB_DIRECT;
-	return image->f_op->read_iter(&kiocb, &iter);
-}
-
-static int ts_map_read_blocks(struct ts_map_disk *md, u64 x,
-			      struct page **pages, unsigned int nr)
-{
-	struct bio_vec bv[TS_MAP_WINDOW];
-	struct file *image = md->image;
-	bool direct = S_ISBLK(md->inode->i_mode) &&
-		      (image->f_flags & O_DIRECT);
-	unsigned int i;
-	ssize_t ret;
-
-	for (i = 0; i < nr; i++)
-		bvec_set_page(&bv[i], pages[i], TS_BLOCK_SIZE, 0);
-	ret = ts_map_read_iter(image, x, bv, nr, direct);
-	/* Not aligned for direct I/O after all. */
-	if (ret == -EINVAL && direct)
-		ret = ts_map_read_iter(image, x, bv, nr, false);
+	ret = image->f_op->read_iter(&kiocb, &iter);
 	if (ret < 0)
 		return ret;
 	return ret < TS_BLOCK_SIZE ? -EIO : ret >> TS_BLOCK_SHIFT;
@@ -559,8 +549,11 @@ static int ts_map_read_blocks(struct ts_map_disk *md, u64 x,
 
 static int ts_map_read_image(struct ts_map_disk *md, u64 x, struct page *page)
 {
-	int ret = ts_map_read_blocks(md, x, &page, 1);
+	struct bio_vec bv;
+	int ret;
 
+	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
+	ret = ts_map_read_blocks(md, x, &bv, 1);
 	return ret < 0 ? ret : 0;
 }
 
@@ -578,28 +571,56 @@ static bool ts_map_window_holds_locked(struct ts_map_disk *md, u64 x)
 }
 
 /*
+ * Under mapper->lock: a read of the window from @x on goes on where the
+ * last one ended, or rereads part of it: a swap-in in order.
+ */
+static bool ts_map_window_in_order_locked(struct ts_map_window *w, u64 x)
+{
+	return x == w->next || (x >= w->first && x - w->first < w->span);
+}
+
+/*
+ * Under w->lock: the window's pages, allocated at its first fill; false
+ * if there is no memory for them (the swap-in reads its block alone).
+ */
+static bool ts_map_window_pages(struct ts_map_window *w)
+{
+	unsigned int i;
+
+	for (i = 0; i < TS_MAP_WINDOW; i++) {
+		if (w->pages[i])
+			continue;
+		w->pages[i] = alloc_page(GFP_NOIO | __GFP_NORETRY |
+					 __GFP_NOWARN);
+		if (!w->pages[i])
+			return false;
+		bvec_set_page(&w->bv[i], w->pages[i], TS_BLOCK_SIZE, 0);
+	}
+	return true;
+}
+
+/*
  * Under w->lock: read the image from @x on into the window, as far as no
- * write is running on a block; false if none could be (a write is running
- * on x's bucket, or the read failed).
+ * write is running on a block; false if none could be (the image is
+ * detached, a write is running on x's bucket, or the read failed).
  */
 static bool ts_map_window_fill(struct ts_mapper *mapper,
 			       struct ts_map_disk *md, u64 x)
 {
 	struct ts_map_window *w = &md->window;
 	u64 size = i_size_read(md->inode) >> TS_BLOCK_SHIFT;
-	unsigned int nr, i;
+	unsigned int nr, i = 0;
 	unsigned long flags;
-	u32 b;
 	int ret;
+	u32 b;
 
 	if (x >= size)
 		return false;
 	spin_lock_irqsave(&mapper->lock, flags);
-	nr = x == w->next || (w->nr && x >= w->first &&
-			      x - w->first < w->nr) ?
-	     TS_MAP_WINDOW : TS_MAP_WINDOW_START;
+	nr = ts_map_window_in_order_locked(w, x) ? TS_MAP_WINDOW :
+						   TS_MAP_WINDOW_START;
 	nr = min_t(u64, nr, size - x);
-	for (i = 0; i < nr; i++) {
+	for (i = 0; i < nr && !md->dead; i++) {
 		b = ts_map_gen_bucket(x + i);
 		if (md->running[b])
 			break;
@@ -607,46 +628,54 @@ static bool ts_map_window_fill(struct ts_mapper *mapper,
 	}
 	w->first = x;
 	w->nr = 0;
+	w->span = i;
 	w->incarnation = md->incarnation;
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (!i)
 		return false;
 
-	ret = ts_map_read_blocks(md, x, w->pages, i);
+	ret = ts_map_read_blocks(md, x, w->bv, i);
 	atomic64_inc(&mapper->stats.image_read_ios);
-	if (ret <= 0)
-		return false;
 	spin_lock_irqsave(&mapper->lock, flags);
-	w->nr = ret;
-	w->next = x + ret;
+	if (ret > 0) {
+		w->nr = ret;
+		w->next = x + ret;
+	} else {
+		/* The next fill reads few blocks, not a failing range. */
+		w->span = 0;
+		w->next = U64_MAX;
+	}
 	spin_unlock_irqrestore(&mapper->lock, flags);
-	return true;
+	return ret > 0;
 }
 
 /*
  * Block @x of @md's image into @page for a swap-in: from the window, read
- * anew from x on if it does not hold x; or alone, if another swap-in of
- * the image reads other blocks into the window now (they run in parallel)
- * or there is no window.
+ * anew from x on if it does not hold x. Alone if the image is no block
+ * device (a file's reads go through its page cache, which reads ahead on
+ * its own), if another swap-in fills the window with other blocks now
+ * (they run in parallel), or if there is no memory for the window.
  */
 static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
 				   struct ts_map_disk *md, u64 x,
 				   struct page *page)
 {
 	struct ts_map_window *w = &md->window;
+	bool near, held = false;
 	unsigned long flags;
-	bool held;
 
-	if (!w->pages[0])
+	if (!S_ISBLK(md->inode->i_mode))
 		goto alone;
 	if (!mutex_trylock(&w->lock)) {
 		spin_lock_irqsave(&mapper->lock, flags);
-		held = x >= w->first && x - w->first < TS_MAP_WINDOW;
+		near = x >= w->first && x - w->first < w->span;
 		spin_unlock_irqrestore(&mapper->lock, flags);
-		if (!held)
+		if (!near)
 			goto alone;
 		mutex_lock(&w->lock);
 	}
+	if (!ts_map_window_pages(w))
+		goto unlock;
 	spin_lock_irqsave(&mapper->lock, flags);
 	held = ts_map_window_holds_locked(md, x);
 	spin_unlock_irqrestore(&mapper->lock, flags);
@@ -657,6 +686,7 @@ static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
 	}
 	if (held)
 		copy_highpage(page, w->pages[x - w->first]);
+unlock:
 	mutex_unlock(&w->lock);
 	if (held)
 		return 0;
@@ -1084,36 +1114,21 @@ static void ts_map_disk_free(struct ts_map_disk *md)
 
 	if (!md)
 		return;
-	for (i = 0; i < TS_MAP_WINDOW && md->window.pages[i]; i++)
-		__free_page(md->window.pages[i]);
+	for (i = 0; i < TS_MAP_WINDOW; i++)
+		if (md->window.pages[i])
+			__free_page(md->window.pages[i]);
 	mutex_destroy(&md->window.lock);
 	kvfree(md);
 }
 
-/*
- * A disk to follow, with its window (none, if there is no memory for it:
- * its swap-ins read one block each).
- */
 static struct ts_map_disk *ts_map_disk_alloc(void)
 {
 	struct ts_map_disk *md = kvzalloc(sizeof(*md), GFP_KERNEL);
-	unsigned int i;
 
 	if (!md)
 		return NULL;
 	mutex_init(&md->window.lock);
 	md->window.next = U64_MAX;
-	for (i = 0; i < TS_MAP_WINDOW; i++) {
-		md->window.pages[i] = alloc_page(GFP_KERNEL | __GFP_NOWARN);
-		if (!md->window.pages[i])
-			break;
-	}
-	if (i < TS_MAP_WINDOW) {
-		while (i--) {
-			__free_page(md->window.pages[i]);
-			md->window.pages[i] = NULL;
-		}
-	}
 	return md;
 }
 
@@ -1186,9 +1201,8 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 	if (!mapper || !ts_map_image_readable_anytime(inode))
 		return NULL;
 	ts_map_reap(mapper);
+	/* Without it, another attachment of the image is still joined. */
 	fresh = ts_map_disk_alloc();
-	if (!fresh)
-		return NULL;
 	spin_lock_irqsave(&mapper->lock, flags);
 	for (i = 0; i < TS_MAP_MAX_DISKS; i++) {
 		md = mapper->disks[i];
@@ -1213,7 +1227,7 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 		goto unlock;
 	}
 	md = NULL;
-	if (free < 0)
+	if (free < 0 || !fresh)
 		goto unlock;
 	md = fresh;
 	fresh = NULL;
@@ -1227,7 +1241,7 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 unlock:
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	ts_map_disk_free(fresh);
-	if (!md)
+	if (!md && free < 0)
 		pr_warn_once("swap mapper: more than %d disk images at once; the others are not mapped\n",
 			     TS_MAP_MAX_DISKS);
 	return md;

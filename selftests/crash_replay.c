@@ -315,7 +315,7 @@ static int check_point(unsigned long long point, void *arg)
 	unsigned int k = flushes_before(w, point), b, bad = 0;
 	struct vblk_dev d;
 	char *buf;
-	int fd = -1;
+	int fd = -1, ret;
 
 	if (ts_tool("check " CRASH_STORE_REPLAY " >/dev/null 2>&1")) {
 		printf("# point %llu: tesseractctl check fails\n", point);
@@ -332,8 +332,12 @@ static int check_point(unsigned long long point, void *arg)
 		goto out;
 	}
 	buf = vblk_alloc(&d, BLOCKS * PAGE, PAGE);
-	if (!buf || vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0, buf, BLOCKS * PAGE, 0,
-			    false)) {
+	ret = buf ? vblk_rw(&d, 0, VIRTIO_BLK_T_IN, 0, buf, BLOCKS * PAGE, 0,
+			    false) : -ENOMEM;
+	if (ret) {
+		/* < 0: -errno of the guest; > 0: the request's status. */
+		printf("# point %llu: the read of the disk fails: %d\n",
+		       point, ret);
 		bad = 1;
 		goto out;
 	}

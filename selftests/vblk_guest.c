@@ -614,6 +614,19 @@ int vblk_prepare_queues(struct vblk_dev *d)
 	return 0;
 }
 
+/*
+ * How long a synchronous request may take: 10 s, times $TS_TIMEOUT_SCALE
+ * as the tests' own timeouts (ts_timeout.c): in the debug kernel, a read
+ * of a few hundred references under load can take longer.
+ */
+static int vblk_sync_timeout_ms(void)
+{
+	const char *env = getenv("TS_TIMEOUT_SCALE");
+	unsigned long scale = env ? strtoul(env, NULL, 10) : 1;
+
+	return 10000 * (scale > 1 && scale < 100 ? (int)scale : 1);
+}
+
 int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	    __u64 sector, void *data, size_t len, size_t seg_max,
 	    bool indirect)
@@ -632,7 +645,7 @@ int vblk_rw(struct vblk_dev *d, unsigned int qi, __u32 type,
 	if (ret)
 		return ret;
 	vblk_kick(d, qi);
-	ret = vblk_req_wait(d, qi, r, 10000);
+	ret = vblk_req_wait(d, qi, r, vblk_sync_timeout_ms());
 	/* Still owned by the device: never reuse (nor free) it. */
 	if (ret == -ETIMEDOUT) {
 		d->sync_req[qi] = NULL;

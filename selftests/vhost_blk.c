@@ -1179,12 +1179,21 @@ static int pin_vhost_worker(int cpu)
  */
 TEST_F_TIMEOUT(bdev, busy_polling_leaves_other_rings_alone, 120)
 {
+	const char *scale = getenv("TS_TIMEOUT_SCALE");
 	void *buf = vblk_alloc(&self->d, 4096, 4096);
-	double lat[9], t0;
+	double lat[15], t0, bound;
 	unsigned int i;
 	cpu_set_t set;
 
 	ASSERT_NE(NULL, buf);
+	/*
+	 * Waiting for the polling to time out, every read takes 10 ms or
+	 * more; a busy host (another VM beside this one) can slow many reads,
+	 * but not all of them. In the debug kernel (its timeouts scaled), a
+	 * read alone takes up to 7 ms under load (6.7 ms was the fastest of
+	 * nine once, with two more debug VMs on the host's two CPUs).
+	 */
+	bound = scale && atoi(scale) > 1 ? 8.5 : 5.0;
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		SKIP(return, "needs two CPUs");
 	ASSERT_EQ(0, pin_vhost_worker(1));
@@ -1205,12 +1214,7 @@ TEST_F_TIMEOUT(bdev, busy_polling_leaves_other_rings_alone, 120)
 	TH_LOG("%s: ring 1 read while ring 0 polls: min %.2f, median %.2f, max %.2f ms",
 	       variant->io_mode, lat[0], lat[ARRAY_SIZE(lat) / 2],
 	       lat[ARRAY_SIZE(lat) - 1]);
-	/*
-	 * Waiting for the polling to time out, every read takes 10 ms or
-	 * more; a busy host (another VM beside this one) can slow many reads,
-	 * but not all of them.
-	 */
-	EXPECT_GT(5.0, lat[0]);
+	EXPECT_GT(bound, lat[0]);
 	EXPECT_EQ(0, stat_ll("errors"));
 }
 
