@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Shared by the benchmarks that run build/tools/dpbench in the test kernel
-# (dp.sh, locality.sh); sourced, with $TS_DIR, $TS_MODULE and a fail()
-# function of the caller's; val() reads dpbench's lines from $LOG.
+# (dp.sh, locality.sh, mapper.sh); sourced, with $TS_DIR, $TS_MODULE and a
+# fail() function of the caller's; val() reads dpbench's lines from $LOG.
+# $DP_INSMOD_ARGS, if the caller sets it, goes to dp_up's insmod after the
+# backing device (space-separated parameters, e.g. "swap_mapper=1").
 
 DPBENCH="$TS_DIR/build/tools/dpbench"
 
@@ -27,7 +29,8 @@ dp_env() {
 
 # dp_up PROFILE MS: the store (/dev/vdb) and the image (/dev/vda) behind
 # dm-delay, MS ms per I/O, their latency probed; the module loaded on the
-# store and /dev/tsswap0 the swap. Sets $store and $image.
+# store (with $DP_INSMOD_ARGS) and /dev/tsswap0 the swap. Sets $store and
+# $image.
 dp_up() {
 	store=$(dm_up dp-store /dev/vdb "$2") || fail "dm-delay over /dev/vdb"
 	image=$(dm_up dp-image /dev/vda "$2") || fail "dm-delay over /dev/vda"
@@ -35,7 +38,10 @@ dp_up() {
 	"$DPBENCH" -L "$store" "$image" | sed "s|^# dp probe|# $1: probe|"
 	"$TS_DIR/build/tools/tesseractctl" format --force "$store" >/dev/null ||
 		fail "tesseractctl format $store"
-	insmod "$TS_MODULE" backing="$store" || fail "insmod backing=$store"
+	# Unquoted: one word per parameter.
+	# shellcheck disable=SC2086
+	insmod "$TS_MODULE" backing="$store" ${DP_INSMOD_ARGS:-} ||
+		fail "insmod backing=$store${DP_INSMOD_ARGS:+ $DP_INSMOD_ARGS}"
 	mkswap -q /dev/tsswap0 >/dev/null || fail "mkswap /dev/tsswap0"
 	swapon /dev/tsswap0 || fail "swapon /dev/tsswap0"
 	echo "# $1: swap: $(awk 'NR > 1 { printf "%s ", $1 }' /proc/swaps)"
