@@ -738,6 +738,7 @@ void ts_blk_stat(const char *dev, struct ts_blk_stat *b)
 	b->read = -1;
 	b->written = -1;
 	b->read_ios = -1;
+	b->write_ios = -1;
 	if (!dev || stat(dev, &st) || !S_ISBLK(st.st_mode))
 		return;
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
@@ -750,6 +751,7 @@ void ts_blk_stat(const char *dev, struct ts_blk_stat *b)
 		b->read = f[2] * 512;
 		b->written = f[6] * 512;
 		b->read_ios = f[0];
+		b->write_ios = f[4];
 	}
 	fclose(fp);
 }

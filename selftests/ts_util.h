@@ -212,11 +212,12 @@ double ts_now(void);
 
 /*
  * A block device's totals so far, from /sys/dev/block/M:m/stat: bytes
- * read and written, reads completed; -1 each if @dev is no block device.
+ * read and written, reads and writes completed; -1 each if @dev is no
+ * block device.
  */
 struct ts_blk_stat {
 	long long read, written;
-	long long read_ios;
+	long long read_ios, write_ios;
 };
 
 void ts_blk_stat(const char *dev, struct ts_blk_stat *b);
