@@ -23,6 +23,9 @@
 #                         swap-ins of a Zipf workload, and their overhead
 #   make bench-locality   sequential reads of a reconciled range before and
 #                         after compaction and cleaning (dpbench -l)
+#   make bench-mapper     the swap mapper: a guest's page cache swapped out
+#                         and in, mapper off against on, HDD- and SSD-like
+#                         (tools/dpbench/mapper.c)
 #   make debug-kernel     build the 6.12 debug test kernel (KASAN, lockdep,
 #                         KFENCE, kmemleak, ...) into build/debug-kernel
 #   make check-debug      the selftests in the debug kernel, failing on any

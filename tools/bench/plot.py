@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost|dp|locality|mrc|e2e LOG OUT.png
+    plot.py swap|vhost|dp|locality|mrc|e2e|mapper LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
@@ -16,7 +16,10 @@ it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
 miss-ratio curve predicted at each memory.max against those measured, and
 swap throughput with the curves on and off. e2e: dpe2e's whole workload per
 profile and configuration: operations per second over time, the CDF of
-operation latency, and each second's p99 and maximum latency.
+operation latency, and each second's p99 and maximum latency. mapper:
+mapperbench's page cache swapped out and in with the swap mapper off and
+on, per profile: swap-in throughput, bytes the swap-out wrote to the
+store, swap-out time and its CPU time with the share spent hashing.
 """
 import re
 import statistics
@@ -310,9 +313,65 @@ def plot_e2e(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_mapper(log, out):
+    runs = {}       # (profile, mode, phase) -> the phase lines' values
+    result = None
+    for line in open(log, errors="replace"):
+        m = re.match(r"# mapper (\w+) (off|on) (\w+) (.*)", line)
+        if m:
+            runs.setdefault(m.group(1, 2, 3), {}).update(
+                kv.split("=", 1) for kv in m.group(4).split() if "=" in kv)
+        m = re.match(r"mapperbench (writes_avoided=.*)", line)
+        if m:
+            result = dict(kv.split("=", 1) for kv in m.group(1).split())
+    profiles = sorted({k[0] for k in runs if k[2] == "swapin"},
+                      key=lambda p: p != "hdd")
+    if not profiles or result is None:
+        sys.exit("plot.py: no mapperbench results in " + log)
+
+    def value(profile, mode, phase, key, scale=1):
+        v = runs.get((profile, mode, phase), {}).get(key, "-")
+        return float(v) * scale if v != "-" else 0
+
+    panels = (("swapin", "mib_s", "swap-in MiB/s", 1),
+              ("swapin", "p99_ms", "swap-in touch latency p99, ms", 1),
+              ("swapout", "store_written", "swap-out: store MiB written",
+               1 / 1048576),
+              ("swapout", "secs", "swap-out seconds", 1),
+              ("swapout", "cpu_sys_ms", "swap-out CPU ms (hashing hatched)",
+               1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.8))
+    width = 0.38
+    xs = range(len(profiles))
+    for ax, (phase, key, title, scale) in zip(axes, panels):
+        for i, (mode, colour) in enumerate((("off", "tab:grey"),
+                                            ("on", "tab:blue"))):
+            pos = [x + (i - 0.5) * width for x in xs]
+            vals = [value(p, mode, phase, key, scale) for p in profiles]
+            ax.bar(pos, vals, width, color=colour, label=f"mapper {mode}")
+            for x, v in zip(pos, vals):
+                ax.text(x, v, f"{v:.4g}", ha="center", va="bottom",
+                        fontsize=7)
+            if key == "cpu_sys_ms":
+                ax.bar(pos, [value(p, mode, phase, "hash_ms")
+                             for p in profiles], width, color="none",
+                       edgecolor="black", hatch="//")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(profiles)
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("mapperbench: a guest's page cache swapped out and in, "
+                 "swap mapper off and on\n"
+                 + ", ".join(f"{k} {v}" for k, v in result.items()),
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
     plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp,
-             "locality": plot_locality, "mrc": plot_mrc, "e2e": plot_e2e}
+             "locality": plot_locality, "mrc": plot_mrc, "e2e": plot_e2e,
+             "mapper": plot_mapper}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])
