@@ -71,13 +71,26 @@ fail() {
 
 DP_INSMOD_ARGS=swap_mapper=1
 
-# mval PROFILE MODE PHASE KEY: a value of mapperbench's lines.
+# mval PROFILE MODE PHASE KEY: a value of the last line "# mapper PROFILE
+# MODE PHASE key=value..." of $LOG, "-" if there is none. KEY "stats:NAME"
+# reads NAME from the phase's stats line instead (debugfs swap_mapper's
+# names, which may be the same words as the phase line's keys).
 mval() {
-	tagged_val mapper "$@"
+	awk -v p="$1" -v m="$2" -v ph="$3" -v k="${4#stats:}" \
+		-v st="$([ "${4#stats:}" = "$4" ] && echo 0 || echo 1)" '
+		$1 == "#" && $2 == "mapper" && $3 == p && $4 == m && $5 == ph &&
+		($6 == "stats") == st {
+			for (i = 6; i <= NF; i++) {
+				n = index($i, "=")
+				if (n && substr($i, 1, n - 1) == k)
+					v = substr($i, n + 1)
+			}
+		}
+		END { print v == "" ? "-" : v }' "$LOG"
 }
 
-# row LABEL PROFILE PHASE KEY [SCALE]: one line of the side-by-side table,
-# values divided by SCALE if given.
+# row LABEL PROFILE PHASE KEY [SCALE]: one line of the side-by-side table
+# (KEY as for mval), values divided by SCALE if given.
 row() {
 	off=$(mval "$2" off "$3" "$4")
 	on=$(mval "$2" on "$3" "$4")
@@ -103,7 +116,7 @@ stat_rows() {
 					seen[k] = 1
 				}
 		}' "$LOG"); do
-		row "$3 $k" "$1" "$2" "$k"
+		row "$3 $k" "$1" "$2" "stats:$k"
 	done
 }
 
@@ -125,12 +138,13 @@ table() {
 	row "read request latency p50 ms" "$1" read p50_ms
 	row "read CPU ms (process sys)" "$1" read cpu_sys_ms
 	row "read kernel CPU ms (all CPUs)" "$1" read kernel_cpu_ms
-	row "read fingerprinting ms (hash_ns)" "$1" read hash_ns 1000000
+	row "read fingerprinting ms (hash_ns)" "$1" read stats:hash_ns \
+		1000000
 	row "swap-out s" "$1" swapout secs
 	row "swap-out pages (pswpout)" "$1" swapout pswpout
 	row "swap-out store bytes written" "$1" swapout store_written
 	row "swap-out store write requests" "$1" swapout store_write_ios
-	row "swap-out swaps mapped" "$1" swapout swap_outs_mapped
+	row "swap-out swaps mapped" "$1" swapout stats:swap_outs_mapped
 	row "swap-out CPU ms (process sys)" "$1" swapout cpu_sys_ms
 	row "swap-out kernel CPU ms (all CPUs)" "$1" swapout kernel_cpu_ms
 	row "swap-out hashing ms (hash_ns)" "$1" swapout hash_ms

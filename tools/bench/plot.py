@@ -317,7 +317,8 @@ def plot_mapper(log, out):
     runs = {}       # (profile, mode, phase) -> the phase lines' values
     result = None
     for line in open(log, errors="replace"):
-        m = re.match(r"# mapper (\w+) (off|on) (\w+) (.*)", line)
+        # Not the stats lines: debugfs names may be the same words.
+        m = re.match(r"# mapper (\w+) (off|on) (\w+) (?!stats )(.*)", line)
         if m:
             runs.setdefault(m.group(1, 2, 3), {}).update(
                 kv.split("=", 1) for kv in m.group(4).split() if "=" in kv)
