@@ -202,11 +202,19 @@ static long long kernel_ticks(void)
 	return n == 7 ? sys + irq + softirq : -1;
 }
 
-static void snapshot(struct mb_snap *s)
+/*
+ * The counters at the start (@end false) or the end of a phase. Its time
+ * and the process's CPU time are taken last at the start and first at the
+ * end: they leave out the reading of the others.
+ */
+static void snapshot(struct mb_snap *s, bool end)
 {
 	size_t i;
 
-	getrusage(RUSAGE_SELF, &s->ru);
+	if (end) {
+		s->time = ts_now();
+		getrusage(RUSAGE_SELF, &s->ru);
+	}
 	s->kernel_ticks = kernel_ticks();
 	s->pswpin = ts_vmstat("pswpin");
 	s->pswpout = ts_vmstat("pswpout");
@@ -215,8 +223,10 @@ static void snapshot(struct mb_snap *s)
 	read_map_stats(s);
 	for (i = 0; i < NR_SWAPDEV; i++)
 		s->swapdev[i] = ts_swapdev_counter(swapdev_counters[i]);
-	/* Last: the time a phase took ends before the reads above. */
-	s->time = ts_now();
+	if (!end) {
+		getrusage(RUSAGE_SELF, &s->ru);
+		s->time = ts_now();
+	}
 }
 
 static double tv_ms(const struct timeval *a, const struct timeval *b)
@@ -251,14 +261,14 @@ static void print_delta(const char *phase, const struct mb_snap *a,
 	       b->image.read - a->image.read,
 	       b->image.read_ios - a->image.read_ios,
 	       b->image.written - a->image.written);
-	if (opts.store)
+	if (opts.store) {
 		printf(" store_read=%lld store_read_ios=%lld",
 		       b->store.read - a->store.read,
 		       b->store.read_ios - a->store.read_ios);
-	if (opts.store)
 		printf(" store_written=%lld store_write_ios=%lld",
 		       b->store.written - a->store.written,
 		       b->store.write_ios - a->store.write_ios);
+	}
 	printf("\n");
 
 	print_head(phase);
@@ -289,7 +299,7 @@ static int write_range(struct vblk_dev *d, unsigned char *scratch,
 	struct mb_snap a, b;
 	int status;
 
-	snapshot(&a);
+	snapshot(&a, false);
 	for (first = 0; first < opts.pages; first += n) {
 		n = opts.pages - first < SCRATCH_PAGES ? opts.pages - first :
 							 SCRATCH_PAGES;
@@ -303,7 +313,7 @@ static int write_range(struct vblk_dev *d, unsigned char *scratch,
 			return -1;
 		}
 	}
-	snapshot(&b);
+	snapshot(&b, true);
 	/* The guest's copies are gone: only the disk has these bytes. */
 	madvise(scratch, SCRATCH_PAGES * PAGE, MADV_DONTNEED);
 	print_head("write");
@@ -338,7 +348,7 @@ static int read_range(struct vblk_dev *d, unsigned char *area,
 		return -1;
 	sync();
 	ts_write_str("/proc/sys/vm/drop_caches", "3");
-	snapshot(&a);
+	snapshot(&a, false);
 	for (i = 0; i < nreq; i++) {
 		t0 = ts_now();
 		status = vblk_rw(d, 0, VIRTIO_BLK_T_IN,
@@ -352,7 +362,7 @@ static int read_range(struct vblk_dev *d, unsigned char *area,
 			return -1;
 		}
 	}
-	snapshot(&b);
+	snapshot(&b, true);
 	secs = b.time - a.time;
 	bad = bad_pages(area, tag);
 	print_head("read");
@@ -466,9 +476,9 @@ static int swapout_phase(unsigned char *area, unsigned int seed)
 	size_t resident;
 	double sys_ms;
 
-	snapshot(&a);
+	snapshot(&a, false);
 	resident = swap_out(area, seed, &drains, &rounds);
-	snapshot(&b);
+	snapshot(&b, true);
 	out = b.pswpout - a.pswpout;
 	sys_ms = cpu_sys_ms(&a, &b);
 	hash_ns = map_stat(&b, "hash_ns") - map_stat(&a, "hash_ns");
@@ -510,13 +520,13 @@ static int swapin_phase(unsigned char *area, unsigned long tag)
 	/* Nothing may come from a cache but the swap cache's readahead. */
 	sync();
 	ts_write_str("/proc/sys/vm/drop_caches", "3");
-	snapshot(&a);
+	snapshot(&a, false);
 	for (i = 0; i < opts.pages; i++) {
 		t0 = ts_now();
 		__atomic_load_n(area + i * PAGE, __ATOMIC_RELAXED);
 		lat[i] = ts_now() - t0;
 	}
-	snapshot(&b);
+	snapshot(&b, true);
 	secs = b.time - a.time;
 	bad = bad_pages(area, tag);
 	errors = map_stat(&b, "swap_in_errors") - map_stat(&a, "swap_in_errors");
