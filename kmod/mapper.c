@@ -26,6 +26,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <crypto/hash.h>
 #include <crypto/sha2.h>
 #include <linux/bio.h>
 #include <linux/cgroup.h>
@@ -228,6 +229,11 @@ struct ts_mapper {
 	u32 *fp_head;
 	u32 fp_shift;
 	u64 fp_seed;			/* keys the xxh64, and so the buckets */
+	/*
+	 * SHA-256 through the crypto API, which picks the CPU's fastest
+	 * (SHA-NI, AVX2, ...); NULL: the library's generic sha256().
+	 */
+	struct crypto_shash *sha_tfm;
 
 	struct ts_map_disk *disks[TS_MAP_MAX_DISKS];
 	u32 incarnations;
@@ -292,6 +298,41 @@ static u32 *ts_map_fp_bucket(struct ts_mapper *mapper, u64 xxh)
 static u64 ts_map_xxh(struct ts_mapper *mapper, const void *data)
 {
 	return xxh64(data, TS_BLOCK_SIZE, mapper->fp_seed);
+}
+
+/*
+ * The fastest SHA-256 of the crypto API: "sha256" alone finds the generic
+ * one, built in, and loads no module with a faster one; asked for by
+ * driver name, the architecture's modules load (x86: sha256_ssse3).
+ */
+static struct crypto_shash *ts_map_sha_tfm(void)
+{
+	static const char * const drivers[] = {
+		"sha256-ni", "sha256-avx2", "sha256-avx", "sha256-ssse3",
+		"sha256",
+	};
+	struct crypto_shash *tfm;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(drivers); i++) {
+		tfm = crypto_alloc_shash(drivers[i], 0, 0);
+		if (!IS_ERR(tfm))
+			return tfm;
+	}
+	return NULL;
+}
+
+static void ts_map_sha256(struct ts_mapper *mapper, const void *data,
+			  u8 *out)
+{
+	SHASH_DESC_ON_STACK(desc, mapper->sha_tfm);
+
+	if (mapper->sha_tfm) {
+		desc->tfm = mapper->sha_tfm;
+		if (!crypto_shash_digest(desc, data, TS_BLOCK_SIZE, out))
+			return;
+	}
+	sha256(data, TS_BLOCK_SIZE, out);
 }
 
 /* The memory cgroup a folio is charged to, by id (ids are not reused). */
@@ -465,7 +506,7 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 	}
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (nr)
-		sha256(data, TS_BLOCK_SIZE, sha);
+		ts_map_sha256(mapper, data, sha);
 	kunmap_local(data);
 	atomic64_add(ktime_get_ns() - t0, &mapper->stats.hash_ns);
 	if (!nr)
@@ -571,12 +612,16 @@ static bool ts_map_window_holds_locked(struct ts_map_disk *md, u64 x)
 }
 
 /*
- * Under mapper->lock: a read of the window from @x on goes on where the
- * last one ended, or rereads part of it: a swap-in in order.
+ * Under mapper->lock: a read of the window from @x on follows the last
+ * one, less than a window after where it ended, or rereads part of what
+ * it asked for: swap-ins in order (readahead's may come a few at once, and
+ * some of them alone).
  */
 static bool ts_map_window_in_order_locked(struct ts_map_window *w, u64 x)
 {
-	return x == w->next || (x >= w->first && x - w->first < w->span);
+	return (w->next != U64_MAX && x >= w->next &&
+		x - w->next < TS_MAP_WINDOW) ||
+	       (x >= w->first && x - w->first < w->span);
 }
 
 /*
@@ -653,8 +698,8 @@ static bool ts_map_window_fill(struct ts_mapper *mapper,
  * Block @x of @md's image into @page for a swap-in: from the window, read
  * anew from x on if it does not hold x. Alone if the image is no block
  * device (a file's reads go through its page cache, which reads ahead on
- * its own), if another swap-in fills the window with other blocks now
- * (they run in parallel), or if there is no memory for the window.
+ * its own), if another swap-in fills the window with blocks far from x
+ * now (they run in parallel), or if there is no memory for the window.
  */
 static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
 				   struct ts_map_disk *md, u64 x,
@@ -668,7 +713,9 @@ static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
 		goto alone;
 	if (!mutex_trylock(&w->lock)) {
 		spin_lock_irqsave(&mapper->lock, flags);
-		near = x >= w->first && x - w->first < w->span;
+		/* In what it reads, or what the next fill will. */
+		near = x >= w->first &&
+		       x - w->first < w->span + TS_MAP_WINDOW;
 		spin_unlock_irqrestore(&mapper->lock, flags);
 		if (!near)
 			goto alone;
@@ -1069,7 +1116,7 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 	owner = ts_map_owner(page_folio(dest));
 	t0 = ktime_get_ns();
 	xxh = ts_map_xxh(mapper, data);
-	sha256(data, TS_BLOCK_SIZE, sha);
+	ts_map_sha256(mapper, data, sha);
 	atomic64_add(ktime_get_ns() - t0, &mapper->stats.hash_ns);
 
 	spin_lock_irqsave(&mapper->lock, flags);
@@ -1342,6 +1389,8 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_map_delay_fops, ts_map_delay_get,
 
 static void ts_mapper_free(struct ts_mapper *mapper)
 {
+	if (!IS_ERR_OR_NULL(mapper->sha_tfm))
+		crypto_free_shash(mapper->sha_tfm);
 	if (mapper->wq)
 		destroy_workqueue(mapper->wq);
 	mempool_destroy(mapper->read_pool);
@@ -1387,6 +1436,7 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->nr_fps = nr_fps;
 	mapper->fp_shift = ilog2(roundup_pow_of_two(nr_fps));
 	mapper->fp_seed = get_random_u64();
+	mapper->sha_tfm = ts_map_sha_tfm();
 
 	mapper->slot_map = kvcalloc(nr_slots, sizeof(u64), GFP_KERNEL);
 	mapper->slot_xxh = kvcalloc(nr_slots, sizeof(u64), GFP_KERNEL);
@@ -1428,8 +1478,10 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	}
 	ts_mapper = mapper;
 	ts_swapdev_set_mapper(swapdev, &mapper->ops);
-	pr_info("swap mapper on: %u fingerprints in %u MiB\n", mapper->nr_fps,
-		swap_mapper_mib);
+	pr_info("swap mapper on: %u fingerprints in %u MiB, SHA-256 by %s\n",
+		mapper->nr_fps, swap_mapper_mib,
+		mapper->sha_tfm ?
+		crypto_shash_driver_name(mapper->sha_tfm) : "the library");
 	return 0;
 }
 
