@@ -35,12 +35,16 @@
  *
  * CPU time: cpu_sys_ms and cpu_user_ms are getrusage(RUSAGE_SELF) of this
  * process, all its threads (on 6.12 the vhost worker is one of them, on
- * 6.1 it is a kernel thread of its own, not counted); kernel_cpu_ms is
- * system, irq and softirq time of all CPUs (/proc/stat), whoever ran.
- * hash_pct, in the swapout line, is 100 * the change of debugfs hash_ns
- * over the phase / cpu_sys_ms: the share of the process's kernel time
- * during the swap-out (the swap-out writes run in the task that reclaims)
- * that the mapper spent hashing pages.
+ * 6.1 it is a kernel thread of its own, not counted): the scheduler's
+ * runtime, split by the ticks' user/system ratio, a clock as hash_ns is
+ * (both count alike whatever the host takes from the vCPU); kernel_cpu_ms
+ * is system, irq and softirq time of all CPUs (/proc/stat), whoever ran,
+ * counted in timer ticks, which a vCPU under TCG loses when its host is
+ * busy: it can read far below cpu_sys_ms. hash_pct, in the swapout line,
+ * is 100 * the change of debugfs hash_ns over the phase / cpu_sys_ms: the
+ * share of the process's kernel time during the swap-out (the swap-out
+ * writes run in the task that reclaims) that the mapper spent hashing
+ * pages.
  *
  * Exits non-zero, after a line "# mapper: FAILED: ...", if a request fails,
  * a page is wrong, or the mapper counted a swap-in error or mismatch.
