@@ -325,14 +325,9 @@ static struct crypto_shash *ts_map_sha_tfm(void)
 static void ts_map_sha256(struct ts_mapper *mapper, const void *data,
 			  u8 *out)
 {
-	SHASH_DESC_ON_STACK(desc, mapper->sha_tfm);
-
-	if (mapper->sha_tfm) {
-		desc->tfm = mapper->sha_tfm;
-		if (!crypto_shash_digest(desc, data, TS_BLOCK_SIZE, out))
-			return;
-	}
-	sha256(data, TS_BLOCK_SIZE, out);
+	if (!mapper->sha_tfm ||
+	    crypto_shash_tfm_digest(mapper->sha_tfm, data, TS_BLOCK_SIZE, out))
+		sha256(data, TS_BLOCK_SIZE, out);
 }
 
 /* The memory cgroup a folio is charged to, by id (ids are not reused). */
@@ -611,6 +606,18 @@ static bool ts_map_window_holds_locked(struct ts_map_disk *md, u64 x)
 	       md->begun[ts_map_gen_bucket(x)] == w->gen[x - w->first];
 }
 
+static bool ts_map_window_holds(struct ts_mapper *mapper,
+				struct ts_map_disk *md, u64 x)
+{
+	unsigned long flags;
+	bool held;
+
+	spin_lock_irqsave(&mapper->lock, flags);
+	held = ts_map_window_holds_locked(md, x);
+	spin_unlock_irqrestore(&mapper->lock, flags);
+	return held;
+}
+
 /*
  * Under mapper->lock: a read of the window from @x on follows the last
  * one, less than a window after where it ended, or rereads part of what
@@ -723,14 +730,9 @@ static int ts_map_read_for_swap_in(struct ts_mapper *mapper,
 	}
 	if (!ts_map_window_pages(w))
 		goto unlock;
-	spin_lock_irqsave(&mapper->lock, flags);
-	held = ts_map_window_holds_locked(md, x);
-	spin_unlock_irqrestore(&mapper->lock, flags);
-	if (!held && ts_map_window_fill(mapper, md, x)) {
-		spin_lock_irqsave(&mapper->lock, flags);
-		held = ts_map_window_holds_locked(md, x);
-		spin_unlock_irqrestore(&mapper->lock, flags);
-	}
+	held = ts_map_window_holds(mapper, md, x) ||
+	       (ts_map_window_fill(mapper, md, x) &&
+		ts_map_window_holds(mapper, md, x));
 	if (held)
 		copy_highpage(page, w->pages[x - w->first]);
 unlock:
@@ -746,6 +748,7 @@ static void ts_map_read_work(struct work_struct *work)
 {
 	struct ts_map_read *rd = container_of(work, struct ts_map_read, work);
 	struct ts_mapper *mapper = rd->mapper;
+	u32 delay_ms = READ_ONCE(mapper->delay_reads_ms);
 	struct ts_map_disk *md = rd->md;
 	struct bio *upper = rd->upper;
 	unsigned long flags;
@@ -754,8 +757,8 @@ static void ts_map_read_work(struct work_struct *work)
 	bool reap;
 	int ret;
 
-	if (unlikely(READ_ONCE(mapper->delay_reads_ms)))
-		msleep(READ_ONCE(mapper->delay_reads_ms));
+	if (unlikely(delay_ms))
+		msleep(delay_ms);
 	/* Memory for the read must not wait on swap I/O of this device. */
 	noio = memalloc_noio_save();
 	page = mempool_alloc(mapper->page_pool, GFP_NOIO);
@@ -1389,7 +1392,7 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_map_delay_fops, ts_map_delay_get,
 
 static void ts_mapper_free(struct ts_mapper *mapper)
 {
-	if (!IS_ERR_OR_NULL(mapper->sha_tfm))
+	if (mapper->sha_tfm)
 		crypto_free_shash(mapper->sha_tfm);
 	if (mapper->wq)
 		destroy_workqueue(mapper->wq);
