@@ -783,6 +783,8 @@ static void ts_map_read_work(struct work_struct *work)
 		upper->bi_status = BLK_STS_IOERR;
 	} else {
 		atomic64_inc(&mapper->stats.image_reads);
+		ts_swapdev_mapped_read_done(mapper->swapdev, upper, rd->iter,
+					    rd->slot);
 	}
 	spin_lock_irqsave(&mapper->lock, flags);
 	list_del(&rd->node);

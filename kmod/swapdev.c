@@ -286,6 +286,18 @@ static bool ts_swap_cache_page_of_slot(struct page *page, u64 slot)
 	       folio_page_idx(folio, page) == slot;
 }
 
+/* @page was read from @slot: if it is a swap-in, tell the curves. */
+static void ts_swapdev_count_swap_in(struct ts_swapdev *swapdev,
+				     struct page *page, u64 slot)
+{
+	struct folio *folio;
+
+	if (!ts_swap_cache_page_of_slot(page, slot))
+		return;
+	folio = page_folio(page);
+	ts_mrc_swap_in(swapdev->mrc, slot, folio, folio_test_readahead(folio));
+}
+
 /*
  * A read of @io's slots completed: tell the curves which were swap-ins.
  * Swap readahead marks the folios it reads beyond the faulting one only
@@ -296,20 +308,28 @@ static void ts_swap_io_read_done(struct ts_swap_io *io)
 {
 	struct bvec_iter iter = io->run.start;
 	u64 slot = io->run.first_slot;
-	struct folio *folio;
-	struct page *page;
 	u32 i;
 
 	for (i = 0; i < io->run.nr_slots; i++, slot++) {
 		/* The page that holds the slot's first byte. */
-		page = bio_iter_page(&io->bio, iter);
-		if (ts_swap_cache_page_of_slot(page, slot)) {
-			folio = page_folio(page);
-			ts_mrc_swap_in(io->swapdev->mrc, slot, folio,
-				       folio_test_readahead(folio));
-		}
+		ts_swapdev_count_swap_in(io->swapdev,
+					 bio_iter_page(&io->bio, iter), slot);
 		bio_advance_iter(&io->bio, &iter, TS_BLOCK_SIZE);
 	}
+}
+
+/*
+ * The swap mapper read @slot, at @iter of @upper, from a disk image: a
+ * swap-in for the curves as much as a read of the store is. Called before
+ * the mapper ends its part of @upper: the folio is still locked.
+ */
+void ts_swapdev_mapped_read_done(struct ts_swapdev *swapdev,
+				 struct bio *upper, struct bvec_iter iter,
+				 u64 slot)
+{
+	if (swapdev->mrc)
+		ts_swapdev_count_swap_in(swapdev, bio_iter_page(upper, iter),
+					 slot);
 }
 
 static void ts_swap_io_endio(struct bio *bio)

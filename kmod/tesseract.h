@@ -208,7 +208,8 @@ struct ts_swapdev;
  * written (called for every swap-out slot, with no lock held); that a slot
  * maps to nothing any more (freed, discarded, or written as no swap-out;
  * any context); and, for a read of a mapped slot, to serve it from the
- * image (true: it holds @upper, bio_inc_remaining(), until it has).
+ * image (true: it holds @upper, bio_inc_remaining(), until it has, and
+ * calls ts_swapdev_mapped_read_done() first if the read succeeded).
  */
 struct ts_swapdev_mapper {
 	bool (*swap_out)(struct ts_swapdev_mapper *m, struct page *page,
@@ -222,6 +223,9 @@ void ts_swapdev_set_mapper(struct ts_swapdev *swapdev,
 			   struct ts_swapdev_mapper *mapper);
 bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot);
 void ts_swapdev_unreserve(struct ts_swapdev *swapdev);
+void ts_swapdev_mapped_read_done(struct ts_swapdev *swapdev,
+				 struct bio *upper, struct bvec_iter iter,
+				 u64 slot);
 bool ts_swapdev_alloc_copy(struct ts_swapdev *swapdev, u64 near, u32 *block);
 void ts_swapdev_put_block(struct ts_swapdev *swapdev, u32 block);
 void ts_swapdev_slot_to_block(struct ts_swapdev *swapdev, u64 slot,

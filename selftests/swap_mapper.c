@@ -164,6 +164,31 @@ TEST_F_TIMEOUT(map, read_pages_swap_out_with_no_write_and_in_from_disk, 300)
 }
 
 /*
+ * A swap-in from the image is one for the cgroup's miss-ratio curve too:
+ * counted when its read completes, as a read of the store is (a fault or
+ * a page read ahead), not left for the slot's free, which would count it
+ * late as a fault that bypassed the device.
+ */
+TEST_F_TIMEOUT(map, swap_ins_from_images_count_in_the_curve, 300)
+{
+	struct ts_mrc_curve before, after;
+	unsigned long long seen;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, ts_mrc_read(CGROUP, 0, &before));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	ASSERT_EQ(0, ts_mrc_read(CGROUP, 0, &after));
+	seen = after.m.faults + after.m.unstamped_faults +
+	       after.m.readahead_reads - before.m.faults -
+	       before.m.unstamped_faults - before.m.readahead_reads;
+	TH_LOG("%lu pages swapped in from the image: %llu faults and reads ahead, %llu bypassed",
+	       PAGES, seen, after.m.bypassed - before.m.bypassed);
+	EXPECT_LE(PAGES * 9 / 10, seen);
+	EXPECT_EQ(before.m.bypassed, after.m.bypassed);
+}
+
+/*
  * A guest write of a block that swapped-out pages map to: the pages get a
  * copy of the old bytes first, and swap in with them; the disk has the
  * new ones.
