@@ -77,7 +77,7 @@
  */
 #define TS_MAP_WALK_MAX		16
 
-/* Slots of the table scanned in one hold of the lock. */
+/* Slots, or fingerprints, of a table scanned in one hold of the lock. */
 #define TS_MAP_SCAN_BATCH	4096
 
 /* Image reads of mapped slots kept in reserve for swap-in under pressure. */
@@ -1100,6 +1100,36 @@ static struct ts_fp *ts_map_fp_alloc_locked(struct ts_mapper *mapper)
 }
 
 /*
+ * Free the fingerprints of @md, detached for good (dead, no longer
+ * followed): none can match again (ts_map_fp_valid_locked()), and while
+ * the table holds any, every swap-out on the host hashes its page to look.
+ * No new one comes: ts_map_read_end() adds none for a dead disk.
+ */
+static void ts_map_fp_purge(struct ts_mapper *mapper,
+			    const struct ts_map_disk *md)
+{
+	u32 idx = 0, end;
+	unsigned long flags;
+	struct ts_fp *e;
+
+	while (idx < mapper->nr_fps) {
+		end = min_t(u32, idx + TS_MAP_SCAN_BATCH, mapper->nr_fps);
+		spin_lock_irqsave(&mapper->lock, flags);
+		for (; idx < end; idx++) {
+			e = &mapper->fps[idx];
+			if (e->disk != md->index + 1 ||
+			    e->incarnation != md->incarnation)
+				continue;
+			ts_map_fp_unlink_locked(mapper, idx);
+			e->disk = 0;
+			mapper->nr_fps_used--;
+		}
+		spin_unlock_irqrestore(&mapper->lock, flags);
+		cond_resched();
+	}
+}
+
+/*
  * The read of block @x (@gen from ts_map_read_begin()) returned @data, the
  * image's bytes (never the guest page's, which the guest may change at
  * any time: M1), now copied into @dest, a guest page. Remember them, if
@@ -1330,6 +1360,7 @@ void ts_map_disk_remove(struct ts_map_disk *md)
 	if (ret)
 		pr_err("swap mapper: %lu swapped-out pages of a detached disk could not be copied (%d): its image stays open for them until they are swapped in or freed\n",
 		       READ_ONCE(md->nr_mapped), ret);
+	ts_map_fp_purge(mapper, md);
 	spin_lock_irqsave(&mapper->lock, flags);
 	md->removing = false;
 	spin_unlock_irqrestore(&mapper->lock, flags);

@@ -413,18 +413,25 @@ TEST_F_TIMEOUT(map, a_block_written_since_the_read_is_not_mapped, 300)
 
 /*
  * Detaching the disk gives its mapped pages copies: the image may then
- * change through anybody, and the pages keep their bytes.
+ * change through anybody, and the pages keep their bytes. Its
+ * fingerprints go too: with none left, a swap-out hashes nothing.
  */
 TEST_F_TIMEOUT(map, detach_copies_mapped_pages, 300)
 {
-	long long copied0 = ts_mapper_stat("slots_copied");
+	long long copied0 = ts_mapper_stat("slots_copied"), hash0;
 	char *zero;
 
 	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
 			  1);
+	ASSERT_LT(0, ts_mapper_stat("fingerprints_held"));
 	ASSERT_EQ(0, vblk_set_backend(&self->dev, -1));
 	EXPECT_EQ((long long)PAGES, ts_mapper_stat("slots_copied") - copied0);
 	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
+	EXPECT_EQ(0, ts_mapper_stat("fingerprints_held"));
+	hash0 = ts_mapper_stat("hash_ns");
+	ts_fill_pages(self->buf, PAGES, TAG, 1);
+	ASSERT_TRUE(page_out(self->buf, PAGES * PAGE));
+	EXPECT_EQ(hash0, ts_mapper_stat("hash_ns"));
 	zero = aligned_alloc(PAGE, PAGES * PAGE);
 	ASSERT_NE(NULL, zero);
 	memset(zero, 0, PAGES * PAGE);
