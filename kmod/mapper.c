@@ -4,7 +4,7 @@
  * of a block X of an attached guest disk's image maps its slot to (disk, X)
  * and is not written; its swap-in reads X from the image. The argument for
  * why a mapped slot always swaps in with the bytes its page had is in
- * Documentation/swap-mapper.rst (invariants M1 to M5); the comments below
+ * Documentation/swap-mapper.rst (invariants M1 to M6); the comments below
  * name the invariant each piece keeps.
  *
  * Three things are kept, all under one spinlock (mapper->lock, taken
@@ -85,6 +85,9 @@
 
 /* Blocks of a copy range looked up one by one; more: scan the slots. */
 #define TS_MAP_COPY_LOOKUP_MAX	4096
+
+/* Slots a copy takes over in one hold of the lock (irqs off). */
+#define TS_MAP_COPY_BATCH	64
 
 /*
  * Blocks a swap-in reads from an image at once (M6): the one it needs and
@@ -179,7 +182,12 @@ struct ts_map_disk {
 	unsigned int index;
 	u32 incarnation;
 	bool dead;			/* detaching: nothing maps to it */
-	bool removing;			/* a detach copies its slots now */
+	/*
+	 * Detaches copying its slots now: more than one if it was attached
+	 * again and detached while the first still copied.
+	 */
+	unsigned int removers;
+	struct mutex copy_lock;		/* one copy of its blocks at a time */
 	unsigned long nr_mapped;	/* slots mapped to it */
 	struct list_head reads;		/* swap-ins reading it now */
 	u64 begun[TS_MAP_GENS];		/* writes begun, per bucket */
@@ -217,9 +225,10 @@ struct ts_mapper {
 	 */
 	u64 *slot_map;			/* encoded (disk, x), 0: unmapped */
 	u64 *slot_xxh;
-	u32 *slot_next;			/* in its pair bucket */
+	u32 *slot_next, *slot_prev;	/* in its pair bucket */
 	u32 *pair_head;
 	u32 pair_shift;
+	u64 pair_seed;			/* keys the buckets: see there */
 	unsigned long nr_mapped;
 	/* A write waits here for the swap-ins of its blocks (M4). */
 	wait_queue_head_t read_wq;
@@ -285,9 +294,13 @@ static u32 ts_map_gen_bucket(u64 x)
 	return hash_64(x, TS_MAP_GEN_SHIFT);
 }
 
+/*
+ * Keyed, so that a guest cannot choose blocks whose slots share a bucket;
+ * all slots mapped to one block share one, however long.
+ */
 static u32 ts_map_pair_bucket(struct ts_mapper *mapper, u64 code)
 {
-	return hash_64(code, mapper->pair_shift);
+	return hash_64(code ^ mapper->pair_seed, mapper->pair_shift);
 }
 
 static u32 *ts_map_fp_bucket(struct ts_mapper *mapper, u64 xxh)
@@ -367,16 +380,16 @@ static struct ts_map_disk *ts_map_unlink_locked(struct ts_mapper *mapper,
 						u64 slot)
 {
 	u64 code = mapper->slot_map[slot], x;
+	u32 next = mapper->slot_next[slot], prev = mapper->slot_prev[slot];
 	struct ts_map_disk *md;
-	u32 *p;
 
-	for (p = &mapper->pair_head[ts_map_pair_bucket(mapper, code)];
-	     *p != TS_MAP_NONE; p = &mapper->slot_next[*p]) {
-		if (*p == slot) {
-			*p = mapper->slot_next[slot];
-			break;
-		}
-	}
+	/* Doubly linked: a bucket may hold a million slots of one block. */
+	if (prev == TS_MAP_NONE)
+		mapper->pair_head[ts_map_pair_bucket(mapper, code)] = next;
+	else
+		mapper->slot_next[prev] = next;
+	if (next != TS_MAP_NONE)
+		mapper->slot_prev[next] = prev;
 	md = ts_map_decode(mapper, code, &x);
 	md->nr_mapped--;
 	mapper->nr_mapped--;
@@ -391,7 +404,7 @@ static struct ts_map_disk *ts_map_unlink_locked(struct ts_mapper *mapper,
 /* Under mapper->lock: nothing holds a detached image any more. */
 static bool ts_map_disk_unused_locked(struct ts_map_disk *md)
 {
-	return md->dead && !md->users && !md->removing && !md->nr_mapped &&
+	return md->dead && !md->users && !md->removers && !md->nr_mapped &&
 	       list_empty(&md->reads);
 }
 
@@ -404,6 +417,9 @@ static void ts_map_link_locked(struct ts_mapper *mapper, u64 slot,
 	mapper->slot_xxh[slot] = xxh;
 	mapper->slot_map[slot] = code;
 	mapper->slot_next[slot] = *head;
+	mapper->slot_prev[slot] = TS_MAP_NONE;
+	if (*head != TS_MAP_NONE)
+		mapper->slot_prev[*head] = slot;
 	*head = slot;
 	md->nr_mapped++;
 	mapper->nr_mapped++;
@@ -426,7 +442,7 @@ static void ts_map_forget(struct ts_swapdev_mapper *ops, u64 slot)
 	spin_lock_irqsave(&mapper->lock, flags);
 	if (mapper->slot_map[slot]) {
 		md = ts_map_unlink_locked(mapper, slot);
-		ts_swapdev_unreserve(mapper->swapdev);
+		ts_swapdev_unreserve(mapper->swapdev, slot);
 		reap = ts_map_disk_unused_locked(md);
 	}
 	spin_unlock_irqrestore(&mapper->lock, flags);
@@ -471,8 +487,8 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 	u32 cand[TS_MAP_CANDIDATES], i, nr = 0, walked = 0, e_idx;
 	u8 sha[SHA256_DIGEST_SIZE];
 	struct ts_map_disk *md;
+	bool mapped = false, stale = false;
 	unsigned long flags;
-	bool mapped = false;
 	struct ts_fp *e;
 	u64 t0, xxh, owner;
 	void *data;
@@ -496,8 +512,13 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 	     walked++ < TS_MAP_WALK_MAX;
 	     e_idx = mapper->fps[e_idx].next) {
 		e = &mapper->fps[e_idx];
-		if (e->xxh == xxh && e->owner == owner)
+		if (e->xxh != xxh || e->owner != owner)
+			continue;
+		/* A stale one is not worth a SHA-256; checked again after. */
+		if (ts_map_fp_valid_locked(mapper, e))
 			cand[nr++] = e_idx;
+		else
+			stale = true;
 	}
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (nr)
@@ -505,7 +526,7 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 	kunmap_local(data);
 	atomic64_add(ktime_get_ns() - t0, &mapper->stats.hash_ns);
 	if (!nr)
-		return false;
+		goto out;
 
 	spin_lock_irqsave(&mapper->lock, flags);
 	for (i = 0; i < nr && !mapped; i++) {
@@ -516,7 +537,7 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 			continue;
 		md = ts_map_fp_valid_locked(mapper, e);
 		if (!md) {
-			atomic64_inc(&mapper->stats.stale);
+			stale = true;
 			continue;
 		}
 		/* A free block in reserve for the copy a write of x needs. */
@@ -530,6 +551,9 @@ static bool ts_map_swap_out(struct ts_swapdev_mapper *ops, struct page *page,
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (mapped)
 		atomic64_inc(&mapper->stats.mapped);
+out:
+	if (!mapped && stale)
+		atomic64_inc(&mapper->stats.stale);
 	return mapped;
 }
 
@@ -862,72 +886,84 @@ static bool ts_map_reading(struct ts_mapper *mapper, struct ts_map_disk *md,
 /*
  * Give every slot mapped to block @x of @md its own copy in the store (M3):
  * read x once, write it to a store block that the slots' reservations
- * provide, and point the slots at it, under the lock. x does not change
- * meanwhile: the caller's write has begun (no slot maps to it anew) and
- * not yet started its I/O. A slot whose page held other bytes than x now
- * does (the image was written behind the module's back) keeps its
- * mapping, and its swap-in fails rather than return them. A copy that
- * finds no slot left (another writer of the image copied them) is thrown
- * away.
+ * provide, and point the slots at it. x does not change meanwhile: the
+ * caller's write has begun (no slot maps to it anew) and not yet started
+ * its I/O. A slot whose page held other bytes than x now does (the image
+ * was written behind the module's back) keeps its mapping, and its
+ * swap-in fails rather than return them.
+ *
+ * Copies of one image run one at a time: a second writer of x must find
+ * the slots copied, not take a second block, which their reservations do
+ * not provide. The slots go over to the copy a batch per hold of the
+ * lock: a guest may read one block into a million pages.
  */
 static int ts_map_copy_block(struct ts_mapper *mapper, struct ts_map_disk *md,
 			     u64 x)
 {
 	u64 code = ts_map_encode(md, x), xxh;
-	unsigned int nr = 0, foreign = 0;
+	unsigned int nr = 0, foreign = 0, batch;
 	unsigned long flags;
 	struct bio_vec bv;
 	struct page *page;
+	u32 block, s, next;
 	bool any = false;
-	u32 block, s, *p;
-	int ret;
+	int ret = 0;
 
+	mutex_lock(&md->copy_lock);
 	spin_lock_irqsave(&mapper->lock, flags);
 	for (s = mapper->pair_head[ts_map_pair_bucket(mapper, code)];
 	     s != TS_MAP_NONE && !any; s = mapper->slot_next[s])
 		any = mapper->slot_map[s] == code;
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (!any)
-		return 0;
+		goto unlock;
 
 	page = alloc_page(GFP_KERNEL);
-	if (!page)
-		return -ENOMEM;
+	if (!page) {
+		ret = -ENOMEM;
+		goto unlock;
+	}
 	ret = ts_map_read_image(md, x, page);
 	if (ret)
-		goto out;
+		goto free;
 	xxh = ts_map_xxh(mapper, page_address(page));
 	if (!ts_swapdev_alloc_copy(mapper->swapdev, x, &block)) {
 		/* The slots' reservations guarantee one: a bug. */
 		WARN_ON_ONCE(1);
 		ret = -ENOSPC;
-		goto out;
+		goto free;
 	}
 	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
 	ret = ts_store_rw(mapper->store, block, &bv, 1, REQ_OP_WRITE);
-	if (!ret) {
+	do {
+		if (ret)
+			break;
+		batch = 0;
+		foreign = 0;
 		spin_lock_irqsave(&mapper->lock, flags);
-		p = &mapper->pair_head[ts_map_pair_bucket(mapper, code)];
-		while (*p != TS_MAP_NONE) {
-			s = *p;
+		s = mapper->pair_head[ts_map_pair_bucket(mapper, code)];
+		while (s != TS_MAP_NONE && batch < TS_MAP_COPY_BATCH) {
+			next = mapper->slot_next[s];
 			if (mapper->slot_map[s] != code) {
-				p = &mapper->slot_next[s];
+				/* Another block's slot. */
 			} else if (mapper->slot_xxh[s] != xxh) {
 				foreign++;
-				p = &mapper->slot_next[s];
 			} else {
 				/* The block first: see ts_swapdev_rw(). */
 				ts_swapdev_slot_to_block(mapper->swapdev, s,
 							 block);
 				ts_map_unlink_locked(mapper, s);
-				nr++;
+				batch++;
 			}
+			s = next;
 		}
 		spin_unlock_irqrestore(&mapper->lock, flags);
-	}
+		nr += batch;
+		cond_resched();
+	} while (s != TS_MAP_NONE);
 	/* The copy's own reference: the slots took theirs. */
 	ts_swapdev_put_block(mapper->swapdev, block);
-	if (foreign)
+	if (!ret && foreign)
 		pr_err_ratelimited("swap mapper: block %llu of a disk image changed behind the module's back: %u swapped-out pages lost their bytes\n",
 				   x, foreign);
 	if (!ret && nr) {
@@ -935,8 +971,10 @@ static int ts_map_copy_block(struct ts_mapper *mapper, struct ts_map_disk *md,
 		atomic64_add(nr, &mapper->stats.copied_slots);
 		trace_tesseract_swap_map_copy(md->index, x, nr, block);
 	}
-out:
+free:
 	__free_page(page);
+unlock:
+	mutex_unlock(&md->copy_lock);
 	return ret;
 }
 
@@ -972,32 +1010,40 @@ static bool ts_map_next_mapped(struct ts_mapper *mapper,
 	return found;
 }
 
-/* Copy every block of [@first, @last] that slots map to (M3). */
+/*
+ * Copy every block of [@first, @last] that slots map to (M3). A write
+ * fails at the first block that cannot be copied (@all false); a detach
+ * (@all) copies all it can, and returns the first error.
+ */
 static int ts_map_copy_range(struct ts_mapper *mapper, struct ts_map_disk *md,
-			     u64 first, u64 last)
+			     u64 first, u64 last, bool all)
 {
 	u64 x, scan = 0;
-	int ret;
+	int ret, first_err = 0;
 
 	if (last - first < TS_MAP_COPY_LOOKUP_MAX) {
 		for (x = first; x <= last; x++) {
 			if (!READ_ONCE(md->nr_mapped))
-				return 0;
+				break;
 			ret = ts_map_copy_block(mapper, md, x);
-			if (ret)
-				return ret;
+			if (ret && !first_err)
+				first_err = ret;
+			if (ret && !all)
+				break;
 		}
-		return 0;
+		return first_err;
 	}
 	/* A large range (a discard of the whole disk): scan the slots. */
 	while (ts_map_next_mapped(mapper, md, &scan, first, last, &x)) {
 		ret = ts_map_copy_block(mapper, md, x);
-		if (ret)
-			return ret;
+		if (ret && !first_err)
+			first_err = ret;
+		if (ret && !all)
+			break;
 		/* Slots of x the copy left (see there) are not found again. */
 		scan++;
 	}
-	return 0;
+	return first_err;
 }
 
 /*
@@ -1023,7 +1069,7 @@ int ts_map_write_begin(struct ts_map_disk *md, u64 first, u64 last)
 	reading = !list_empty(&md->reads);
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (mapped)
-		ret = ts_map_copy_range(mapper, md, first, last);
+		ret = ts_map_copy_range(mapper, md, first, last, false);
 	if (ret) {
 		atomic64_inc(&mapper->stats.copy_errors);
 		pr_warn_ratelimited("swap mapper: no copy of blocks %llu..%llu of a disk for its swapped-out pages (%d): the write fails\n",
@@ -1100,13 +1146,14 @@ static struct ts_fp *ts_map_fp_alloc_locked(struct ts_mapper *mapper)
 }
 
 /*
- * Free the fingerprints of @md, detached for good (dead, no longer
- * followed): none can match again (ts_map_fp_valid_locked()), and while
- * the table holds any, every swap-out on the host hashes its page to look.
- * No new one comes: ts_map_read_end() adds none for a dead disk.
+ * Free the fingerprints that @md took as @incarnation, which a detach
+ * ended: none can match again (ts_map_fp_valid_locked()), and while the
+ * table holds any, every swap-out on the host hashes its page to look.
+ * No new one comes: ts_map_read_end() adds none for a dead disk, and an
+ * attachment of the image meanwhile is a new incarnation.
  */
 static void ts_map_fp_purge(struct ts_mapper *mapper,
-			    const struct ts_map_disk *md)
+			    const struct ts_map_disk *md, u32 incarnation)
 {
 	u32 idx = 0, end;
 	unsigned long flags;
@@ -1118,7 +1165,7 @@ static void ts_map_fp_purge(struct ts_mapper *mapper,
 		for (; idx < end; idx++) {
 			e = &mapper->fps[idx];
 			if (e->disk != md->index + 1 ||
-			    e->incarnation != md->incarnation)
+			    e->incarnation != incarnation)
 				continue;
 			ts_map_fp_unlink_locked(mapper, idx);
 			e->disk = 0;
@@ -1200,6 +1247,7 @@ static void ts_map_disk_free(struct ts_map_disk *md)
 		if (md->window.pages[i])
 			__free_page(md->window.pages[i]);
 	mutex_destroy(&md->window.lock);
+	mutex_destroy(&md->copy_lock);
 	kvfree(md);
 }
 
@@ -1210,6 +1258,7 @@ static struct ts_map_disk *ts_map_disk_alloc(void)
 	if (!md)
 		return NULL;
 	mutex_init(&md->window.lock);
+	mutex_init(&md->copy_lock);
 	md->window.next = U64_MAX;
 	return md;
 }
@@ -1340,6 +1389,7 @@ void ts_map_disk_remove(struct ts_map_disk *md)
 {
 	struct ts_mapper *mapper = ts_mapper;
 	unsigned long flags;
+	u32 incarnation;
 	bool last;
 	int ret;
 
@@ -1349,20 +1399,21 @@ void ts_map_disk_remove(struct ts_map_disk *md)
 	last = !--md->users;
 	if (last) {
 		md->dead = true;
-		md->removing = true;
+		md->removers++;
+		incarnation = md->incarnation;
 	}
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (!last)
 		return;
-	ret = ts_map_copy_range(mapper, md, 0, TS_MAP_X_MASK);
+	ret = ts_map_copy_range(mapper, md, 0, TS_MAP_X_MASK, true);
 	wait_event(mapper->read_wq,
 		   !ts_map_reading(mapper, md, 0, TS_MAP_X_MASK));
 	if (ret)
 		pr_err("swap mapper: %lu swapped-out pages of a detached disk could not be copied (%d): its image stays open for them until they are swapped in or freed\n",
 		       READ_ONCE(md->nr_mapped), ret);
-	ts_map_fp_purge(mapper, md);
+	ts_map_fp_purge(mapper, md, incarnation);
 	spin_lock_irqsave(&mapper->lock, flags);
-	md->removing = false;
+	md->removers--;
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	ts_map_reap(mapper);
 }
@@ -1434,6 +1485,7 @@ static void ts_mapper_free(struct ts_mapper *mapper)
 	kvfree(mapper->slot_map);
 	kvfree(mapper->slot_xxh);
 	kvfree(mapper->slot_next);
+	kvfree(mapper->slot_prev);
 	kvfree(mapper->pair_head);
 	kvfree(mapper->fps);
 	kvfree(mapper->fp_head);
@@ -1442,8 +1494,8 @@ static void ts_mapper_free(struct ts_mapper *mapper)
 
 /*
  * Start the mapper on @swapdev's @nr_slots slots, if the swap_mapper
- * parameter asks for it. Its memory: 20 bytes a slot and about as much
- * again for the hash heads, plus the fingerprints (swap_mapper_mib).
+ * parameter asks for it. Its memory: 24 bytes a slot, up to 8 more for
+ * the hash heads, plus the fingerprints (swap_mapper_mib).
  */
 int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 		    u64 nr_slots)
@@ -1472,11 +1524,13 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->nr_fps = nr_fps;
 	mapper->fp_shift = ilog2(roundup_pow_of_two(nr_fps));
 	mapper->fp_seed = get_random_u64();
+	mapper->pair_seed = get_random_u64();
 	mapper->sha_tfm = ts_map_sha_tfm();
 
 	mapper->slot_map = kvcalloc(nr_slots, sizeof(u64), GFP_KERNEL);
 	mapper->slot_xxh = kvcalloc(nr_slots, sizeof(u64), GFP_KERNEL);
 	mapper->slot_next = kvcalloc(nr_slots, sizeof(u32), GFP_KERNEL);
+	mapper->slot_prev = kvcalloc(nr_slots, sizeof(u32), GFP_KERNEL);
 	mapper->pair_head = kvmalloc_array(BIT(mapper->pair_shift),
 					   sizeof(u32), GFP_KERNEL);
 	mapper->fps = kvcalloc(nr_fps, sizeof(struct ts_fp), GFP_KERNEL);
@@ -1488,7 +1542,7 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->page_pool = mempool_create_page_pool(TS_MAP_READ_POOL, 0);
 	mapper->wq = alloc_workqueue("tesseract_swap_map", WQ_MEM_RECLAIM, 0);
 	if (!mapper->slot_map || !mapper->slot_xxh || !mapper->slot_next ||
-	    !mapper->pair_head || !mapper->fps || !mapper->fp_head ||
+	    !mapper->slot_prev || !mapper->pair_head || !mapper->fps || !mapper->fp_head ||
 	    !mapper->read_pool || !mapper->page_pool || !mapper->wq) {
 		pr_err("swap_mapper: no memory for its tables (swap_mapper_mib=%u)\n",
 		       swap_mapper_mib);

@@ -980,13 +980,17 @@ bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot)
 	return room;
 }
 
-/* A mapped slot went without a copy: its reservation goes with it. */
-void ts_swapdev_unreserve(struct ts_swapdev *swapdev)
+/*
+ * Mapped @slot went without a copy (freed, or swapped out anew): its
+ * reservation goes with it, and it maps to no image any more.
+ */
+void ts_swapdev_unreserve(struct ts_swapdev *swapdev, u64 slot)
 {
 	struct ts_store *store = swapdev->store;
 	unsigned long flags;
 
 	spin_lock_irqsave(&store->lock, flags);
+	clear_bit(slot, swapdev->slot_mapped);
 	if (!WARN_ON_ONCE(!store->reserved))
 		store->reserved--;
 	spin_unlock_irqrestore(&store->lock, flags);

@@ -222,7 +222,7 @@ struct ts_swapdev_mapper {
 void ts_swapdev_set_mapper(struct ts_swapdev *swapdev,
 			   struct ts_swapdev_mapper *mapper);
 bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot);
-void ts_swapdev_unreserve(struct ts_swapdev *swapdev);
+void ts_swapdev_unreserve(struct ts_swapdev *swapdev, u64 slot);
 void ts_swapdev_mapped_read_done(struct ts_swapdev *swapdev,
 				 struct bio *upper, struct bvec_iter iter,
 				 u64 slot);

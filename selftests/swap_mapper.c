@@ -443,6 +443,84 @@ TEST_F_TIMEOUT(map, detach_copies_mapped_pages, 300)
 }
 
 /*
+ * One block read into every page: all their slots map to it, in one
+ * bucket. Half the pages are freed (their slots leave the middle of the
+ * bucket), then a write of the block copies it once for the other half,
+ * a batch of slots at a time; each keeps the block's old bytes.
+ */
+TEST_F_TIMEOUT(map, one_block_in_many_pages, 300)
+{
+	long long copies0, copied0, mapped;
+	unsigned long i;
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	for (i = 0; i < PAGES; i++)
+		ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0,
+					   self->check + i * PAGE, 1, false));
+	ASSERT_TRUE(page_out(self->check, PAGES * PAGE));
+	ASSERT_EQ((long long)PAGES, ts_mapper_stat("slots_mapped"));
+	for (i = 0; i < PAGES; i += 2)
+		ASSERT_EQ(0, madvise(self->check + i * PAGE, PAGE,
+				     MADV_DONTNEED));
+	/* The kernel may free slots in batches (its swap slot cache). */
+	mapped = ts_mapper_stat("slots_mapped");
+	EXPECT_LE((long long)PAGES / 2, mapped);
+	EXPECT_GT((long long)PAGES, mapped);
+	copies0 = ts_mapper_stat("copies_before_writes");
+	copied0 = ts_mapper_stat("slots_copied");
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 2));
+	EXPECT_EQ(1, ts_mapper_stat("copies_before_writes") - copies0);
+	EXPECT_EQ(mapped, ts_mapper_stat("slots_copied") - copied0);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
+	for (i = 1; i < PAGES; i += 2)
+		EXPECT_TRUE(ts_check_page(self->check + i * PAGE, TAG, 0, 1));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
+}
+
+static void *detach_thread(void *arg)
+{
+	struct vblk_dev *d = arg;
+
+	return (void *)(long)vblk_set_backend(d, -1);
+}
+
+/*
+ * The image attached again, through another device, while its last
+ * detach still copies, and detached again before that copy is over: two
+ * detaches copy at once, and the image and the mapper's state of it stay
+ * until both are done (the debug kernel's KASAN sees it if not). Every
+ * page keeps its bytes, and nothing stays mapped.
+ */
+TEST_F_TIMEOUT(map, attach_and_detach_during_a_detach, 300)
+{
+	struct vblk_dev other;
+	unsigned int rounds = 0;
+	pthread_t tid;
+	void *ret;
+	int fd;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, pthread_create(&tid, NULL, detach_thread, &self->dev));
+	while (ts_mapper_stat("slots_mapped") > 0 || !rounds) {
+		fd = open(DISK, O_RDWR | O_DIRECT);
+		ASSERT_LE(0, fd);
+		vblk_init(&other);
+		ASSERT_EQ(0, vblk_open_disk(&other, 4 << 20, fd, 0x5eed0002));
+		vblk_close_disk(&other, fd, 0);
+		rounds++;
+	}
+	ASSERT_EQ(0, pthread_join(tid, &ret));
+	ASSERT_EQ(NULL, ret);
+	TH_LOG("%u attachments during the detach", rounds);
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
+	EXPECT_EQ(0, ts_mapper_stat("copy_failures"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
+	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
+	ASSERT_EQ(0, vblk_set_backend(&self->dev, self->disk_fd));
+}
+
+/*
  * Swapoff reads every slot in: the mapped ones from the image.
  */
 TEST_F_TIMEOUT(map, swapoff_reads_mapped_pages_from_the_image, 300)
