@@ -86,8 +86,12 @@
 /* Blocks of a copy range looked up one by one; more: scan the slots. */
 #define TS_MAP_COPY_LOOKUP_MAX	4096
 
-/* Slots a copy takes over in one hold of the lock (irqs off). */
+/*
+ * Slots a copy takes over, and slots of a pair bucket walked, in one hold
+ * of the lock (irqs off).
+ */
 #define TS_MAP_COPY_BATCH	64
+#define TS_MAP_WALK_BATCH	256
 
 /*
  * Blocks a swap-in reads from an image at once (M6): the one it needs and
@@ -252,13 +256,15 @@ struct ts_mapper {
 	struct workqueue_struct *wq;
 	/* Lets go of detached images whose last slot went. */
 	struct work_struct reap_work;
-	struct dentry *debugfs, *debugfs_delay;
+	struct dentry *debugfs, *debugfs_delay_reads, *debugfs_delay_copies;
 	/*
-	 * Fault injection for tests (debugfs swap_mapper_delay_reads_ms): a
-	 * swap-in sleeps this long before it reads the image, so that a
-	 * test can write the block meanwhile (M4).
+	 * Fault injection for tests (debugfs swap_mapper_delay_reads_ms and
+	 * _copies_ms): a swap-in sleeps this long before it reads the image,
+	 * so that a test can write the block meanwhile (M4); a copy, before
+	 * it reads its block, so that a test can attach the image while a
+	 * detach copies.
 	 */
-	u32 delay_reads_ms;
+	u32 delay_reads_ms, delay_copies_ms;
 	struct ts_map_stats stats;
 };
 
@@ -884,13 +890,60 @@ static bool ts_map_reading(struct ts_mapper *mapper, struct ts_map_disk *md,
 }
 
 /*
+ * Under mapper->lock: where a walk of pair bucket @b that stopped before
+ * slot @s goes on, @s if it is still in the bucket, else the bucket's
+ * head. Slots that a walk passed over stay behind it, or come back at the
+ * head, where the walk starts again: it misses none of a block that no
+ * slot can map to anew (a write of it runs).
+ */
+static u32 ts_map_walk_resume_locked(struct ts_mapper *mapper, u32 b, u32 s)
+{
+	u64 code;
+
+	if (s == TS_MAP_NONE)
+		return mapper->pair_head[b];
+	code = mapper->slot_map[s];
+	if (code && ts_map_pair_bucket(mapper, code) == b)
+		return s;
+	return mapper->pair_head[b];
+}
+
+/*
+ * Whether a slot maps to @code, a block that no slot can map to anew: its
+ * bucket walked TS_MAP_WALK_BATCH slots per hold of the lock (all slots
+ * of one block share a bucket, and there may be a million).
+ */
+static bool ts_map_code_mapped(struct ts_mapper *mapper, u64 code)
+{
+	u32 b = ts_map_pair_bucket(mapper, code), s = TS_MAP_NONE, seen;
+	unsigned long flags;
+	bool found = false;
+
+	do {
+		spin_lock_irqsave(&mapper->lock, flags);
+		s = ts_map_walk_resume_locked(mapper, b, s);
+		for (seen = 0; s != TS_MAP_NONE && seen < TS_MAP_WALK_BATCH;
+		     seen++, s = mapper->slot_next[s]) {
+			if (mapper->slot_map[s] == code) {
+				found = true;
+				break;
+			}
+		}
+		spin_unlock_irqrestore(&mapper->lock, flags);
+		if (!found && s != TS_MAP_NONE)
+			cond_resched();
+	} while (!found && s != TS_MAP_NONE);
+	return found;
+}
+
+/*
  * Give every slot mapped to block @x of @md its own copy in the store (M3):
  * read x once, write it to a store block that the slots' reservations
  * provide, and point the slots at it. x does not change meanwhile: the
  * caller's write has begun (no slot maps to it anew) and not yet started
  * its I/O. A slot whose page held other bytes than x now does (the image
  * was written behind the module's back) keeps its mapping, and its
- * swap-in fails rather than return them.
+ * swap-in fails rather than return them: *@foreign counts them.
  *
  * Copies of one image run one at a time: a second writer of x must find
  * the slots copied, not take a second block, which their reservations do
@@ -898,25 +951,27 @@ static bool ts_map_reading(struct ts_mapper *mapper, struct ts_map_disk *md,
  * lock: a guest may read one block into a million pages.
  */
 static int ts_map_copy_block(struct ts_mapper *mapper, struct ts_map_disk *md,
-			     u64 x)
+			     u64 x, unsigned int *foreign)
 {
 	u64 code = ts_map_encode(md, x), xxh;
-	unsigned int nr = 0, foreign = 0, batch;
+	u32 b = ts_map_pair_bucket(mapper, code), block, s, next, seen;
+	u32 delay_ms = READ_ONCE(mapper->delay_copies_ms);
+	unsigned int nr = 0, batch;
 	unsigned long flags;
 	struct bio_vec bv;
 	struct page *page;
-	u32 block, s, next;
-	bool any = false;
 	int ret = 0;
 
+	*foreign = 0;
+	/* Most writes: no slot maps to the block, and no copy waits. */
+	if (!ts_map_code_mapped(mapper, code))
+		return 0;
 	mutex_lock(&md->copy_lock);
-	spin_lock_irqsave(&mapper->lock, flags);
-	for (s = mapper->pair_head[ts_map_pair_bucket(mapper, code)];
-	     s != TS_MAP_NONE && !any; s = mapper->slot_next[s])
-		any = mapper->slot_map[s] == code;
-	spin_unlock_irqrestore(&mapper->lock, flags);
-	if (!any)
+	/* Another writer of the image may have copied it meanwhile. */
+	if (!ts_map_code_mapped(mapper, code))
 		goto unlock;
+	if (unlikely(delay_ms))
+		msleep(delay_ms);
 
 	page = alloc_page(GFP_KERNEL);
 	if (!page) {
@@ -935,37 +990,36 @@ static int ts_map_copy_block(struct ts_mapper *mapper, struct ts_map_disk *md,
 	}
 	bvec_set_page(&bv, page, TS_BLOCK_SIZE, 0);
 	ret = ts_store_rw(mapper->store, block, &bv, 1, REQ_OP_WRITE);
-	do {
-		if (ret)
-			break;
+	s = TS_MAP_NONE;
+	while (!ret) {
 		batch = 0;
-		foreign = 0;
 		spin_lock_irqsave(&mapper->lock, flags);
-		s = mapper->pair_head[ts_map_pair_bucket(mapper, code)];
-		while (s != TS_MAP_NONE && batch < TS_MAP_COPY_BATCH) {
+		s = ts_map_walk_resume_locked(mapper, b, s);
+		for (seen = 0; s != TS_MAP_NONE && seen < TS_MAP_WALK_BATCH &&
+		     batch < TS_MAP_COPY_BATCH; seen++, s = next) {
 			next = mapper->slot_next[s];
-			if (mapper->slot_map[s] != code) {
-				/* Another block's slot. */
-			} else if (mapper->slot_xxh[s] != xxh) {
-				foreign++;
-			} else {
-				/* The block first: see ts_swapdev_rw(). */
-				ts_swapdev_slot_to_block(mapper->swapdev, s,
-							 block);
-				ts_map_unlink_locked(mapper, s);
-				batch++;
+			if (mapper->slot_map[s] != code)
+				continue;	/* another block's slot */
+			if (mapper->slot_xxh[s] != xxh) {
+				++*foreign;
+				continue;
 			}
-			s = next;
+			/* The block first: see ts_swapdev_rw(). */
+			ts_swapdev_slot_to_block(mapper->swapdev, s, block);
+			ts_map_unlink_locked(mapper, s);
+			batch++;
 		}
 		spin_unlock_irqrestore(&mapper->lock, flags);
 		nr += batch;
+		if (s == TS_MAP_NONE)
+			break;
 		cond_resched();
-	} while (s != TS_MAP_NONE);
+	}
 	/* The copy's own reference: the slots took theirs. */
 	ts_swapdev_put_block(mapper->swapdev, block);
-	if (!ret && foreign)
+	if (!ret && *foreign)
 		pr_err_ratelimited("swap mapper: block %llu of a disk image changed behind the module's back: %u swapped-out pages lost their bytes\n",
-				   x, foreign);
+				   x, *foreign);
 	if (!ret && nr) {
 		atomic64_inc(&mapper->stats.copies);
 		atomic64_add(nr, &mapper->stats.copied_slots);
@@ -1011,37 +1065,63 @@ static bool ts_map_next_mapped(struct ts_mapper *mapper,
 }
 
 /*
+ * Blocks that a copy of a range could not copy, or left foreign slots of
+ * (see ts_map_copy_block()), remembered so that its scan of the slots
+ * does not try them again for each slot.
+ */
+#define TS_MAP_SKIP_MAX		32
+
+static bool ts_map_skipped(const u64 *skip, unsigned int nr, u64 x)
+{
+	while (nr--)
+		if (skip[nr] == x)
+			return true;
+	return false;
+}
+
+/*
  * Copy every block of [@first, @last] that slots map to (M3). A write
- * fails at the first block that cannot be copied (@all false); a detach
- * (@all) copies all it can, and returns the first error.
+ * (@detach NULL) fails at the first block it cannot copy. The last detach
+ * of incarnation *@detach copies all it can and returns the first error;
+ * it stops when the image is attached again (the new attachment's last
+ * detach copies then), or after TS_MAP_SKIP_MAX blocks that it could not
+ * copy (a dying image: the slots left swap in from it, or fail, one by
+ * one).
  */
 static int ts_map_copy_range(struct ts_mapper *mapper, struct ts_map_disk *md,
-			     u64 first, u64 last, bool all)
+			     u64 first, u64 last, const u32 *detach)
 {
-	u64 x, scan = 0;
+	bool lookup = last - first < TS_MAP_COPY_LOOKUP_MAX;
+	u64 x = first, scan = 0, skip[TS_MAP_SKIP_MAX];
+	unsigned int nr_skip = 0, foreign;
 	int ret, first_err = 0;
 
-	if (last - first < TS_MAP_COPY_LOOKUP_MAX) {
-		for (x = first; x <= last; x++) {
-			if (!READ_ONCE(md->nr_mapped))
+	for (;; x++) {
+		if (detach && READ_ONCE(md->incarnation) != *detach)
+			break;
+		if (lookup) {
+			if (x > last || !READ_ONCE(md->nr_mapped))
 				break;
-			ret = ts_map_copy_block(mapper, md, x);
-			if (ret && !first_err)
-				first_err = ret;
-			if (ret && !all)
+		} else {
+			/* A large range (a discard of the disk): scan the slots. */
+			if (!ts_map_next_mapped(mapper, md, &scan, first, last,
+						&x))
 				break;
+			scan++;
+			if (ts_map_skipped(skip, nr_skip, x))
+				continue;
 		}
-		return first_err;
-	}
-	/* A large range (a discard of the whole disk): scan the slots. */
-	while (ts_map_next_mapped(mapper, md, &scan, first, last, &x)) {
-		ret = ts_map_copy_block(mapper, md, x);
+		ret = ts_map_copy_block(mapper, md, x, &foreign);
 		if (ret && !first_err)
 			first_err = ret;
-		if (ret && !all)
+		if (ret && !detach)
 			break;
-		/* Slots of x the copy left (see there) are not found again. */
-		scan++;
+		if (lookup || (!ret && !foreign))
+			continue;
+		if (nr_skip < TS_MAP_SKIP_MAX)
+			skip[nr_skip++] = x;
+		else if (ret)
+			break;
 	}
 	return first_err;
 }
@@ -1069,7 +1149,7 @@ int ts_map_write_begin(struct ts_map_disk *md, u64 first, u64 last)
 	reading = !list_empty(&md->reads);
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (mapped)
-		ret = ts_map_copy_range(mapper, md, first, last, false);
+		ret = ts_map_copy_range(mapper, md, first, last, NULL);
 	if (ret) {
 		atomic64_inc(&mapper->stats.copy_errors);
 		pr_warn_ratelimited("swap mapper: no copy of blocks %llu..%llu of a disk for its swapped-out pages (%d): the write fails\n",
@@ -1352,7 +1432,8 @@ struct ts_map_disk *ts_map_disk_add(struct file *image)
 		 */
 		if (md->dead) {
 			md->dead = false;
-			md->incarnation = ++mapper->incarnations;
+			/* A detach still copying stops: see there. */
+			WRITE_ONCE(md->incarnation, ++mapper->incarnations);
 		}
 		md->users++;
 		goto unlock;
@@ -1405,8 +1486,9 @@ void ts_map_disk_remove(struct ts_map_disk *md)
 	spin_unlock_irqrestore(&mapper->lock, flags);
 	if (!last)
 		return;
-	ret = ts_map_copy_range(mapper, md, 0, TS_MAP_X_MASK, true);
+	ret = ts_map_copy_range(mapper, md, 0, TS_MAP_X_MASK, &incarnation);
 	wait_event(mapper->read_wq,
+		   READ_ONCE(md->incarnation) != incarnation ||
 		   !ts_map_reading(mapper, md, 0, TS_MAP_X_MASK));
 	if (ret)
 		pr_err("swap mapper: %lu swapped-out pages of a detached disk could not be copied (%d): its image stays open for them until they are swapped in or freed\n",
@@ -1457,9 +1539,10 @@ static int ts_map_stats_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(ts_map_stats);
 
+/* @data: the mapper's delay_reads_ms or delay_copies_ms. */
 static int ts_map_delay_get(void *data, u64 *val)
 {
-	*val = READ_ONCE(((struct ts_mapper *)data)->delay_reads_ms);
+	*val = READ_ONCE(*(u32 *)data);
 	return 0;
 }
 
@@ -1467,7 +1550,7 @@ static int ts_map_delay_set(void *data, u64 val)
 {
 	if (val > MSEC_PER_SEC * 60)
 		return -EINVAL;
-	WRITE_ONCE(((struct ts_mapper *)data)->delay_reads_ms, val);
+	WRITE_ONCE(*(u32 *)data, val);
 	return 0;
 }
 
@@ -1561,9 +1644,15 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 		mapper->debugfs = debugfs_create_file("swap_mapper", 0444,
 						      ts_debugfs_root, mapper,
 						      &ts_map_stats_fops);
-		mapper->debugfs_delay =
+		mapper->debugfs_delay_reads =
 			debugfs_create_file_unsafe("swap_mapper_delay_reads_ms",
-						   0600, ts_debugfs_root, mapper,
+						   0600, ts_debugfs_root,
+						   &mapper->delay_reads_ms,
+						   &ts_map_delay_fops);
+		mapper->debugfs_delay_copies =
+			debugfs_create_file_unsafe("swap_mapper_delay_copies_ms",
+						   0600, ts_debugfs_root,
+						   &mapper->delay_copies_ms,
 						   &ts_map_delay_fops);
 	}
 	ts_mapper = mapper;
@@ -1593,7 +1682,8 @@ void ts_mapper_stop(void)
 		WARN_ON(mapper->disks[i]);
 	WARN_ON(mapper->nr_mapped);
 	debugfs_remove(mapper->debugfs);
-	debugfs_remove(mapper->debugfs_delay);
+	debugfs_remove(mapper->debugfs_delay_reads);
+	debugfs_remove(mapper->debugfs_delay_copies);
 	ts_mapper = NULL;
 	ts_mapper_free(mapper);
 }
