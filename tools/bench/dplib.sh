@@ -81,20 +81,27 @@ val() {
 }
 
 # e2e_figures RES: the end-to-end ratios in RES (lines "PROFILE throughput
-# worst_latency p99 control", written by e2e.sh) as "e2e_PROFILE_KEY=VALUE"
-# words, then "missed=" and the goals they miss, comma-separated: HDD-like
-# throughput at least 4 times, SSD-like 1.5 times, worst-case latency at
-# least 10 times lower, the control run (no host overcommit) at least 0.98.
+# worst_latency p99 control mapper mapper_worst_latency mapper_control",
+# written by e2e.sh) as "e2e_PROFILE_KEY=VALUE" words, then "missed=" and
+# the goals they miss, comma-separated: HDD-like throughput at least 4
+# times, SSD-like 1.5 times, worst-case latency at least 10 times lower
+# (reconciliation on against off), the control runs (no host overcommit)
+# at least 0.98, with the mapper too.
 e2e_figures() {
 	awk '
-	BEGIN { split("throughput worst_latency p99 control", key) }
+	BEGIN {
+		split("throughput worst_latency p99 control mapper " \
+		      "mapper_worst_latency mapper_control", key)
+	}
 	{
-		for (i = 1; i <= 4; i++)
+		for (i = 1; i <= 7; i++)
 			s = s " e2e_" $1 "_" key[i] "=" $(i + 1)
 		goal = $1 == "hdd" ? 4 : $1 == "ssd" ? 1.5 : 0
 		if ($2 == "-" || $2 + 0 < goal) m = m ",e2e_" $1 "_throughput"
 		if ($3 == "-" || $3 + 0 < 10) m = m ",e2e_" $1 "_worst_latency"
 		if ($5 == "-" || $5 + 0 < 0.98) m = m ",e2e_" $1 "_control"
+		if ($8 == "-" || $8 + 0 < 0.98)
+			m = m ",e2e_" $1 "_mapper_control"
 	}
 	END { printf "%s missed=%s\n", substr(s, 2), substr(m, 2) }' "$1"
 }

@@ -8,11 +8,14 @@
 # host that overcommits it (memory.max below the guest's RAM, /dev/tsswap0
 # the swap), measured as whole-workload throughput and latency. Per profile
 # (the store and the image behind dm-delay, as in dp.sh): reconciliation
-# off and on, and a control pair with no host overcommit (memory.max
-# "max"), twice. The swap mapper does not exist yet: its column reads n/a. Prints
-# a side-by-side table per profile, then per profile
+# off, on, and on with the swap mapper ("map"), then the same with no host
+# overcommit (memory.max "max"), the control, each twice. The module is
+# loaded with swap_mapper=1; dpe2e turns the mapper off for the device but
+# in the map runs. Prints a side-by-side table per profile, then per
+# profile
 #   dpbench e2e PROFILE throughput=<on/off> worst_latency=<off/on>
-#           p99=<off/on> control=<on/off> mapper=n/a
+#           p99=<off/on> control=<on/off> mapper=<map/off>
+#           mapper_worst_latency=<off/map> mapper_control=<map/off>
 # and a last line "e2ebench ..." with every figure and the goals
 # (dplib.sh's e2e_figures). /tmp/e2e.res keeps the ratios for dp.sh.
 # Parameters (environment):
@@ -31,9 +34,10 @@ ARGS="-G ${TS_E2E_GUEST_MIB:-64} -A ${TS_E2E_ANON_MIB:-96}
 	-w ${TS_E2E_WARMUP_S:-20} -d ${TS_E2E_SECONDS:-40}
 	-W ${TS_E2E_WRITE_PCT:-30} -z ${TS_E2E_THETA:-0.9}"
 HOST=${TS_E2E_HOST_MIB:-48}
-# The control pair runs twice, in the order off, on, on, off, so that a
-# drift of the host over the runs cancels out of its ratio.
-RUNS="off on ctl-off ctl-on ctl-on2 ctl-off2"
+# The controls run twice, in the order off, on, map, map, on, off, so that
+# a drift of the host over the runs cancels out of their ratios.
+RUNS="off on map ctl-off ctl-on ctl-map ctl-map2 ctl-on2 ctl-off2"
+DP_INSMOD_ARGS=swap_mapper=1
 LOG=/tmp/e2e.log
 DPE2E="$TS_DIR/build/tools/dpe2e"
 
@@ -57,29 +61,42 @@ e2e_val() {
 	tagged_val e2e "$1" "$2" result "$3"
 }
 
+# control PROFILE MODE: the throughput of the two control runs of MODE
+# over those of off.
+control() {
+	calc ratio "$(sum "$(e2e_val "$1" "ctl-$2" ops_s)" \
+		"$(e2e_val "$1" "ctl-${2}2" ops_s)")" \
+		"$(sum "$(e2e_val "$1" ctl-off ops_s)" \
+		"$(e2e_val "$1" ctl-off2 ops_s)")"
+}
+
 # sum A B: A + B, "-" if either is missing.
 sum() {
 	awk -v a="$1" -v b="$2" 'BEGIN {
 		if (a == "-" || b == "-") print "-"; else print a + b }'
 }
 
-# row LABEL PROFILE KEY [mib]: one line of the side-by-side table, a
-# count of bytes in MiB if asked.
+# row LABEL PROFILE KEY [mib|ms]: one line of the side-by-side table, a
+# count of bytes in MiB or of nanoseconds in ms if asked.
 row() {
 	printf '#   %-26s' "$1"
 	for r in $RUNS; do
 		v=$(e2e_val "$2" "$r" "$3")
 		[ "$4" = mib ] && [ "$v" != - ] &&
 			v=$(awk -v b="$v" 'BEGIN { printf "%.1f", b / 1048576 }')
+		[ "$4" = ms ] && [ "$v" != - ] &&
+			v=$(awk -v n="$v" 'BEGIN { printf "%.1f", n / 1e6 }')
 		printf ' %9s' "$v"
 	done
 	echo
 }
 
 table() {
-	printf '#   %-26s %9s %9s %9s %9s %9s %9s\n' \
-		"$1 (dm-delay $(delay_ms "$1") ms)" "off" "on" "ctl-off" \
-		"ctl-on" "ctl-on2" "ctl-off2"
+	printf '#   %-26s' "$1 (dm-delay $(delay_ms "$1") ms)"
+	for r in $RUNS; do
+		printf ' %9s' "$r"
+	done
+	echo
 	row "operations/s" "$1" ops_s
 	row "latency p50 ms" "$1" p50_ms
 	row "latency p99 ms" "$1" p99_ms
@@ -97,6 +114,10 @@ table() {
 	row "references created" "$1" reconciled_pages
 	row "references dropped" "$1" dropped_references
 	row "references cleaned" "$1" blocks_cleaned
+	row "swap-outs mapped" "$1" swap_outs_mapped
+	row "swap-ins from the image" "$1" swap_ins_from_images
+	row "copies before writes" "$1" copies_before_writes
+	row "mapper hashing ms" "$1" hash_ns ms
 	row "host CPU s" "$1" cpu_s
 	row "pages read wrong" "$1" bad_pages
 }
@@ -113,8 +134,10 @@ for p in $PROFILES; do
 		case $name in
 		off) mode=off host=$HOST ;;
 		on) mode=on host=$HOST ;;
+		map) mode=map host=$HOST ;;
 		ctl-off*) mode=off host=0 ;;
 		ctl-on*) mode=on host=0 ;;
+		ctl-map*) mode=map host=0 ;;
 		esac
 		# shellcheck disable=SC2086
 		"$DPE2E" -p "$p" -m "$mode" -H "$host" $ARGS -s "$store" \
@@ -135,19 +158,18 @@ for p in $PROFILES; do
 	echo "$p $(calc ratio "$(e2e_val "$p" on ops_s)" "$(e2e_val "$p" off ops_s)")" \
 		"$(calc ratio "$(e2e_val "$p" off max_ms)" "$(e2e_val "$p" on max_ms)")" \
 		"$(calc ratio "$(e2e_val "$p" off p99_ms)" "$(e2e_val "$p" on p99_ms)")" \
-		"$(calc ratio "$(sum "$(e2e_val "$p" ctl-on ops_s)" \
-			"$(e2e_val "$p" ctl-on2 ops_s)")" \
-			"$(sum "$(e2e_val "$p" ctl-off ops_s)" \
-			"$(e2e_val "$p" ctl-off2 ops_s)")")" \
-		>>/tmp/e2e.res
+		"$(control "$p" on)" \
+		"$(calc ratio "$(e2e_val "$p" map ops_s)" "$(e2e_val "$p" off ops_s)")" \
+		"$(calc ratio "$(e2e_val "$p" off max_ms)" "$(e2e_val "$p" map max_ms)")" \
+		"$(control "$p" map)" >>/tmp/e2e.res
 done
 
 echo "#"
 for p in $PROFILES; do
 	table "$p"
 done
-while read -r p throughput worst p99 control; do
-	echo "dpbench e2e $p throughput=$throughput worst_latency=$worst p99=$p99 control=$control mapper=n/a"
+while read -r p throughput worst p99 control mapper mworst mcontrol; do
+	echo "dpbench e2e $p throughput=$throughput worst_latency=$worst p99=$p99 control=$control mapper=$mapper mapper_worst_latency=$mworst mapper_control=$mcontrol"
 done </tmp/e2e.res
 figures=$(e2e_figures /tmp/e2e.res)
 missed=${figures##* missed=}

@@ -265,8 +265,9 @@ def plot_e2e(log, out):
     profiles = sorted({k[0] for k in series})
     fig, axes = plt.subplots(3, len(profiles),
                              figsize=(6 * len(profiles), 12), squeeze=False)
-    colours = {"off": "tab:grey", "on": "tab:blue",
+    colours = {"off": "tab:grey", "on": "tab:blue", "map": "tab:red",
                "ctl-off": "tab:olive", "ctl-on": "tab:cyan",
+               "ctl-map": "tab:orange", "ctl-map2": "tab:brown",
                "ctl-on2": "tab:purple", "ctl-off2": "tab:green"}
     for col, prof in enumerate(profiles):
         ax, ax2, ax3 = axes[0][col], axes[1][col], axes[2][col]
@@ -303,12 +304,15 @@ def plot_e2e(log, out):
         ax3.set_ylabel("latency (ms)")
         ax3.set_title(f"{prof}: p99 (solid) and max (dotted) per second")
         ax3.legend(fontsize=7)
-    summary = ", ".join(f"{p}: throughput {r['throughput']}x, worst latency "
-                        f"{r['worst_latency']}x, control {r['control']}"
+    summary = "\n".join(f"{p}: throughput {r['throughput']}x, worst latency "
+                        f"{r['worst_latency']}x, control {r['control']}; "
+                        f"with the mapper {r.get('mapper', '-')}x, "
+                        f"{r.get('mapper_worst_latency', '-')}x, "
+                        f"{r.get('mapper_control', '-')}"
                         for p, r in results.items())
     if summary:
-        fig.suptitle("dpe2e, reconciliation on against off\n" + summary,
-                     fontsize=10)
+        fig.suptitle("dpe2e, reconciliation on (and with the swap mapper)"
+                     " against off\n" + summary, fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 

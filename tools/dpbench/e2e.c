@@ -4,7 +4,7 @@
  * own memory runs on a host that overcommits it, and the whole workload is
  * measured: operations per second and per-operation latency.
  *
- *   dpe2e [-p PROFILE] [-m off|on] [-G GUEST_MIB] [-A ANON_MIB] [-F FILE_MIB]
+ *   dpe2e [-p PROFILE] [-m off|on|map] [-G GUEST_MIB] [-A ANON_MIB] [-F FILE_MIB]
  *         [-H HOST_MIB] [-t THREADS] [-w WARMUP_S] [-d SECONDS] [-W WRITE_PCT]
  *         [-z THETA] [-S SEED] [-s STORE_DEV] IMAGE_DEV
  *
@@ -30,7 +30,9 @@
  * whose memory.max is HOST_MIB (plus the process's own memory) with
  * /dev/tsswap0 as swap: below GUEST_MIB both levels overcommit, and each
  * picks cold pages; 0 leaves memory.max at "max" (the control run). With
- * reconciliation off (-m off) or on (-m on) for the device.
+ * reconciliation off (-m off) or on (-m on) for the device, or on with the
+ * swap mapper too (-m map: the module must have been loaded with
+ * swap_mapper=1; the other modes turn it off for the device).
  *
  * After WARMUP_S seconds the counts start; the run lasts SECONDS more. It
  * prints a line per second "# e2e PROFILE MODE t=N ops=N p50_ms=N
@@ -38,10 +40,10 @@
  * "# e2e PROFILE MODE result key=value...": throughput, latency
  * percentiles, guest page-outs and page-ins, host swap-ins and swap-outs,
  * bytes read and written on IMAGE_DEV and STORE_DEV, the device's
- * reference counters and the CPU time of the whole host (all CPUs, from
- * /proc/stat: the vhost worker's included). Then one line of the latency
- * distribution (for a CDF). Exits non-zero if any request fails or a page
- * reads wrong.
+ * reference counters, the swap mapper's counters and the CPU time of the
+ * whole host (all CPUs, from /proc/stat: the vhost worker's included).
+ * Then one line of the latency distribution (for a CDF). Exits non-zero
+ * if any request fails or a page reads wrong.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +76,8 @@
 
 struct e2e_opts {
 	const char *profile, *image, *store;
-	bool reconcile;
+	const char *mode;	/* "off", "on" or "map" */
+	bool reconcile, mapper;
 	size_t guest_pages, anon_pages, file_pages, host_pages;
 	unsigned int threads, warmup_s, seconds, write_pct;
 	double theta;
@@ -83,6 +86,7 @@ struct e2e_opts {
 
 static struct e2e_opts opts = {
 	.profile = "test",
+	.mode = "off",
 	.guest_pages = 64 << 8,
 	.anon_pages = 96 << 8,
 	.file_pages = 32 << 8,
@@ -479,14 +483,23 @@ static const char * const counters[] = {
 	"swapins_avoided", "dropped_references", "pages_referenced",
 };
 
+/* Running totals of debugfs swap_mapper (all 0 without the mapper). */
+static const char * const mapper_stats[] = {
+	"swap_outs_mapped", "swap_ins_from_images", "swap_in_read_ios",
+	"copies_before_writes", "swap_in_errors", "swap_in_mismatches",
+	"hash_ns",
+};
+
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define NR_COUNTERS	ARRAY_SIZE(counters)
+#define NR_MAPPER_STATS	ARRAY_SIZE(mapper_stats)
 
 struct snap {
 	double time, cpu;
 	long long pswpin, pswpout;
 	struct ts_blk_stat image, store;
 	long long counter[NR_COUNTERS];
+	long long mapper[NR_MAPPER_STATS];
 	long long cleaned;	/* references the cleaner wrote back */
 };
 
@@ -502,6 +515,11 @@ static void snapshot(struct snap *s)
 	ts_blk_stat(opts.store, &s->store);
 	for (i = 0; i < NR_COUNTERS; i++)
 		s->counter[i] = ts_vhost_counter(counters[i]);
+	for (i = 0; i < NR_MAPPER_STATS; i++) {
+		s->mapper[i] = ts_mapper_stat(mapper_stats[i]);
+		if (s->mapper[i] < 0)
+			s->mapper[i] = 0;
+	}
 	if (ts_read_ll(TS_DEBUGFS "/cleaner/blocks_cleaned", &s->cleaned))
 		s->cleaned = 0;
 }
@@ -541,7 +559,7 @@ static void report(const struct snap *a, const struct snap *b)
 		}
 	}
 	printf("# e2e %s %s result seconds=%.1f ops=%llu ops_s=%.1f",
-	       opts.profile, opts.reconcile ? "on" : "off", secs,
+	       opts.profile, opts.mode, secs,
 	       (unsigned long long)ops, ops / secs);
 	/* When the slowest began: in the interval, and CLOCK_MONOTONIC. */
 	printf(" p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f max_at_s=%.3f max_mono_s=%.6f",
@@ -561,11 +579,14 @@ static void report(const struct snap *a, const struct snap *b)
 		printf(" %s=%lld", counters[i],
 		       !strcmp(counters[i], "pages_referenced") ?
 		       b->counter[i] : b->counter[i] - a->counter[i]);
+	for (i = 0; i < NR_MAPPER_STATS; i++)
+		printf(" %s=%lld", mapper_stats[i],
+		       b->mapper[i] - a->mapper[i]);
 	printf(" blocks_cleaned=%lld bad_pages=%llu\n",
 	       b->cleaned - a->cleaned, (unsigned long long)bad);
 	/* The distribution, for a CDF: upper bound in ms:operations. */
 	printf("# e2e %s %s latency", opts.profile,
-	       opts.reconcile ? "on" : "off");
+	       opts.mode);
 	for (k = 0; k < LAT_BUCKETS; k++)
 		if (lat[k])
 			printf(" %.4g:%llu",
@@ -582,7 +603,7 @@ static size_t mib_pages(const char *arg)
 static void bad_usage(void)
 {
 	fprintf(stderr,
-		"usage: dpe2e [-p PROFILE] [-m off|on] [-G GUEST_MIB] [-A ANON_MIB] [-F FILE_MIB]\n"
+		"usage: dpe2e [-p PROFILE] [-m off|on|map] [-G GUEST_MIB] [-A ANON_MIB] [-F FILE_MIB]\n"
 		"             [-H HOST_MIB] [-t THREADS] [-w WARMUP_S] [-d SECONDS] [-W WRITE_PCT]\n"
 		"             [-z THETA] [-S SEED] [-s STORE_DEV] IMAGE_DEV\n");
 	exit(2);
@@ -598,9 +619,12 @@ static void parse(int argc, char **argv)
 			opts.profile = optarg;
 			break;
 		case 'm':
-			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+			if (strcmp(optarg, "off") && strcmp(optarg, "on") &&
+			    strcmp(optarg, "map"))
 				bad_usage();
-			opts.reconcile = !strcmp(optarg, "on");
+			opts.mode = optarg;
+			opts.reconcile = strcmp(optarg, "off");
+			opts.mapper = !strcmp(optarg, "map");
 			break;
 		case 'G':
 			opts.guest_pages = mib_pages(optarg);
@@ -682,8 +706,32 @@ static int prefill(void)
 	/* Free frames first, as a guest kernel takes them before reclaim. */
 	clock_hand = resident % opts.guest_pages;
 	printf("# e2e %s %s filled seconds=%.1f written_mib=%zu\n",
-	       opts.profile, opts.reconcile ? "on" : "off", now() - t0,
+	       opts.profile, opts.mode, now() - t0,
 	       nr_pages() >> 8);
+	return 0;
+}
+
+/*
+ * The swap mapper as the mode asks, for the device. It follows the
+ * device's reads only if the module was loaded with swap_mapper=1, which
+ * the modes without it turn off for their device.
+ */
+static int set_mapper(void)
+{
+	char param[8] = "N";
+	int on = opts.mapper;
+
+	ts_read_str("/sys/module/tesseract/parameters/swap_mapper", param,
+		    sizeof(param));
+	if (opts.mapper && param[0] != 'Y') {
+		fprintf(stderr, "dpe2e: -m map: the module was not loaded with swap_mapper=1\n");
+		return -1;
+	}
+	if (ioctl(dev.fd, VHOST_BLK_SET_SWAP_MAPPER, &on) &&
+	    (opts.mapper || (errno != ENOTTY && errno != EINVAL))) {
+		perror("dpe2e: VHOST_BLK_SET_SWAP_MAPPER");
+		return -1;
+	}
 	return 0;
 }
 
@@ -712,7 +760,7 @@ static int run(void)
 		}
 		max_ns = atomic_exchange(&second_max_ns, 0);
 		printf("# e2e %s %s t=%u ops=%llu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
-		       opts.profile, opts.reconcile ? "on" : "off", s,
+		       opts.profile, opts.mode, s,
 		       (unsigned long long)(cur - last),
 		       percentile(lat, n, 50), percentile(lat, n, 99),
 		       max_ns / 1e6);
@@ -782,6 +830,8 @@ int main(int argc, char **argv)
 		perror("dpe2e: VHOST_BLK_SET_RECONCILE");
 		goto out;
 	}
+	if (set_mapper())
+		goto out;
 	if (prefill())
 		goto out;
 	/*
@@ -802,11 +852,11 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		printf("# e2e %s %s memory.max=%s (memory.current was %lld)\n",
-		       opts.profile, opts.reconcile ? "on" : "off", max,
+		       opts.profile, opts.mode, max,
 		       current);
 	}
 	printf("# e2e %s %s config guest_mib=%zu anon_mib=%zu file_mib=%zu host_mib=%zu",
-	       opts.profile, opts.reconcile ? "on" : "off",
+	       opts.profile, opts.mode,
 	       opts.guest_pages >> 8, opts.anon_pages >> 8,
 	       opts.file_pages >> 8, opts.host_pages >> 8);
 	printf(" threads=%u warmup_s=%u seconds=%u write_pct=%u theta=%.2f seed=0x%llx\n",
