@@ -1625,8 +1625,8 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->page_pool = mempool_create_page_pool(TS_MAP_READ_POOL, 0);
 	mapper->wq = alloc_workqueue("tesseract_swap_map", WQ_MEM_RECLAIM, 0);
 	if (!mapper->slot_map || !mapper->slot_xxh || !mapper->slot_next ||
-	    !mapper->slot_prev || !mapper->pair_head || !mapper->fps || !mapper->fp_head ||
-	    !mapper->read_pool || !mapper->page_pool || !mapper->wq) {
+	    !mapper->slot_prev || !mapper->pair_head || !mapper->fps ||
+	    !mapper->fp_head || !mapper->read_pool || !mapper->page_pool || !mapper->wq) {
 		pr_err("swap_mapper: no memory for its tables (swap_mapper_mib=%u)\n",
 		       swap_mapper_mib);
 		ts_mapper_free(mapper);

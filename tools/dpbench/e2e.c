@@ -721,8 +721,7 @@ static int set_mapper(void)
 	char param[8] = "N";
 	int on = opts.mapper;
 
-	ts_read_str("/sys/module/tesseract/parameters/swap_mapper", param,
-		    sizeof(param));
+	ts_read_str(TS_SYSMOD "/parameters/swap_mapper", param, sizeof(param));
 	if (opts.mapper && param[0] != 'Y') {
 		fprintf(stderr, "dpe2e: -m map: the module was not loaded with swap_mapper=1\n");
 		return -1;
