@@ -387,15 +387,25 @@ static struct ts_map_disk *ts_map_unlink_locked(struct ts_mapper *mapper,
 {
 	u64 code = mapper->slot_map[slot], x;
 	u32 next = mapper->slot_next[slot], prev = mapper->slot_prev[slot];
+	u32 *link = prev == TS_MAP_NONE ?
+		&mapper->pair_head[ts_map_pair_bucket(mapper, code)] :
+		&mapper->slot_next[prev];
 	struct ts_map_disk *md;
 
-	/* Doubly linked: a bucket may hold a million slots of one block. */
-	if (prev == TS_MAP_NONE)
-		mapper->pair_head[ts_map_pair_bucket(mapper, code)] = next;
-	else
-		mapper->slot_next[prev] = next;
+	/*
+	 * Doubly linked: a bucket may hold a million slots of one block. A
+	 * broken chain would hide mapped slots from the copies before a
+	 * write (stale data), so check it as list debugging does; an
+	 * unlinked slot points nowhere.
+	 */
+	WARN_ONCE(*link != slot || (next != TS_MAP_NONE &&
+				    mapper->slot_prev[next] != slot),
+		  "swap mapper: slot %llu's pair chain is broken\n", slot);
+	*link = next;
 	if (next != TS_MAP_NONE)
 		mapper->slot_prev[next] = prev;
+	mapper->slot_next[slot] = TS_MAP_NONE;
+	mapper->slot_prev[slot] = TS_MAP_NONE;
 	md = ts_map_decode(mapper, code, &x);
 	md->nr_mapped--;
 	mapper->nr_mapped--;
