@@ -502,10 +502,8 @@ static void *detach_thread(void *arg)
 /*
  * The image attached again, through another device, while its last
  * detach copies (each copy delayed through debugfs), and detached again:
- * the first detach stops, and the second copies the rest. Two detaches
- * copying together could free the image under each other (the debug
- * kernel's KASAN would see that). Every page keeps its bytes, and
- * nothing stays mapped.
+ * the first detach stops, and the second copies the rest. Every page
+ * keeps its bytes, and nothing stays mapped.
  */
 TEST_F_TIMEOUT(map, attach_and_detach_during_a_detach, 300)
 {
@@ -541,6 +539,56 @@ TEST_F_TIMEOUT(map, attach_and_detach_during_a_detach, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 1));
 	EXPECT_EQ(0, ts_mapper_stat("swap_in_mismatches"));
 	ASSERT_EQ(0, vblk_set_backend(&self->dev, self->disk_fd));
+}
+
+/*
+ * The pages freed while their image's detach copies them (each copy
+ * delayed through debugfs): the last slot freed leaves the image unused,
+ * but the detach still walks it, so the image must outlive the detach
+ * (a use after free in the debug kernel's KASAN otherwise). The kernel
+ * hands freed slots to the device 64 at a time per CPU (its swap slot
+ * cache): on one CPU, freeing more pages after them pushes the last
+ * ones out.
+ */
+TEST_F_TIMEOUT(map, pages_freed_during_a_detach, 300)
+{
+	long long copied0 = ts_mapper_stat("slots_copied");
+	cpu_set_t one, all;
+	pthread_t tid;
+	void *ret;
+	int i;
+
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  1);
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/swap_mapper_delay_copies_ms",
+				  "20"));
+	ASSERT_EQ(0, pthread_create(&tid, NULL, detach_thread, &self->dev));
+	for (i = 0; i < 3000 && ts_mapper_stat("slots_copied") == copied0;
+	     i++)
+		usleep(10000);
+	ASSERT_EQ(0, sched_getaffinity(0, sizeof(all), &all));
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(one), &one));
+	ASSERT_EQ(0, madvise(self->check, PAGES * PAGE, MADV_DONTNEED));
+	ts_fill_pages(self->buf, PAGES, TAG, 2);
+	ASSERT_TRUE(page_out(self->buf, PAGES * PAGE));
+	ASSERT_EQ(0, madvise(self->buf, PAGES * PAGE, MADV_DONTNEED));
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(all), &all));
+	/* The frees overtook the copies: the detach had not finished. */
+	EXPECT_GT((long long)PAGES / 2, ts_mapper_stat("slots_copied") -
+					copied0);
+	ASSERT_EQ(0, pthread_join(tid, &ret));
+	ASSERT_EQ(NULL, ret);
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/swap_mapper_delay_copies_ms",
+				  "0"));
+	EXPECT_EQ(0, ts_mapper_stat("slots_mapped"));
+	ASSERT_EQ(0, vblk_set_backend(&self->dev, self->disk_fd));
+	/* The image is followed again, from scratch. */
+	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
+			  3);
+	EXPECT_EQ((long long)PAGES, ts_mapper_stat("slots_mapped"));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, TAG, 3));
 }
 
 /*
