@@ -143,15 +143,15 @@ MODULE_PARM_DESC(swap_mapper_mib,
 
 /*
  * Block x of a disk held bytes of this xxh64 and SHA-256 when the guest
- * read it into a page charged to owner, a memory cgroup (its id), in write
- * generation gen of x's bucket.
+ * read it into a page charged to owner, a memory cgroup (its id), and
+ * holds them still: a write of x frees the entry when it begins (M2).
  */
 struct ts_fp {
 	u64 xxh;
 	u64 x;
-	u64 gen;
 	u64 owner;
 	u32 next, prev;			/* in its bucket, or TS_MAP_NONE */
+	u32 block_next, block_prev;	/* in its bucket of blocks */
 	u32 incarnation;		/* of the disk's index */
 	u16 disk;			/* index + 1; 0: the entry is free */
 	u8 sha[SHA256_DIGEST_SIZE];
@@ -239,9 +239,11 @@ struct ts_mapper {
 
 	struct ts_fp *fps;
 	u32 nr_fps, fp_cursor, nr_fps_used;
-	u32 *fp_head;
+	u32 *fp_head;			/* by xxh64 */
+	u32 *fp_block_head;		/* by (disk, x) */
 	u32 fp_shift;
 	u64 fp_seed;			/* keys the xxh64, and so the buckets */
+	u64 fp_block_seed;
 	/*
 	 * SHA-256 through the crypto API, which picks the CPU's fastest
 	 * (SHA-NI, AVX2, ...); NULL: the library's generic sha256().
@@ -312,6 +314,18 @@ static u32 ts_map_pair_bucket(struct ts_mapper *mapper, u64 code)
 static u32 *ts_map_fp_bucket(struct ts_mapper *mapper, u64 xxh)
 {
 	return &mapper->fp_head[hash_64(xxh, mapper->fp_shift)];
+}
+
+/*
+ * By the entry's disk field (index + 1), not its ts_map_disk: an entry may
+ * outlive the attachment it was taken in until a purge or reuse frees it.
+ * Keyed too: a guest must not make a write walk a long bucket.
+ */
+static u32 *ts_map_fp_block_bucket(struct ts_mapper *mapper, u16 disk, u64 x)
+{
+	return &mapper->fp_block_head[hash_64(((u64)disk << TS_MAP_X_BITS | x) ^
+					      mapper->fp_block_seed,
+					      mapper->fp_shift)];
 }
 
 static u64 ts_map_xxh(struct ts_mapper *mapper, const void *data)
@@ -468,18 +482,19 @@ static void ts_map_forget(struct ts_swapdev_mapper *ops, u64 slot)
 
 /*
  * Under mapper->lock: the fingerprint @e still says what block x of its
- * disk holds (M2): its disk is the same attachment, follows it, and no
- * write of x began since the read or runs now.
+ * disk holds (M2): its disk is the same attachment and follows it, and no
+ * write of x runs now. A write that began since the read freed the entry
+ * (ts_map_fp_drop_range()); until that write ends, its bucket's running
+ * count covers the entries it has not reached yet.
  */
 static struct ts_map_disk *ts_map_fp_valid_locked(struct ts_mapper *mapper,
 						  const struct ts_fp *e)
 {
 	struct ts_map_disk *md = mapper->disks[e->disk - 1];
-	u32 b = ts_map_gen_bucket(e->x);
 
 	if (!md || md->dead || md->incarnation != e->incarnation)
 		return NULL;
-	if (md->begun[b] != e->gen || md->running[b])
+	if (md->running[ts_map_gen_bucket(e->x)])
 		return NULL;
 	return md;
 }
@@ -1136,6 +1151,84 @@ static int ts_map_copy_range(struct ts_mapper *mapper, struct ts_map_disk *md,
 	return first_err;
 }
 
+/* Under mapper->lock: take entry @idx out of its two buckets. */
+static void ts_map_fp_unlink_locked(struct ts_mapper *mapper, u32 idx)
+{
+	struct ts_fp *e = &mapper->fps[idx];
+
+	if (e->prev == TS_MAP_NONE)
+		*ts_map_fp_bucket(mapper, e->xxh) = e->next;
+	else
+		mapper->fps[e->prev].next = e->next;
+	if (e->next != TS_MAP_NONE)
+		mapper->fps[e->next].prev = e->prev;
+	if (e->block_prev == TS_MAP_NONE)
+		*ts_map_fp_block_bucket(mapper, e->disk, e->x) =
+			e->block_next;
+	else
+		mapper->fps[e->block_prev].block_next = e->block_next;
+	if (e->block_next != TS_MAP_NONE)
+		mapper->fps[e->block_next].block_prev = e->block_prev;
+}
+
+/* Under mapper->lock: entry @idx goes back to the free ones. */
+static void ts_map_fp_free_locked(struct ts_mapper *mapper, u32 idx)
+{
+	ts_map_fp_unlink_locked(mapper, idx);
+	mapper->fps[idx].disk = 0;
+	mapper->nr_fps_used--;
+}
+
+/*
+ * Free the fingerprints of blocks [@first, @last] of @md: a write of them
+ * begins (M2), whose running count keeps them from matching until it
+ * ends, so they may go a batch at a time. One block's entries share a
+ * bucket of blocks; a large range scans the table instead.
+ */
+static void ts_map_fp_drop_range(struct ts_mapper *mapper,
+				 struct ts_map_disk *md, u64 first, u64 last)
+{
+	u32 idx, next, end, n;
+	unsigned long flags;
+	struct ts_fp *e;
+	u64 x = first;
+
+	if (!READ_ONCE(mapper->nr_fps_used))
+		return;
+	if (last - first >= TS_MAP_GENS) {
+		for (idx = 0; idx < mapper->nr_fps; idx = end) {
+			end = min_t(u32, idx + TS_MAP_SCAN_BATCH,
+				    mapper->nr_fps);
+			spin_lock_irqsave(&mapper->lock, flags);
+			for (; idx < end; idx++) {
+				e = &mapper->fps[idx];
+				if (e->disk == md->index + 1 &&
+				    e->incarnation == md->incarnation &&
+				    e->x >= first && e->x <= last)
+					ts_map_fp_free_locked(mapper, idx);
+			}
+			spin_unlock_irqrestore(&mapper->lock, flags);
+			cond_resched();
+		}
+		return;
+	}
+	while (x <= last) {
+		spin_lock_irqsave(&mapper->lock, flags);
+		for (n = 0; x <= last && n < TS_MAP_COPY_BATCH; x++, n++) {
+			idx = *ts_map_fp_block_bucket(mapper, md->index + 1,
+						       x);
+			for (; idx != TS_MAP_NONE; idx = next) {
+				e = &mapper->fps[idx];
+				next = e->block_next;
+				if (e->x == x && e->disk == md->index + 1 &&
+				    e->incarnation == md->incarnation)
+					ts_map_fp_free_locked(mapper, idx);
+			}
+		}
+		spin_unlock_irqrestore(&mapper->lock, flags);
+	}
+}
+
 /*
  * A write, discard, write-zeroes or cleaning of blocks [@first, @last] of
  * @md's image is about to start: fingerprints of them are stale from now
@@ -1158,6 +1251,7 @@ int ts_map_write_begin(struct ts_map_disk *md, u64 first, u64 last)
 	mapped = md->nr_mapped;
 	reading = !list_empty(&md->reads);
 	spin_unlock_irqrestore(&mapper->lock, flags);
+	ts_map_fp_drop_range(mapper, md, first, last);
 	if (mapped)
 		ret = ts_map_copy_range(mapper, md, first, last, NULL);
 	if (ret) {
@@ -1206,19 +1300,6 @@ bool ts_map_read_begin(struct ts_map_disk *md, u64 x, u64 *gen)
 	return ok;
 }
 
-/* Under mapper->lock: take entry @idx out of its bucket. */
-static void ts_map_fp_unlink_locked(struct ts_mapper *mapper, u32 idx)
-{
-	struct ts_fp *e = &mapper->fps[idx];
-
-	if (e->prev == TS_MAP_NONE)
-		*ts_map_fp_bucket(mapper, e->xxh) = e->next;
-	else
-		mapper->fps[e->prev].next = e->next;
-	if (e->next != TS_MAP_NONE)
-		mapper->fps[e->next].prev = e->prev;
-}
-
 /* Under mapper->lock: take the oldest entry for a new fingerprint. */
 static struct ts_fp *ts_map_fp_alloc_locked(struct ts_mapper *mapper)
 {
@@ -1257,9 +1338,7 @@ static void ts_map_fp_purge(struct ts_mapper *mapper,
 			if (e->disk != md->index + 1 ||
 			    e->incarnation != incarnation)
 				continue;
-			ts_map_fp_unlink_locked(mapper, idx);
-			e->disk = 0;
-			mapper->nr_fps_used--;
+			ts_map_fp_free_locked(mapper, idx);
 		}
 		spin_unlock_irqrestore(&mapper->lock, flags);
 		cond_resched();
@@ -1277,7 +1356,7 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 		     struct page *dest)
 {
 	struct ts_mapper *mapper = ts_mapper;
-	u32 b = ts_map_gen_bucket(x), idx, walked = 0, *head;
+	u32 b = ts_map_gen_bucket(x), idx, walked = 0, *head, *block_head;
 	u8 sha[SHA256_DIGEST_SIZE];
 	unsigned long flags;
 	struct ts_fp *e;
@@ -1302,15 +1381,12 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 		if (e->xxh == xxh && e->x == x && e->owner == owner &&
 		    e->disk == md->index + 1 &&
 		    e->incarnation == md->incarnation &&
-		    !memcmp(e->sha, sha, sizeof(sha))) {
-			e->gen = gen;
+		    !memcmp(e->sha, sha, sizeof(sha)))
 			goto unlock;
-		}
 	}
 	e = ts_map_fp_alloc_locked(mapper);
 	e->xxh = xxh;
 	e->x = x;
-	e->gen = gen;
 	e->owner = owner;
 	e->disk = md->index + 1;
 	e->incarnation = md->incarnation;
@@ -1322,6 +1398,12 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 	if (*head != TS_MAP_NONE)
 		mapper->fps[*head].prev = idx;
 	*head = idx;
+	block_head = ts_map_fp_block_bucket(mapper, md->index + 1, x);
+	e->block_prev = TS_MAP_NONE;
+	e->block_next = *block_head;
+	if (*block_head != TS_MAP_NONE)
+		mapper->fps[*block_head].block_prev = idx;
+	*block_head = idx;
 	atomic64_inc(&mapper->stats.fps_added);
 unlock:
 	spin_unlock_irqrestore(&mapper->lock, flags);
@@ -1582,6 +1664,7 @@ static void ts_mapper_free(struct ts_mapper *mapper)
 	kvfree(mapper->pair_head);
 	kvfree(mapper->fps);
 	kvfree(mapper->fp_head);
+	kvfree(mapper->fp_block_head);
 	kfree(mapper);
 }
 
@@ -1617,6 +1700,7 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->nr_fps = nr_fps;
 	mapper->fp_shift = ilog2(roundup_pow_of_two(nr_fps));
 	mapper->fp_seed = get_random_u64();
+	mapper->fp_block_seed = get_random_u64();
 	mapper->pair_seed = get_random_u64();
 	mapper->sha_tfm = ts_map_sha_tfm();
 
@@ -1629,6 +1713,8 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->fps = kvcalloc(nr_fps, sizeof(struct ts_fp), GFP_KERNEL);
 	mapper->fp_head = kvmalloc_array(BIT(mapper->fp_shift), sizeof(u32),
 					 GFP_KERNEL);
+	mapper->fp_block_head = kvmalloc_array(BIT(mapper->fp_shift),
+					       sizeof(u32), GFP_KERNEL);
 	mapper->read_pool =
 		mempool_create_kmalloc_pool(TS_MAP_READ_POOL,
 					    sizeof(struct ts_map_read));
@@ -1636,7 +1722,8 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	mapper->wq = alloc_workqueue("tesseract_swap_map", WQ_MEM_RECLAIM, 0);
 	if (!mapper->slot_map || !mapper->slot_xxh || !mapper->slot_next ||
 	    !mapper->slot_prev || !mapper->pair_head || !mapper->fps ||
-	    !mapper->fp_head || !mapper->read_pool || !mapper->page_pool || !mapper->wq) {
+	    !mapper->fp_head || !mapper->fp_block_head ||
+	    !mapper->read_pool || !mapper->page_pool || !mapper->wq) {
 		pr_err("swap_mapper: no memory for its tables (swap_mapper_mib=%u)\n",
 		       swap_mapper_mib);
 		ts_mapper_free(mapper);
@@ -1644,8 +1731,10 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 	}
 	for (i = 0; i < BIT(mapper->pair_shift); i++)
 		mapper->pair_head[i] = TS_MAP_NONE;
-	for (i = 0; i < BIT(mapper->fp_shift); i++)
+	for (i = 0; i < BIT(mapper->fp_shift); i++) {
 		mapper->fp_head[i] = TS_MAP_NONE;
+		mapper->fp_block_head[i] = TS_MAP_NONE;
+	}
 
 	mapper->ops.swap_out = ts_map_swap_out;
 	mapper->ops.forget = ts_map_forget;
