@@ -13,10 +13,10 @@
  *
  *  - fingerprints: block X of disk d held these bytes (xxh64 to find them,
  *    SHA-256 to decide) when the guest read it into a page of this memory
- *    cgroup, and no write of X had begun since;
+ *    cgroup, and no write of X has begun since (a write frees them);
  *  - per disk, generations of writes: counters of writes begun and running
- *    per bucket of blocks, which tell a fingerprint that X may have
- *    changed since (M2);
+ *    per bucket of blocks, which tell a read, a window or a swap-out that
+ *    a write of X may have run meanwhile, or runs now (M2, M6);
  *  - the slots mapped to images: slot -> (disk, X) and the xxh64 of the
  *    page, and back, so that a write of X first gives every slot mapped
  *    to it a copy in the store (M3), and a swap-in checks what it read;
@@ -73,7 +73,8 @@
 /*
  * Entries of a fingerprint bucket looked at, at most, under the lock with
  * interrupts off: many blocks may share bytes (and so a bucket), and the
- * bucket is keyed so that a guest cannot choose it.
+ * bucket is keyed so that a guest cannot choose it. A bucket of blocks
+ * takes no entry beyond this many, so that a write walks no more.
  */
 #define TS_MAP_WALK_MAX		16
 
@@ -1183,7 +1184,8 @@ static void ts_map_fp_free_locked(struct ts_mapper *mapper, u32 idx)
  * Free the fingerprints of blocks [@first, @last] of @md: a write of them
  * begins (M2), whose running count keeps them from matching until it
  * ends, so they may go a batch at a time. One block's entries share a
- * bucket of blocks; a large range scans the table instead.
+ * bucket of blocks (at most TS_MAP_WALK_MAX entries); a range of more
+ * blocks than the table has entries scans the table instead.
  */
 static void ts_map_fp_drop_range(struct ts_mapper *mapper,
 				 struct ts_map_disk *md, u64 first, u64 last)
@@ -1195,7 +1197,7 @@ static void ts_map_fp_drop_range(struct ts_mapper *mapper,
 
 	if (!READ_ONCE(mapper->nr_fps_used))
 		return;
-	if (last - first >= TS_MAP_GENS) {
+	if (last - first >= mapper->nr_fps) {
 		for (idx = 0; idx < mapper->nr_fps; idx = end) {
 			end = min_t(u32, idx + TS_MAP_SCAN_BATCH,
 				    mapper->nr_fps);
@@ -1226,6 +1228,7 @@ static void ts_map_fp_drop_range(struct ts_mapper *mapper,
 			}
 		}
 		spin_unlock_irqrestore(&mapper->lock, flags);
+		cond_resched();
 	}
 }
 
@@ -1356,7 +1359,7 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 		     struct page *dest)
 {
 	struct ts_mapper *mapper = ts_mapper;
-	u32 b = ts_map_gen_bucket(x), idx, walked = 0, *head, *block_head;
+	u32 b = ts_map_gen_bucket(x), idx, next, walked = 0, *head, *block_head;
 	u8 sha[SHA256_DIGEST_SIZE];
 	unsigned long flags;
 	struct ts_fp *e;
@@ -1373,17 +1376,30 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 	spin_lock_irqsave(&mapper->lock, flags);
 	if (md->dead || md->begun[b] != gen || md->running[b])
 		goto unlock;
-	head = ts_map_fp_bucket(mapper, xxh);
-	/* Read again: the same bytes of the same block need one entry. */
-	for (idx = *head; idx != TS_MAP_NONE && walked++ < TS_MAP_WALK_MAX;
-	     idx = mapper->fps[idx].next) {
+	/*
+	 * Read again: one entry per block and owner. Other bytes than its
+	 * entry says can only have come from a writer of the image other
+	 * than the module: that entry goes. A full bucket of blocks takes
+	 * no more (see TS_MAP_WALK_MAX).
+	 */
+	block_head = ts_map_fp_block_bucket(mapper, md->index + 1, x);
+	for (idx = *block_head; idx != TS_MAP_NONE && walked < TS_MAP_WALK_MAX;
+	     idx = next) {
 		e = &mapper->fps[idx];
-		if (e->xxh == xxh && e->x == x && e->owner == owner &&
-		    e->disk == md->index + 1 &&
-		    e->incarnation == md->incarnation &&
-		    !memcmp(e->sha, sha, sizeof(sha)))
+		next = e->block_next;
+		if (e->x != x || e->owner != owner ||
+		    e->disk != md->index + 1 ||
+		    e->incarnation != md->incarnation) {
+			walked++;
+			continue;
+		}
+		if (e->xxh == xxh && !memcmp(e->sha, sha, sizeof(sha)))
 			goto unlock;
+		ts_map_fp_free_locked(mapper, idx);
 	}
+	if (walked >= TS_MAP_WALK_MAX)
+		goto unlock;
+	head = ts_map_fp_bucket(mapper, xxh);
 	e = ts_map_fp_alloc_locked(mapper);
 	e->xxh = xxh;
 	e->x = x;
@@ -1398,6 +1414,7 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 	if (*head != TS_MAP_NONE)
 		mapper->fps[*head].prev = idx;
 	*head = idx;
+	/* The allocation may have taken an entry of this bucket of blocks. */
 	block_head = ts_map_fp_block_bucket(mapper, md->index + 1, x);
 	e->block_prev = TS_MAP_NONE;
 	e->block_next = *block_head;

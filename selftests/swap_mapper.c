@@ -422,15 +422,21 @@ TEST_F_TIMEOUT(map, a_block_written_since_the_read_is_not_mapped, 300)
  * A guest that writes its disk all the time (its own paging, say) keeps
  * the fingerprints of the blocks it does not write: writes of 4096 other
  * blocks, one request each as a pager writes, touch every bucket of the
- * write generations, and the pages read before still map.
+ * write generations, and the pages read before still map. A block read
+ * twice has one fingerprint.
  */
 TEST_F_TIMEOUT(map, writes_of_other_blocks_keep_fingerprints, 300)
 {
 	unsigned long i, other = PAGES * SECTORS;
-	long long mapped0, writes0;
+	long long mapped0, writes0, added0;
 
 	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	added0 = ts_mapper_stat("fingerprints_added");
 	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	/* Read again: one entry per block still. */
+	ASSERT_EQ(0, disk_read(&self->dev, self->check, 0));
+	EXPECT_EQ((long long)PAGES,
+		  ts_mapper_stat("fingerprints_added") - added0);
 	for (i = 0; i < 4096; i++)
 		ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
 					   other + i * SECTORS,
@@ -979,6 +985,11 @@ TEST_F_TIMEOUT(map, fingerprints_are_bounded_oldest_first, 600)
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, TAG, 1));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES,
 				    TAG + (rounds - 1) * PAGES * SECTORS, 1));
+	/* A discard of more blocks than the table has scans it: all go. */
+	ASSERT_LT(0, ts_mapper_stat("fingerprints_held"));
+	ASSERT_EQ(0, vblk_discard(&self->dev, VIRTIO_BLK_T_DISCARD, 0,
+				  rounds * PAGES * SECTORS, 0));
+	EXPECT_EQ(0, ts_mapper_stat("fingerprints_held"));
 }
 
 static const struct {
