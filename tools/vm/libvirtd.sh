@@ -20,6 +20,8 @@
 set -u
 state="/var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/libvirt"
 pidfile=/run/ts-libvirtd.pid
+# The root cgroup's controllers before libvirtd enabled its own.
+controllers=/run/ts-libvirtd.controllers
 
 if ! grep -qs guest-run.sh /proc/1/cmdline; then
 	echo "libvirtd.sh: not in the test kernel" >&2
@@ -61,17 +63,29 @@ stop() {
 			status=1
 		fi
 	done
-	# libvirt's cgroup partition (its controllers stay enabled at the
-	# root: harmless to the programs after this one).
+	# libvirt's cgroup partition, and the controllers it enabled at the
+	# root. Left enabled, cpuset would count every test's cgroup as a
+	# cpuset: the first one created and the last one gone each patch the
+	# kernel's text (cpusets_enabled_key), and a test kernel under TCG
+	# once took an int3 oops in __alloc_pages() from such a patch.
 	for d in /sys/fs/cgroup/machine/*/ /sys/fs/cgroup/machine/*/*/; do
 		[ -d "$d" ] && rmdir "$d" 2>/dev/null
 	done
 	rmdir /sys/fs/cgroup/machine 2>/dev/null
+	if [ -r $controllers ]; then
+		for c in $(cat /sys/fs/cgroup/cgroup.subtree_control); do
+			grep -qw "$c" $controllers ||
+				echo "-$c" >/sys/fs/cgroup/cgroup.subtree_control ||
+				status=1
+		done
+		rm -f $controllers
+	fi
 	return $status
 }
 
 start() {
 	stop || return 1
+	cat /sys/fs/cgroup/cgroup.subtree_control >$controllers || return 1
 	cp -a /etc/libvirt /run/etc-libvirt || return 1
 	for d in $state; do
 		mount -t tmpfs -o mode=755 tmpfs "$d" || return 1
