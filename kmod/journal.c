@@ -141,11 +141,14 @@ static int ts_sb_load_page(struct ts_store *store, struct page *page)
 		       store->path, le32_to_cpu(sb->version), TS_SB_VERSION);
 		return -EINVAL;
 	}
-	if (sb->incompat_features) {
+	if (le32_to_cpu(sb->incompat_features) & ~TS_SB_INCOMPAT_KNOWN) {
 		pr_err("backing=%s: unknown incompatible features %#x\n",
-		       store->path, le32_to_cpu(sb->incompat_features));
+		       store->path, le32_to_cpu(sb->incompat_features) &
+		       ~TS_SB_INCOMPAT_KNOWN);
 		return -EINVAL;
 	}
+	store->volatile_device = le32_to_cpu(sb->incompat_features) &
+				 TS_SB_INCOMPAT_VOLATILE;
 	why = ts_sb_geometry_error(sb, blocks);
 	if (why) {
 		pr_err("backing=%s: bad superblock: %s\n", store->path, why);

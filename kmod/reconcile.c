@@ -46,9 +46,42 @@
 #include "trace.h"
 
 bool ts_reconcile_param = true;
-module_param_named(reconcile, ts_reconcile_param, bool, 0644);
+
+/*
+ * The store's device keeps nothing over its own restart: a reference to
+ * one of its blocks would outlive the block. Set and read under the
+ * module's kernel_param_lock, with the parameter.
+ */
+static bool ts_reconcile_refused;
+
+static int ts_reconcile_param_set(const char *val,
+				  const struct kernel_param *kp)
+{
+	bool on;
+	int ret;
+
+	ret = kstrtobool(val, &on);
+	if (ret) {
+		pr_err("reconcile=%s: not a boolean\n", val);
+		return ret;
+	}
+	if (on && ts_reconcile_refused) {
+		pr_err("reconcile=1: the store is formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device\n");
+		return -EINVAL;
+	}
+	*(bool *)kp->arg = on;
+	return 0;
+}
+
+static const struct kernel_param_ops ts_reconcile_param_ops = {
+	.set = ts_reconcile_param_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(reconcile, &ts_reconcile_param_ops, &ts_reconcile_param,
+		0644);
 MODULE_PARM_DESC(reconcile,
-		 "Turn guest writes of host-swapped pages into references to their swap blocks (default: on)");
+		 "Turn guest writes of host-swapped pages into references to their swap blocks (default: on; refused on a volatile store)");
 
 /*
  * One disk's share of the store's references: without it one guest could
@@ -229,6 +262,15 @@ DEFINE_DEBUGFS_ATTRIBUTE(ts_fail_ref_alloc_fops, ts_fail_ref_alloc_get,
 int ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
 	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
+	kernel_param_lock(THIS_MODULE);
+	if (store->volatile_device && ts_reconcile_param) {
+		kernel_param_unlock(THIS_MODULE);
+		pr_err("backing=%s: formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device; load with reconcile=0\n",
+		       store->path);
+		return -EINVAL;
+	}
+	ts_reconcile_refused = store->volatile_device;
+	kernel_param_unlock(THIS_MODULE);
 	ts_commit_wq = alloc_workqueue("tesseract_commit",
 				       WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!ts_commit_wq)
@@ -301,6 +343,9 @@ void ts_disks_forget(struct ts_store *store)
 /* Unload: a checkpoint, so that the next load replays no journal. */
 void ts_reconcile_stop(void)
 {
+	kernel_param_lock(THIS_MODULE);
+	ts_reconcile_refused = false;
+	kernel_param_unlock(THIS_MODULE);
 	debugfs_remove(ts_fail_ref_alloc_debugfs);
 	ts_fail_ref_alloc_debugfs = NULL;
 	if (ts_store) {

@@ -78,6 +78,7 @@ struct ts_store {
 	u64 data_start;			/* first data block */
 	u32 nr_blocks;			/* data blocks */
 	u32 max_refs;			/* guest-disk references, at most */
+	bool volatile_device;		/* TS_SB_INCOMPAT_VOLATILE */
 
 	spinlock_t lock;		/* see above */
 	u32 *refcount;			/* per data block; 0 = free */

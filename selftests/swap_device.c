@@ -104,6 +104,14 @@ static const struct {
 	{ LOOP7 " && " FORMAT7 " && " FLIP_UUID, "backing=/dev/loop7",
 	  "backing=/dev/loop7: superblock checksum mismatch",
 	  "losetup -d /dev/loop7" },
+	/* Swap only: reconciliation is on by default. */
+	{ LOOP7 " && " TSCTL " format --volatile /dev/loop7 >/dev/null",
+	  "backing=/dev/loop7",
+	  "backing=/dev/loop7: formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device; load with reconcile=0",
+	  "losetup -d /dev/loop7" },
+	{ LOOP7 " && " TSCTL " format --volatile /dev/loop7 >/dev/null",
+	  "backing=/dev/loop7 reconcile=1",
+	  "backing=/dev/loop7: formatted volatile", "losetup -d /dev/loop7" },
 	/* Both checkpoints (and the journal) overwritten. */
 	{ LOOP7 " && " FORMAT7 " && " TRASH_METADATA, "backing=/dev/loop7",
 	  "backing=/dev/loop7: no valid checkpoint", "losetup -d /dev/loop7" },
@@ -198,6 +206,54 @@ TEST_F_TIMEOUT(swap, pageout_comes_back_identical, 120)
 
 	munmap(p, pages * PAGE);
 	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+}
+
+/*
+ * A store formatted volatile (another machine's RAM, say) holds swap, and
+ * the module never reconciles on it: reconcile=1 is refused at run time
+ * as at load (unusable_backing_refused), with a message saying why.
+ */
+TEST_F_TIMEOUT(swap, volatile_store_swaps_and_never_reconciles, 120)
+{
+	const char *param = TS_SYSMOD "/parameters/reconcile";
+	const size_t pages = 1024;
+	char val[8];
+	int kmsg;
+	char *p;
+
+	ASSERT_EQ(0, ts_swap_up_with("backing=" SCRATCH " reconcile=0",
+				     "--volatile"));
+	kmsg = ts_kmsg_open();
+	EXPECT_EQ(-EINVAL, ts_write_str(param, "Y"));
+	EXPECT_EQ(-EINVAL, ts_write_str(param, "1"));
+	EXPECT_TRUE(ts_kmsg_contains(kmsg, "reconcile=1: the store is formatted volatile"));
+	close(kmsg);
+	ASSERT_EQ(0, ts_read_str(param, val, sizeof(val)));
+	EXPECT_STREQ("N", val);
+	EXPECT_EQ(0, ts_write_str(param, "N"));
+	EXPECT_EQ(-EINVAL, ts_write_str(param, "maybe"));
+
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	p = map_pages(pages);
+	ASSERT_NE(NULL, p);
+	ts_fill_pages(p, pages, 7, 1);
+	EXPECT_GT(pages / 20, ts_push_to_swap(CGROUP, p, pages * PAGE));
+	EXPECT_EQ(0UL, ts_bad_pages(p, pages, 7, 1));
+	EXPECT_EQ(0, ts_swapdev_counter("write_errors"));
+	munmap(p, pages * PAGE);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+
+	EXPECT_EQ(0, ts_system(TSCTL " check " SCRATCH " >/dev/null"));
+	EXPECT_EQ(0, ts_system(TSCTL " dump " SCRATCH
+			       " | grep -q '^  incompat *0x00000001 (volatile'"));
+	/* Formatted again without it: reconciliation may be on again. */
+	ASSERT_EQ(0, ts_swap_up("backing=" SCRATCH));
+	ASSERT_EQ(0, ts_read_str(param, val, sizeof(val)));
+	EXPECT_STREQ("Y", val);
+	EXPECT_EQ(0, ts_write_str(param, "N"));
+	EXPECT_EQ(0, ts_write_str(param, "Y"));
 	ts_swap_down();
 }
 

@@ -518,6 +518,7 @@ struct geom {
 	__u64 data_start;
 	__u32 data_blocks;
 	__u32 max_refs;
+	__u32 incompat;		/* TS_SB_INCOMPAT_* */
 	__u8 uuid[16];
 };
 
@@ -623,6 +624,7 @@ static void geom_from_sb(struct geom *g, const struct ts_sb *sb)
 	g->data_start = le64toh(sb->data_start);
 	g->data_blocks = le32toh(sb->data_blocks);
 	g->max_refs = le32toh(sb->max_refs);
+	g->incompat = le32toh(sb->incompat_features);
 	memcpy(g->uuid, sb->uuid, sizeof(g->uuid));
 }
 
@@ -642,6 +644,7 @@ static void sb_from_geom(struct ts_sb *sb, const struct geom *g)
 	sb->data_start = htole64(g->data_start);
 	sb->data_blocks = htole32(g->data_blocks);
 	sb->max_refs = htole32(g->max_refs);
+	sb->incompat_features = htole32(g->incompat);
 }
 
 static const char * const region_name[] = {
@@ -717,7 +720,9 @@ static void sb_print(const struct store *s, const struct ts_sb *sb,
 	       crc);
 	printf("  uuid            %s\n", uuid);
 	printf("  block_size      %u\n", le32toh(sb->block_size));
-	printf("  incompat        0x%08x\n", le32toh(sb->incompat_features));
+	printf("  incompat        0x%08x%s\n", le32toh(sb->incompat_features),
+	       le32toh(sb->incompat_features) & TS_SB_INCOMPAT_VOLATILE ?
+	       " (volatile: swap only, no references)" : "");
 	printf("  device_blocks   %llu (the device has %llu)\n",
 	       g->device_blocks, s->dev.blocks);
 	printf("  journal         blocks %llu..%llu (%llu)\n",
@@ -769,9 +774,9 @@ static int sb_load(struct store *s)
 	if (le32toh(sb->block_size) != BLOCK)
 		problem(s, ST_SB, "superblock: block_size %u, not %u",
 			le32toh(sb->block_size), BLOCK);
-	if (sb->incompat_features)
+	if (le32toh(sb->incompat_features) & ~TS_SB_INCOMPAT_KNOWN)
 		problem(s, ST_SB, "superblock: unknown incompatible features 0x%08x",
-			le32toh(sb->incompat_features));
+			le32toh(sb->incompat_features) & ~TS_SB_INCOMPAT_KNOWN);
 	if (crc == le32toh(sb->crc))
 		check_tail(s, sb, sizeof(*sb), "superblock, block", 0);
 	sb_check_geometry(s);
@@ -1364,7 +1369,7 @@ out:
 }
 
 static const char format_usage[] =
-	"usage: tesseractctl format [--journal-blocks N] [--force] DEVICE\n"
+	"usage: tesseractctl format [--journal-blocks N] [--volatile] [--force] DEVICE\n"
 	"\n"
 	"Write a new, empty store on DEVICE: superblock, checkpoint slot 0 with\n"
 	"no references, slot 1 invalid, the journal zeroed. The data area is\n"
@@ -1372,6 +1377,10 @@ static const char format_usage[] =
 	"\n"
 	"  --journal-blocks N  journal ring of N blocks (at least 2; default\n"
 	"                      DEVICE blocks / 64, between 16 and 1024)\n"
+	"  --volatile          DEVICE keeps nothing over its own restart (another\n"
+	"                      machine's RAM over NBD or NVMe/TCP): the module\n"
+	"                      swaps to it but refuses reconcile=1, whose\n"
+	"                      references would not survive it\n"
 	"  --force             format even if block 0 holds something that is\n"
 	"                      not a tesseract superblock (a file system, ...)\n"
 	"  -h, --help          this text\n";
@@ -1381,19 +1390,20 @@ static int cmd_format(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "journal-blocks", required_argument, NULL, 'j' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "volatile", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long long jblocks = 0;
 	struct geom g = { 0 };
 	struct dev d;
-	bool force = false, store;
+	bool force = false, volatile_device = false, store;
 	char uuid[37], *end;
 	const char *what;
 	void *zero;
 	int c, ret = 1;
 
-	while ((c = getopt_long(argc, argv, "j:fh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "j:fVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			errno = 0;
@@ -1407,6 +1417,9 @@ static int cmd_format(int argc, char **argv)
 			break;
 		case 'f':
 			force = true;
+			break;
+		case 'V':
+			volatile_device = true;
 			break;
 		case 'h':
 			fputs(format_usage, stdout);
@@ -1444,6 +1457,8 @@ static int cmd_format(int argc, char **argv)
 	}
 	if (layout(&g, d.blocks, jblocks) || fill_uuid(g.uuid))
 		goto out;
+	if (volatile_device)
+		g.incompat |= TS_SB_INCOMPAT_VOLATILE;
 	if (store) {
 		uuid_str(((struct ts_sb *)zero)->uuid, uuid);
 		printf("%s: replacing the store %s\n", d.path, uuid);
@@ -1454,8 +1469,9 @@ static int cmd_format(int argc, char **argv)
 	uuid_str(g.uuid, uuid);
 	printf("%s: store %s: %u data blocks (%llu MiB), ", d.path, uuid,
 	       g.data_blocks, (unsigned long long)g.data_blocks * BLOCK >> 20);
-	printf("journal %llu blocks, checkpoint slots of %llu blocks\n",
-	       g.journal_blocks, g.ckpt_blocks);
+	printf("journal %llu blocks, checkpoint slots of %llu blocks%s\n",
+	       g.journal_blocks, g.ckpt_blocks,
+	       volatile_device ? "; volatile" : "");
 	ret = 0;
 out:
 	free(zero);

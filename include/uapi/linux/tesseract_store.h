@@ -53,7 +53,7 @@ struct ts_sb {
 	__le32 crc;			/* of the whole block */
 	__u8 uuid[16];
 	__le32 block_size;		/* TS_STORE_BLOCK_SIZE */
-	__le32 incompat_features;	/* none defined: must be 0 */
+	__le32 incompat_features;	/* TS_SB_INCOMPAT_*, others refused */
 	__le64 device_blocks;		/* size of the device at format */
 	__le64 journal_start;
 	__le64 journal_blocks;
@@ -63,6 +63,14 @@ struct ts_sb {
 	__le32 data_blocks;
 	__le32 max_refs;		/* references a checkpoint can hold */
 };
+
+/*
+ * The device keeps nothing over its own restart (another machine's RAM
+ * through a network block device): swap only, never references, which
+ * would outlive it. A module that does not know the bit refuses the store.
+ */
+#define TS_SB_INCOMPAT_VOLATILE	(1U << 0)
+#define TS_SB_INCOMPAT_KNOWN	TS_SB_INCOMPAT_VOLATILE
 
 /* A journal or checkpoint record: 24 bytes. */
 enum ts_record_type {
