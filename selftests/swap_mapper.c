@@ -538,6 +538,28 @@ static void *detach_thread(void *arg)
 }
 
 /*
+ * Pages read and swapped out, then the disk detached in thread @tid with
+ * each copy slowed by debugfs swap_mapper_delay_copies_ms: back once the
+ * detach has copied a block (it copies now).
+ */
+static void slow_detach_begins(struct __test_metadata *_metadata,
+			       struct vblk_dev *d, char *buf, char *check,
+			       pthread_t *tid)
+{
+	long long copied0;
+	int i;
+
+	read_and_swap_out(_metadata, d, buf, check, 0, 1);
+	copied0 = ts_mapper_stat("slots_copied");
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/swap_mapper_delay_copies_ms",
+				  "20"));
+	ASSERT_EQ(0, pthread_create(tid, NULL, detach_thread, d));
+	for (i = 0; i < 3000 && ts_mapper_stat("slots_copied") == copied0;
+	     i++)
+		usleep(10000);
+}
+
+/*
  * The image attached again, through another device, while its last
  * detach copies (each copy delayed through debugfs), and detached again:
  * the first detach stops, and the second copies the rest. Every page
@@ -549,17 +571,10 @@ TEST_F_TIMEOUT(map, attach_and_detach_during_a_detach, 300)
 	struct vblk_dev other;
 	pthread_t tid;
 	void *ret;
-	int fd, i;
+	int fd;
 
-	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
-			  1);
-	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/swap_mapper_delay_copies_ms",
-				  "20"));
-	ASSERT_EQ(0, pthread_create(&tid, NULL, detach_thread, &self->dev));
-	/* Until the detach has copied a block: it copies now. */
-	for (i = 0; i < 3000 && ts_mapper_stat("slots_copied") == copied0;
-	     i++)
-		usleep(10000);
+	slow_detach_begins(_metadata, &self->dev, self->buf, self->check,
+			   &tid);
 	fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, fd);
 	vblk_init(&other);
@@ -594,16 +609,9 @@ TEST_F_TIMEOUT(map, pages_freed_during_a_detach, 300)
 	cpu_set_t one, all;
 	pthread_t tid;
 	void *ret;
-	int i;
 
-	read_and_swap_out(_metadata, &self->dev, self->buf, self->check, 0,
-			  1);
-	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/swap_mapper_delay_copies_ms",
-				  "20"));
-	ASSERT_EQ(0, pthread_create(&tid, NULL, detach_thread, &self->dev));
-	for (i = 0; i < 3000 && ts_mapper_stat("slots_copied") == copied0;
-	     i++)
-		usleep(10000);
+	slow_detach_begins(_metadata, &self->dev, self->buf, self->check,
+			   &tid);
 	ASSERT_EQ(0, sched_getaffinity(0, sizeof(all), &all));
 	CPU_ZERO(&one);
 	CPU_SET(sched_getcpu(), &one);
