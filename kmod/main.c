@@ -126,6 +126,12 @@ static int ts_start_store(void)
 	ret = ts_store_open(backing, &ts_store);
 	if (ret)
 		return ret;
+	ret = ts_reconcile_accept_store(ts_store);
+	if (ret) {
+		ts_store_close(ts_store);
+		ts_store = NULL;
+		return ret;
+	}
 	/* Guest disks' references come back before swap can take blocks. */
 	ret = ts_journal_recover(ts_store);
 	if (ret) {

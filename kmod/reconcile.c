@@ -60,20 +60,22 @@ static int ts_reconcile_param_set(const char *val,
 	bool on;
 	int ret;
 
-	ret = kstrtobool(val, &on);
+	/* A bare "reconcile" at load means on, as for any bool. */
+	ret = kstrtobool(val ?: "1", &on);
 	if (ret) {
-		pr_err("reconcile=%s: not a boolean\n", val);
+		pr_err("reconcile: not a boolean\n");
 		return ret;
 	}
 	if (on && ts_reconcile_refused) {
-		pr_err("reconcile=1: the store is formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device\n");
+		pr_err("reconcile: not on: the store is formatted volatile (tesseractctl format --volatile), and references to its blocks would not survive its device\n");
 		return -EINVAL;
 	}
-	*(bool *)kp->arg = on;
+	WRITE_ONCE(*(bool *)kp->arg, on);
 	return 0;
 }
 
 static const struct kernel_param_ops ts_reconcile_param_ops = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
 	.set = ts_reconcile_param_set,
 	.get = param_get_bool,
 };
@@ -259,18 +261,30 @@ static int ts_fail_ref_alloc_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(ts_fail_ref_alloc_fops, ts_fail_ref_alloc_get,
 			 ts_fail_ref_alloc_set, "%llu\n");
 
+/*
+ * Whether reconciliation may use @store, just opened: not if its device
+ * keeps nothing over its own restart. From then on the parameter refuses
+ * to turn it on. 0 or -EINVAL, with the reason logged.
+ */
+int ts_reconcile_accept_store(const struct ts_store *store)
+{
+	int ret = 0;
+
+	kernel_param_lock(THIS_MODULE);
+	if (store->volatile_device && ts_reconcile_param) {
+		pr_err("backing=%s: formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device; load with reconcile=0\n",
+		       store->path);
+		ret = -EINVAL;
+	} else {
+		ts_reconcile_refused = store->volatile_device;
+	}
+	kernel_param_unlock(THIS_MODULE);
+	return ret;
+}
+
 int ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev)
 {
 	BUILD_BUG_ON(PAGE_SIZE != TS_BLOCK_SIZE);
-	kernel_param_lock(THIS_MODULE);
-	if (store->volatile_device && ts_reconcile_param) {
-		kernel_param_unlock(THIS_MODULE);
-		pr_err("backing=%s: formatted volatile (tesseractctl format --volatile): references to its blocks would not survive its device; load with reconcile=0\n",
-		       store->path);
-		return -EINVAL;
-	}
-	ts_reconcile_refused = store->volatile_device;
-	kernel_param_unlock(THIS_MODULE);
 	ts_commit_wq = alloc_workqueue("tesseract_commit",
 				       WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!ts_commit_wq)
@@ -343,9 +357,6 @@ void ts_disks_forget(struct ts_store *store)
 /* Unload: a checkpoint, so that the next load replays no journal. */
 void ts_reconcile_stop(void)
 {
-	kernel_param_lock(THIS_MODULE);
-	ts_reconcile_refused = false;
-	kernel_param_unlock(THIS_MODULE);
 	debugfs_remove(ts_fail_ref_alloc_debugfs);
 	ts_fail_ref_alloc_debugfs = NULL;
 	if (ts_store) {

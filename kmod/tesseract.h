@@ -293,6 +293,7 @@ struct mm_struct;
 
 extern bool ts_reconcile_param;
 
+int ts_reconcile_accept_store(const struct ts_store *store);
 int ts_reconcile_start(struct ts_store *store, struct ts_swapdev *swapdev);
 void ts_reconcile_stop(void);
 bool ts_reconcile_available(void);

@@ -67,6 +67,24 @@ TEST(parameters_set_at_load)
 	ASSERT_EQ(0, ts_module_unload());
 }
 
+/* A bool parameter named alone at load means on: reconcile's own setter too. */
+TEST(bare_bool_parameter_means_on)
+{
+	char val[8];
+
+	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_module_load("reconcile=0"));
+	ASSERT_EQ(0, ts_read_str(TS_SYSMOD "/parameters/reconcile", val,
+				 sizeof(val)));
+	EXPECT_STREQ("N", val);
+	ASSERT_EQ(0, ts_module_unload());
+	ASSERT_EQ(0, ts_module_load("reconcile"));
+	ASSERT_EQ(0, ts_read_str(TS_SYSMOD "/parameters/reconcile", val,
+				 sizeof(val)));
+	EXPECT_STREQ("Y", val);
+	ASSERT_EQ(0, ts_module_unload());
+}
+
 /* modinfo must describe every parameter, as operators rely on it. */
 TEST(parameters_described)
 {

@@ -2,18 +2,20 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # remote_target.sh: another machine inside the test kernel, for the store
-# over NVMe over TCP (selftests/remote_store.c). The kernel's target
-# (nvmet-tcp) runs in the network namespace ts-target, behind a veth pair
-# whose two ends delay every packet (tc netem); the host connects with
-# nvme-cli.
+# over a network block device (selftests/remote_store.c): a target in the
+# network namespace ts-target, behind a veth pair whose two ends delay
+# every packet (tc netem). nvme: the kernel's NVMe over TCP target
+# (nvmet-tcp), the host connected with nvme-cli; nbd: nbd-server, the host
+# connected with nbd-client.
 #
-#   remote_target.sh up DEVICE [DELAY_US]   serve DEVICE, connect, print
-#                                           the host's block device
+#   remote_target.sh up nvme|nbd DEVICE [DELAY_US]
+#                         serve DEVICE, connect, print the host's device
 #   remote_target.sh cut SECONDS            the path down for SECONDS
 #   remote_target.sh down                   undo all of it
 #
 # up exits 2 if something the setup needs is missing here (a kernel
-# without network or nvmet-tcp, nvme-cli not installed), 1 if it fails.
+# without network, nvmet-tcp or nbd; nvme-cli or nbd not installed), 1 if
+# it fails.
 
 NETNS=ts-target
 HOST_IF=ts-h
@@ -24,8 +26,26 @@ PORT=4420
 NQN=nqn.2026-12.org.tesseract:remote-store
 CFS=/sys/kernel/config/nvmet
 SUBSYS=$CFS/subsystems/$NQN
+NBD_PORT=10809
+NBD_CONF=/tmp/ts-nbd-server.conf
+NBD_PID=/tmp/ts-nbd-server.pid
+NBD_DEV=/dev/nbd0
+# The server's cgroup: no swap, or its pages could go to the swap it
+# serves (a machine of its own would not swap to its clients).
+NBD_CGROUP=/sys/fs/cgroup/ts-nbd-server
 
 down() {
+	nbd-client -d "$NBD_DEV"
+	if [ -r "$NBD_PID" ]; then
+		pid=$(cat "$NBD_PID")
+		kill "$pid"
+		for _ in $(seq 50); do
+			[ -d "/proc/$pid" ] || break
+			sleep 0.1
+		done
+	fi
+	rm -f "$NBD_PID" "$NBD_CONF"
+	rmdir "$NBD_CGROUP"
 	nvme disconnect -n "$NQN"
 	rm -f "$CFS/ports/1/subsystems/$NQN"
 	rmdir "$CFS/ports/1"
@@ -35,17 +55,8 @@ down() {
 	ip netns del "$NETNS"
 }
 
-up() {
-	device=$1
-	delay=${2:-50}
-	command -v nvme >/dev/null || { echo "nvme-cli missing" >&2; exit 2; }
-	for m in veth sch_netem nvmet nvmet-tcp nvme-tcp; do
-		modprobe -q "$m" ||
-			{ echo "no $m in this kernel" >&2; exit 2; }
-	done
-	set -e
-	mountpoint -q /sys/kernel/config ||
-		mount -t configfs none /sys/kernel/config
+# The network: the target's end of the veth pair in its namespace.
+net_up() {
 	ip netns add "$NETNS"
 	ip link add "$HOST_IF" type veth peer name "$TARGET_IF"
 	ip link set "$TARGET_IF" netns "$NETNS"
@@ -57,6 +68,11 @@ up() {
 	ip netns exec "$NETNS" ip link set "$TARGET_IF" up
 	ip netns exec "$NETNS" tc qdisc add dev "$TARGET_IF" root netem \
 		delay "${delay}us"
+}
+
+nvme_up() {
+	mountpoint -q /sys/kernel/config ||
+		mount -t configfs none /sys/kernel/config
 	mkdir "$SUBSYS"
 	echo 1 >"$SUBSYS/attr_allow_any_host"
 	mkdir "$SUBSYS/namespaces/1"
@@ -77,7 +93,6 @@ up() {
 	nvme connect -t tcp -a "$TARGET_IP" -s "$PORT" -n "$NQN" \
 		--ctrl-loss-tmo=20 --reconnect-delay=1 --keep-alive-tmo=5 \
 		>/dev/null
-	set +e
 	# The namespace's block device, under its subsystem (with or without
 	# native multipath).
 	for s in /sys/class/nvme-subsystem/*; do
@@ -97,9 +112,66 @@ up() {
 	exit 1
 }
 
+# nbd-server with flush and FUA (the store's journal needs both), and the
+# host's nbd-client with 4 KiB blocks and a 20 s I/O timeout.
+nbd_up() {
+	cat >"$NBD_CONF" <<-EOF
+	[generic]
+		user = root
+		group = root
+		listenaddr = $TARGET_IP
+		port = $NBD_PORT
+	[store]
+		exportname = $device
+		flush = true
+		fua = true
+	EOF
+	mkdir -p "$NBD_CGROUP"
+	echo 0 >"$NBD_CGROUP/memory.swap.max"
+	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh \
+		"$NBD_CGROUP" ip netns exec "$NETNS" \
+		nbd-server -C "$NBD_CONF" -p "$NBD_PID"
+	for _ in $(seq 50); do
+		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && break
+		sleep 0.1
+	done
+	nbd-client -N store "$TARGET_IP" "$NBD_PORT" "$NBD_DEV" -b 4096 \
+		-t 20 >/dev/null
+	echo "$NBD_DEV"
+}
+
+up() {
+	transport=$1
+	device=$2
+	delay=${3:-50}
+	case $transport in
+	nvme)
+		tools="nvme"
+		modules="nvmet nvmet-tcp nvme-tcp" ;;
+	nbd)
+		tools="nbd-server nbd-client"
+		modules="nbd" ;;
+	*) echo "up: nvme or nbd, not $transport" >&2; exit 1 ;;
+	esac
+	for t in $tools; do
+		command -v "$t" >/dev/null ||
+			{ echo "$t is not installed" >&2; exit 2; }
+	done
+	for m in veth sch_netem $modules; do
+		modprobe -q "$m" ||
+			{ echo "no $m in this kernel" >&2; exit 2; }
+	done
+	# Any failure from here on is a failure (1), not a missing part (2):
+	# ip, tc and dash's redirections exit 2 themselves. Not in an || list,
+	# where the shell would ignore set -e.
+	(set -e; net_up; "${transport}_up")
+	[ $? = 0 ] || exit 1
+}
+
 case $1 in
-up) shift; up "$@" ;;
+up) shift; up "$@"; exit 0 ;;
 cut) ip link set "$HOST_IF" down && sleep "$2" && ip link set "$HOST_IF" up ;;
 down) down >/dev/null 2>&1; exit 0 ;;
-*) echo "usage: $0 up DEVICE [DELAY_US] | cut SECONDS | down" >&2; exit 1 ;;
+*) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US] | cut SECONDS | down" >&2
+	exit 1 ;;
 esac

@@ -19,13 +19,15 @@ SRC_SOURCES=/etc/apt/sources.list.d/tesseract-src.sources
 # libvirt-clients: virt-xml-validate, which checks the libvirt example;
 # libvirt-daemon-system: the libvirtd that starts it in the test kernel (on
 # a host that runs systemd, installing it also enables the host's libvirtd,
-# which the tests leave alone). nvme-cli and iproute2: the store over NVMe
-# over TCP in the test kernel (selftests/remote_target.sh).
+# which the tests leave alone). nvme-cli, nbd-server, nbd-client and
+# iproute2: the store over NVMe over TCP and NBD in the test kernel
+# (selftests/remote_target.sh; on a host that runs systemd, installing
+# nbd-server also enables its service, which the tests leave alone).
 tool_pkgs=(build-essential qemu-system-x86 busybox-static cpio fio dmsetup
 	   sparse kmod dkms xz-utils util-linux e2fsprogs python3
 	   python3-docutils python3-matplotlib dpkg-dev libaio-dev
 	   libnuma-dev librdmacm-dev libibverbs-dev zlib1g-dev libvirt-clients
-	   libvirt-daemon-system nvme-cli iproute2)
+	   libvirt-daemon-system nvme-cli nbd-server nbd-client iproute2)
 k61_pkgs=(linux-image-amd64 linux-headers-amd64 linux-source-6.1)
 debug_pkgs=()
 [ "${1:-}" = --debug-kernel ] &&
