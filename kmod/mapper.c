@@ -1181,6 +1181,32 @@ static void ts_map_fp_free_locked(struct ts_mapper *mapper, u32 idx)
 }
 
 /*
+ * Free the fingerprints that disk @disk (index + 1) took as @incarnation
+ * of blocks [@first, @last], scanning the whole table a batch per hold of
+ * the lock.
+ */
+static void ts_map_fp_scan_free(struct ts_mapper *mapper, u16 disk,
+				u32 incarnation, u64 first, u64 last)
+{
+	u32 idx = 0, end;
+	unsigned long flags;
+	struct ts_fp *e;
+
+	while (idx < mapper->nr_fps) {
+		end = min_t(u32, idx + TS_MAP_SCAN_BATCH, mapper->nr_fps);
+		spin_lock_irqsave(&mapper->lock, flags);
+		for (; idx < end; idx++) {
+			e = &mapper->fps[idx];
+			if (e->disk == disk && e->incarnation == incarnation &&
+			    e->x >= first && e->x <= last)
+				ts_map_fp_free_locked(mapper, idx);
+		}
+		spin_unlock_irqrestore(&mapper->lock, flags);
+		cond_resched();
+	}
+}
+
+/*
  * Free the fingerprints of blocks [@first, @last] of @md: a write of them
  * begins (M2), whose running count keeps them from matching until it
  * ends, so they may go a batch at a time. One block's entries share a
@@ -1190,28 +1216,17 @@ static void ts_map_fp_free_locked(struct ts_mapper *mapper, u32 idx)
 static void ts_map_fp_drop_range(struct ts_mapper *mapper,
 				 struct ts_map_disk *md, u64 first, u64 last)
 {
-	u32 idx, next, end, n;
+	u32 idx, next, n;
 	unsigned long flags;
 	struct ts_fp *e;
 	u64 x = first;
 
 	if (!READ_ONCE(mapper->nr_fps_used))
 		return;
+	/* The disk is attached while its write runs: its incarnation holds. */
 	if (last - first >= mapper->nr_fps) {
-		for (idx = 0; idx < mapper->nr_fps; idx = end) {
-			end = min_t(u32, idx + TS_MAP_SCAN_BATCH,
-				    mapper->nr_fps);
-			spin_lock_irqsave(&mapper->lock, flags);
-			for (; idx < end; idx++) {
-				e = &mapper->fps[idx];
-				if (e->disk == md->index + 1 &&
-				    e->incarnation == md->incarnation &&
-				    e->x >= first && e->x <= last)
-					ts_map_fp_free_locked(mapper, idx);
-			}
-			spin_unlock_irqrestore(&mapper->lock, flags);
-			cond_resched();
-		}
+		ts_map_fp_scan_free(mapper, md->index + 1,
+				    READ_ONCE(md->incarnation), first, last);
 		return;
 	}
 	while (x <= last) {
@@ -1329,23 +1344,8 @@ static struct ts_fp *ts_map_fp_alloc_locked(struct ts_mapper *mapper)
 static void ts_map_fp_purge(struct ts_mapper *mapper,
 			    const struct ts_map_disk *md, u32 incarnation)
 {
-	u32 idx = 0, end;
-	unsigned long flags;
-	struct ts_fp *e;
-
-	while (idx < mapper->nr_fps) {
-		end = min_t(u32, idx + TS_MAP_SCAN_BATCH, mapper->nr_fps);
-		spin_lock_irqsave(&mapper->lock, flags);
-		for (; idx < end; idx++) {
-			e = &mapper->fps[idx];
-			if (e->disk != md->index + 1 ||
-			    e->incarnation != incarnation)
-				continue;
-			ts_map_fp_free_locked(mapper, idx);
-		}
-		spin_unlock_irqrestore(&mapper->lock, flags);
-		cond_resched();
-	}
+	ts_map_fp_scan_free(mapper, md->index + 1, incarnation, 0,
+			    TS_MAP_X_MASK);
 }
 
 /*
@@ -1414,8 +1414,6 @@ void ts_map_read_end(struct ts_map_disk *md, u64 x, u64 gen, const void *data,
 	if (*head != TS_MAP_NONE)
 		mapper->fps[*head].prev = idx;
 	*head = idx;
-	/* The allocation may have taken an entry of this bucket of blocks. */
-	block_head = ts_map_fp_block_bucket(mapper, md->index + 1, x);
 	e->block_prev = TS_MAP_NONE;
 	e->block_next = *block_head;
 	if (*block_head != TS_MAP_NONE)
