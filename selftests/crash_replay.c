@@ -81,6 +81,8 @@ struct workload {
 	unsigned long long flattened;		/* blocks it cleaned */
 	char *check;			/* a page of guest memory */
 	struct vblk_dev dev;
+	char store[64];			/* the store's device */
+	bool remote;			/* on another machine */
 };
 
 static unsigned int rnd(unsigned int *s)
@@ -189,11 +191,12 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 {
 	unsigned int s = SEED, round, i, b;
 	pthread_t flattener;
-	char *ram, name[32];
+	char *ram, name[80];
 	bool flattening = false;
 	int fd, ret;
 
-	ret = ts_swap_up("backing=" CRASH_STORE);
+	snprintf(name, sizeof(name), "backing=%s", w->store);
+	ret = ts_swap_up(name);
 	if (ret)
 		return ret;
 	if (ts_cgroup_enter(CGROUP) ||
@@ -252,6 +255,9 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 	close(fd);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
+	/* Nothing writes the logged store from here on. */
+	if (w->remote)
+		ts_remote_down();
 	return 0;
 }
 
@@ -372,6 +378,12 @@ FIXTURE_VARIANT(replay) {
 	unsigned int bg_round, rounds;
 	bool direct;		/* O_DIRECT image during the workload */
 	unsigned int nr_random, max_points, min_checked;
+	/*
+	 * The store on another machine: nvme or nbd (remote_target.sh); the
+	 * target serves the logged store device, so the log has the writes
+	 * in the order that machine's disk saw them.
+	 */
+	const char *remote;
 };
 
 #ifndef CRASH_REPLAY_LOCALITY
@@ -382,6 +394,32 @@ FIXTURE_VARIANT_ADD(replay, reconcile) {
 	.nr_random = NR_RANDOM,
 	.max_points = MAX_POINTS,
 	.min_checked = 100,
+};
+
+/*
+ * The store over NVMe/TCP and over NBD: the transports must carry the
+ * store's flushes and FUA writes to the target's disk in order. Fewer
+ * points (make soak: twenty times): what a point checks is the same as
+ * above.
+ */
+FIXTURE_VARIANT_ADD(replay, nvme_tcp) {
+	.bg = BG_NONE,
+	.rounds = ROUNDS,
+	.direct = true,
+	.nr_random = 8,
+	.max_points = 12,
+	.min_checked = 10,
+	.remote = "nvme",
+};
+
+FIXTURE_VARIANT_ADD(replay, nbd) {
+	.bg = BG_NONE,
+	.rounds = ROUNDS,
+	.direct = true,
+	.nr_random = 8,
+	.max_points = 12,
+	.min_checked = 10,
+	.remote = "nbd",
 };
 
 #else
@@ -421,16 +459,33 @@ FIXTURE_VARIANT_ADD(replay, flatten) {
 
 FIXTURE_SETUP(replay)
 {
+	int ret;
+
 	self->w = calloc(1, sizeof(*self->w));
 	ASSERT_NE(NULL, self->w);
 	ts_module_ensure_unloaded();
+	ts_remote_down();
 	if (crash_setup() == -ENODEV)
 		TS_SETUP_SKIP("dm-log-writes, dm-snapshot or the disks missing");
+	snprintf(self->w->store, sizeof(self->w->store), "%s", CRASH_STORE);
+	if (variant->remote) {
+		ret = ts_remote_up(variant->remote, CRASH_STORE, "",
+				   self->w->store, sizeof(self->w->store));
+		if (ret) {
+			ts_remote_down();
+			crash_teardown();
+		}
+		if (ret > 0)
+			TS_SETUP_SKIP("no network, nvmet-tcp, nbd, nvme-cli or nbd-server here");
+		ASSERT_EQ(0, ret);
+		self->w->remote = true;
+	}
 }
 
 FIXTURE_TEARDOWN(replay)
 {
 	ts_swap_down();
+	ts_remote_down();
 	crash_teardown();
 	crash_log_free(&self->w->log);
 	free(self->w);

@@ -37,41 +37,16 @@
 #define RAM_DISK	"/dev/ram0"
 
 /*
- * The target serving @backing over @transport (nvme or nbd) and the host's
- * connection to it (remote_target.sh up): the host's block device in @dev. 0; 1 if
- * something it needs is missing here (skip); -1 if it failed.
+ * remote_target.sh @args, in the background: the shell's pid. It runs in
+ * the root cgroup: in the test's, its own pages would go to the swap it
+ * is cutting off, and it could not bring the path back.
  */
-static int remote_up(const char *transport, const char *backing, char *dev,
-		     size_t len)
-{
-	char cmd[256];
-	FILE *f;
-	int ret;
-
-	snprintf(cmd, sizeof(cmd), TARGET " up %s %s", transport, backing);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	if (!fgets(dev, len, f))
-		dev[0] = '\0';
-	ret = pclose(f);
-	dev[strcspn(dev, "\n")] = '\0';
-	if (WIFEXITED(ret) && WEXITSTATUS(ret) == 2)
-		return 1;
-	return WIFEXITED(ret) && !WEXITSTATUS(ret) && dev[0] ? 0 : -1;
-}
-
-/*
- * Take the path down for @seconds in the background: the shell's pid.
- * It runs in the root cgroup: in the test's, its own pages would go to
- * the swap it is cutting off, and it could not bring the path back.
- */
-static pid_t cut_the_path(unsigned int seconds)
+static pid_t target_in_root(const char *args)
 {
 	char cmd[128];
 	pid_t pid;
 
-	snprintf(cmd, sizeof(cmd), TARGET " cut %u", seconds);
+	snprintf(cmd, sizeof(cmd), TARGET " %s", args);
 	pid = fork();
 	if (!pid) {
 		if (ts_write_str("/sys/fs/cgroup/cgroup.procs", "0"))
@@ -80,6 +55,26 @@ static pid_t cut_the_path(unsigned int seconds)
 		_exit(127);
 	}
 	return pid;
+}
+
+/* Take the path down for @seconds in the background: the shell's pid. */
+static pid_t cut_the_path(unsigned int seconds)
+{
+	char args[32];
+
+	snprintf(args, sizeof(args), "cut %u", seconds);
+	return target_in_root(args);
+}
+
+/* The path down or (@up) back: 0, or -1. */
+static int set_the_path(bool up)
+{
+	pid_t pid = target_in_root(up ? "path up" : "path down");
+	int status;
+
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) && !WEXITSTATUS(status) ? 0 : -1;
 }
 
 /*
@@ -139,14 +134,19 @@ FIXTURE_SETUP(remote)
 
 	vblk_init(&self->guest);
 	self->disk_fd = -1;
-	ts_system_quiet(TARGET " down; rmmod brd");
+	/* An earlier test that died may have left the module on the device. */
+	ts_swap_down();
+	ts_remote_down();
+	ts_system_quiet("rmmod brd");
 	if (variant->volatile_store &&
 	    ts_system("modprobe -q brd rd_nr=1 rd_size=131072"))
 		TS_SETUP_SKIP("no brd RAM disk in this kernel");
-	ret = remote_up(variant->transport, variant->backing, self->dev,
-			sizeof(self->dev));
-	if (ret)
-		ts_system_quiet(TARGET " down; rmmod brd");
+	ret = ts_remote_up(variant->transport, variant->backing, "",
+			   self->dev, sizeof(self->dev));
+	if (ret) {
+		ts_remote_down();
+		ts_system_quiet("rmmod brd");
+	}
 	if (ret > 0)
 		TS_SETUP_SKIP("no network, nvmet-tcp, nbd, nvme-cli or nbd-server here");
 	ASSERT_EQ(0, ret);
@@ -171,7 +171,8 @@ FIXTURE_TEARDOWN(remote)
 		vblk_close_disk(&self->guest, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
-	ts_system_quiet(TARGET " down; rmmod brd");
+	ts_remote_down();
+	ts_system_quiet("rmmod brd");
 }
 
 /*
@@ -308,6 +309,256 @@ TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
 	ts_blk_stat(counter, &during);
 	EXPECT_TRUE(!counted || during.read - after.read >=
 		    (long long)(PAGES * PAGE * 9 / 10));
+	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
+}
+
+/*
+ * One request of @pages pages (at most VBLK_IO_PAGES) at @sector, or a
+ * flush if @pages is 0, waited for up to @timeout_s: its status, or
+ * -errno (-ETIMEDOUT); how long it took in @secs.
+ */
+static int timed_rw(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
+		    size_t pages, int timeout_s, double *secs)
+{
+	struct vblk_req *r = vblk_req_alloc(d);
+	double t0 = ts_now();
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	ret = vblk_req_submit(d, 0, r, type, sector, data, pages * PAGE, 0,
+			      false);
+	if (!ret) {
+		vblk_kick(d, 0);
+		ret = vblk_req_wait(d, 0, r, timeout_s * 1000);
+	}
+	*secs = ts_now() - t0;
+	return ret;
+}
+
+/*
+ * The remote device over @transport again after a long outage, I/O failing
+ * after @fail_s: its path, as up gives it; what the script said, if it
+ * failed.
+ */
+static int remote_reconnect(const char *transport, int fail_s, char *dev,
+			    size_t len)
+{
+	char cmd[160], line[256];
+	FILE *f;
+	int ret;
+
+	snprintf(cmd, sizeof(cmd), TARGET " reconnect %s %d 2>&1", transport,
+		 fail_s);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	dev[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(dev, len, "%s", line);
+	}
+	ret = pclose(f);
+	if (WIFEXITED(ret) && !WEXITSTATUS(ret) && dev[0] == '/')
+		return 0;
+	fprintf(stderr, "# remote_target.sh reconnect: status %#x, %s\n", ret,
+		dev);
+	return -1;
+}
+
+/* With the path down, I/O fails after about this long (remote_target.sh). */
+#define FAIL_S		3
+/* nvme-tcp notices a path down when a keep-alive times out: 5 s. */
+#define KEEP_ALIVE_S	5
+/*
+ * The longest a request may wait with the path down: the transport's
+ * timeouts, and as much again for a slow TCG host.
+ */
+#define BOUND_S		(2 * (KEEP_ALIVE_S + FAIL_S))
+
+/* Until the swap device counts more than @errors write errors, or BOUND_S. */
+static long long wait_for_write_errors(long long errors)
+{
+	double t0 = ts_now();
+	long long n;
+
+	while ((n = ts_swapdev_counter("write_errors")) <= errors &&
+	       ts_now() - t0 < BOUND_S)
+		usleep(100 * 1000);
+	return n;
+}
+
+/*
+ * The path stays down for longer than the transport waits (FAIL_S after
+ * nvme's keep-alive noticed; nbd's request timeout): swap-outs fail and
+ * leave their pages in memory, counted; a guest FLUSH that cannot commit
+ * its references fails with IOERR within the timeouts, and nothing flushed
+ * before is lost: once the device works again (NVMe reconnects by itself,
+ * NBD is connected again after the module let it go), the store passes
+ * tesseractctl check and the module, loaded from it, reads every flushed
+ * guest block back; a block whose flush failed holds its old or its new
+ * bytes, nothing else.
+ */
+TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
+	       600)
+{
+	const size_t half = PAGES / 2;
+	long long errors0, errors;
+	char args[32], cmd[256];
+	size_t i, resident, old, new;
+	const char *soak = getenv("TS_SOAK");
+	double t0, secs;
+	bool nvme;
+	int status;
+
+	/*
+	 * The other machine's RAM fails as its disk does, with nothing to
+	 * commit: make check's time goes to the durable variants.
+	 */
+	if (variant->volatile_store && !(soak && !strcmp(soak, "1")))
+		SKIP(return, "the RAM variant of this test runs in make soak");
+	/*
+	 * The fixture's connection, again with I/O failing after FAIL_S;
+	 * outside the test's cgroup, whose pages may go to the swap that
+	 * dies: the files the script writes are tmpfs pages.
+	 */
+	vblk_close(&self->guest);
+	ts_swap_down();
+	ts_cgroup_leave(CGROUP);
+	ts_remote_down();
+	snprintf(args, sizeof(args), "50 %d", FAIL_S);
+	ASSERT_EQ(0, ts_remote_up(variant->transport, variant->backing, args,
+				  self->dev, sizeof(self->dev)));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	snprintf(self->params, sizeof(self->params), "backing=%s%s",
+		 self->dev, variant->volatile_store ? " reconcile=0" : "");
+	ASSERT_EQ(0, ts_swap_up_with(self->params, variant->volatile_store ?
+				     "--volatile" : ""));
+	vblk_init(&self->guest);
+	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
+				    0));
+	self->buf = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
+	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->check);
+
+	/*
+	 * Before: the disk's blocks hold version 9 and the guest's pages,
+	 * swapped out, version 1; the guest writes the first half of them
+	 * to their blocks and flushes: references, on a durable store,
+	 * committed.
+	 */
+	ts_fill_pages(self->check, PAGES, 1, 9);
+	ASSERT_EQ(0, vblk_io_pages(&self->guest, VIRTIO_BLK_T_OUT, 0,
+				   self->check, PAGES, false));
+	ts_fill_pages(self->buf, PAGES, 1, 1);
+	/*
+	 * Only the guest's pages go to swap (and, with the path down, the
+	 * check buffer's): a page of the test's own memory swapped out and
+	 * touched while the path is down would be lost (SIGBUS).
+	 */
+	ASSERT_EQ(0, mlockall(MCL_CURRENT | MCL_FUTURE));
+	ASSERT_EQ(0, munlock(self->buf, PAGES * PAGE));
+	ASSERT_GT(PAGES / 20, push_out(self->buf, PAGES));
+	ASSERT_EQ(0, vblk_io_pages(&self->guest, VIRTIO_BLK_T_OUT, 0,
+				   self->buf, half, false));
+	ASSERT_EQ(0, vblk_rw(&self->guest, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0,
+			     0, false));
+	errors0 = ts_swapdev_counter("write_errors");
+
+	ASSERT_EQ(0, set_the_path(false));
+	t0 = ts_now();
+	/* Other pages cannot go out: they stay, and the failures count. */
+	ts_fill_pages(self->check, PAGES, 3, 1);
+	ASSERT_EQ(0, munlock(self->check, PAGES * PAGE));
+	resident = ts_push_to_swap(CGROUP, self->check, PAGES * PAGE);
+	errors = wait_for_write_errors(errors0);
+	TH_LOG("with the path down: %zu of %lu pages resident, %lld write errors after %.1f s",
+	       resident, PAGES, errors - errors0, ts_now() - t0);
+	EXPECT_LT(errors0, errors);
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 3, 1));
+	/*
+	 * The guest writes the second half of its swapped pages (references
+	 * in memory, or data on the local disk) and flushes: the commit
+	 * cannot reach the store.
+	 */
+	for (i = half; i < PAGES; i += VBLK_IO_PAGES) {
+		status = timed_rw(&self->guest, VIRTIO_BLK_T_OUT, i * 8,
+				  self->buf + i * PAGE, VBLK_IO_PAGES, BOUND_S,
+				  &secs);
+		EXPECT_TRUE(status == VIRTIO_BLK_S_OK ||
+			    status == VIRTIO_BLK_S_IOERR)
+			TH_LOG("write at block %zu: status %d after %.1f s", i,
+			       status, secs);
+	}
+	status = timed_rw(&self->guest, VIRTIO_BLK_T_FLUSH, 0, NULL, 0,
+			  BOUND_S, &secs);
+	TH_LOG("flush with the path down: status %d after %.1f s", status,
+	       secs);
+	/* On a volatile store nothing to commit: the guest's disk is local. */
+	EXPECT_EQ(variant->volatile_store ? VIRTIO_BLK_S_OK :
+		  VIRTIO_BLK_S_IOERR, status);
+	/*
+	 * A read of blocks that refer to the store fails too; on a volatile
+	 * store there are none: the read is of the local disk.
+	 */
+	status = timed_rw(&self->guest, VIRTIO_BLK_T_IN, 0, self->check, 8,
+			  BOUND_S, &secs);
+	TH_LOG("read of referenced blocks with the path down: status %d after %.1f s",
+	       status, secs);
+	EXPECT_EQ(variant->volatile_store ? VIRTIO_BLK_S_OK :
+		  VIRTIO_BLK_S_IOERR, status);
+	if (!status)
+		EXPECT_EQ(0UL, ts_bad_pages(self->check, 8, 1, 1));
+	ts_fill_pages(self->check, 8, 3, 1);
+	ASSERT_EQ(0, set_the_path(true));
+
+	/*
+	 * Back. The pages that never went out are all there. NVMe
+	 * reconnects by itself: once it has, swap goes off, reading back
+	 * what is in it. The guest's memory goes first, with its pages in
+	 * swap unread (on NBD, dead until connected again, swapoff would
+	 * poison them); the disk's references keep their blocks. NBD is
+	 * connected again once the module let go of it.
+	 */
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 3, 1));
+	ASSERT_EQ(0, munlockall());
+	nvme = !strcmp(variant->transport, "nvme");
+	if (nvme)
+		ASSERT_EQ(0, remote_reconnect(variant->transport, FAIL_S,
+					      self->dev, sizeof(self->dev)));
+	vblk_close(&self->guest);
+	ts_swap_down();
+	if (!nvme)
+		ASSERT_EQ(0, remote_reconnect(variant->transport, FAIL_S,
+					      self->dev, sizeof(self->dev)));
+	snprintf(cmd, sizeof(cmd), TSCTL " check %s >/dev/null", self->dev);
+	EXPECT_EQ(0, ts_system(cmd));
+	snprintf(self->params, sizeof(self->params), "backing=%s%s",
+		 self->dev, variant->volatile_store ? " reconcile=0" : "");
+	ASSERT_EQ(0, ts_swap_up_on_store(self->params));
+	vblk_init(&self->guest);
+	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
+				    0));
+	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->check);
+	ASSERT_EQ(0, vblk_io_pages(&self->guest, VIRTIO_BLK_T_IN, 0,
+				   self->check, PAGES, false));
+	/* Flushed: version 1. */
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, half, 1, 1));
+	/* Not flushed: each block old (9) or new (1). */
+	old = 0;
+	new = 0;
+	for (i = half; i < PAGES; i++) {
+		const char *p = self->check + i * PAGE;
+
+		if (ts_check_page(p, 1, i, 9))
+			old++;
+		else if (ts_check_page(p, 1, i, 1))
+			new++;
+	}
+	TH_LOG("blocks whose flush failed: %zu old, %zu new", old, new);
+	EXPECT_EQ(PAGES - half, old + new);
 	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
 }
 

@@ -8,10 +8,20 @@
 # (nvmet-tcp), the host connected with nvme-cli; nbd: nbd-server, the host
 # connected with nbd-client.
 #
-#   remote_target.sh up nvme|nbd DEVICE [DELAY_US]
+#   remote_target.sh up nvme|nbd DEVICE [DELAY_US [FAIL_S]]
 #                         serve DEVICE, connect, print the host's device
 #   remote_target.sh cut SECONDS            the path down for SECONDS
+#   remote_target.sh path down|up           the path down, or back
+#   remote_target.sh reconnect nvme|nbd [FAIL_S]
+#                         the host's device working again (printed), after
+#                         an outage longer than its timeouts
 #   remote_target.sh down                   undo all of it
+#
+# FAIL_S: with the path down, I/O fails after about that many seconds
+# (nvme: the controller's fast_io_fail_tmo, after its 5 s keep-alive
+# timeout noticed; nbd: each request's timeout). Without it, nvme I/O
+# waits for the controller to come back, up to its 20 s controller-loss
+# timeout, and nbd's requests time out after 20 s.
 #
 # up exits 2 if something the setup needs is missing here (a kernel
 # without network, nvmet-tcp or nbd; nvme-cli or nbd not installed), 1 if
@@ -88,13 +98,30 @@ nvme_up() {
 	# ip netns exec, whose fresh /sys has no configfs.
 	nsenter --net="/run/netns/$NETNS" \
 		ln -s "$SUBSYS" "$CFS/ports/1/subsystems/$NQN"
-	# Short timeouts: a path that stays down fails I/O after seconds,
-	# not after the default ten minutes of reconnecting.
-	nvme connect -t tcp -a "$TARGET_IP" -s "$PORT" -n "$NQN" \
-		--ctrl-loss-tmo=20 --reconnect-delay=1 --keep-alive-tmo=5 \
-		>/dev/null
-	# The namespace's block device, under its subsystem (with or without
-	# native multipath).
+	nvme_connect
+}
+
+# The host's controller of the target: short timeouts, so that a path that
+# stays down fails I/O after seconds, not after the default ten minutes of
+# reconnecting. With FAIL_S, I/O fails after it while the controller
+# keeps reconnecting (for two minutes), and the same device works again
+# when the path is back: nvme-cli 2.3 has no option for fast_io_fail_tmo,
+# so the connect string goes to the fabrics device itself.
+nvme_connect() {
+	if [ -n "$fail" ]; then
+		echo "transport=tcp,traddr=$TARGET_IP,trsvcid=$PORT,nqn=$NQN,ctrl_loss_tmo=120,fast_io_fail_tmo=$fail,reconnect_delay=1,keep_alive_tmo=5" \
+			>/dev/nvme-fabrics
+	else
+		nvme connect -t tcp -a "$TARGET_IP" -s "$PORT" -n "$NQN" \
+			--ctrl-loss-tmo=20 --reconnect-delay=1 \
+			--keep-alive-tmo=5 >/dev/null
+	fi
+	nvme_device
+}
+
+# The namespace's block device, under its subsystem (with or without
+# native multipath), once it is there.
+nvme_device() {
 	for s in /sys/class/nvme-subsystem/*; do
 		grep -qx "$NQN" "$s/subsysnqn" 2>/dev/null || continue
 		for _ in $(seq 50); do
@@ -135,15 +162,46 @@ nbd_up() {
 		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && break
 		sleep 0.1
 	done
+	nbd_connect
+}
+
+nbd_connect() {
 	nbd-client -N store "$TARGET_IP" "$NBD_PORT" "$NBD_DEV" -b 4096 \
-		-t 20 >/dev/null
+		-t "${fail:-20}" >/dev/null || return 1
 	echo "$NBD_DEV"
+}
+
+# After an outage longer than FAIL_S: an NBD connection that timed out is
+# dead for good, the device fails all I/O until it is connected again
+# (which the kernel refuses while something holds it open); an NVMe
+# controller reconnects by itself once the path is back (within its
+# controller-loss timeout; after that, connect again).
+reconnect() {
+	transport=$1
+	fail=${2:-}
+	case $transport in
+	nbd)
+		nbd-client -d "$NBD_DEV" >/dev/null 2>&1
+		nbd_connect ;;
+	nvme)
+		for _ in $(seq 300); do
+			for c in /sys/class/nvme/nvme*; do
+				grep -qx "$NQN" "$c/subsysnqn" 2>/dev/null &&
+				grep -qx live "$c/state" && nvme_device
+			done
+			sleep 0.1
+		done
+		nvme disconnect -n "$NQN" >/dev/null 2>&1
+		nvme_connect ;;
+	*) echo "reconnect: nvme or nbd, not $transport" >&2; exit 1 ;;
+	esac
 }
 
 up() {
 	transport=$1
 	device=$2
 	delay=${3:-50}
+	fail=${4:-}
 	case $transport in
 	nvme)
 		tools="nvme"
@@ -171,7 +229,9 @@ up() {
 case $1 in
 up) shift; up "$@"; exit 0 ;;
 cut) ip link set "$HOST_IF" down && sleep "$2" && ip link set "$HOST_IF" up ;;
+path) ip link set "$HOST_IF" "$2" ;;
+reconnect) shift; reconnect "$@" ;;
 down) down >/dev/null 2>&1; exit 0 ;;
-*) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US] | cut SECONDS | down" >&2
+*) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US [FAIL_S]] | cut SECONDS | path down|up | reconnect nvme|nbd [FAIL_S] | down" >&2
 	exit 1 ;;
 esac

@@ -708,6 +708,34 @@ void ts_swap_down(void)
 	ts_module_ensure_unloaded();
 }
 
+#define TS_REMOTE_TARGET	"\"$TS_DIR/selftests/remote_target.sh\""
+
+int ts_remote_up(const char *transport, const char *backing,
+		 const char *args, char *dev, size_t len)
+{
+	char cmd[256];
+	FILE *f;
+	int ret;
+
+	snprintf(cmd, sizeof(cmd), TS_REMOTE_TARGET " up %s %s %s", transport,
+		 backing, args);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(dev, len, f))
+		dev[0] = '\0';
+	ret = pclose(f);
+	dev[strcspn(dev, "\n")] = '\0';
+	if (WIFEXITED(ret) && WEXITSTATUS(ret) == 2)
+		return 1;
+	return WIFEXITED(ret) && !WEXITSTATUS(ret) && dev[0] ? 0 : -1;
+}
+
+void ts_remote_down(void)
+{
+	ts_system_quiet(TS_REMOTE_TARGET " down");
+}
+
 void ts_fill_pages(void *p, size_t pages, unsigned long tag,
 		   unsigned long version)
 {

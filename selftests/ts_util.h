@@ -117,6 +117,17 @@ int ts_swap_up_with(const char *params, const char *format_args);
 int ts_swap_up_on_store(const char *params);
 /* swapoff /dev/tsswap0 and unload the module. */
 void ts_swap_down(void);
+/*
+ * The store on another machine (selftests/remote_target.sh): a target in a
+ * network namespace serving @backing over @transport (nvme or nbd), the
+ * host connected to it (up, with its further @args): the host's block
+ * device in @dev. 0; 1 if something it needs is missing here (no network,
+ * module or tool: skip); -1 if it failed.
+ */
+int ts_remote_up(const char *transport, const char *backing,
+		 const char *args, char *dev, size_t len);
+/* Undo ts_remote_up(), or what an earlier test left. */
+void ts_remote_down(void);
 
 /*
  * Load the module with @params, which must fail with @err and log

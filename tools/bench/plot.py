@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Plot a benchmark run from its log (build/logs/<kernel>/tests.log).
 
-    plot.py swap|vhost|dp|locality|mrc|e2e|mapper LOG OUT.png
+    plot.py swap|vhost|dp|locality|mrc|e2e|mapper|remote LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
 partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
@@ -20,6 +20,8 @@ operation latency, and each second's p99 and maximum latency. mapper:
 mapperbench's page cache swapped out and in with the swap mapper off and
 on, per profile: swap-in throughput, bytes the swap-out wrote to the
 store, swap-out time and its CPU time with the share spent hashing.
+remote: swap throughput and dpbench's page-out with the store local and
+over NVMe/TCP and NBD at each round-trip time (medians of the rounds).
 """
 import re
 import statistics
@@ -373,10 +375,49 @@ def plot_mapper(log, out):
     fig.savefig(out, dpi=100)
 
 
+def plot_remote(log, out):
+    rounds = {}     # config -> [(swap, pageout), ...], in run order
+    results = []
+    for line in open(log, errors="replace"):
+        m = re.match(r"# remote (\S+) round \d+: swap out\+in ([\d.]+) "
+                     r"MiB/s, page-out ([\d.]+) MiB/s", line)
+        if m:
+            rounds.setdefault(m.group(1), []).append((float(m.group(2)),
+                                                      float(m.group(3))))
+        if line.startswith("remotebench "):
+            results.append(line.split(None, 1)[1].strip())
+    if not rounds:
+        sys.exit("plot.py: no remotebench results in " + log)
+
+    configs = list(rounds)
+    colours = ["tab:grey" if c == "local" else
+               "tab:blue" if c.startswith("nvme") else "tab:orange"
+               for c in configs]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for col, (ax, title) in enumerate(zip(
+            axes, ("swap out+in MiB/s (swapbench)",
+                   "guest page-out MiB/s (dpbench, reconcile on)"))):
+        meds = [statistics.median(r[col] for r in rounds[c])
+                for c in configs]
+        ax.bar(range(len(configs)), meds, color=colours)
+        for x, v in enumerate(meds):
+            ax.text(x, v, f"{v:.4g}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels([c.replace("-", "\n") + ("" if c == "local"
+                                                     else " us")
+                            for c in configs], fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("the store local, over NVMe/TCP and over NBD "
+                 "(netem delay each way)\n" + "\n".join(results),
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 if __name__ == "__main__":
     plots = {"swap": plot_swap, "vhost": plot_vhost, "dp": plot_dp,
              "locality": plot_locality, "mrc": plot_mrc, "e2e": plot_e2e,
-             "mapper": plot_mapper}
+             "mapper": plot_mapper, "remote": plot_remote}
     if len(sys.argv) != 4 or sys.argv[1] not in plots:
         sys.exit(__doc__)
     plots[sys.argv[1]](sys.argv[2], sys.argv[3])
