@@ -26,6 +26,8 @@
 #   make bench-mapper     the swap mapper: a guest's page cache swapped out
 #                         and in, mapper off against on, HDD- and SSD-like
 #                         (tools/dpbench/mapper.c)
+#   make bench-remote     swap and a guest's page-out with the store local
+#                         against NVMe/TCP and NBD (tools/bench/remote.sh)
 #   make debug-kernel     build the 6.12 debug test kernel (KASAN, lockdep,
 #                         KFENCE, kmemleak, ...) into build/debug-kernel
 #   make check-debug      the selftests in the debug kernel, failing on any

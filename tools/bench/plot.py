@@ -385,7 +385,10 @@ def plot_remote(log, out):
             rounds.setdefault(m.group(1), []).append((float(m.group(2)),
                                                       float(m.group(3))))
         if line.startswith("remotebench "):
-            results.append(line.split(None, 1)[1].strip())
+            result = line.split(None, 1)[1].strip()
+            # run-tests repeats the last result line at the end.
+            if result not in results:
+                results.append(result)
     if not rounds:
         sys.exit("plot.py: no remotebench results in " + log)
 
