@@ -176,6 +176,42 @@ FIXTURE_TEARDOWN(remote)
 }
 
 /*
+ * With swap off and the module unloaded: the store on @dev passes
+ * tesseractctl check (over the network), the module loads from it with
+ * @params, and the guest's disk @disk_fd, opened again as @guest, gives
+ * its first PAGES blocks into *@check. 0, or -1 with what failed on
+ * stderr.
+ */
+static int reload_and_read(struct vblk_dev *guest, const char *dev,
+			   const char *params, int disk_fd, char **check)
+{
+	char cmd[256];
+	int ret;
+
+	snprintf(cmd, sizeof(cmd), TSCTL " check %s >/dev/null", dev);
+	if (ts_system(cmd)) {
+		fprintf(stderr, "# tesseractctl check %s fails\n", dev);
+		return -1;
+	}
+	ret = ts_swap_up_on_store(params);
+	if (ret) {
+		fprintf(stderr, "# the module does not load: %d\n", ret);
+		return -1;
+	}
+	vblk_init(guest);
+	ret = vblk_open_disk(guest, GUEST_RAM, disk_fd, 0);
+	*check = ret ? NULL : vblk_alloc(guest, PAGES * PAGE, PAGE);
+	ret = *check ? vblk_io_pages(guest, VIRTIO_BLK_T_IN, 0, *check, PAGES,
+				     false) : -1;
+	if (ret) {
+		fprintf(stderr, "# the guest's disk does not read back: %d\n",
+			ret);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * The host swaps to the remote store and reads it back; on a durable one
  * the guest's writes of swapped pages become references, which a flush
  * commits to the remote journal, and which come back after the module
@@ -184,7 +220,6 @@ FIXTURE_TEARDOWN(remote)
 TEST_F_TIMEOUT(remote, swap_and_references_over_the_network, 300)
 {
 	long long reconciled;
-	char cmd[256];
 
 	ts_fill_pages(self->buf, PAGES, 1, 1);
 	ASSERT_GT(PAGES / 20, push_out(self->buf, PAGES));
@@ -208,16 +243,8 @@ TEST_F_TIMEOUT(remote, swap_and_references_over_the_network, 300)
 	/* Reloaded from the remote store: its references read back. */
 	vblk_close(&self->guest);
 	ts_swap_down();
-	snprintf(cmd, sizeof(cmd), TSCTL " check %s >/dev/null", self->dev);
-	EXPECT_EQ(0, ts_system(cmd));
-	ASSERT_EQ(0, ts_swap_up_on_store(self->params));
-	vblk_init(&self->guest);
-	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
-				    0));
-	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->check);
-	ASSERT_EQ(0, vblk_io_pages(&self->guest, VIRTIO_BLK_T_IN, 0,
-				   self->check, PAGES, false));
+	ASSERT_EQ(0, reload_and_read(&self->guest, self->dev, self->params,
+				     self->disk_fd, &self->check));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 1, 1));
 	if (!variant->volatile_store) {
 		EXPECT_LE((long long)PAGES * 9 / 10,
@@ -404,7 +431,7 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 {
 	const size_t half = PAGES / 2;
 	long long errors0, errors;
-	char args[32], cmd[256];
+	char args[32];
 	size_t i, resident, old, new;
 	const char *soak = getenv("TS_SOAK");
 	double t0, secs;
@@ -532,18 +559,10 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	if (!nvme)
 		ASSERT_EQ(0, remote_reconnect(variant->transport, FAIL_S,
 					      self->dev, sizeof(self->dev)));
-	snprintf(cmd, sizeof(cmd), TSCTL " check %s >/dev/null", self->dev);
-	EXPECT_EQ(0, ts_system(cmd));
 	snprintf(self->params, sizeof(self->params), "backing=%s%s",
 		 self->dev, variant->volatile_store ? " reconcile=0" : "");
-	ASSERT_EQ(0, ts_swap_up_on_store(self->params));
-	vblk_init(&self->guest);
-	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
-				    0));
-	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->check);
-	ASSERT_EQ(0, vblk_io_pages(&self->guest, VIRTIO_BLK_T_IN, 0,
-				   self->check, PAGES, false));
+	ASSERT_EQ(0, reload_and_read(&self->guest, self->dev, self->params,
+				     self->disk_fd, &self->check));
 	/* Flushed: version 1. */
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, half, 1, 1));
 	/* Not flushed: each block old (9) or new (1). */

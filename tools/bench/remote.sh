@@ -106,19 +106,17 @@ while [ $i -le "$ROUNDS" ]; do
 	i=$((i + 1))
 done
 
+# The remote medians of column 2 (swap) or 3 (page-out) over the local.
 for d in $DELAYS; do
 	printf 'remotebench'
-	for t in nvme nbd; do
-		name=$t
-		[ $t = nvme ] && name=nvme_tcp
-		printf ' %s=%s' $name "$(calc ratio "$(median "$t-$d" 2)" \
-			"$(median local 2)")"
-	done
-	for t in nvme nbd; do
-		name=$t
-		[ $t = nvme ] && name=nvme_tcp
-		printf ' %s_pageout=%s' $name "$(calc ratio "$(median "$t-$d" 3)" \
-			"$(median local 3)")"
+	for figure in 2: 3:_pageout; do
+		for t in nvme nbd; do
+			name=$t
+			[ $t = nvme ] && name=nvme_tcp
+			printf ' %s%s=%s' $name "${figure#*:}" \
+				"$(calc ratio "$(median "$t-$d" "${figure%:*}")" \
+				"$(median local "${figure%:*}")")"
+		done
 	done
 	printf ' rtt_us=%s\n' $((2 * d))
 done
