@@ -93,6 +93,21 @@ static size_t push_out(void *p, size_t pages)
 	return resident;
 }
 
+/*
+ * The guest on disk @disk_fd, as @guest (initialised here), with two
+ * buffers of PAGES pages of its memory in *@buf and *@check: 0, or -1.
+ */
+static int guest_up(struct vblk_dev *guest, int disk_fd, char **buf,
+		    char **check)
+{
+	vblk_init(guest);
+	if (vblk_open_disk(guest, GUEST_RAM, disk_fd, 0))
+		return -1;
+	*buf = vblk_alloc(guest, PAGES * PAGE, PAGE);
+	*check = vblk_alloc(guest, PAGES * PAGE, PAGE);
+	return *buf && *check ? 0 : -1;
+}
+
 FIXTURE(remote) {
 	char dev[64];
 	char params[128];
@@ -157,12 +172,8 @@ FIXTURE_SETUP(remote)
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
 	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, self->disk_fd);
-	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
-				    0));
-	self->buf = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->buf);
-	ASSERT_NE(NULL, self->check);
+	ASSERT_EQ(0, guest_up(&self->guest, self->disk_fd, &self->buf,
+			      &self->check));
 }
 
 FIXTURE_TEARDOWN(remote)
@@ -461,13 +472,8 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 		 self->dev, variant->volatile_store ? " reconcile=0" : "");
 	ASSERT_EQ(0, ts_swap_up_with(self->params, variant->volatile_store ?
 				     "--volatile" : ""));
-	vblk_init(&self->guest);
-	ASSERT_EQ(0, vblk_open_disk(&self->guest, GUEST_RAM, self->disk_fd,
-				    0));
-	self->buf = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	self->check = vblk_alloc(&self->guest, PAGES * PAGE, PAGE);
-	ASSERT_NE(NULL, self->buf);
-	ASSERT_NE(NULL, self->check);
+	ASSERT_EQ(0, guest_up(&self->guest, self->disk_fd, &self->buf,
+			      &self->check));
 
 	/*
 	 * Before: the disk's blocks hold version 9 and the guest's pages,
