@@ -382,12 +382,14 @@ static int timed_rw(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
 static int remote_reconnect(const char *transport, int fail_s, char *dev,
 			    size_t len)
 {
-	char cmd[160], line[256];
+	char cmd[224], line[256];
 	FILE *f;
 	int ret;
 
-	snprintf(cmd, sizeof(cmd), TARGET " reconnect %s %d 2>&1", transport,
-		 fail_s);
+	/* From the root cgroup, as target_in_root(). */
+	snprintf(cmd, sizeof(cmd),
+		 "echo $$ >/sys/fs/cgroup/cgroup.procs && exec " TARGET
+		 " reconnect %s %d 2>&1", transport, fail_s);
 	f = popen(cmd, "r");
 	if (!f)
 		return -1;
@@ -410,9 +412,11 @@ static int remote_reconnect(const char *transport, int fail_s, char *dev,
 #define KEEP_ALIVE_S	5
 /*
  * The longest a request may wait with the path down: the transport's
- * timeouts, and as much again for a slow TCG host.
+ * timeouts (a keep-alive is sent up to KEEP_ALIVE_S after the path went
+ * down, and times out KEEP_ALIVE_S later), three times for a slow TCG
+ * host.
  */
-#define BOUND_S		(2 * (KEEP_ALIVE_S + FAIL_S))
+#define BOUND_S		(3 * (2 * KEEP_ALIVE_S + FAIL_S))
 
 /* Until the swap device counts more than @errors write errors, or BOUND_S. */
 static long long wait_for_write_errors(long long errors)

@@ -48,8 +48,10 @@ down() {
 	nbd-client -d "$NBD_DEV"
 	if [ -r "$NBD_PID" ]; then
 		pid=$(cat "$NBD_PID")
+		# Until it is gone: it writes through its page cache, and
+		# what it has not written yet reaches the disk when it exits.
 		kill "$pid"
-		for _ in $(seq 50); do
+		for _ in $(seq 300); do
 			[ -d "/proc/$pid" ] || break
 			sleep 0.1
 		done
@@ -182,6 +184,11 @@ reconnect() {
 	case $transport in
 	nbd)
 		nbd-client -d "$NBD_DEV" >/dev/null 2>&1
+		# The kernel lets go of the device asynchronously.
+		for _ in $(seq 20); do
+			nbd_connect 2>/dev/null && exit 0
+			sleep 0.5
+		done
 		nbd_connect ;;
 	nvme)
 		for _ in $(seq 300); do
