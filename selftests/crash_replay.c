@@ -82,7 +82,6 @@ struct workload {
 	char *check;			/* a page of guest memory */
 	struct vblk_dev dev;
 	char store[64];			/* the store's device */
-	bool remote;			/* on another machine */
 };
 
 static unsigned int rnd(unsigned int *s)
@@ -255,9 +254,6 @@ static int run_workload(struct __test_metadata *_metadata, struct workload *w,
 	close(fd);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
-	/* Nothing writes the logged store from here on. */
-	if (w->remote)
-		ts_remote_down();
 	return 0;
 }
 
@@ -483,7 +479,6 @@ FIXTURE_SETUP(replay)
 		if (ret > 0)
 			TS_SETUP_SKIP("no network, nvmet-tcp, nbd, nvme-cli or nbd-server here");
 		ASSERT_EQ(0, ret);
-		self->w->remote = true;
 	}
 }
 
@@ -554,6 +549,9 @@ TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 14400)
 	/* A test of reconciled data only if there is some. */
 	ASSERT_LT((unsigned long long)BLOCKS, self->w->reconciled);
 	check_background(_metadata, self->w, variant->bg);
+	/* Nothing writes the logged store from here on. */
+	if (variant->remote)
+		ts_remote_down();
 	ASSERT_EQ(0, crash_log_stop());
 	ASSERT_EQ(0, crash_log_read(&self->w->log));
 	start = crash_log_find_mark(&self->w->log, variant->bg == BG_NONE ?

@@ -47,8 +47,8 @@ dp_up() {
 	echo "# $1: swap: $(awk 'NR > 1 { printf "%s ", $1 }' /proc/swaps)"
 }
 
-# dp_down: undo dp_up.
-dp_down() {
+# module_down: swap off and the module unloaded, or fail.
+module_down() {
 	swapoff /dev/tsswap0
 	# A device closed just now may hold the module for a moment.
 	for _ in 1 2 3 4 5; do
@@ -57,6 +57,11 @@ dp_down() {
 	done
 	[ -e /sys/module/tesseract ] &&
 		fail "rmmod tesseract: $(rmmod tesseract 2>&1) (disk references left?)"
+}
+
+# dp_down: undo dp_up.
+dp_down() {
+	module_down
 	dmsetup --noudevsync remove dp-store
 	dmsetup --noudevsync remove dp-image
 }

@@ -49,12 +49,7 @@ store_up() {
 }
 
 store_down() {
-	swapoff /dev/tsswap0 2>/dev/null
-	for _ in 1 2 3 4 5; do
-		rmmod tesseract 2>/dev/null && break
-		sleep 1
-	done
-	[ -e /sys/module/tesseract ] && fail "rmmod tesseract: $(rmmod tesseract 2>&1)"
+	module_down
 	"$TARGET" down
 }
 
