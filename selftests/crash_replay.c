@@ -426,18 +426,18 @@ FIXTURE_VARIANT_ADD(replay, cleaner) {
 	.bg = BG_CLEANER,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 40,
-	.max_points = 80,
-	.min_checked = 70,
+	.nr_random = 30,
+	.max_points = 60,
+	.min_checked = 52,
 };
 
 FIXTURE_VARIANT_ADD(replay, compactor) {
 	.bg = BG_COMPACTOR,
 	.bg_round = 6,
 	.rounds = 12,
-	.nr_random = 40,
-	.max_points = 80,
-	.min_checked = 70,
+	.nr_random = 30,
+	.max_points = 60,
+	.min_checked = 52,
 };
 
 /* One flatten, during a round of guest writes, and a round after it. */
@@ -457,12 +457,11 @@ FIXTURE_VARIANT_ADD(replay, flatten) {
 
 FIXTURE_SETUP(replay)
 {
-	const char *soak = getenv("TS_SOAK");
 	int ret;
 
 	self->w = calloc(1, sizeof(*self->w));
 	ASSERT_NE(NULL, self->w);
-	if (variant->soak_only && !(soak && !strcmp(soak, "1")))
+	if (variant->soak_only && !ts_soak())
 		TS_SETUP_SKIP("this variant runs in make soak");
 	ts_module_ensure_unloaded();
 	ts_remote_down();
@@ -530,9 +529,8 @@ static void check_background(struct __test_metadata *_metadata,
 
 TEST_F_TIMEOUT(replay, flushed_writes_survive_every_crash_point, 14400)
 {
-	const char *soak = getenv("TS_SOAK"), *debug = getenv("TS_DEBUG");
-	unsigned int factor = soak && !strcmp(soak, "1") ? SOAK_FACTOR : 1;
-	unsigned int divisor = debug && !strcmp(debug, "1") ? DEBUG_DIVISOR : 1;
+	unsigned int factor = ts_soak() ? SOAK_FACTOR : 1;
+	unsigned int divisor = ts_debug_kernel() ? DEBUG_DIVISOR : 1;
 	unsigned int max_points = variant->max_points * factor / divisor;
 	unsigned int nr_random = variant->nr_random * factor / divisor;
 	unsigned int min_checked = variant->min_checked / divisor;

@@ -93,9 +93,7 @@ struct store {
 
 static unsigned long nr_refs(void)
 {
-	const char *soak = getenv("TS_SOAK");
-
-	return soak && !strcmp(soak, "1") ? SOAK_REFS : SMALL_REFS;
+	return ts_soak() ? SOAK_REFS : SMALL_REFS;
 }
 
 /* The store block disk block @x of @n refers to. */
@@ -313,8 +311,6 @@ FIXTURE(fs) {
 
 FIXTURE_SETUP(fs)
 {
-	const char *debug = getenv("TS_DEBUG");
-
 	vblk_init(&self->dev);
 	self->disk_fd = -1;
 	self->store_fd = -1;
@@ -330,7 +326,7 @@ FIXTURE_SETUP(fs)
 	 * A CPU that does not schedule for 10 s is a soft lockup, one that
 	 * holds up RCU for 10 s a stall (the debug kernel keeps its own).
 	 */
-	if (!(debug && !strcmp(debug, "1"))) {
+	if (!ts_debug_kernel()) {
 		if (!ts_read_str(WATCHDOG, self->watchdog,
 				 sizeof(self->watchdog)))
 			ts_write_str(WATCHDOG, WATCHDOG_THRESH);

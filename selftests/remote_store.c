@@ -448,7 +448,6 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	long long errors0, errors;
 	char args[32];
 	size_t i, resident, old, new;
-	const char *soak = getenv("TS_SOAK");
 	double t0, secs;
 	bool nvme;
 	int status;
@@ -457,7 +456,7 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	 * The other machine's RAM fails as its disk does, with nothing to
 	 * commit: make check's time goes to the durable variants.
 	 */
-	if (variant->volatile_store && !(soak && !strcmp(soak, "1")))
+	if (variant->volatile_store && !ts_soak())
 		SKIP(return, "the RAM variant of this test runs in make soak");
 	/*
 	 * The fixture's connection, again with I/O failing after FAIL_S;

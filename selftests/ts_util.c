@@ -53,6 +53,23 @@ bool ts_module_loaded(void)
 	return stat(TS_SYSMOD "/initstate", &st) == 0;
 }
 
+static bool env_is_1(const char *name)
+{
+	const char *value = getenv(name);
+
+	return value && !strcmp(value, "1");
+}
+
+bool ts_soak(void)
+{
+	return env_is_1("TS_SOAK");
+}
+
+bool ts_debug_kernel(void)
+{
+	return env_is_1("TS_DEBUG");
+}
+
 void ts_module_ensure_unloaded(void)
 {
 	int tries;

@@ -32,6 +32,10 @@ int ts_module_unload(void);
 bool ts_module_loaded(void);
 /* Unload if loaded, so that each test starts from a known state. */
 void ts_module_ensure_unloaded(void);
+/* make soak's run (TS_SOAK=1): tests that have a longer version run it. */
+bool ts_soak(void);
+/* The debug kernel's run (TS_DEBUG=1). */
+bool ts_debug_kernel(void);
 
 /* Read a small file into buf, newline stripped; 0 or -errno. */
 int ts_read_str(const char *path, char *buf, size_t len);

@@ -915,16 +915,6 @@ FIXTURE_VARIANT_ADD(nested, libvirt) {
 	.libvirt = true,
 };
 
-/* Whether the running kernel is older than @major.@minor. */
-static bool older_than(const struct utsname *u, int major, int minor)
-{
-	int ma, mi;
-
-	if (sscanf(u->release, "%d.%d", &ma, &mi) != 2)
-		return false;
-	return ma < major || (ma == major && mi < minor);
-}
-
 FIXTURE_SETUP(nested)
 {
 	static const char * const args[] = { "--num-queues=2",
@@ -934,7 +924,7 @@ FIXTURE_SETUP(nested)
 						 "--disk-id=0x" NESTED_DISK_ID,
 						 "--socket-mode=0660",
 						 "--no-reconcile", NULL };
-	const char *dir = getenv("TS_DIR"), *debug = getenv("TS_DEBUG");
+	const char *dir = getenv("TS_DIR");
 	char cmd[1024], self_dir[512];
 	struct group *kvm;
 	struct utsname u;
@@ -949,7 +939,7 @@ FIXTURE_SETUP(nested)
 	self->libvirtd = false;
 	snprintf(self->cgroup, sizeof(self->cgroup), NESTED_CGROUP);
 	/* Its modules are not at /lib/modules: the nested guest needs them. */
-	if (debug && !strcmp(debug, "1"))
+	if (ts_debug_kernel())
 		TS_SETUP_SKIP("the debug kernel (its data path is tested above)");
 	if (!bdev_bytes(BDEV))
 		TS_SETUP_SKIP("no %s", BDEV);
@@ -965,11 +955,11 @@ FIXTURE_SETUP(nested)
 	/*
 	 * A nested boot is minutes of make check's hour: libvirt (Debian
 	 * 12's way to run QEMU) boots it on every kernel, QEMU's own command
-	 * line on the newest only. Both go through the same QEMU device and
-	 * the same kernel paths.
+	 * line in make soak. Both go through the same QEMU device, the same
+	 * daemon and the same kernel paths.
 	 */
-	if (!variant->libvirt && older_than(&u, 6, 12))
-		TS_SETUP_SKIP("the libvirt variant boots the guest on this kernel");
+	if (!variant->libvirt && !ts_soak())
+		TS_SETUP_SKIP("the libvirt variant boots the guest (this one: make soak)");
 	/* nested-dp is built next to this program. */
 	n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
 	ASSERT_LT(0, n);
