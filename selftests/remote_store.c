@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,23 @@
 #define RAM_DISK	"/dev/ram0"
 
 /*
- * remote_target.sh @args, in the background: the shell's pid. It runs in
- * the root cgroup: in the test's, its own pages would go to the swap it
- * is cutting off, and it could not bring the path back.
+ * How the path to the store fails: the link goes down (a cable, a switch),
+ * or the target stops serving (a crashed server).
  */
-static pid_t target_in_root(const char *args)
+enum fault { LINK_DOWN, TARGET_STOPPED };
+
+static const char * const fault_arg[] = {
+	[LINK_DOWN] = "path",
+	[TARGET_STOPPED] = "target",
+};
+
+/*
+ * remote_target.sh @args, in the background, its stdout to @out_fd (if not
+ * -1): the shell's pid. It runs in the root cgroup: in the test's, its own
+ * pages would go to the swap it is cutting off, and it could not bring the
+ * path back.
+ */
+static pid_t target_in_root(const char *args, int out_fd)
 {
 	char cmd[128];
 	pid_t pid;
@@ -51,27 +64,53 @@ static pid_t target_in_root(const char *args)
 	if (!pid) {
 		if (ts_write_str("/sys/fs/cgroup/cgroup.procs", "0"))
 			_exit(126);
+		if (out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) < 0)
+			_exit(126);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	return pid;
 }
 
-/* Take the path down for @seconds in the background: the shell's pid. */
-static pid_t cut_the_path(unsigned int seconds)
+/*
+ * @fault for @seconds, in the background: the shell's pid once the fault
+ * is in place, or -1.
+ */
+static pid_t fault_for(enum fault fault, unsigned int seconds)
 {
-	char args[32];
+	struct pollfd pfd = { .events = POLLIN };
+	char args[32], said[8] = "";
+	int fds[2];
+	pid_t pid;
 
-	snprintf(args, sizeof(args), "cut %u", seconds);
-	return target_in_root(args);
+	if (pipe(fds))
+		return -1;
+	snprintf(args, sizeof(args), "cut %s %u", fault_arg[fault], seconds);
+	pid = target_in_root(args, fds[1]);
+	close(fds[1]);
+	pfd.fd = fds[0];
+	if (pid > 0 && poll(&pfd, 1, 30 * 1000) == 1 &&
+	    read(fds[0], said, sizeof(said) - 1) > 0 &&
+	    !strncmp(said, "down", 4)) {
+		close(fds[0]);
+		return pid;
+	}
+	close(fds[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return -1;
 }
 
-/* The path down or (@up) back: 0, or -1. */
-static int set_the_path(bool up)
+/* @fault on, or off: 0, or -1. */
+static int set_fault(enum fault fault, bool on)
 {
-	pid_t pid = target_in_root(up ? "path up" : "path down");
+	char args[32];
 	int status;
+	pid_t pid;
 
+	snprintf(args, sizeof(args), "fault %s %s", fault_arg[fault],
+		 on ? "on" : "off");
+	pid = target_in_root(args, -1);
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return -1;
 	return WIFEXITED(status) && !WEXITSTATUS(status) ? 0 : -1;
@@ -263,33 +302,75 @@ TEST_F_TIMEOUT(remote, swap_and_references_over_the_network, 300)
 	}
 }
 
-/* Until the host's end of the path is down (remote_target.sh cut). */
-static bool path_down(void)
-{
-	char state[16];
-	int i;
+/* With the path down, I/O fails after about this long (remote_target.sh). */
+#define FAIL_S		3
+/* nvme-tcp notices a path down when a keep-alive times out: 5 s. */
+#define KEEP_ALIVE_S	5
+/*
+ * The longest a request may wait with the path down: the transport's
+ * timeouts (a keep-alive is sent up to KEEP_ALIVE_S after the path went
+ * down, and times out KEEP_ALIVE_S later), three times for a slow TCG
+ * host. Also the bound on a request across a short outage: TCP's
+ * retransmission backoff and nvme-tcp's reconnect delay add seconds.
+ */
+#define BOUND_S		(3 * (2 * KEEP_ALIVE_S + FAIL_S))
+/*
+ * A short outage: shorter than every timeout of the transport. make soak's
+ * is long enough for nvme-tcp's keep-alive to time out (the controller
+ * reconnects) and short enough that a request retransmitted after TCP's
+ * backoff still beats nbd's 20 s.
+ */
+#define SHORT_S		3
+#define SOAK_SHORT_S	10
+/* The guest's writes in a short outage: half its buffer. */
+#define SHORT_WRITES	(PAGES / 2 / VBLK_IO_PAGES)
 
-	for (i = 0; i < 100; i++) {
-		if (!ts_read_str("/sys/class/net/ts-h/operstate", state,
-				 sizeof(state)) && !strcmp(state, "down"))
-			return true;
-		usleep(20 * 1000);
-	}
-	return false;
+/* One request on queue 0 (a flush if @pages is 0), kicked: it, or NULL. */
+static struct vblk_req *submit(struct vblk_dev *d, __u32 type, __u64 sector,
+			       void *data, size_t pages)
+{
+	struct vblk_req *r = vblk_req_alloc(d);
+
+	if (!r || vblk_req_submit(d, 0, r, type, sector, data, pages * PAGE,
+				  0, false))
+		return NULL;
+	vblk_kick(d, 0);
+	return r;
+}
+
+/* Whether the fault of fault_for() is over; once it is, *@cut is 0. */
+static bool fault_over(pid_t *cut, int *status)
+{
+	if (*cut > 0 && waitpid(*cut, status, WNOHANG) == *cut)
+		*cut = 0;
+	return !*cut;
 }
 
 /*
- * The path to the store goes down for 3 s and the host swaps the guest
- * out meanwhile (nvme-tcp's keep-alive is 5 s, its controller-loss
- * timeout 20 s; nbd's I/O timeout 20 s): no write reaches the target
- * while the path is down (its device's counts, in this same kernel, say
- * so), reclaim waits or leaves the pages under writeback in memory; once
- * the path is back the writes complete, nothing fails, and every page
- * comes back, read from the target.
+ * @fault for SHORT_S (make soak: SOAK_SHORT_S), less than the transport
+ * waits (nvme-tcp reconnects every second for 20 s; nbd's requests wait
+ * 20 s), while the guest writes the pages the host swapped out before
+ * (references, on a durable store, which send nothing), flushes and reads
+ * some back, and the host swaps other pages out: no write reaches the
+ * target during the outage (its device's counts, in this same kernel, say
+ * so), reclaim waits or leaves the pages under writeback in memory, the
+ * guest's flush and read wait. Once the path is back every request
+ * completes with OK, nothing fails, every page comes back, read from the
+ * target, and the module reloaded from the store gives the flushed blocks
+ * back.
+ *
+ * The tests of a fault share their bodies, which take the harness's
+ * FIXTURE_DATA(remote) and FIXTURE_VARIANT(remote) spelled out: checkpatch
+ * reads the macros as expressions.
  */
-TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
+static void short_outage(struct __test_metadata *_metadata,
+			 struct _test_data_remote *self,
+			 const struct _fixture_variant_remote *variant,
+			 enum fault fault)
 {
+	const size_t half = PAGES / 2;
 	long long errors0 = ts_swapdev_counter("write_errors");
+	struct vblk_req *writes[SHORT_WRITES], *flush, *read;
 	struct ts_blk_stat before, during, after;
 	/*
 	 * Where the writes that arrived are counted: nvmet writes the
@@ -298,19 +379,52 @@ TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
 	 */
 	const char *counter = strcmp(variant->transport, "nbd") ?
 			      variant->backing : self->dev;
-	bool counted, still_down;
+	bool counted, flushed_during;
 	double t0, waited;
-	size_t resident;
-	int status;
+	size_t resident, i;
+	int status = -1;
 	pid_t cut;
 
+	/*
+	 * Before: the first half of the guest's pages in swap. Only those
+	 * go to swap, and the second half in the outage: the test's own
+	 * memory and the rest of the guest's (its rings) stay, or the test
+	 * would wait for the path as well.
+	 */
 	ts_fill_pages(self->buf, PAGES, 2, 1);
-	cut = cut_the_path(3);
+	ASSERT_EQ(0, mlockall(MCL_CURRENT | MCL_FUTURE));
+	ASSERT_EQ(0, munlock(self->buf, half * PAGE));
+	ASSERT_GT(half / 20, push_out(self->buf, half));
+	cut = fault_for(fault, ts_soak() ? SOAK_SHORT_S : SHORT_S);
 	ASSERT_LT(0, cut);
-	ASSERT_TRUE(path_down());
 	ts_blk_stat(counter, &before);
 	t0 = ts_now();
-	resident = ts_push_to_swap(CGROUP, self->buf, PAGES * PAGE);
+	/*
+	 * The guest writes them to its disk, and once the writes completed
+	 * (a flush covers those only) flushes and reads the first blocks.
+	 */
+	for (i = 0; i < SHORT_WRITES; i++) {
+		writes[i] = submit(&self->guest, VIRTIO_BLK_T_OUT,
+				   i * VBLK_IO_PAGES * 8,
+				   self->buf + i * VBLK_IO_PAGES * PAGE,
+				   VBLK_IO_PAGES);
+		ASSERT_NE(NULL, writes[i]);
+	}
+	for (i = 0; i < SHORT_WRITES; i++)
+		ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0,
+							 writes[i],
+							 BOUND_S * 1000));
+	flushed_during = !fault_over(&cut, &status);
+	flush = submit(&self->guest, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
+	read = submit(&self->guest, VIRTIO_BLK_T_IN, 0, self->check, 8);
+	ASSERT_NE(NULL, flush);
+	ASSERT_NE(NULL, read);
+	TH_LOG("the guest's writes: %.1f s; its flush %s the outage",
+	       ts_now() - t0, flushed_during ? "during" : "after");
+	/* The host pushes the second half out. */
+	ASSERT_EQ(0, munlock(self->buf + half * PAGE, half * PAGE));
+	resident = ts_push_to_swap(CGROUP, self->buf + half * PAGE,
+				   half * PAGE);
 	waited = ts_now() - t0;
 	ts_blk_stat(counter, &during);
 	/*
@@ -319,35 +433,66 @@ TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
 	 * does not).
 	 */
 	counted = before.written > 0;
-	still_down = waitpid(cut, &status, WNOHANG) == 0;
-	EXPECT_TRUE(!counted || !still_down ||
+	EXPECT_TRUE(!counted || fault_over(&cut, &status) ||
 		    before.written == during.written)
-		TH_LOG("%lld bytes written with the path down",
+		TH_LOG("%lld bytes written during the outage",
 		       during.written - before.written);
-	if (still_down)
+	if (cut)
 		ASSERT_EQ(cut, waitpid(cut, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
 		TH_LOG("remote_target.sh cut: status %#x", status);
 	TH_LOG("during the outage: %.1f s, %zu pages left resident", waited,
 	       resident);
+
 	/*
-	 * Back: the writes complete (once TCP retransmits: its backoff may
-	 * add seconds), and the rest goes out.
+	 * Back: the requests complete (once TCP retransmits or nvme-tcp
+	 * reconnects), and the rest goes out.
 	 */
 	t0 = ts_now();
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0, flush,
+						 BOUND_S * 1000));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0, read,
+						 BOUND_S * 1000));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, 8, 2, 1));
+	ASSERT_EQ(0, munlockall());
 	resident = push_out(self->buf, PAGES);
 	TH_LOG("after the outage: %.1f s, %zu pages left resident",
 	       ts_now() - t0, resident);
 	EXPECT_GT(PAGES / 20, resident);
+	if (!variant->volatile_store) {
+		EXPECT_LE((long long)half * 9 / 10,
+			  ts_vhost_counter("reconciled_pages"));
+	}
 	ts_blk_stat(counter, &after);
 	EXPECT_TRUE(!counted || after.written - before.written >=
-		    (long long)(PAGES * PAGE * 9 / 10));
+		    (long long)(half * PAGE * 9 / 10));
 	EXPECT_EQ(errors0, ts_swapdev_counter("write_errors"));
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 2, 1));
 	ts_blk_stat(counter, &during);
 	EXPECT_TRUE(!counted || during.read - after.read >=
 		    (long long)(PAGES * PAGE * 9 / 10));
 	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
+
+	/* Reloaded from the store: the flushed blocks. */
+	vblk_close(&self->guest);
+	ts_swap_down();
+	ASSERT_EQ(0, reload_and_read(&self->guest, self->dev, self->params,
+				     self->disk_fd, &self->check));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, half, 2, 1));
+}
+
+TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
+{
+	short_outage(_metadata, self, variant, LINK_DOWN);
+}
+
+TEST_F_TIMEOUT(remote, a_short_target_stop_loses_nothing, 300)
+{
+	if (!strcmp(variant->transport, "nbd"))
+		SKIP(return, "an NBD connection dies with its server (the long test)");
+	if (variant->volatile_store)
+		SKIP(return, "the disk variant stops the same target");
+	short_outage(_metadata, self, variant, TARGET_STOPPED);
 }
 
 /*
@@ -358,18 +503,10 @@ TEST_F_TIMEOUT(remote, a_short_outage_loses_nothing, 300)
 static int timed_rw(struct vblk_dev *d, __u32 type, __u64 sector, void *data,
 		    size_t pages, int timeout_s, double *secs)
 {
-	struct vblk_req *r = vblk_req_alloc(d);
+	struct vblk_req *r = submit(d, type, sector, data, pages);
 	double t0 = ts_now();
-	int ret;
+	int ret = r ? vblk_req_wait(d, 0, r, timeout_s * 1000) : -ENOMEM;
 
-	if (!r)
-		return -ENOMEM;
-	ret = vblk_req_submit(d, 0, r, type, sector, data, pages * PAGE, 0,
-			      false);
-	if (!ret) {
-		vblk_kick(d, 0);
-		ret = vblk_req_wait(d, 0, r, timeout_s * 1000);
-	}
 	*secs = ts_now() - t0;
 	return ret;
 }
@@ -406,18 +543,6 @@ static int remote_reconnect(const char *transport, int fail_s, char *dev,
 	return -1;
 }
 
-/* With the path down, I/O fails after about this long (remote_target.sh). */
-#define FAIL_S		3
-/* nvme-tcp notices a path down when a keep-alive times out: 5 s. */
-#define KEEP_ALIVE_S	5
-/*
- * The longest a request may wait with the path down: the transport's
- * timeouts (a keep-alive is sent up to KEEP_ALIVE_S after the path went
- * down, and times out KEEP_ALIVE_S later), three times for a slow TCG
- * host.
- */
-#define BOUND_S		(3 * (2 * KEEP_ALIVE_S + FAIL_S))
-
 /* Until the swap device counts more than @errors write errors, or BOUND_S. */
 static long long wait_for_write_errors(long long errors)
 {
@@ -431,18 +556,21 @@ static long long wait_for_write_errors(long long errors)
 }
 
 /*
- * The path stays down for longer than the transport waits (FAIL_S after
- * nvme's keep-alive noticed; nbd's request timeout): swap-outs fail and
- * leave their pages in memory, counted; a guest FLUSH that cannot commit
- * its references fails with IOERR within the timeouts, and nothing flushed
- * before is lost: once the device works again (NVMe reconnects by itself,
- * NBD is connected again after the module let it go), the store passes
- * tesseractctl check and the module, loaded from it, reads every flushed
- * guest block back; a block whose flush failed holds its old or its new
- * bytes, nothing else.
+ * @fault stays for longer than the transport waits (FAIL_S after nvme
+ * noticed: a keep-alive timed out, or the target closed the connection;
+ * nbd's request timeout, or at once when its server died): swap-outs fail
+ * and leave their pages in memory, counted; a guest FLUSH that cannot
+ * commit its references fails with IOERR within the timeouts, and nothing
+ * flushed before is lost: once the device works again (NVMe reconnects by
+ * itself, NBD is connected again after the module let it go), the store
+ * passes tesseractctl check and the module, loaded from it, reads every
+ * flushed guest block back; a block whose flush failed holds its old or
+ * its new bytes, nothing else.
  */
-TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
-	       600)
+static void long_outage(struct __test_metadata *_metadata,
+			struct _test_data_remote *self,
+			const struct _fixture_variant_remote *variant,
+			enum fault fault)
 {
 	const size_t half = PAGES / 2;
 	long long errors0, errors;
@@ -456,8 +584,6 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	 * The other machine's RAM fails as its disk does, with nothing to
 	 * commit: make check's time goes to the durable variants.
 	 */
-	if (variant->volatile_store && !ts_soak())
-		SKIP(return, "the RAM variant of this test runs in make soak");
 	/*
 	 * The fixture's connection, again with I/O failing after FAIL_S;
 	 * outside the test's cgroup, whose pages may go to the swap that
@@ -502,15 +628,15 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 			     0, false));
 	errors0 = ts_swapdev_counter("write_errors");
 
-	ASSERT_EQ(0, set_the_path(false));
+	ASSERT_EQ(0, set_fault(fault, true));
 	t0 = ts_now();
 	/* Other pages cannot go out: they stay, and the failures count. */
 	ts_fill_pages(self->check, PAGES, 3, 1);
 	ASSERT_EQ(0, munlock(self->check, PAGES * PAGE));
 	resident = ts_push_to_swap(CGROUP, self->check, PAGES * PAGE);
 	errors = wait_for_write_errors(errors0);
-	TH_LOG("with the path down: %zu of %lu pages resident, %lld write errors after %.1f s",
-	       resident, PAGES, errors - errors0, ts_now() - t0);
+	TH_LOG("with the %s down: %zu of %lu pages resident, %lld write errors after %.1f s",
+	       fault_arg[fault], resident, PAGES, errors - errors0, ts_now() - t0);
 	EXPECT_LT(errors0, errors);
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 3, 1));
 	/*
@@ -529,8 +655,8 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	}
 	status = timed_rw(&self->guest, VIRTIO_BLK_T_FLUSH, 0, NULL, 0,
 			  BOUND_S, &secs);
-	TH_LOG("flush with the path down: status %d after %.1f s", status,
-	       secs);
+	TH_LOG("flush with the %s down: status %d after %.1f s",
+	       fault_arg[fault], status, secs);
 	/* On a volatile store nothing to commit: the guest's disk is local. */
 	EXPECT_EQ(variant->volatile_store ? VIRTIO_BLK_S_OK :
 		  VIRTIO_BLK_S_IOERR, status);
@@ -540,14 +666,14 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	 */
 	status = timed_rw(&self->guest, VIRTIO_BLK_T_IN, 0, self->check, 8,
 			  BOUND_S, &secs);
-	TH_LOG("read of referenced blocks with the path down: status %d after %.1f s",
-	       status, secs);
+	TH_LOG("read of referenced blocks with the %s down: status %d after %.1f s",
+	       fault_arg[fault], status, secs);
 	EXPECT_EQ(variant->volatile_store ? VIRTIO_BLK_S_OK :
 		  VIRTIO_BLK_S_IOERR, status);
 	if (!status)
 		EXPECT_EQ(0UL, ts_bad_pages(self->check, 8, 1, 1));
 	ts_fill_pages(self->check, 8, 3, 1);
-	ASSERT_EQ(0, set_the_path(true));
+	ASSERT_EQ(0, set_fault(fault, false));
 
 	/*
 	 * Back. The pages that never went out are all there. NVMe
@@ -588,6 +714,26 @@ TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
 	TH_LOG("blocks whose flush failed: %zu old, %zu new", old, new);
 	EXPECT_EQ(PAGES - half, old + new);
 	EXPECT_EQ(0, ts_swapdev_counter("read_errors"));
+}
+
+/*
+ * The other machine's RAM fails as its disk does, with nothing to commit:
+ * make check's time goes to the durable variants.
+ */
+TEST_F_TIMEOUT(remote, a_long_outage_fails_cleanly_and_loses_nothing_flushed,
+	       600)
+{
+	if (variant->volatile_store && !ts_soak())
+		SKIP(return, "the RAM variant of this test runs in make soak");
+	long_outage(_metadata, self, variant, LINK_DOWN);
+}
+
+TEST_F_TIMEOUT(remote, a_stopped_target_fails_cleanly_and_loses_nothing_flushed,
+	       600)
+{
+	if (variant->volatile_store && !ts_soak())
+		SKIP(return, "the RAM variant of this test runs in make soak");
+	long_outage(_metadata, self, variant, TARGET_STOPPED);
 }
 
 TEST_HARNESS_MAIN

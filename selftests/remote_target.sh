@@ -10,8 +10,14 @@
 #
 #   remote_target.sh up nvme|nbd DEVICE [DELAY_US [FAIL_S]]
 #                         serve DEVICE, connect, print the host's device
-#   remote_target.sh cut SECONDS            the path down for SECONDS
-#   remote_target.sh path down|up           the path down, or back
+#   remote_target.sh fault path|target on|off
+#                         the path to the target down (the host's end of
+#                         the link) or the target stopped (nvmet: its port
+#                         closed, with the host's connections; nbd-server:
+#                         killed), or back (off)
+#   remote_target.sh cut path|target SECONDS
+#                         that fault for SECONDS; "down" on stdout once it
+#                         is in place
 #   remote_target.sh reconnect nvme|nbd [FAIL_S]
 #                         the host's device working again (printed), after
 #                         an outage longer than its timeouts
@@ -44,17 +50,22 @@ NBD_DEV=/dev/nbd0
 # serves (a machine of its own would not swap to its clients).
 NBD_CGROUP=/sys/fs/cgroup/ts-nbd-server
 
+# Until no process is left in nbd-server's cgroup (up to 30 s).
+nbd_server_gone() {
+	for _ in $(seq 300); do
+		[ -s "$NBD_CGROUP/cgroup.procs" ] || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 down() {
 	nbd-client -d "$NBD_DEV"
 	if [ -r "$NBD_PID" ]; then
-		pid=$(cat "$NBD_PID")
 		# Until it is gone: it writes through its page cache, and
 		# what it has not written yet reaches the disk when it exits.
-		kill "$pid"
-		for _ in $(seq 300); do
-			[ -d "/proc/$pid" ] || break
-			sleep 0.1
-		done
+		kill "$(cat "$NBD_PID")"
+		nbd_server_gone
 	fi
 	rm -f "$NBD_PID" "$NBD_CONF"
 	rmdir "$NBD_CGROUP"
@@ -95,12 +106,17 @@ nvme_up() {
 	echo ipv4 >"$CFS/ports/1/addr_adrfam"
 	echo "$TARGET_IP" >"$CFS/ports/1/addr_traddr"
 	echo "$PORT" >"$CFS/ports/1/addr_trsvcid"
-	# The port listens in the namespace of whoever links a subsystem to
-	# it (nvmet-tcp creates its socket then): the target's. nsenter, not
-	# ip netns exec, whose fresh /sys has no configfs.
+	nvme_serve
+	nvme_connect
+}
+
+# The port listens in the namespace of whoever links a subsystem to it
+# (nvmet-tcp creates its socket then): the target's. nsenter, not ip netns
+# exec, whose fresh /sys has no configfs. Unlinking it closes the port and
+# deletes the host's controllers on the target's side.
+nvme_serve() {
 	nsenter --net="/run/netns/$NETNS" \
 		ln -s "$SUBSYS" "$CFS/ports/1/subsystems/$NQN"
-	nvme_connect
 }
 
 # The host's controller of the target: short timeouts, so that a path that
@@ -157,14 +173,51 @@ nbd_up() {
 	EOF
 	mkdir -p "$NBD_CGROUP"
 	echo 0 >"$NBD_CGROUP/memory.swap.max"
+	nbd_serve
+	nbd_connect
+}
+
+# nbd-server in its cgroup, until it listens.
+nbd_serve() {
 	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh \
 		"$NBD_CGROUP" ip netns exec "$NETNS" \
 		nbd-server -C "$NBD_CONF" -p "$NBD_PID"
 	for _ in $(seq 50); do
-		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && break
+		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && return
 		sleep 0.1
 	done
-	nbd_connect
+}
+
+# The target stops as a crashed one would: every nbd-server process killed
+# at once (the one serving the host's connection with it), or nvmet's port
+# closed.
+target_stop() {
+	if [ -r "$NBD_CONF" ]; then
+		echo 1 >"$NBD_CGROUP/cgroup.kill"
+		nbd_server_gone || return 1
+		rm -f "$NBD_PID"
+	else
+		rm "$CFS/ports/1/subsystems/$NQN"
+	fi
+}
+
+target_start() {
+	if [ -r "$NBD_CONF" ]; then
+		nbd_serve
+	else
+		nvme_serve
+	fi
+}
+
+# fault path|target on|off
+fault() {
+	case $1-$2 in
+	path-on) ip link set "$HOST_IF" down ;;
+	path-off) ip link set "$HOST_IF" up ;;
+	target-on) target_stop ;;
+	target-off) target_start ;;
+	*) echo "fault: path or target, on or off, not $1 $2" >&2; return 1 ;;
+	esac
 }
 
 nbd_connect() {
@@ -235,10 +288,10 @@ up() {
 
 case $1 in
 up) shift; up "$@"; exit 0 ;;
-cut) ip link set "$HOST_IF" down && sleep "$2" && ip link set "$HOST_IF" up ;;
-path) ip link set "$HOST_IF" "$2" ;;
+fault) fault "$2" "$3" ;;
+cut) fault "$2" on && echo down && sleep "$3" && fault "$2" off ;;
 reconnect) shift; reconnect "$@" ;;
 down) down >/dev/null 2>&1; exit 0 ;;
-*) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US [FAIL_S]] | cut SECONDS | path down|up | reconnect nvme|nbd [FAIL_S] | down" >&2
+*) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US [FAIL_S]] | fault path|target on|off | cut path|target SECONDS | reconnect nvme|nbd [FAIL_S] | down" >&2
 	exit 1 ;;
 esac
