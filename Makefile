@@ -111,13 +111,14 @@ bench-%: deps
 	@grep '^$*bench ' $(TOP)/build/bench-$*.log | uniq
 
 # The crash-replay tests with twenty times the crash points, a flatten of a
-# million references and the fuzzer for a while, on both kernels.
+# million references, the fuzzer for a while, the nested guest under QEMU's
+# own command line and the remote store's longer faults, on both kernels.
 SOAK_FUZZ_SECONDS ?= 600
 
 soak: deps
 	@$(TOP)/tools/run-tests --soak -t crash_replay -t crash_replay_locality \
-		-t flatten_scale -t fuzz_vhost_blk \
-		--fuzz-seconds $(SOAK_FUZZ_SECONDS)
+		-t flatten_scale -t fuzz_vhost_blk -t vhost_user_blk \
+		-t remote_store --fuzz-seconds $(SOAK_FUZZ_SECONDS)
 
 lint: deps
 	@$(TOP)/tools/lint.sh

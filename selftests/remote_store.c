@@ -13,10 +13,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/tesseract.h>
@@ -83,7 +87,7 @@ static pid_t fault_for(enum fault fault, unsigned int seconds)
 	int fds[2];
 	pid_t pid;
 
-	if (pipe(fds))
+	if (pipe2(fds, O_CLOEXEC))
 		return -1;
 	snprintf(args, sizeof(args), "cut %s %u", fault_arg[fault], seconds);
 	pid = target_in_root(args, fds[1]);
@@ -96,8 +100,10 @@ static pid_t fault_for(enum fault fault, unsigned int seconds)
 		return pid;
 	}
 	close(fds[0]);
-	if (pid > 0)
+	if (pid > 0) {
+		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+	}
 	return -1;
 }
 
@@ -153,6 +159,7 @@ FIXTURE(remote) {
 	struct vblk_dev guest;
 	int disk_fd;
 	char *buf, *check;
+	pid_t cut;		/* fault_for()'s shell, until reaped */
 };
 
 FIXTURE_VARIANT(remote) {
@@ -188,6 +195,7 @@ FIXTURE_SETUP(remote)
 
 	vblk_init(&self->guest);
 	self->disk_fd = -1;
+	self->cut = 0;
 	/* An earlier test that died may have left the module on the device. */
 	ts_swap_down();
 	ts_remote_down();
@@ -209,7 +217,7 @@ FIXTURE_SETUP(remote)
 	ASSERT_EQ(0, ts_swap_up_with(self->params, variant->volatile_store ?
 				     "--volatile" : ""));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
-	self->disk_fd = open(DISK, O_RDWR | O_DIRECT);
+	self->disk_fd = open(DISK, O_RDWR | O_DIRECT | O_CLOEXEC);
 	ASSERT_LE(0, self->disk_fd);
 	ASSERT_EQ(0, guest_up(&self->guest, self->disk_fd, &self->buf,
 			      &self->check));
@@ -217,6 +225,9 @@ FIXTURE_SETUP(remote)
 
 FIXTURE_TEARDOWN(remote)
 {
+	/* A test that failed in a fault: its end first, then the rest. */
+	if (self->cut > 0)
+		waitpid(self->cut, NULL, 0);
 	if (self->disk_fd >= 0)
 		vblk_close_disk(&self->guest, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
@@ -346,18 +357,60 @@ static bool fault_over(pid_t *cut, int *status)
 	return !*cut;
 }
 
+/* Until block device @dev has no request in flight, up to 30 s: 0, or -1. */
+static int wait_idle(const char *dev)
+{
+	char path[96], inflight[32];
+	struct stat st;
+	int i;
+
+	if (stat(dev, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/inflight",
+		 major(st.st_rdev), minor(st.st_rdev));
+	for (i = 0; i < 300; i++) {
+		if (ts_read_str(path, inflight, sizeof(inflight)))
+			return -1;
+		if (!strcmp(inflight, "0 0") || !strcmp(inflight, "0 0\n"))
+			return 0;
+		usleep(100 * 1000);
+	}
+	return -1;
+}
+
+/* Pages that a thread pushes to swap while the test watches the fault. */
+struct push {
+	char *p;
+	size_t pages, resident;
+	double secs;
+};
+
+static void *push_in_background(void *arg)
+{
+	struct push *push = arg;
+	double t0 = ts_now();
+
+	push->resident = ts_push_to_swap(CGROUP, push->p, push->pages * PAGE);
+	push->secs = ts_now() - t0;
+	return NULL;
+}
+
 /*
  * @fault for SHORT_S (make soak: SOAK_SHORT_S), less than the transport
  * waits (nvme-tcp reconnects every second for 20 s; nbd's requests wait
- * 20 s), while the guest writes the pages the host swapped out before
- * (references, on a durable store, which send nothing), flushes and reads
- * some back, and the host swaps other pages out: no write reaches the
- * target during the outage (its device's counts, in this same kernel, say
- * so), reclaim waits or leaves the pages under writeback in memory, the
- * guest's flush and read wait. Once the path is back every request
- * completes with OK, nothing fails, every page comes back, read from the
- * target, and the module reloaded from the store gives the flushed blocks
- * back.
+ * 20 s). Before it, the host swapped half of the guest's pages out. During
+ * it the guest writes those pages to its disk: on a durable store they
+ * become references, which send nothing, and complete; the guest's FLUSH,
+ * which must commit them to the store, waits, and so does its read of the
+ * first blocks; the host pushes the other half out and no write reaches
+ * the target (its device's counts, in this same kernel, say so): reclaim
+ * waits or leaves the pages under writeback in memory. Once the path is
+ * back the flush and the read complete with OK, the references are in the
+ * store's journal (read over the network before the module lets go of
+ * them, which would commit them itself), nothing fails, every page comes
+ * back, read from the target, and the module reloaded from the store gives
+ * the flushed blocks back. On a volatile store the guest's writes are
+ * data, which need the swapped-out pages back: they wait for the path.
  *
  * The tests of a fault share their bodies, which take the harness's
  * FIXTURE_DATA(remote) and FIXTURE_VARIANT(remote) spelled out: checkpatch
@@ -368,9 +421,11 @@ static void short_outage(struct __test_metadata *_metadata,
 			 const struct _fixture_variant_remote *variant,
 			 enum fault fault)
 {
+	const unsigned int seconds = ts_soak() ? SOAK_SHORT_S : SHORT_S;
 	const size_t half = PAGES / 2;
 	long long errors0 = ts_swapdev_counter("write_errors");
 	struct vblk_req *writes[SHORT_WRITES], *flush, *read;
+	struct push push = { .p = self->buf + half * PAGE, .pages = half };
 	struct ts_blk_stat before, during, after;
 	/*
 	 * Where the writes that arrived are counted: nvmet writes the
@@ -379,30 +434,31 @@ static void short_outage(struct __test_metadata *_metadata,
 	 */
 	const char *counter = strcmp(variant->transport, "nbd") ?
 			      variant->backing : self->dev;
-	bool counted, flushed_during;
-	double t0, waited;
-	size_t resident, i;
+	long long committed;
+	pthread_t pusher;
+	bool counted;
+	double t0;
+	size_t i, resident;
 	int status = -1;
-	pid_t cut;
 
 	/*
-	 * Before: the first half of the guest's pages in swap. Only those
-	 * go to swap, and the second half in the outage: the test's own
-	 * memory and the rest of the guest's (its rings) stay, or the test
-	 * would wait for the path as well.
+	 * Before: the first half of the guest's pages in swap, its writes
+	 * done. Only those go to swap, and the second half in the outage:
+	 * the test's own memory and the rest of the guest's (its rings)
+	 * stay, or the test would wait for the path as well.
 	 */
 	ts_fill_pages(self->buf, PAGES, 2, 1);
 	ASSERT_EQ(0, mlockall(MCL_CURRENT | MCL_FUTURE));
 	ASSERT_EQ(0, munlock(self->buf, half * PAGE));
 	ASSERT_GT(half / 20, push_out(self->buf, half));
-	cut = fault_for(fault, ts_soak() ? SOAK_SHORT_S : SHORT_S);
-	ASSERT_LT(0, cut);
-	ts_blk_stat(counter, &before);
+	ASSERT_EQ(0, wait_idle(self->dev));
+
+	self->cut = fault_for(fault, seconds);
+	ASSERT_LT(0, self->cut);
 	t0 = ts_now();
-	/*
-	 * The guest writes them to its disk, and once the writes completed
-	 * (a flush covers those only) flushes and reads the first blocks.
-	 */
+	ts_blk_stat(counter, &before);
+	counted = before.written > 0;
+	/* The guest writes them, and once they completed flushes and reads. */
 	for (i = 0; i < SHORT_WRITES; i++) {
 		writes[i] = submit(&self->guest, VIRTIO_BLK_T_OUT,
 				   i * VBLK_IO_PAGES * 8,
@@ -414,39 +470,50 @@ static void short_outage(struct __test_metadata *_metadata,
 		ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0,
 							 writes[i],
 							 BOUND_S * 1000));
-	flushed_during = !fault_over(&cut, &status);
+	TH_LOG("the guest's writes: %.1f s", ts_now() - t0);
 	flush = submit(&self->guest, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
 	read = submit(&self->guest, VIRTIO_BLK_T_IN, 0, self->check, 8);
 	ASSERT_NE(NULL, flush);
 	ASSERT_NE(NULL, read);
-	TH_LOG("the guest's writes: %.1f s; its flush %s the outage",
-	       ts_now() - t0, flushed_during ? "during" : "after");
-	/* The host pushes the second half out. */
-	ASSERT_EQ(0, munlock(self->buf + half * PAGE, half * PAGE));
-	resident = ts_push_to_swap(CGROUP, self->buf + half * PAGE,
-				   half * PAGE);
-	waited = ts_now() - t0;
-	ts_blk_stat(counter, &during);
+	if (!variant->volatile_store) {
+		/* The flush cannot commit: it waits. */
+		EXPECT_EQ(-ETIMEDOUT, vblk_req_wait(&self->guest, 0, flush,
+						    500));
+		ASSERT_FALSE(fault_over(&self->cut, &status))
+			TH_LOG("the fault ended before the flush was seen waiting");
+	}
 	/*
-	 * Still down: nothing may have reached the target. Its device
-	 * counts what it wrote since the format, if it counts at all (brd
-	 * does not).
+	 * The host pushes the second half out, in a thread: reclaim may
+	 * wait for the path. Until a second before the fault ends, nothing
+	 * may reach the target. Its device counts what it wrote since the
+	 * format, if it counts at all (brd does not).
 	 */
-	counted = before.written > 0;
-	EXPECT_TRUE(!counted || fault_over(&cut, &status) ||
+	ASSERT_EQ(0, munlock(push.p, half * PAGE));
+	ASSERT_EQ(0, pthread_create(&pusher, NULL, push_in_background, &push));
+	while (ts_now() - t0 < seconds - 1 && !fault_over(&self->cut, &status))
+		usleep(50 * 1000);
+	ts_blk_stat(counter, &during);
+	if (!variant->volatile_store) {
+		ASSERT_FALSE(fault_over(&self->cut, &status))
+			TH_LOG("the fault ended before it was checked");
+	}
+	EXPECT_TRUE(!counted || self->cut <= 0 ||
 		    before.written == during.written)
 		TH_LOG("%lld bytes written during the outage",
 		       during.written - before.written);
-	if (cut)
-		ASSERT_EQ(cut, waitpid(cut, &status, 0));
+	if (self->cut > 0)
+		ASSERT_EQ(self->cut, waitpid(self->cut, &status, 0));
+	self->cut = 0;
 	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
 		TH_LOG("remote_target.sh cut: status %#x", status);
-	TH_LOG("during the outage: %.1f s, %zu pages left resident", waited,
-	       resident);
+	ASSERT_EQ(0, pthread_join(pusher, NULL));
+	TH_LOG("the push in the outage: %.1f s, %zu pages left resident",
+	       push.secs, push.resident);
 
 	/*
 	 * Back: the requests complete (once TCP retransmits or nvme-tcp
-	 * reconnects), and the rest goes out.
+	 * reconnects), the references are in the store's journal, and the
+	 * rest goes out.
 	 */
 	t0 = ts_now();
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0, flush,
@@ -454,15 +521,17 @@ static void short_outage(struct __test_metadata *_metadata,
 	ASSERT_EQ(VIRTIO_BLK_S_OK, vblk_req_wait(&self->guest, 0, read,
 						 BOUND_S * 1000));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, 8, 2, 1));
+	committed = ts_store_refs(self->dev);
+	TH_LOG("after the outage: flush and read in %.1f s, %lld references committed",
+	       ts_now() - t0, committed);
+	/* On a durable store: at least every page reconciled. */
+	EXPECT_LE(variant->volatile_store ? 0 : (long long)half * 9 / 10,
+		  committed);
+	EXPECT_LE(variant->volatile_store ? 0 :
+		  ts_vhost_counter("reconciled_pages"), committed);
 	ASSERT_EQ(0, munlockall());
 	resident = push_out(self->buf, PAGES);
-	TH_LOG("after the outage: %.1f s, %zu pages left resident",
-	       ts_now() - t0, resident);
 	EXPECT_GT(PAGES / 20, resident);
-	if (!variant->volatile_store) {
-		EXPECT_LE((long long)half * 9 / 10,
-			  ts_vhost_counter("reconciled_pages"));
-	}
 	ts_blk_stat(counter, &after);
 	EXPECT_TRUE(!counted || after.written - before.written >=
 		    (long long)(half * PAGE * 9 / 10));
@@ -580,10 +649,6 @@ static void long_outage(struct __test_metadata *_metadata,
 	bool nvme;
 	int status;
 
-	/*
-	 * The other machine's RAM fails as its disk does, with nothing to
-	 * commit: make check's time goes to the durable variants.
-	 */
 	/*
 	 * The fixture's connection, again with I/O failing after FAIL_S;
 	 * outside the test's cgroup, whose pages may go to the swap that

@@ -50,10 +50,12 @@ NBD_DEV=/dev/nbd0
 # serves (a machine of its own would not swap to its clients).
 NBD_CGROUP=/sys/fs/cgroup/ts-nbd-server
 
-# Until no process is left in nbd-server's cgroup (up to 30 s).
+# Until no process is left in nbd-server's cgroup (up to 30 s): the last
+# close of the device it serves writes its page cache to the disk.
+# (cgroup.procs cannot say: cgroupfs files have no size.)
 nbd_server_gone() {
 	for _ in $(seq 300); do
-		[ -s "$NBD_CGROUP/cgroup.procs" ] || return 0
+		grep -qx "populated 0" "$NBD_CGROUP/cgroup.events" && return 0
 		sleep 0.1
 	done
 	return 1
@@ -61,10 +63,14 @@ nbd_server_gone() {
 
 down() {
 	nbd-client -d "$NBD_DEV"
-	if [ -r "$NBD_PID" ]; then
-		# Until it is gone: it writes through its page cache, and
-		# what it has not written yet reaches the disk when it exits.
-		kill "$(cat "$NBD_PID")"
+	if [ -d "$NBD_CGROUP" ]; then
+		# Asked to stop, or killed if a stopped target left no pid.
+		if [ -r "$NBD_PID" ]; then
+			kill "$(cat "$NBD_PID")"
+		else
+			echo 1 >"$NBD_CGROUP/cgroup.kill"
+		fi
+		nbd_server_gone || echo 1 >"$NBD_CGROUP/cgroup.kill"
 		nbd_server_gone
 	fi
 	rm -f "$NBD_PID" "$NBD_CONF"
@@ -183,9 +189,11 @@ nbd_serve() {
 		"$NBD_CGROUP" ip netns exec "$NETNS" \
 		nbd-server -C "$NBD_CONF" -p "$NBD_PID"
 	for _ in $(seq 50); do
-		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && return
+		ip netns exec "$NETNS" ss -ltn | grep -q ":$NBD_PORT " && return 0
 		sleep 0.1
 	done
+	echo "nbd-server does not listen" >&2
+	return 1
 }
 
 # The target stops as a crashed one would: every nbd-server process killed

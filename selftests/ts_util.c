@@ -816,17 +816,31 @@ int ts_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-long long ts_durable_refs(unsigned long long disk_id)
+/* The lines of tesseractctl dump @dev that start with "  disk @disk block". */
+static long long refs_in_dump(const char *dev, const char *disk)
 {
 	char args[256];
 	long long n = -1;
 
 	snprintf(args, sizeof(args),
-		 "dump /dev/vdb 2>/dev/null | grep -c '^  disk %016llx block' >/tmp/ts-refs",
-		 disk_id);
+		 "dump %s 2>/dev/null | grep -c '^  disk %s block' >/tmp/ts-refs",
+		 dev, disk);
 	ts_tool(args);
 	ts_read_ll("/tmp/ts-refs", &n);
 	return n;
+}
+
+long long ts_durable_refs(unsigned long long disk_id)
+{
+	char disk[24];
+
+	snprintf(disk, sizeof(disk), "%016llx", disk_id);
+	return refs_in_dump("/dev/vdb", disk);
+}
+
+long long ts_store_refs(const char *dev)
+{
+	return refs_in_dump(dev, "[0-9a-f]*");
 }
 
 int ts_mrc_read(const char *cgroup, __u32 flags, struct ts_mrc_curve *c)

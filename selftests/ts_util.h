@@ -101,6 +101,8 @@ double ts_mrc_misses_at(const struct ts_mrc_curve *c, double extra);
  * /dev/vdb (checkpoint and journal, as tesseractctl dump reads them).
  */
 long long ts_durable_refs(unsigned long long disk_id);
+/* The references of every disk in the durable state of the store on @dev. */
+long long ts_store_refs(const char *dev);
 /* tesseractctl format --force @dev: 0 or -EIO. */
 int ts_format(const char *dev);
 /* The same with more options of format (@format_args). */
