@@ -8,7 +8,8 @@
 #   make check            lint + build and test on the 6.1 and 6.12 matrix
 #   make soak             the crash-replay tests with twenty times the points,
 #                         flatten_scale with a million references, the
-#                         fuzzer for SOAK_FUZZ_SECONDS (default 600)
+#                         fuzzer for SOAK_FUZZ_SECONDS (default 600), the
+#                         nested guests and the remote store's long faults
 #   make demo             boot the 6.1 test kernel and show the module
 #                         (VM=1: and a real guest, in the 6.12 kernel)
 #   make lint             checkpatch --strict and sparse on our sources

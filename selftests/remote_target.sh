@@ -64,9 +64,12 @@ nbd_server_gone() {
 down() {
 	nbd-client -d "$NBD_DEV"
 	if [ -d "$NBD_CGROUP" ]; then
-		# Asked to stop, or killed if a stopped target left no pid.
-		if [ -r "$NBD_PID" ]; then
-			kill "$(cat "$NBD_PID")"
+		# Asked to stop, or killed if a stopped target left no pid
+		# (or a stale one).
+		pid=$(cat "$NBD_PID" 2>/dev/null)
+		if [ -n "$pid" ] && grep -qx "$pid" "$NBD_CGROUP/cgroup.procs"
+		then
+			kill "$pid"
 		else
 			echo 1 >"$NBD_CGROUP/cgroup.kill"
 		fi
@@ -297,7 +300,9 @@ up() {
 case $1 in
 up) shift; up "$@"; exit 0 ;;
 fault) fault "$2" "$3" ;;
-cut) fault "$2" on && echo down && sleep "$3" && fault "$2" off ;;
+# Once it said down, nobody reads the pipe that is its stdout.
+cut) fault "$2" on && echo down && exec >/dev/null && sleep "$3" &&
+	fault "$2" off ;;
 reconnect) shift; reconnect "$@" ;;
 down) down >/dev/null 2>&1; exit 0 ;;
 *) echo "usage: $0 up nvme|nbd DEVICE [DELAY_US [FAIL_S]] | fault path|target on|off | cut path|target SECONDS | reconnect nvme|nbd [FAIL_S] | down" >&2
