@@ -204,6 +204,17 @@ FIXTURE_VARIANT_ADD(remote, nbd) {
 	.volatile_store = false,
 };
 
+/*
+ * The module's parameters for the store on @dev: reconciliation off on a
+ * volatile one.
+ */
+static void module_params(char *params, size_t len, const char *dev,
+			  bool volatile_store)
+{
+	snprintf(params, len, "backing=%s%s", dev,
+		 volatile_store ? " reconcile=0" : "");
+}
+
 FIXTURE_SETUP(remote)
 {
 	int ret;
@@ -227,8 +238,8 @@ FIXTURE_SETUP(remote)
 	if (ret > 0)
 		TS_SETUP_SKIP("no network, nvmet-tcp, nbd, nvme-cli or nbd-server here");
 	ASSERT_EQ(0, ret);
-	snprintf(self->params, sizeof(self->params), "backing=%s%s",
-		 self->dev, variant->volatile_store ? " reconcile=0" : "");
+	module_params(self->params, sizeof(self->params), self->dev,
+		      variant->volatile_store);
 	ASSERT_EQ(0, ts_swap_up_with(self->params, variant->volatile_store ?
 				     "--volatile" : ""));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
@@ -699,8 +710,8 @@ static void long_outage(struct __test_metadata *_metadata,
 	ASSERT_EQ(0, ts_remote_up(variant->transport, variant->backing, args,
 				  self->dev, sizeof(self->dev)));
 	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
-	snprintf(self->params, sizeof(self->params), "backing=%s%s",
-		 self->dev, variant->volatile_store ? " reconcile=0" : "");
+	module_params(self->params, sizeof(self->params), self->dev,
+		      variant->volatile_store);
 	ASSERT_EQ(0, ts_swap_up_with(self->params, variant->volatile_store ?
 				     "--volatile" : ""));
 	ASSERT_EQ(0, guest_up(&self->guest, self->disk_fd, &self->buf,
@@ -796,8 +807,8 @@ static void long_outage(struct __test_metadata *_metadata,
 	if (!nvme)
 		ASSERT_EQ(0, remote_reconnect(variant->transport, FAIL_S,
 					      self->dev, sizeof(self->dev)));
-	snprintf(self->params, sizeof(self->params), "backing=%s%s",
-		 self->dev, variant->volatile_store ? " reconcile=0" : "");
+	module_params(self->params, sizeof(self->params), self->dev,
+		      variant->volatile_store);
 	ASSERT_EQ(0, reload_and_read(&self->guest, self->dev, self->params,
 				     self->disk_fd, &self->check));
 	/* Flushed: version 1. */
