@@ -31,12 +31,14 @@
 
 #include <linux/blkdev.h>
 #include <linux/capability.h>
+#include <linux/cgroup.h>
 #include <linux/debugfs.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/llist.h>
+#include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/kdev_t.h>
@@ -255,6 +257,13 @@ struct vhost_blk {
 	u8 token[VHOST_BLK_TOKEN_BYTES];
 	bool reconcile;		/* VHOST_BLK_SET_RECONCILE; read by the worker */
 	bool swap_mapper;	/* VHOST_BLK_SET_SWAP_MAPPER; read by the worker */
+	/* Requests served by kworkers: see vhost_blk_offload(). */
+	struct workqueue_struct *write_wq;	/* ordered */
+	struct workqueue_struct *read_wq;
+	/* Writes on write_wq, for reads of their blocks to wait for. */
+	spinlock_t writes_lock;
+	struct list_head writes;
+	wait_queue_head_t writes_done;
 
 	int id;
 	int io_mode;		/* enum vhost_blk_io_mode, for debugfs */
@@ -277,6 +286,16 @@ struct vhost_blk_req {
 	/* A write's blocks, for ts_map_write_end(); map NULL: none. */
 	struct ts_map_disk *map;
 	u64 map_first, map_last;
+	/* A request a kworker serves: vhost_blk_offload(). */
+	struct work_struct work;
+	struct list_head writes_node;	/* on blk->writes while it runs */
+	struct vhost_blk_backend *be;
+	struct cgroup_subsys_state *blkcg;	/* the worker's, or NULL */
+	bool flush;
+	u64 pos;		/* disk offset */
+	unsigned int nr;	/* iov's segments */
+	size_t skip;		/* bytes of iov before the data */
+	bool reconcile;
 	struct iovec iov[];
 };
 
@@ -1342,6 +1361,155 @@ static void vhost_blk_avoid_false_reads(struct vhost_blk *blk,
 }
 
 /*
+ * A write's blocks are done with: reads of them go on. Blocks a write
+ * dropped the references of hold, until its data is written, what the
+ * image held before those references, which is neither the old nor the
+ * new contents: a read must not see them (vhost_blk_wait_for_writes()).
+ */
+static void vhost_blk_write_over(struct vhost_blk *blk,
+				 struct vhost_blk_req *req)
+{
+	spin_lock(&blk->writes_lock);
+	list_del(&req->writes_node);
+	spin_unlock(&blk->writes_lock);
+	wake_up_all(&blk->writes_done);
+}
+
+static bool vhost_blk_writes_overlap(struct vhost_blk *blk, u64 first,
+				     u64 last)
+{
+	struct vhost_blk_req *req;
+	bool overlap = false;
+
+	spin_lock(&blk->writes_lock);
+	list_for_each_entry(req, &blk->writes, writes_node) {
+		if (req->map_first <= last && first <= req->map_last) {
+			overlap = true;
+			break;
+		}
+	}
+	spin_unlock(&blk->writes_lock);
+	return overlap;
+}
+
+/*
+ * Before a read of blocks [@first, @last]: wait for the offloaded writes
+ * of any of them. The worker did not take a read while it served a write,
+ * and a read that overlaps a write in flight is rare (a guest that reads
+ * what it is writing), so the worker waits for it, as it used to.
+ */
+static void vhost_blk_wait_for_writes(struct vhost_blk *blk, u64 first,
+				      u64 last)
+{
+	if (list_empty_careful(&blk->writes))
+		return;
+	wait_event(blk->writes_done,
+		   !vhost_blk_writes_overlap(blk, first, last));
+}
+
+/*
+ * Three kinds of request would make the worker wait for a disk: a write
+ * that changes references (its runs are synchronous writes of the image;
+ * a partial write of a referenced block first copies the block back from
+ * the store; pages the host swapped in are faulted in), a read the swap
+ * mapper fingerprints (a synchronous read of the image into bounce pages)
+ * and a flush (which waits for the write holding replace_sem, and for the
+ * image and the journal). On a disk that is milliseconds each, and the
+ * worker serves every queue of the device: the guest's other requests
+ * waited behind them (bench-dp's slowest operations; with the mapper on,
+ * all its reads one at a time). So the worker hands them to kworkers and
+ * goes on. Writes that change references and flushes keep their order,
+ * one at a time on an ordered workqueue, as the worker ran them;
+ * fingerprinted reads run side by side (a write that begins during one is
+ * seen by the mapper's generations: M2 in Documentation/swap-mapper.rst).
+ * A kworker works in the guest's address space, charges its I/O to the
+ * worker's I/O cgroup and its kernel memory to the guest's memory cgroup,
+ * as the worker would; its CPU time is the kworker's (a kthread of ours
+ * in the owner's cgroups would keep that too).
+ */
+static void vhost_blk_offload_work(struct work_struct *work)
+{
+	struct vhost_blk_req *req = container_of(work, struct vhost_blk_req,
+						 work);
+	struct vhost_blk *blk = req->queue->blk;
+	struct vhost_blk_backend *be = req->be;
+	struct mm_struct *mm = blk->dev.mm;
+	struct mem_cgroup *memcg, *old_memcg;
+	long result = -EIO;
+
+	if (req->flush) {
+		kthread_associate_blkcg(req->blkcg);
+		result = vhost_blk_commit(be) ? -EIO : 0;
+		kthread_associate_blkcg(NULL);
+		goto done;
+	}
+	/* vhost holds the owner's mm until release, which drains us. */
+	if (mm && mmget_not_zero(mm)) {
+		memcg = get_mem_cgroup_from_mm(mm);
+		old_memcg = set_active_memcg(memcg);
+		kthread_associate_blkcg(req->blkcg);
+		kthread_use_mm(mm);
+		if (req->write) {
+			ts_disk_replace_begin(be->disk);
+			result = vhost_blk_write_mapped(blk, be, req, req->nr,
+							req->skip, req->pos,
+							req->reconcile);
+			ts_disk_replace_end(be->disk);
+			ts_disk_commit_later(be->disk);
+		} else {
+			result = vhost_blk_read_fingerprinted(be, req, req->nr,
+							      req->pos);
+		}
+		kthread_unuse_mm(mm);
+		kthread_associate_blkcg(NULL);
+		set_active_memcg(old_memcg);
+		mem_cgroup_put(memcg);
+		mmput(mm);
+	}
+	if (req->write)
+		vhost_blk_write_over(blk, req);
+done:
+	if (req->blkcg)
+		css_put(req->blkcg);
+	/* Last: the worker may complete and free @req from here on. */
+	vhost_blk_async_done(req, result);
+}
+
+/* The worker's I/O cgroup, with a reference; NULL without blk-cgroup. */
+static struct cgroup_subsys_state *vhost_blk_current_blkcg(void)
+{
+#ifdef CONFIG_BLK_CGROUP
+	return task_get_css(current, io_cgrp_id);
+#else
+	return NULL;
+#endif
+}
+
+/* Queue @req for vhost_blk_offload_work(); it completes there. */
+static void vhost_blk_offload(struct vhost_blk *blk,
+			      struct vhost_blk_backend *be,
+			      struct vhost_blk_req *req, unsigned int nr,
+			      size_t skip, u64 pos, bool reconcile)
+{
+	req->be = be;
+	req->blkcg = vhost_blk_current_blkcg();
+	req->pos = pos;
+	req->nr = nr;
+	req->skip = skip;
+	req->reconcile = reconcile;
+	INIT_WORK(&req->work, vhost_blk_offload_work);
+	atomic_inc(&req->queue->in_flight);
+	vhost_blk_in_flight_add(blk);
+	if (req->write) {
+		spin_lock(&blk->writes_lock);
+		list_add_tail(&req->writes_node, &blk->writes);
+		spin_unlock(&blk->writes_lock);
+	}
+	queue_work(req->write || req->flush ? blk->write_wq : blk->read_wq,
+		   &req->work);
+}
+
+/*
  * Reads and writes. Returns the status to complete with, -EINPROGRESS when
  * the request was completed here, -EAGAIN when it went asynchronous (it then
  * completes through vhost_blk_done_work()), or -EFAULT when the ring broke.
@@ -1392,6 +1560,7 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	req->counted = false;
 	req->store_read = NULL;
 	req->map = NULL;
+	req->flush = false;
 	vhost_blk_req_prepare(req, be, nr, skip, sector);
 	pos = sector << VHOST_BLK_SECTOR_SHIFT;
 
@@ -1408,6 +1577,9 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 		}
 	}
 
+	if (!write)
+		vhost_blk_wait_for_writes(blk, pos >> TS_BLOCK_SHIFT,
+					  (pos + len - 1) >> TS_BLOCK_SHIFT);
 	reconcile = vhost_blk_reconciling(blk);
 	if (reconcile && !write)
 		vhost_blk_avoid_false_reads(blk, be, req, nr);
@@ -1416,14 +1588,13 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	    (reconcile && write &&
 	     vhost_blk_write_worth_reconciling(blk, req, nr, skip, pos))) {
 		if (write) {
+			/* Completed by vhost_blk_done_work(). */
 			req->counted = true;
-			ts_disk_replace_begin(be->disk);
-			req->result = vhost_blk_write_mapped(blk, be, req, nr,
-							     skip, pos,
-							     reconcile);
-			ts_disk_replace_end(be->disk);
-		} else if (!vhost_blk_read_store_async(blk, be, req, nr,
-						       pos)) {
+			vhost_blk_offload(blk, be, req, nr, skip, pos,
+					  reconcile);
+			return -EAGAIN;
+		}
+		if (!vhost_blk_read_store_async(blk, be, req, nr, pos)) {
 			req->result = vhost_blk_read_mapped(blk, be, req, nr,
 							    pos);
 		} else {
@@ -1438,9 +1609,9 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 
 	if (!write && READ_ONCE(blk->swap_mapper) && ts_disk_map(be->disk) &&
 	    !((pos | len) & (TS_BLOCK_SIZE - 1))) {
-		req->result = vhost_blk_read_fingerprinted(be, req, nr, pos);
-		err = vhost_blk_rw_done(req);
-		return err ?: -EINPROGRESS;
+		/* Completed by vhost_blk_done_work(). */
+		vhost_blk_offload(blk, be, req, nr, skip, pos, reconcile);
+		return -EAGAIN;
 	}
 
 	direct = be->direct &&
@@ -1493,12 +1664,29 @@ static int vhost_blk_get_id(struct vhost_blk *blk, struct vhost_blk_chain *c,
 	return VIRTIO_BLK_S_OK;
 }
 
-static int vhost_blk_flush(struct vhost_blk_backend *be,
+/*
+ * A flush waits in ts_disk_sync_for() for the write that holds replace_sem,
+ * which may be an offloaded one taking milliseconds: it goes on the same
+ * ordered workqueue, behind the writes taken before it, and the worker
+ * goes on. Returns -EAGAIN (completed by vhost_blk_done_work()) or a status.
+ */
+static int vhost_blk_flush(struct vhost_blk_queue *queue,
+			   struct vhost_blk_backend *be,
 			   struct vhost_blk_chain *c)
 {
+	struct vhost_blk_req *req;
+
 	if (c->out_len != sizeof(struct virtio_blk_outhdr) || c->in_len != 1)
 		return VIRTIO_BLK_S_IOERR;
-	return vhost_blk_commit(be) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	if (!req)
+		return VIRTIO_BLK_S_IOERR;
+	req->queue = queue;
+	req->status = c->status;
+	req->head = c->head;
+	req->flush = true;
+	vhost_blk_offload(queue->blk, be, req, 0, 0, 0, false);
+	return -EAGAIN;
 }
 
 /*
@@ -1656,7 +1844,7 @@ static int vhost_blk_handle_req(struct vhost_blk_queue *queue,
 		break;
 	case VIRTIO_BLK_T_FLUSH:
 		vhost_blk_count(blk, VHOST_BLK_REQ_FLUSH, 1);
-		status = vhost_blk_flush(be, c);
+		status = vhost_blk_flush(queue, be, c);
 		break;
 	case VIRTIO_BLK_T_GET_ID:
 		vhost_blk_count(blk, VHOST_BLK_REQ_GET_ID, 1);
@@ -2321,9 +2509,21 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	if (ret < 0)
 		goto err_vqs;
 	blk->id = ret;
+	/* A rescuer: flushes and commits wait for these writes. */
+	blk->write_wq = alloc_ordered_workqueue("vhost-blk-%d-write",
+						WQ_MEM_RECLAIM, blk->id);
+	blk->read_wq = alloc_workqueue("vhost-blk-%d-read", WQ_UNBOUND, 0,
+				       blk->id);
+	if (!blk->write_wq || !blk->read_wq) {
+		ret = -ENOMEM;
+		goto err_wq;
+	}
 
 	spin_lock_init(&blk->in_flight_lock);
 	init_waitqueue_head(&blk->drain_wq);
+	spin_lock_init(&blk->writes_lock);
+	INIT_LIST_HEAD(&blk->writes);
+	init_waitqueue_head(&blk->writes_done);
 	spin_lock_init(&blk->serial_lock);
 	blk->reconcile = true;
 	blk->swap_mapper = true;
@@ -2343,6 +2543,12 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	f->private_data = blk;
 	return 0;
 
+err_wq:
+	if (blk->read_wq)
+		destroy_workqueue(blk->read_wq);
+	if (blk->write_wq)
+		destroy_workqueue(blk->write_wq);
+	ida_free(&vhost_blk_ida, blk->id);
 err_vqs:
 	kfree(vqs);
 err_blk:
@@ -2365,6 +2571,9 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 	vhost_dev_stop(&blk->dev);
 	vhost_blk_backend_put(be);
 	vhost_dev_cleanup(&blk->dev);
+	/* Empty: the drain waited for their requests. */
+	destroy_workqueue(blk->read_wq);
+	destroy_workqueue(blk->write_wq);
 	ida_free(&vhost_blk_ida, blk->id);
 	kfree(blk->dev.vqs);
 	kvfree(blk);

@@ -26,7 +26,8 @@
 #include "vblk_workload.h"
 
 #define PAGE		4096UL
-#define SECTORS		(PAGE / 512)
+#define SECTOR		512UL
+#define SECTORS		(PAGE / SECTOR)
 #define CGROUP		"ts-reconcile"
 #define PAGES		512UL		/* 2 MiB of guest buffers */
 #define DISK		"/dev/vda"
@@ -449,6 +450,40 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 }
 
 /*
+ * A write that changes references runs in a kworker of the device
+ * (reference_writes_do_not_stall_other_queues below), whose own I/O would
+ * be the root group's: the image's I/O it does is charged to the guest's
+ * group, which the vhost worker joined. Here each block of the write drops
+ * a reference, and its data is written by the kworker.
+ */
+TEST_F_TIMEOUT(rc, reference_writes_charge_the_guests_io_cgroup, 300)
+{
+	long long wbytes, dropped;
+
+	ASSERT_EQ(0, ts_write_str("/sys/fs/cgroup/cgroup.subtree_control",
+				  "+io"));
+	write_swapped(_metadata, &self->dev, self->buf, 0, 14, 1);
+	ASSERT_LE((long long)(PAGES * 95 / 100),
+		  ts_vhost_counter("reconciled_pages"));
+	/* Resident now: a write of them drops the references. */
+	ts_fill_pages(self->buf, PAGES, 14, 2);
+	dropped = ts_vhost_counter("dropped_references");
+	wbytes = ts_cgroup_io_stat(CGROUP, DISK, "wbytes");
+	ASSERT_LE(0, wbytes);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
+				   PAGES, false));
+	dropped = ts_vhost_counter("dropped_references") - dropped;
+	wbytes = ts_cgroup_io_stat(CGROUP, DISK, "wbytes") - wbytes;
+	TH_LOG("%lld references dropped, %lld bytes written charged to the group",
+	       dropped, wbytes);
+	EXPECT_LE((long long)(PAGES * 95 / 100), dropped);
+	EXPECT_LE((long long)(PAGES * PAGE), wbytes);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   PAGES, false));
+	EXPECT_EQ(0UL, ts_bad_pages(self->check, PAGES, 14, 2));
+}
+
+/*
  * The store on a device-mapper device over /dev/vdb, whose writes or reads
  * can be made slow: a commit's journal write, or a read of a referenced
  * block, then takes seconds.
@@ -456,6 +491,7 @@ TEST_F_TIMEOUT(rc, unflushed_changes_are_committed_in_the_background, 300)
 #define SLOW_DM		"ts-rc-store"
 #define SLOW_WRITE_MS	5000
 #define SLOW_READ_MS	2000
+#define QUEUES		3
 
 FIXTURE(slow_store) {
 	struct vblk_dev dev;
@@ -464,15 +500,12 @@ FIXTURE(slow_store) {
 	unsigned long long store_sectors;
 };
 
-static int slow_dm_table(unsigned long long sectors, unsigned int read_ms,
-			 unsigned int write_ms)
+/* Reads of the store take @read_ms, writes @write_ms. */
+static int store_delay(struct _test_data_slow_store *self,
+		       unsigned int read_ms, unsigned int write_ms)
 {
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup --noudevsync reload %s --table '0 %llu delay /dev/vdb 0 %u /dev/vdb 0 %u' && dmsetup --noudevsync resume --nolockfs %s",
-		 SLOW_DM, sectors, read_ms, write_ms, SLOW_DM);
-	return ts_system(cmd);
+	return ts_dm_delay(SLOW_DM, "/dev/vdb", self->store_sectors, read_ms,
+			   write_ms);
 }
 
 FIXTURE_SETUP(slow_store)
@@ -495,15 +528,15 @@ FIXTURE_SETUP(slow_store)
 	ASSERT_EQ(0, ts_dm_create(SLOW_DM, table, store, sizeof(store)));
 	snprintf(params, sizeof(params), "backing=%s", store);
 	ASSERT_EQ(0, ts_swap_up_on_store(params));
-	/* Two queues, for store_reads_do_not_stall_other_queues. */
-	guest_open(_metadata, &self->dev, 2, &self->disk_fd, &self->buf,
+	/* Queues for the requests side by side of the tests below. */
+	guest_open(_metadata, &self->dev, QUEUES, &self->disk_fd, &self->buf,
 		   &self->check);
 }
 
 FIXTURE_TEARDOWN(slow_store)
 {
 	if (self->store_sectors)
-		slow_dm_table(self->store_sectors, 0, 0);
+		store_delay(self, 0, 0);
 	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
 	ts_cgroup_leave(CGROUP);
 	ts_swap_down();
@@ -541,7 +574,7 @@ TEST_F_TIMEOUT(slow_store, requests_do_not_wait_for_the_journal, 300)
 					       3));
 	ts_fill_pages(self->check, PAGES, 11, 1);
 	/* Reads stay fast: only the journal (and swap-outs) wait. */
-	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0, SLOW_WRITE_MS));
+	ASSERT_EQ(0, store_delay(self, 0, SLOW_WRITE_MS));
 
 	start = ts_now();
 	for (p = 0; p < PAGES; p += per_req) {
@@ -582,7 +615,7 @@ TEST_F_TIMEOUT(slow_store, requests_do_not_wait_for_the_journal, 300)
 	EXPECT_LE(3, overlapped);
 	EXPECT_GT(SLOW_WRITE_MS / 1000.0 / 2, worst);
 
-	ASSERT_EQ(0, slow_dm_table(self->store_sectors, 0, 0));
+	ASSERT_EQ(0, store_delay(self, 0, 0));
 	/* The disk holds what each request wrote last. */
 	p = (reqs < (int)chunks ? (unsigned long)reqs : chunks) * per_req;
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->buf,
@@ -600,22 +633,105 @@ TEST_F_TIMEOUT(slow_store, requests_do_not_wait_for_the_journal, 300)
 	EXPECT_EQ(0UL, ts_bad_pages(self->buf, PAGES, 10, 3));
 }
 
-struct store_read {
+/* A request, from a thread of its own. */
+struct slow_request {
 	struct vblk_dev *dev;
+	unsigned int queue;
+	int type;		/* VIRTIO_BLK_T_IN, _OUT or _FLUSH */
 	unsigned long block;
 	char *buf;
+	size_t len;
 	double end;
 	int ret;
 };
 
-static void *store_read_thread(void *arg)
+static void *slow_request_thread(void *arg)
 {
-	struct store_read *r = arg;
+	struct slow_request *r = arg;
 
-	r->ret = vblk_rw(r->dev, 0, VIRTIO_BLK_T_IN, r->block * SECTORS, r->buf,
-			 PAGE, 0, false);
+	r->ret = vblk_rw(r->dev, r->queue, r->type, r->block * SECTORS, r->buf,
+			 r->len, 0, false);
 	r->end = ts_now();
 	return NULL;
+}
+
+/*
+ * Guest pages of tag 12 written as references to blocks [0, PAGES), one
+ * page of tag 13 written to the image at block 2 * PAGES: returns the
+ * first block a read of which is a store read. @scratch: two pages.
+ */
+static unsigned long store_and_image_blocks(struct __test_metadata *_metadata,
+					    struct _test_data_slow_store *self,
+					    char *scratch)
+{
+	unsigned long block;
+	long long reads;
+
+	write_swapped(_metadata, &self->dev, self->buf, 0, 12, 1);
+	EXPECT_LE((long long)(PAGES * 95 / 100),
+		  ts_vhost_counter("reconciled_pages"));
+	for (block = 0; block < PAGES; block++) {
+		reads = ts_vhost_counter("store_reads");
+		EXPECT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN,
+				     block * SECTORS, scratch, PAGE, 0,
+				     false));
+		if (ts_vhost_counter("store_reads") > reads)
+			break;
+	}
+	ts_fill_pages(scratch + PAGE, 1, 13, 1);
+	EXPECT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
+				   2 * PAGES * SECTORS, scratch + PAGE, 1,
+				   false));
+	return block;
+}
+
+/*
+ * Start @r (and @also, if not NULL), whose store reads take SLOW_READ_MS,
+ * and wait for them to be in flight (the device counts them), for up to
+ * half of that; then read @block on the last queue into @buf. Returns the
+ * count in flight seen; *@start is when @r started, *@read how long the
+ * read took.
+ */
+static long long read_beside(struct __test_metadata *_metadata,
+			     struct _test_data_slow_store *self,
+			     struct slow_request *r, struct slow_request *also,
+			     unsigned long block, char *buf, double *start,
+			     double *read, int *ret)
+{
+	long long in_flight = 0, want = also ? 2 : 1;
+	pthread_t thread, also_thread;
+	double t;
+
+	/*
+	 * The store is the host's swap too: a swap-in of the guest's rings or
+	 * buffers, in the worker, would now take seconds as well.
+	 */
+	EXPECT_EQ(0, mlock(self->dev.ram, self->dev.ram_size));
+	EXPECT_EQ(0, store_delay(self, SLOW_READ_MS, 0));
+	*start = ts_now();
+	EXPECT_EQ(0, pthread_create(&thread, NULL, slow_request_thread, r));
+	if (also) {
+		usleep(50 * 1000);
+		EXPECT_EQ(0, pthread_create(&also_thread, NULL,
+					    slow_request_thread, also));
+	}
+	/* Served in the worker, it would never be counted in flight. */
+	while (in_flight < want && ts_now() - *start < SLOW_READ_MS / 2000.0) {
+		usleep(10 * 1000);
+		in_flight = ts_vhost_counter("in_flight");
+	}
+	t = ts_now();
+	*ret = vblk_rw(&self->dev, QUEUES - 1, VIRTIO_BLK_T_IN, block * SECTORS,
+		       buf, PAGE, 0, false);
+	*read = ts_now() - t;
+	pthread_join(thread, NULL);
+	if (also)
+		pthread_join(also_thread, NULL);
+	munlock(self->dev.ram, self->dev.ram_size);
+	EXPECT_EQ(0, store_delay(self, 0, 0));
+	TH_LOG("request %.3f s, in flight at %.3f s; read beside %.3f s",
+	       r->end - *start, t - *start, *read);
+	return in_flight;
 }
 
 /*
@@ -628,64 +744,161 @@ static void *store_read_thread(void *arg)
  */
 TEST_F_TIMEOUT(slow_store, store_reads_do_not_stall_other_queues, 120)
 {
-	struct store_read r = { .dev = &self->dev, .buf = self->check };
-	long long reads, in_flight = 0;
-	double start, t, end;
-	pthread_t thread;
+	struct slow_request r = {
+		.dev = &self->dev, .type = VIRTIO_BLK_T_IN, .buf = self->check,
+		.len = PAGE,
+	};
+	long long reads, in_flight;
+	double start, read;
 	int ret;
 
-	/* Blocks [0, PAGES) references but a few; 2 * PAGES the image's. */
-	write_swapped(_metadata, &self->dev, self->buf, 0, 12, 1);
-	ASSERT_LE((long long)(PAGES * 95 / 100),
-		  ts_vhost_counter("reconciled_pages"));
-	/* The first block a read of which is a store read. */
-	for (r.block = 0; r.block < PAGES; r.block++) {
-		reads = ts_vhost_counter("store_reads");
-		ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN,
-				     r.block * SECTORS, self->check, PAGE, 0,
-				     false));
-		if (ts_vhost_counter("store_reads") > reads)
-			break;
-	}
+	r.block = store_and_image_blocks(_metadata, self, self->check);
 	ASSERT_GT(PAGES, r.block);
-	ts_fill_pages(self->check + PAGE, 1, 13, 1);
-	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT,
-				   2 * PAGES * SECTORS, self->check + PAGE, 1,
-				   false));
 	memset(self->check, 0, 2 * PAGE);
-	/*
-	 * The store is the host's swap too: a swap-in of the guest's rings or
-	 * buffers, in the worker, would now take seconds as well.
-	 */
-	ASSERT_EQ(0, mlock(self->dev.ram, self->dev.ram_size));
-	ASSERT_EQ(0, slow_dm_table(self->store_sectors, SLOW_READ_MS, 0));
 
 	reads = ts_vhost_counter("store_reads");
-	start = ts_now();
-	ASSERT_EQ(0, pthread_create(&thread, NULL, store_read_thread, &r));
-	/* Served in the worker, it would never be counted in flight. */
-	while (in_flight < 1 && ts_now() - start < SLOW_READ_MS / 2000.0) {
-		usleep(10 * 1000);
-		in_flight = ts_vhost_counter("in_flight");
-	}
-	t = ts_now();
-	ret = vblk_rw(&self->dev, 1, VIRTIO_BLK_T_IN, 2 * PAGES * SECTORS,
-		      self->check + PAGE, PAGE, 0, false);
-	end = ts_now();
-	pthread_join(thread, NULL);
-	munlock(self->dev.ram, self->dev.ram_size);
-	TH_LOG("store read (queue 0) %.3f s, in flight at %.3f s; queue 1 read %.3f s",
-	       r.end - start, t - start, end - t);
-
+	in_flight = read_beside(_metadata, self, &r, NULL, 2 * PAGES,
+				self->check + PAGE, &start, &read, &ret);
 	ASSERT_EQ(0, r.ret);
 	ASSERT_EQ(0, ret);
 	EXPECT_EQ(1, in_flight);
 	/* It was a store read, and slow; the other queue's was not held up. */
 	EXPECT_EQ(reads + 1, ts_vhost_counter("store_reads"));
 	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, r.end - start);
-	EXPECT_GT(r.end, end);
-	EXPECT_GT(SLOW_READ_MS / 1000.0 / 4, end - t);
+	EXPECT_GT(r.end, start + read);
+	EXPECT_GT(SLOW_READ_MS / 1000.0 / 4, read);
 	EXPECT_TRUE(ts_check_page(self->check, 12, r.block, 1));
+	EXPECT_TRUE(ts_check_page(self->check + PAGE, 13, 0, 1));
+}
+
+/*
+ * The same for a write that changes references: a write of one sector of
+ * a referenced block first copies the block back from the store into the
+ * image (a store read, then an image write), and a page-out with pages
+ * the host swapped back in writes those to the image. The worker hands
+ * such writes to a kworker: the copy is in flight, a read on another queue
+ * completes before it, and the block then holds the new sector and the
+ * reference's other bytes.
+ */
+TEST_F_TIMEOUT(slow_store, reference_writes_do_not_stall_other_queues, 120)
+{
+	struct slow_request r = {
+		.dev = &self->dev, .type = VIRTIO_BLK_T_OUT, .buf = self->check,
+		.len = SECTOR,
+	};
+	long long merged, in_flight;
+	char expect[PAGE];
+	double start, read;
+	int ret;
+
+	r.block = store_and_image_blocks(_metadata, self, self->check);
+	ASSERT_GT(PAGES, r.block);
+	memset(self->check, 0xa5, SECTOR);
+	memset(self->check + PAGE, 0, PAGE);
+
+	merged = ts_vhost_counter("merged_blocks");
+	in_flight = read_beside(_metadata, self, &r, NULL, 2 * PAGES,
+				self->check + PAGE, &start, &read, &ret);
+	ASSERT_EQ(0, r.ret);
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(1, in_flight);
+	/* It copied the block back, slowly; the other queue went on. */
+	EXPECT_EQ(merged + 1, ts_vhost_counter("merged_blocks"));
+	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, r.end - start);
+	EXPECT_GT(r.end, start + read);
+	EXPECT_GT(SLOW_READ_MS / 1000.0 / 4, read);
+	EXPECT_TRUE(ts_check_page(self->check + PAGE, 13, 0, 1));
+
+	ts_fill_page(expect, 12, r.block, 1);
+	memset(expect, 0xa5, SECTOR);
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN, r.block * SECTORS,
+			     self->check, PAGE, 0, false));
+	EXPECT_EQ(0, memcmp(self->check, expect, PAGE));
+}
+
+/*
+ * A write that drops a block's reference writes the block's data at the
+ * end of its run: until then the image holds, under the block, what was
+ * there before the reference, which is neither the old contents nor the
+ * new. A read of the block on another queue meanwhile must not see those
+ * bytes; it waits for the write. The write here: a whole block whose
+ * reference it drops, then one sector of the next referenced block, which
+ * it first copies back from the (slow) store.
+ */
+TEST_F_TIMEOUT(slow_store, reads_wait_for_the_write_that_drops_their_references,
+	       120)
+{
+	struct slow_request r = {
+		.dev = &self->dev, .type = VIRTIO_BLK_T_OUT, .buf = self->check,
+		.len = PAGE + SECTOR,
+	};
+	char *page = self->check + 2 * PAGE;
+	long long reads, in_flight;
+	double start, read;
+	int ret;
+
+	/* The image's own bytes under blocks [0, PAGES): tag 15. */
+	ts_fill_pages(self->check, PAGES, 15, 1);
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0,
+				   self->check, PAGES, false));
+	r.block = store_and_image_blocks(_metadata, self, self->check);
+	ASSERT_GT(PAGES - 1, r.block);
+	reads = ts_vhost_counter("store_reads");
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_IN,
+			     (r.block + 1) * SECTORS, page, PAGE, 0, false));
+	ASSERT_LT(reads, ts_vhost_counter("store_reads"));
+	ts_fill_page(self->check, 16, r.block, 1);
+	memset(self->check + PAGE, 0xa5, SECTOR);
+	memset(page, 0, PAGE);
+
+	in_flight = read_beside(_metadata, self, &r, NULL, r.block, page,
+				&start, &read, &ret);
+	ASSERT_EQ(0, r.ret);
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(1, in_flight);
+	EXPECT_FALSE(ts_check_page(page, 15, r.block, 1));
+	EXPECT_TRUE(ts_check_page(page, 16, r.block, 1));
+	/* The copy back was slow, and the read waited for it. */
+	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, r.end - start);
+	EXPECT_LE(SLOW_READ_MS / 1000.0 / 2, read);
+}
+
+/*
+ * A flush waits for the write of references in flight (replace_sem) and
+ * then for the image and the journal. Waiting in the worker stalled every
+ * queue: it waits behind the writes, off the worker. A slow write (as
+ * above), then a flush on another queue, then a read on a third: the read
+ * is not held up, the flush ends after the write, and both succeed.
+ */
+TEST_F_TIMEOUT(slow_store, flushes_do_not_stall_other_queues, 120)
+{
+	struct slow_request r = {
+		.dev = &self->dev, .type = VIRTIO_BLK_T_OUT, .buf = self->check,
+		.len = SECTOR,
+	};
+	struct slow_request flush = {
+		.dev = &self->dev, .queue = 1, .type = VIRTIO_BLK_T_FLUSH,
+	};
+	long long flushes, in_flight;
+	double start, read;
+	int ret;
+
+	r.block = store_and_image_blocks(_metadata, self, self->check);
+	ASSERT_GT(PAGES, r.block);
+	memset(self->check, 0xa5, SECTOR);
+	memset(self->check + PAGE, 0, PAGE);
+	flushes = ts_vhost_counter("requests_flush");
+
+	in_flight = read_beside(_metadata, self, &r, &flush, 2 * PAGES,
+				self->check + PAGE, &start, &read, &ret);
+	ASSERT_EQ(0, r.ret);
+	ASSERT_EQ(0, flush.ret);
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(2, in_flight);
+	EXPECT_EQ(flushes + 1, ts_vhost_counter("requests_flush"));
+	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, r.end - start);
+	EXPECT_LE(r.end, flush.end);
+	EXPECT_GT(SLOW_READ_MS / 1000.0 / 4, read);
 	EXPECT_TRUE(ts_check_page(self->check + PAGE, 13, 0, 1));
 }
 

@@ -53,32 +53,6 @@ FIXTURE_TEARDOWN(sc)
 	ts_swap_down();
 }
 
-/* Field @key ("wbytes", "rbytes") of @dev's line in the group's io.stat. */
-static long long io_stat(const char *dev, const char *key)
-{
-	char line[512], want[32], *p;
-	long long val = 0;
-	struct stat st;
-	FILE *f;
-
-	if (stat(dev, &st))
-		return -1;
-	snprintf(want, sizeof(want), "%u:%u ", major(st.st_rdev),
-		 minor(st.st_rdev));
-	f = fopen(CGROOT "/" CGROUP "/io.stat", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, want, strlen(want)))
-			continue;
-		p = strstr(line, key);
-		if (p)
-			val = atoll(p + strlen(key) + 1);
-	}
-	fclose(f);
-	return val;
-}
-
 /*
  * The child joins the group and fills memory, the parent (root group)
  * reclaims it: the swap-out runs in the parent's context. Then the child
@@ -119,14 +93,14 @@ TEST_F_TIMEOUT(sc, swap_io_is_charged_to_the_swapping_group, 300)
 		child_main(self->to_child[0], self->from_child[1]);
 	ASSERT_EQ(1, read(self->from_child[0], &c, 1));
 
-	wbytes0 = io_stat(BACKING, "wbytes");
-	rbytes0 = io_stat(BACKING, "rbytes");
+	wbytes0 = ts_cgroup_io_stat(CGROUP, BACKING, "wbytes");
+	rbytes0 = ts_cgroup_io_stat(CGROUP, BACKING, "rbytes");
 	swapped = ts_swapdev_counter("writes");
 	/* Reclaim by a process outside the group. */
 	ts_cgroup_write(CGROUP, "memory.reclaim", "64M");
 	ts_cgroup_write(CGROUP, "memory.reclaim", "64M");
 	swapped = (ts_swapdev_counter("writes") - swapped) * PAGE;
-	wbytes = io_stat(BACKING, "wbytes") - wbytes0;
+	wbytes = ts_cgroup_io_stat(CGROUP, BACKING, "wbytes") - wbytes0;
 	TH_LOG("swapped out %lld KiB; the group was charged %lld KiB of writes",
 	       swapped >> 10, wbytes >> 10);
 	ASSERT_LE((long long)(SWAP_MIB * MIB / 2), swapped);
@@ -134,7 +108,7 @@ TEST_F_TIMEOUT(sc, swap_io_is_charged_to_the_swapping_group, 300)
 
 	ASSERT_EQ(1, write(self->to_child[1], "c", 1));
 	ASSERT_EQ(1, read(self->from_child[0], &c, 1));
-	rbytes = io_stat(BACKING, "rbytes") - rbytes0;
+	rbytes = ts_cgroup_io_stat(CGROUP, BACKING, "rbytes") - rbytes0;
 	TH_LOG("the group was charged %lld KiB of reads", rbytes >> 10);
 	EXPECT_LE(swapped * 9 / 10, rbytes);
 

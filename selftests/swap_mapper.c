@@ -19,6 +19,7 @@
 #include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <linux/tesseract.h>
 
 #include "kselftest_harness.h"
@@ -1019,6 +1020,120 @@ TEST(bad_parameters_refused)
 		EXPECT_EQ(0, ts_load_refused(bad_params[i].params,
 					     bad_params[i].err,
 					     bad_params[i].message));
+}
+
+/*
+ * The image behind dm-delay, whose reads can be made slow, and a guest
+ * with two queues.
+ */
+#define SLOW_IMAGE	"ts-map-image"
+#define SLOW_READ_MS	1000
+
+FIXTURE(slow_image) {
+	struct vblk_dev dev;
+	int disk_fd;
+	char *buf;
+	unsigned long long sectors;
+};
+
+FIXTURE_SETUP(slow_image)
+{
+	unsigned long long bytes = 0;
+	char table[128], image[64];
+	int fd;
+
+	vblk_init(&self->dev);
+	self->disk_fd = -1;
+	fd = open(DISK, O_RDONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
+	close(fd);
+	snprintf(table, sizeof(table), "0 %llu delay " DISK " 0 0", bytes >> 9);
+	ASSERT_EQ(0, ts_dm_create(SLOW_IMAGE, table, image, sizeof(image)));
+	self->sectors = bytes >> 9;
+	ASSERT_EQ(0, ts_swap_up(PARAMS));
+	ASSERT_EQ(0, ts_cgroup_enter(CGROUP));
+	self->disk_fd = open(image, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->disk_fd);
+	ASSERT_EQ(0, vblk_open_disk_mq(&self->dev, GUEST_RAM, 2,
+				       self->disk_fd, 0));
+	self->buf = vblk_alloc(&self->dev, PAGES * PAGE, PAGE);
+	ASSERT_NE(NULL, self->buf);
+}
+
+FIXTURE_TEARDOWN(slow_image)
+{
+	if (self->sectors)
+		ts_dm_delay(SLOW_IMAGE, DISK, self->sectors, 0, 0);
+	vblk_close_disk(&self->dev, self->disk_fd, DISK_SECTORS);
+	ts_cgroup_leave(CGROUP);
+	ts_swap_down();
+	ts_dm_remove(SLOW_IMAGE);
+}
+
+struct queued_read {
+	struct vblk_dev *dev;
+	int queue;
+	char *buf;		/* reads block @queue into it */
+	double end;
+	int ret;
+};
+
+static void *queued_read_thread(void *arg)
+{
+	struct queued_read *r = arg;
+
+	r->ret = vblk_rw(r->dev, r->queue, VIRTIO_BLK_T_IN, r->queue * SECTORS,
+			 r->buf, PAGE, 0, false);
+	r->end = ts_now();
+	return NULL;
+}
+
+/*
+ * A read the mapper follows goes through bounce pages, a synchronous read
+ * of the image. Served in the vhost worker, such reads ran one at a time
+ * and held up every queue of the device. Two of them on two queues, each
+ * a second long: they overlap, and both pages were fingerprinted (they
+ * swap out with no write).
+ */
+TEST_F_TIMEOUT(slow_image, fingerprinted_reads_run_side_by_side, 120)
+{
+	struct queued_read r[2];
+	pthread_t thread[2];
+	long long added, mapped;
+	double start, first, last;
+	int i;
+
+	ASSERT_EQ(0, disk_write(&self->dev, self->buf, 0, 1));
+	ASSERT_EQ(0, ts_dm_delay(SLOW_IMAGE, DISK, self->sectors,
+				 SLOW_READ_MS, 0));
+	added = ts_mapper_stat("fingerprints_added");
+	start = ts_now();
+	for (i = 0; i < 2; i++) {
+		r[i] = (struct queued_read){
+			.dev = &self->dev, .queue = i,
+			.buf = self->buf + i * PAGE,
+		};
+		ASSERT_EQ(0, pthread_create(&thread[i], NULL,
+					    queued_read_thread, &r[i]));
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(thread[i], NULL);
+	EXPECT_EQ(0, ts_dm_delay(SLOW_IMAGE, DISK, self->sectors, 0, 0));
+	first = (r[0].end < r[1].end ? r[0].end : r[1].end) - start;
+	last = (r[0].end < r[1].end ? r[1].end : r[0].end) - start;
+	TH_LOG("reads done after %.3f and %.3f s", first, last);
+
+	ASSERT_EQ(0, r[0].ret);
+	ASSERT_EQ(0, r[1].ret);
+	EXPECT_LE(SLOW_READ_MS / 1000.0 * 0.9, first);
+	EXPECT_GT(SLOW_READ_MS / 1000.0 * 1.5, last);
+	EXPECT_EQ(added + 2, ts_mapper_stat("fingerprints_added"));
+	EXPECT_TRUE(ts_check_page(self->buf, TAG, 0, 1));
+	EXPECT_TRUE(ts_check_page(self->buf + PAGE, TAG, 1, 1));
+	mapped = ts_mapper_stat("swap_outs_mapped");
+	EXPECT_TRUE(page_out(self->buf, 2 * PAGE));
+	EXPECT_EQ(mapped + 2, ts_mapper_stat("swap_outs_mapped"));
 }
 
 TEST_HARNESS_MAIN

@@ -398,6 +398,33 @@ int ts_cgroup_write(const char *name, const char *file, const char *val)
 	return ts_write_str(path, val);
 }
 
+long long ts_cgroup_io_stat(const char *name, const char *dev,
+			    const char *key)
+{
+	char line[512], want[32], path[256], *p;
+	long long val = 0;
+	struct stat st;
+	FILE *f;
+
+	if (stat(dev, &st))
+		return -1;
+	snprintf(want, sizeof(want), "%u:%u ", major(st.st_rdev),
+		 minor(st.st_rdev));
+	snprintf(path, sizeof(path), TS_CGROOT "/%s/io.stat", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		p = strstr(line, key);
+		if (p)
+			val = atoll(p + strlen(key) + 1);
+	}
+	fclose(f);
+	return val;
+}
+
 int ts_cgroup_enter(const char *name)
 {
 	char path[256], pid[32];
@@ -647,6 +674,17 @@ int ts_dm_create(const char *name, const char *table, char *path,
 	pclose(f);
 	snprintf(path, len, "/dev/dm-%d", atoi(minor));
 	return access(path, R_OK) ? -1 : 0;
+}
+
+int ts_dm_delay(const char *name, const char *dev, unsigned long long sectors,
+		unsigned int read_ms, unsigned int write_ms)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup --noudevsync reload %s --table '0 %llu delay %s 0 %u %s 0 %u' && dmsetup --noudevsync resume --nolockfs %s",
+		 name, sectors, dev, read_ms, dev, write_ms, name);
+	return ts_system(cmd);
 }
 
 void ts_dm_remove(const char *name)

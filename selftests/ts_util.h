@@ -78,6 +78,12 @@ void ts_system_quiet(const char *cmd);
 int ts_dm_create(const char *name, const char *table, char *path,
 		 size_t len);
 void ts_dm_remove(const char *name);
+/*
+ * Switch dm device @name to a dm-delay table over the first @sectors of
+ * @dev: reads take @read_ms, writes @write_ms. 0 or the shell's status.
+ */
+int ts_dm_delay(const char *name, const char *dev, unsigned long long sectors,
+		unsigned int read_ms, unsigned int write_ms);
 
 /* Run build/tools/tesseractctl (under $TS_DIR) with @args: exit status. */
 int ts_tool(const char *args);
@@ -189,6 +195,12 @@ int ts_cgroup_enter(const char *name);
 void ts_cgroup_leave(const char *name);
 /* Write a cgroup control file of group name. 0 or -errno. */
 int ts_cgroup_write(const char *name, const char *file, const char *val);
+/*
+ * Field @key ("wbytes", "rbytes") of block device @dev's line in group
+ * @name's io.stat: 0 without a line, -1 if either cannot be read.
+ */
+long long ts_cgroup_io_stat(const char *name, const char *dev,
+			    const char *key);
 
 /*
  * Push [addr, addr + len) to swap: MADV_PAGEOUT starts writeback, then
