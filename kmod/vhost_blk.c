@@ -12,7 +12,9 @@
  * With an O_DIRECT backend the reads and writes are asynchronous kiocbs; their
  * completion (often in interrupt context, without the VMM's mm) is handed
  * back to the worker, which writes the status byte and returns the buffer.
- * Otherwise each request completes in the worker before the next starts.
+ * Otherwise a request completes in the worker before the next starts, but
+ * for those that would make it wait for a disk, which kworkers serve (see
+ * vhost_blk_offload_work()).
  *
  * Everything in a request comes from an untrusted guest: the vhost core
  * checks the descriptor chains and translates addresses; this file checks
@@ -25,7 +27,8 @@
  * swapping the page in. A read that one run of store blocks serves whole,
  * into whole guest pages (a guest's page-in), is asynchronous like an
  * O_DIRECT one; other requests that touch references are served
- * synchronously, block by block; all others take the ordinary path above.
+ * synchronously, block by block, writes in a kworker; all others take the
+ * ordinary path above.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": vhost-blk: " fmt
 
@@ -1173,6 +1176,8 @@ free:
 
 /* Blocks a fingerprinted read moves at a time. */
 #define VHOST_BLK_FP_RUN	16
+/* Fingerprinted reads of a device served at once (each a kworker). */
+#define VHOST_BLK_FP_READS	8
 
 struct vhost_blk_fp_buf {
 	struct bio_vec bounce[VHOST_BLK_FP_RUN];
@@ -2512,8 +2517,9 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	/* A rescuer: flushes and commits wait for these writes. */
 	blk->write_wq = alloc_ordered_workqueue("vhost-blk-%d-write",
 						WQ_MEM_RECLAIM, blk->id);
-	blk->read_wq = alloc_workqueue("vhost-blk-%d-read", WQ_UNBOUND, 0,
-				       blk->id);
+	/* A bound on what one guest's reads take outside its cgroups. */
+	blk->read_wq = alloc_workqueue("vhost-blk-%d-read", WQ_UNBOUND,
+				       VHOST_BLK_FP_READS, blk->id);
 	if (!blk->write_wq || !blk->read_wq) {
 		ret = -ENOMEM;
 		goto err_wq;
