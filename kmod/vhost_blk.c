@@ -2514,7 +2514,10 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	if (ret < 0)
 		goto err_vqs;
 	blk->id = ret;
-	/* A rescuer: flushes and commits wait for these writes. */
+	/*
+	 * A rescuer: writes and flushes go on when memory is too short for a
+	 * new kworker, as they would in the vhost worker.
+	 */
 	blk->write_wq = alloc_ordered_workqueue("vhost-blk-%d-write",
 						WQ_MEM_RECLAIM, blk->id);
 	/* A bound on what one guest's reads take outside its cgroups. */
