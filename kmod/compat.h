@@ -11,6 +11,7 @@
 #include <linux/err.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/ftrace.h>
 #include <linux/mm.h>
 #include <linux/pgtable.h>
 #include <linux/swap.h>
@@ -221,6 +222,37 @@ static inline void ts_kiocb_end_async_write(struct kiocb *iocb)
  * is not among the headers we build with).
  */
 #define TS_SWAP_IN_FUNCTIONS	{ "swap_read_folio", "swap_readpage" }
+
+/*
+ * Hooks on function entry (ftrace) read their function's arguments. Where
+ * ftrace saves the argument registers for every callback
+ * (DYNAMIC_FTRACE_WITH_ARGS, x86 since 5.11) a hook needs no full pt_regs,
+ * whose saving takes ftrace's slower trampoline on every call of a hot
+ * function (the swap paths'). 6.1 has no accessor, but its ftrace_regs are
+ * a pt_regs holding the arguments.
+ */
+#ifdef CONFIG_DYNAMIC_FTRACE_WITH_ARGS
+#define TS_FTRACE_HOOK_FLAGS	FTRACE_OPS_FL_PERMANENT
+
+static inline unsigned long ts_ftrace_arg(struct ftrace_regs *fregs,
+					  unsigned int n)
+{
+#ifdef ftrace_regs_get_argument
+	return ftrace_regs_get_argument(fregs, n);
+#else
+	return regs_get_kernel_argument(&fregs->regs, n);
+#endif
+}
+#else
+#define TS_FTRACE_HOOK_FLAGS	(FTRACE_OPS_FL_SAVE_REGS | \
+				 FTRACE_OPS_FL_PERMANENT)
+
+static inline unsigned long ts_ftrace_arg(struct ftrace_regs *fregs,
+					  unsigned int n)
+{
+	return regs_get_kernel_argument(ftrace_get_regs(fregs), n);
+}
+#endif
 
 /* The swap entry of a swap-cache folio's first page (6.6 made it a field). */
 static inline swp_entry_t ts_folio_swap_entry(struct folio *folio)

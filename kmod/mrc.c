@@ -365,8 +365,20 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 	span = &g->spans[lo];
 	if (!span->live)
 		return U64_MAX;
-	for (i = lo + 1; i < g->nr_spans; i++)
-		after += g->spans[i].live;
+	/*
+	 * The newer spans' pages: summed, or what the older ones leave of
+	 * all in swap, whichever is fewer spans to add. Pages tend to come
+	 * back oldest first (a scan in the order they left), and the spans
+	 * are summed with interrupts off.
+	 */
+	if (g->nr_spans - lo - 1 <= lo) {
+		for (i = lo + 1; i < g->nr_spans; i++)
+			after += g->spans[i].live;
+	} else {
+		after = g->in_swap - span->live;
+		for (i = 0; i < lo; i++)
+			after -= g->spans[i].live;
+	}
 	/*
 	 * Of the rest of its own span, an even share of those up to the
 	 * newest still in swap, rounded down. The newest itself back, the
@@ -612,68 +624,48 @@ void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
 }
 
 /*
- * The swap-in of @nr slots from @first begins (swap_read_folio(), the
- * folio locked in the swap cache: nothing evicts or frees these slots
- * until it is over). Each page leaves its group's swap now, whatever
- * then reads its data: its stamp becomes its distance. Swapoff reads
- * every page back, needed or not: those are no faults (it runs as the
- * OOM killer's origin task, see try_to_unuse()).
+ * The swap-in of @slot begins (swap_read_folio(), the folio locked in the
+ * swap cache: nothing evicts or frees the slot until it is over). Its page
+ * leaves its group's swap now, whatever then reads its data: its stamp
+ * becomes its distance, which the device's read counts when it completes
+ * (ts_mrc_swap_in()). Not @from_device, its data come from zswap or the
+ * zeromap and no read of the device follows: it counts now, as a fault
+ * that bypassed the device (whether it was read ahead is not known).
+ * Swapoff reads every page back, needed or not: those are no faults (it
+ * runs as the OOM killer's origin task, see try_to_unuse()).
  */
-void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr)
+void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device)
 {
 	bool swapoff = oom_task_origin(current);
-
+	u64 old, distance = U64_MAX;
 	struct ts_mrc_group *g;
-	unsigned long flags, i;
-	u64 old, stamp, distance;
+	unsigned long flags;
 
-	if (!mrc || first >= mrc->nr_slots)
+	if (!mrc || slot >= mrc->nr_slots)
 		return;
-	nr = min_t(u64, nr, mrc->nr_slots - first);
+	old = atomic64_read(&mrc->slot_stamp[slot]);
+	if (!old || (old & TS_MRC_POPPED))
+		return;
 	rcu_read_lock();
-	for (i = 0; i < nr; i++) {
-		old = atomic64_read(&mrc->slot_stamp[first + i]);
-		if (!old || (old & TS_MRC_POPPED))
-			continue;
-		g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
-		stamp = old & TS_MRC_CLOCK_MASK;
-		distance = U64_MAX;
-		if (g) {
-			spin_lock_irqsave(&g->lock, flags);
-			if (!g->dead)
-				distance = ts_mrc_pop_stamp_locked(g, stamp);
-			spin_unlock_irqrestore(&g->lock, flags);
-		}
+	g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
+	if (g) {
+		spin_lock_irqsave(&g->lock, flags);
+		if (!g->dead)
+			distance = ts_mrc_pop_stamp_locked(g,
+							   old & TS_MRC_CLOCK_MASK);
 		if (swapoff)
 			distance = TS_MRC_NOT_A_FAULT;
-		atomic64_set(&mrc->slot_stamp[first + i],
-			     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED |
-			     min_t(u64, distance, TS_MRC_NO_DISTANCE));
+		distance = min_t(u64, distance, TS_MRC_NO_DISTANCE);
+		if (!g->dead && !from_device)
+			ts_mrc_count_locked(g, distance, false, true);
+		spin_unlock_irqrestore(&g->lock, flags);
 	}
 	rcu_read_unlock();
-}
-
-/*
- * The swap-in read of @nr slots from @first returned with the folio up to
- * date: its data came from elsewhere than the device (zswap, the zeromap),
- * or the device's read completed already and took the state. A distance
- * still there counts now, as a fault that bypassed the device (whether
- * it was read ahead is not known yet).
- */
-void ts_mrc_swap_in_ends(struct ts_mrc *mrc, u64 first, unsigned long nr)
-{
-	unsigned long i;
-	u64 old;
-
-	if (!mrc || first >= mrc->nr_slots)
-		return;
-	nr = min_t(u64, nr, mrc->nr_slots - first);
-	for (i = 0; i < nr; i++) {
-		old = atomic64_read(&mrc->slot_stamp[first + i]);
-		if ((old & TS_MRC_POPPED) &&
-		    atomic64_cmpxchg(&mrc->slot_stamp[first + i], old, 0) == old)
-			ts_mrc_settle(mrc, old);
-	}
+	if (swapoff)
+		distance = TS_MRC_NOT_A_FAULT;
+	atomic64_set(&mrc->slot_stamp[slot], !from_device ? 0 :
+		     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED |
+		     min_t(u64, distance, TS_MRC_NO_DISTANCE));
 }
 
 /*

@@ -17,7 +17,6 @@
 #include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/ftrace.h>
-#include <linux/kprobes.h>
 #include <linux/pagemap.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -115,14 +114,12 @@ struct ts_swapdev {
 	/*
 	 * For the miss-ratio curves: hooks where a page leaves memory to
 	 * this device's swap (mem_cgroup_swapout(), written or not: a clean
-	 * page goes without a write), and around the swap-in read
-	 * (TS_SWAP_IN_FUNCTIONS, a return probe: whether its data then
-	 * comes from the device or not, it begins there, and returns up to
-	 * date unless the device still reads it). Without both there are no
-	 * curves.
+	 * page goes without a write), and where its swap-in read begins
+	 * (TS_SWAP_IN_FUNCTIONS: whether its data then comes from the device
+	 * or not, it begins there). Without both there are no curves.
 	 */
 	struct ftrace_ops evict_ops;
-	struct kretprobe swap_in_probe;
+	struct ftrace_ops swap_in_ops;
 
 	/*
 	 * ftrace can still stop calling the hook without telling anyone:
@@ -428,7 +425,6 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 {
 	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
 						  swap_out_ops);
-	struct pt_regs *regs = ftrace_get_regs(fregs);
 	struct ts_store *store = swapdev->store;
 	struct folio *folio;
 	unsigned long flags;
@@ -438,10 +434,7 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 
 	if (unlikely(READ_ONCE(swapdev->fail_swap_out_hook)))
 		return;
-	/* Registered with FTRACE_OPS_FL_SAVE_REGS: never NULL. */
-	if (WARN_ON_ONCE(!regs))
-		return;
-	page = (struct page *)regs_get_kernel_argument(regs, 0);
+	page = (struct page *)ts_ftrace_arg(fregs, 0);
 	if (!page)
 		return;
 	folio = page_folio(page);
@@ -483,73 +476,56 @@ static void ts_swapdev_folio_evicted(unsigned long ip, unsigned long parent_ip,
 {
 	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
 						  evict_ops);
-	struct pt_regs *regs = ftrace_get_regs(fregs);
 	struct folio *folio;
 	swp_entry_t entry;
 
-	if (WARN_ON_ONCE(!regs))
-		return;
-	folio = (struct folio *)regs_get_kernel_argument(regs, 0);
-	entry.val = regs_get_kernel_argument(regs, 1);
+	folio = (struct folio *)ts_ftrace_arg(fregs, 0);
+	entry.val = ts_ftrace_arg(fregs, 1);
 	if (!folio || (int)swp_type(entry) != READ_ONCE(swapdev->swap_type))
 		return;
 	ts_mrc_evicted(swapdev->mrc, folio, swp_offset(entry),
 		       folio_nr_pages(folio));
 }
 
-/* What the swap-in probe keeps from the entry of a read to its return. */
-struct ts_swap_in_read {
-	struct folio *folio;
-	u64 first;
-	unsigned long nr;
-};
-
 /*
  * At the entry of the swap-in read (TS_SWAP_IN_FUNCTIONS): the folio is
  * locked in the swap cache, its data not read yet. Its first argument is
- * the folio, or on 6.1 its head page, which is the same address. Non-zero:
- * not ours, no return probe.
+ * the folio, or on 6.1 its head page, which is the same address.
+ *
+ * Whether the device will read a slot, or zswap or the zeromap hold its
+ * data, is known here: a swap-out that does not reach this device leaves
+ * its slots announced (see slot_announced), and a write consumes the mark.
+ * Stable while the folio is locked in the swap cache: no swap-out, write
+ * or free of its slots can run. A slot that was never announced, with the
+ * hook off, counts as read by the device, and if it was not, counts when
+ * it is next evicted or freed (ts_mrc_settle()).
  */
-static int ts_swapdev_swap_in_begins(struct kretprobe_instance *ri,
-				     struct pt_regs *regs)
+static void ts_swapdev_swap_in_begins(unsigned long ip,
+				      unsigned long parent_ip,
+				      struct ftrace_ops *ops,
+				      struct ftrace_regs *fregs)
 {
-	struct ts_swapdev *swapdev = container_of(get_kretprobe(ri),
-						  struct ts_swapdev,
-						  swap_in_probe);
-	struct ts_swap_in_read *read = (struct ts_swap_in_read *)ri->data;
-	struct page *page;
+	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
+						  swap_in_ops);
 	struct folio *folio;
+	struct page *page;
+	u64 first, nr, i;
 
-	page = (struct page *)regs_get_kernel_argument(regs, 0);
+	page = (struct page *)ts_ftrace_arg(fregs, 0);
 	if (!page)
-		return 1;
+		return;
 	folio = page_folio(page);
 	if (!folio_test_swapcache(folio) ||
 	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
-		return 1;
-	read->folio = folio;
-	read->first = swp_offset(ts_folio_swap_entry(folio));
-	read->nr = folio_nr_pages(folio);
-	ts_mrc_swap_in_begins(swapdev->mrc, read->first, read->nr);
-	return 0;
-}
-
-/*
- * The read returned. The caller holds a reference on the folio; up to
- * date, its data came from zswap or the zeromap, or the device's read
- * already completed. Not up to date: the device's read is under way.
- */
-static int ts_swapdev_swap_in_returns(struct kretprobe_instance *ri,
-				      struct pt_regs *regs)
-{
-	struct ts_swapdev *swapdev = container_of(get_kretprobe(ri),
-						  struct ts_swapdev,
-						  swap_in_probe);
-	struct ts_swap_in_read *read = (struct ts_swap_in_read *)ri->data;
-
-	if (folio_test_uptodate(read->folio))
-		ts_mrc_swap_in_ends(swapdev->mrc, read->first, read->nr);
-	return 0;
+		return;
+	first = swp_offset(ts_folio_swap_entry(folio));
+	if (first >= swapdev->nr_slots)
+		return;
+	nr = min_t(u64, folio_nr_pages(folio), swapdev->nr_slots - first);
+	for (i = 0; i < nr; i++)
+		ts_mrc_swap_in_begins(swapdev->mrc, first + i,
+				      !test_bit(first + i,
+						swapdev->slot_announced));
 }
 
 static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
@@ -559,7 +535,7 @@ static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
 	int ret = -ENOENT;
 
 	ops->func = func;
-	ops->flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_PERMANENT;
+	ops->flags = TS_FTRACE_HOOK_FLAGS;
 	for (i = 0; i < nr_names && ret; i++)
 		ret = ftrace_set_filter(ops, (unsigned char *)names[i],
 					strlen(names[i]), 1);
@@ -576,31 +552,11 @@ static void ts_swapdev_unhook(struct ftrace_ops *ops)
 	ftrace_free_filter(ops);
 }
 
-/* The swap-in probe, on the first of TS_SWAP_IN_FUNCTIONS there is. */
-static int ts_swapdev_probe_swap_ins(struct ts_swapdev *swapdev)
-{
-	static const char *const names[] = TS_SWAP_IN_FUNCTIONS;
-	struct kretprobe *rp = &swapdev->swap_in_probe;
-	unsigned int i;
-	int ret = -ENOENT;
-
-	for (i = 0; i < ARRAY_SIZE(names) && ret; i++) {
-		memset(rp, 0, sizeof(*rp));
-		rp->kp.symbol_name = names[i];
-		rp->entry_handler = ts_swapdev_swap_in_begins;
-		rp->handler = ts_swapdev_swap_in_returns;
-		rp->data_size = sizeof(struct ts_swap_in_read);
-		/* Reads in flight at once; one more is not seen (nmissed). */
-		rp->maxactive = max_t(int, 64, 4 * num_possible_cpus());
-		ret = register_kretprobe(rp);
-	}
-	return ret;
-}
-
 /* The curves' hooks, or no curves. */
 static void ts_swapdev_watch_evictions(struct ts_swapdev *swapdev)
 {
 	static const char *const evict[] = { "mem_cgroup_swapout" };
+	static const char *const swap_in[] = TS_SWAP_IN_FUNCTIONS;
 	int ret;
 
 	if (!swapdev->mrc)
@@ -608,12 +564,14 @@ static void ts_swapdev_watch_evictions(struct ts_swapdev *swapdev)
 	ret = ts_swapdev_hook(&swapdev->evict_ops, ts_swapdev_folio_evicted,
 			      evict, ARRAY_SIZE(evict));
 	if (!ret) {
-		ret = ts_swapdev_probe_swap_ins(swapdev);
+		ret = ts_swapdev_hook(&swapdev->swap_in_ops,
+				      ts_swapdev_swap_in_begins, swap_in,
+				      ARRAY_SIZE(swap_in));
 		if (ret)
 			ts_swapdev_unhook(&swapdev->evict_ops);
 	}
 	if (ret) {
-		pr_warn("%s: cannot watch evictions and swap-ins (ftrace, kretprobe: %d): miss-ratio curves off\n",
+		pr_warn("%s: cannot watch evictions and swap-ins (ftrace: %d): miss-ratio curves off\n",
 			TS_SWAPDEV_NAME, ret);
 		ts_mrc_destroy(swapdev->mrc);
 		swapdev->mrc = NULL;
@@ -624,10 +582,7 @@ static void ts_swapdev_unwatch_evictions(struct ts_swapdev *swapdev)
 {
 	if (!swapdev->mrc)
 		return;
-	unregister_kretprobe(&swapdev->swap_in_probe);
-	if (swapdev->swap_in_probe.nmissed)
-		pr_info("%s: %d swap-ins not seen by the curves (more reads in flight than the probe holds)\n",
-			TS_SWAPDEV_NAME, swapdev->swap_in_probe.nmissed);
+	ts_swapdev_unhook(&swapdev->swap_in_ops);
 	ts_swapdev_unhook(&swapdev->evict_ops);
 }
 
@@ -672,7 +627,7 @@ static void ts_swapdev_watch_swap_outs(struct ts_swapdev *swapdev)
 	int ret;
 
 	ops->func = ts_swapdev_swap_out_begins;
-	ops->flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_PERMANENT;
+	ops->flags = TS_FTRACE_HOOK_FLAGS;
 	ret = ftrace_set_filter(ops, TS_SWAP_OUT_FUNCTION,
 				strlen(TS_SWAP_OUT_FUNCTION), 0);
 	if (!ret)

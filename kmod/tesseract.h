@@ -276,8 +276,7 @@ int ts_mrc_create(u64 nr_slots, struct ts_mrc **mrcp);
 void ts_mrc_destroy(struct ts_mrc *mrc);
 void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
 		    unsigned long nr);
-void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 first, unsigned long nr);
-void ts_mrc_swap_in_ends(struct ts_mrc *mrc, u64 first, unsigned long nr);
+void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device);
 void ts_mrc_swap_in(struct ts_mrc *mrc, u64 slot, struct folio *folio,
 		    bool readahead);
 void ts_mrc_slot_freed(struct ts_mrc *mrc, u64 slot);

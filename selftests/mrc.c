@@ -33,6 +33,7 @@
 #define PAGE_CLUSTER	"/proc/sys/vm/page-cluster"
 #define WINDOW_PARAM	"/sys/module/tesseract/parameters/mrc_window_s"
 #define SWAPDEV		"/dev/tsswap0"
+#define ZSWAP_ENABLED	"/sys/module/zswap/parameters/enabled"
 
 /* Swap-ins with a distance in [from, to) pages. */
 static double faults_between(const struct ts_mrc_curve *c, double from, double to)
@@ -277,6 +278,7 @@ FIXTURE_TEARDOWN(mrc)
 {
 	remove_group(GROUP_A);
 	remove_group(GROUP_B);
+	ts_write_str(ZSWAP_ENABLED, "N");
 	ts_swap_down();
 	ts_write_str(PAGE_CLUSTER, self->page_cluster);
 }
@@ -725,6 +727,49 @@ TEST_F_TIMEOUT(mrc, bypassed_swap_outs_are_counted, 300)
 		/* The zeromap kept them: the device saw none come back. */
 		EXPECT_LE(pages * 9 / 10, a.m.bypassed);
 	ASSERT_EQ(0, swapon(SWAPDEV, 0));
+}
+
+/*
+ * zswap keeps pages compressed in RAM (these compress: one byte each in
+ * zeroes), so the device never reads them back. Each swap-in counts as a
+ * fault that bypassed the device when it begins, before its slot is freed
+ * or evicted again: the child reads its curve with every slot still
+ * allocated.
+ */
+TEST_F_TIMEOUT(mrc, zswap_swap_ins_count_as_they_begin, 300)
+{
+	size_t pages = 1024;
+	long long writes, reads;
+	struct ts_mrc_curve a;
+	int status;
+	char *mem;
+	pid_t pid;
+
+	if (ts_write_str(ZSWAP_ENABLED, "Y"))
+		SKIP(return, "no zswap in this kernel");
+	writes = ts_swapdev_counter("writes");
+	reads = ts_swapdev_counter("reads");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		mem = child_pages_in_swap(GROUP_A, pages, 1);
+		read_pages(mem, pages);
+		if (ts_mrc_read(GROUP_A, 0, &a))
+			_exit(13);
+		log_curve(_metadata, GROUP_A, &a);
+		_exit(a.m.bypassed >= pages * 9 / 10 &&
+		      a.m.faults >= a.m.bypassed ? 0 : 14);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ts_write_str(ZSWAP_ENABLED, "N");
+	writes = ts_swapdev_counter("writes") - writes;
+	reads = ts_swapdev_counter("reads") - reads;
+	TH_LOG("device writes %lld reads %lld", writes, reads);
+	/* zswap kept them: else this tests nothing. */
+	ASSERT_GT((long long)pages / 10, writes);
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	EXPECT_GT((long long)pages / 10, reads);
 }
 
 /*
