@@ -18,6 +18,7 @@
 #include <linux/highmem.h>
 #include <linux/ftrace.h>
 #include <linux/pagemap.h>
+#include <linux/percpu.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
@@ -50,18 +51,43 @@
 #define TS_RECONCILE_RESERVE_SHIFT	5	/* 1/32 of the store */
 #define TS_RECONCILE_RESERVE_MIN	64
 
+/* The device's counters (debugfs), see ts_swapdev_counter_names. */
+enum ts_swapdev_counter {
+	TS_SWAPDEV_WRITES,		/* slots written */
+	TS_SWAPDEV_READS,		/* slots read from the store */
+	TS_SWAPDEV_ZERO_READS,		/* slots read that were never written */
+	TS_SWAPDEV_FREES,		/* slots freed by swap_slot_free_notify */
+	TS_SWAPDEV_DISCARDS,		/* slots freed by discard */
+	TS_SWAPDEV_REDIRECTED_WRITES,	/* writes moved off a shared block */
+	TS_SWAPDEV_STORE_FULL,		/* writes refused: no free block */
+	TS_SWAPDEV_WRITE_ERRORS,	/* backing device write failures */
+	TS_SWAPDEV_READ_ERRORS,		/* backing device read failures */
+	TS_SWAPDEV_SWAP_OUTS_SEEN,	/* slots whose swap-out began */
+	TS_SWAPDEV_UNSEEN_SWAP_OUTS,	/* swap-out writes the hook missed */
+	TS_SWAPDEV_NR_COUNTERS
+};
+
+static const char *const ts_swapdev_counter_names[] = {
+	[TS_SWAPDEV_WRITES]		= "writes",
+	[TS_SWAPDEV_READS]		= "reads",
+	[TS_SWAPDEV_ZERO_READS]		= "zero_reads",
+	[TS_SWAPDEV_FREES]		= "frees",
+	[TS_SWAPDEV_DISCARDS]		= "discards",
+	[TS_SWAPDEV_REDIRECTED_WRITES]	= "redirected_writes",
+	[TS_SWAPDEV_STORE_FULL]		= "store_full",
+	[TS_SWAPDEV_WRITE_ERRORS]	= "write_errors",
+	[TS_SWAPDEV_READ_ERRORS]	= "read_errors",
+	[TS_SWAPDEV_SWAP_OUTS_SEEN]	= "swap_outs_seen",
+	[TS_SWAPDEV_UNSEEN_SWAP_OUTS]	= "unseen_swap_outs",
+};
+
+/*
+ * Per CPU, summed when read: every swap-out and swap-in counts, on every
+ * CPU that reclaims or faults, and a shared cache line of atomics would
+ * bounce between them.
+ */
 struct ts_swapdev_stats {
-	atomic64_t writes;		/* slots written */
-	atomic64_t reads;		/* slots read from the store */
-	atomic64_t zero_reads;		/* slots read that were never written */
-	atomic64_t frees;		/* slots freed by swap_slot_free_notify */
-	atomic64_t discards;		/* slots freed by discard */
-	atomic64_t redirected_writes;	/* writes moved off a shared block */
-	atomic64_t store_full;		/* writes refused: no free block */
-	atomic64_t write_errors;	/* backing device write failures */
-	atomic64_t read_errors;		/* backing device read failures */
-	atomic64_t swap_outs_seen;	/* slots whose swap-out began */
-	atomic64_t unseen_swap_outs;	/* swap-out writes the hook missed */
+	u64 count[TS_SWAPDEV_NR_COUNTERS];
 };
 
 /*
@@ -189,7 +215,7 @@ struct ts_swapdev {
 	/* Miss-ratio curves of the cgroups that swap here (mrc.c). */
 	struct ts_mrc *mrc;
 
-	struct ts_swapdev_stats stats;
+	struct ts_swapdev_stats __percpu *stats;
 	struct dentry *debugfs;
 };
 
@@ -216,6 +242,12 @@ struct ts_swap_io {
 	struct ts_swap_run run;
 	struct bio bio;			/* must be last: bio_set front_pad */
 };
+
+static void ts_swapdev_count(struct ts_swapdev *swapdev,
+			     enum ts_swapdev_counter counter, u64 n)
+{
+	this_cpu_add(swapdev->stats->count[counter], n);
+}
 
 static struct ts_swapdev *ts_swapdev_of(struct bio *bio)
 {
@@ -337,9 +369,12 @@ static void ts_swap_io_endio(struct bio *bio)
 	bool write = op_is_write(bio_op(bio));
 
 	if (bio->bi_status) {
-		atomic64_add(io->run.nr_slots,
-			     write ? &swapdev->stats.write_errors :
-				     &swapdev->stats.read_errors);
+		if (write)
+			ts_swapdev_count(swapdev, TS_SWAPDEV_WRITE_ERRORS,
+					 io->run.nr_slots);
+		else
+			ts_swapdev_count(swapdev, TS_SWAPDEV_READ_ERRORS,
+					 io->run.nr_slots);
 		/* Racy like bio_chain's own propagation: any error will do. */
 		if (!upper->bi_status)
 			upper->bi_status = bio->bi_status;
@@ -350,6 +385,18 @@ static void ts_swap_io_endio(struct bio *bio)
 		ts_swap_io_read_done(io);
 	bio_put(bio);
 	bio_endio(upper);
+}
+
+/*
+ * The swap type of this device's swap area, from one of its entries.
+ * Written only when it changes: every swap-out and every eviction hook
+ * reads the line it shares with the device's other read-mostly fields.
+ */
+static void ts_swapdev_learn_swap_type(struct ts_swapdev *swapdev,
+				       swp_entry_t entry)
+{
+	if (READ_ONCE(swapdev->swap_type) != (int)swp_type(entry))
+		WRITE_ONCE(swapdev->swap_type, swp_type(entry));
 }
 
 /*
@@ -374,7 +421,7 @@ static bool ts_swapdev_note_swap_out(struct ts_swapdev *swapdev,
 			   swp_offset(entry) - folio_index(folio));
 		WRITE_ONCE(region->mapping, folio_mapping(folio));
 	}
-	WRITE_ONCE(swapdev->swap_type, swp_type(entry));
+	ts_swapdev_learn_swap_type(swapdev, entry);
 	return true;
 }
 
@@ -458,9 +505,9 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	 */
 	for (i = 0; i < nr; i++)
 		ts_swapdev_mapper_forget(swapdev, first + i);
-	atomic64_add(nr, &swapdev->stats.swap_outs_seen);
+	ts_swapdev_count(swapdev, TS_SWAPDEV_SWAP_OUTS_SEEN, nr);
 	/* Even if no write follows (the zeromap): the eviction hook needs it. */
-	WRITE_ONCE(swapdev->swap_type, swp_type(entry));
+	ts_swapdev_learn_swap_type(swapdev, entry);
 }
 
 /*
@@ -607,7 +654,7 @@ static bool ts_swapdev_consume_announce_locked(struct ts_swapdev *swapdev,
 	if (!swapdev->watching_swap_outs ||
 	    test_and_clear_bit(slot, swapdev->slot_announced))
 		return false;
-	atomic64_inc(&swapdev->stats.unseen_swap_outs);
+	ts_swapdev_count(swapdev, TS_SWAPDEV_UNSEEN_SWAP_OUTS, 1);
 	if (swapdev->hook_lost)
 		return false;
 	/* Nothing marks a slot complete from now on, nor references it. */
@@ -760,7 +807,7 @@ static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
 		}
 		if (old != TS_NO_BLOCK) {
 			ts_store_put_locked(store, old);
-			atomic64_inc(&swapdev->stats.redirected_writes);
+			ts_swapdev_count(swapdev, TS_SWAPDEV_REDIRECTED_WRITES, 1);
 		} else {
 			swapdev->slots_in_use++;
 		}
@@ -843,9 +890,8 @@ static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
 	if (unlikely(lost))
 		ts_swapdev_report_lost_hook(swapdev, lost_slot);
 	if (unlikely(nospc))
-		atomic64_add(nospc, &swapdev->stats.store_full);
-	atomic64_add(n - nospc - hweight_long(*mapped),
-		     &swapdev->stats.writes);
+		ts_swapdev_count(swapdev, TS_SWAPDEV_STORE_FULL, nospc);
+	ts_swapdev_count(swapdev, TS_SWAPDEV_WRITES, n - nospc - hweight_long(*mapped));
 	return swap_outs;
 }
 
@@ -1046,12 +1092,10 @@ static void ts_swap_run_submit(struct ts_swapdev *swapdev, struct bio *upper,
 	if (WARN_ON_ONCE(!bio)) {
 		upper->bi_status = BLK_STS_RESOURCE;
 		if (op_is_write(bio_op(upper))) {
-			atomic64_add(run->nr_slots,
-				     &swapdev->stats.write_errors);
+			ts_swapdev_count(swapdev, TS_SWAPDEV_WRITE_ERRORS, run->nr_slots);
 			ts_swapdev_written(swapdev, run, false);
 		} else {
-			atomic64_add(run->nr_slots,
-				     &swapdev->stats.read_errors);
+			ts_swapdev_count(swapdev, TS_SWAPDEV_READ_ERRORS, run->nr_slots);
 		}
 		run->nr_slots = 0;
 		return;
@@ -1152,9 +1196,9 @@ static void ts_swapdev_rw(struct ts_swapdev *swapdev, struct bio *upper)
 	}
 	ts_swap_run_submit(swapdev, upper, &run);
 	if (zero_reads)
-		atomic64_add(zero_reads, &swapdev->stats.zero_reads);
+		ts_swapdev_count(swapdev, TS_SWAPDEV_ZERO_READS, zero_reads);
 	if (reads)
-		atomic64_add(reads, &swapdev->stats.reads);
+		ts_swapdev_count(swapdev, TS_SWAPDEV_READS, reads);
 	bio_endio(upper);
 }
 
@@ -1172,7 +1216,7 @@ static void ts_swapdev_discard(struct ts_swapdev *swapdev, struct bio *bio)
 		ts_swapdev_mapper_forget(swapdev, slot);
 		spin_lock_irqsave(&store->lock, flags);
 		if (ts_swapdev_unmap_locked(swapdev, slot))
-			atomic64_inc(&swapdev->stats.discards);
+			ts_swapdev_count(swapdev, TS_SWAPDEV_DISCARDS, 1);
 		spin_unlock_irqrestore(&store->lock, flags);
 		cond_resched();
 	}
@@ -1222,7 +1266,7 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	 */
 	clear_bit(slot, swapdev->slot_announced);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
-		atomic64_inc(&swapdev->stats.frees);
+		ts_swapdev_count(swapdev, TS_SWAPDEV_FREES, 1);
 	spin_unlock_irqrestore(&store->lock, flags);
 	ts_mrc_slot_freed(swapdev->mrc, slot);
 }
@@ -1286,12 +1330,23 @@ static const struct attribute_group *ts_swapdev_attr_groups[] = {
 	NULL,
 };
 
-static int ts_atomic64_get(void *data, u64 *val)
+/* One counter of ts_swapdev_stats: @data is its address on every CPU. */
+static int ts_percpu_counter_get(void *data, u64 *val)
 {
-	*val = atomic64_read(data);
+	u64 __percpu *counter = (u64 __percpu __force *)data;
+	const u64 *mine;
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		mine = per_cpu_ptr(counter, cpu);
+		sum += *mine;
+	}
+	*val = sum;
 	return 0;
 }
-DEFINE_DEBUGFS_ATTRIBUTE(ts_atomic64_fops, ts_atomic64_get, NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(ts_percpu_counter_fops, ts_percpu_counter_get, NULL,
+			 "%llu\n");
 
 static int ts_slots_in_use_get(void *data, u64 *val)
 {
@@ -1399,36 +1454,18 @@ DEFINE_SHOW_ATTRIBUTE(ts_swap_out_hook);
 
 static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 {
-	struct ts_swapdev_stats *st = &swapdev->stats;
-	static const struct {
-		const char *name;
-		size_t offset;
-	} counters[] = {
-		{ "writes", offsetof(struct ts_swapdev_stats, writes) },
-		{ "reads", offsetof(struct ts_swapdev_stats, reads) },
-		{ "zero_reads", offsetof(struct ts_swapdev_stats, zero_reads) },
-		{ "frees", offsetof(struct ts_swapdev_stats, frees) },
-		{ "discards", offsetof(struct ts_swapdev_stats, discards) },
-		{ "redirected_writes",
-		  offsetof(struct ts_swapdev_stats, redirected_writes) },
-		{ "store_full", offsetof(struct ts_swapdev_stats, store_full) },
-		{ "write_errors",
-		  offsetof(struct ts_swapdev_stats, write_errors) },
-		{ "read_errors", offsetof(struct ts_swapdev_stats, read_errors) },
-		{ "swap_outs_seen",
-		  offsetof(struct ts_swapdev_stats, swap_outs_seen) },
-		{ "unseen_swap_outs",
-		  offsetof(struct ts_swapdev_stats, unseen_swap_outs) },
-	};
 	struct dentry *dir;
 	size_t i;
 
 	dir = debugfs_create_dir(TS_SWAPDEV_NAME, ts_debugfs_root);
 	swapdev->debugfs = dir;
-	for (i = 0; i < ARRAY_SIZE(counters); i++)
-		debugfs_create_file_unsafe(counters[i].name, 0444, dir,
-					   (char *)st + counters[i].offset,
-					   &ts_atomic64_fops);
+	BUILD_BUG_ON(ARRAY_SIZE(ts_swapdev_counter_names) !=
+		     TS_SWAPDEV_NR_COUNTERS);
+	for (i = 0; i < TS_SWAPDEV_NR_COUNTERS; i++)
+		debugfs_create_file_unsafe(ts_swapdev_counter_names[i], 0444,
+					   dir, (void __force *)
+					   &swapdev->stats->count[i],
+					   &ts_percpu_counter_fops);
 	debugfs_create_file_unsafe("slots_in_use", 0444, dir, swapdev,
 				   &ts_slots_in_use_fops);
 	debugfs_create_file_unsafe("blocks_in_use", 0444, dir, swapdev->store,
@@ -1478,9 +1515,10 @@ int ts_swapdev_create(struct ts_store *store, u64 nr_slots,
 					sizeof(unsigned long), GFP_KERNEL);
 	swapdev->slot_announced = kvcalloc(BITS_TO_LONGS(nr_slots),
 					   sizeof(unsigned long), GFP_KERNEL);
+	swapdev->stats = alloc_percpu(struct ts_swapdev_stats);
 	if (!swapdev->slot_block || !swapdev->slot_complete ||
 	    !swapdev->slot_announced || !swapdev->slot_mapped ||
-	    !swapdev->regions) {
+	    !swapdev->regions || !swapdev->stats) {
 		pr_err("%s: no memory for a table of %llu slots\n",
 		       TS_SWAPDEV_NAME, nr_slots);
 		ret = -ENOMEM;
@@ -1553,6 +1591,7 @@ free_tables:
 	kvfree(swapdev->slot_mapped);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
+	free_percpu(swapdev->stats);
 	kfree(swapdev);
 	return ret;
 }
@@ -1587,5 +1626,6 @@ void ts_swapdev_destroy(struct ts_swapdev *swapdev)
 	kvfree(swapdev->slot_mapped);
 	kvfree(swapdev->slot_complete);
 	kvfree(swapdev->slot_block);
+	free_percpu(swapdev->stats);
 	kfree(swapdev);
 }
