@@ -6,7 +6,7 @@
 # the same kind of virtio disk, alternating (in turns, ABBA) so both see the
 # same conditions, with 1, 2 and 4 reclaimers pushing memory out at once.
 #
-# TS_BENCH_MIB (256) is pushed out and read back per round, TS_BENCH_ROUNDS
+# TS_BENCH_MIB (512) is pushed out and read back per round, TS_BENCH_ROUNDS
 # (7) rounds per device and number of reclaimers, TS_BENCH_RECLAIMERS the
 # numbers of reclaimers ("1,2,4"). TS_BENCH_PROFILE=1 adds profiled rounds
 # per device at the largest number of reclaimers (perf record -a -g,
@@ -14,7 +14,7 @@
 # time went: by module, by function, and with callees.
 # TS_BENCH_MODULE_ARGS, comma-separated, go to insmod (e.g. "mrc=0").
 
-MIB=${TS_BENCH_MIB:-256}
+MIB=${TS_BENCH_MIB:-512}
 ROUNDS=${TS_BENCH_ROUNDS:-7}
 RECLAIMERS=$(echo "${TS_BENCH_RECLAIMERS:-1,2,4}" | tr , ' ')
 BENCH="$TS_DIR/build/tools/swapbench"
