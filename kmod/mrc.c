@@ -127,6 +127,8 @@ struct ts_mrc_group {
 	u64 clock;			/* the next stamp */
 	u64 in_swap;			/* sum of the spans' live */
 	unsigned int nr_spans;
+	/* How many spans have each width, 2^level: see push_stamp. */
+	u8 nr_of_width[TS_MRC_CLOCK_BITS + 1];
 	struct ts_mrc_span spans[TS_MRC_MAX_SPANS];
 
 	/* The current window (cur) and the one before, which lasted prev_ns. */
@@ -297,40 +299,54 @@ static void ts_mrc_span_absorb(struct ts_mrc_span *old,
 	old->live += new->live;
 }
 
+/* The width level of span @i: spans are 2^level stamps wide. */
+static unsigned int ts_mrc_span_level(struct ts_mrc_group *g, unsigned int i)
+{
+	u64 width = ts_mrc_span_end(g, i) - g->spans[i].first;
+
+	return min_t(unsigned int, ilog2(width), TS_MRC_CLOCK_BITS);
+}
+
+/* Count the spans of each width again (a merge out of the usual order). */
+static void ts_mrc_count_widths_locked(struct ts_mrc_group *g)
+{
+	unsigned int i;
+
+	memset(g->nr_of_width, 0, sizeof(g->nr_of_width));
+	for (i = 0; i < g->nr_spans; i++)
+		g->nr_of_width[ts_mrc_span_level(g, i)]++;
+}
+
 /*
- * A new stamp joins as a span of its own; then, from the newest back, a
+ * A new stamp joins as a span of its own; then, from the narrowest up, a
  * width that has more than TS_MRC_SPANS_PER_WIDTH spans has its two
  * oldest merged, which may make one too many of twice the width. Widths
- * only grow towards the old end, so each width's spans are adjacent.
+ * only grow towards the old end, so each width's spans are adjacent, and
+ * the counts per width say where: no span is looked at but the two that
+ * merge. This runs for every page that leaves memory, with interrupts off.
  */
 static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 {
-	unsigned int i, same;
-	u64 width = 1;
+	unsigned int level = 0, newer = 0, oldest;
 
 	g->spans[g->nr_spans].first = g->clock++;
 	g->spans[g->nr_spans].newer = 0;
 	g->spans[g->nr_spans].live = 1;
 	g->nr_spans++;
 	g->in_swap++;
+	g->nr_of_width[0]++;
 
-	i = g->nr_spans;
-	while (i) {
-		same = 0;
-		while (i && ts_mrc_span_end(g, i - 1) - g->spans[i - 1].first ==
-			    width) {
-			i--;
-			same++;
-		}
-		if (same <= TS_MRC_SPANS_PER_WIDTH)
-			break;
-		/* i is the oldest of this width: it absorbs the next one. */
-		ts_mrc_span_absorb(&g->spans[i], &g->spans[i + 1]);
-		memmove(&g->spans[i + 1], &g->spans[i + 2],
-			(g->nr_spans - i - 2) * sizeof(g->spans[0]));
+	/* newer: the spans narrower than this level's, after them. */
+	while (level < TS_MRC_CLOCK_BITS &&
+	       g->nr_of_width[level] > TS_MRC_SPANS_PER_WIDTH) {
+		oldest = g->nr_spans - newer - g->nr_of_width[level];
+		ts_mrc_span_absorb(&g->spans[oldest], &g->spans[oldest + 1]);
+		memmove(&g->spans[oldest + 1], &g->spans[oldest + 2],
+			(g->nr_spans - oldest - 2) * sizeof(g->spans[0]));
 		g->nr_spans--;
-		width *= 2;
-		i++;
+		g->nr_of_width[level] -= 2;
+		g->nr_of_width[++level]++;
+		newer = g->nr_spans - oldest - 1;
 	}
 	/* Bounded by the clock's width; full only if widths were not kept. */
 	if (WARN_ON_ONCE(g->nr_spans == TS_MRC_MAX_SPANS)) {
@@ -338,6 +354,7 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 		memmove(&g->spans[1], &g->spans[2],
 			(g->nr_spans - 2) * sizeof(g->spans[0]));
 		g->nr_spans--;
+		ts_mrc_count_widths_locked(g);
 	}
 }
 
@@ -348,7 +365,7 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
  */
 static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 {
-	unsigned int lo = 0, hi = g->nr_spans, i, mid;
+	unsigned int lo = 0, hi = g->nr_spans, i, mid, level;
 	struct ts_mrc_span *span;
 	u64 after = 0, newest;
 
@@ -394,8 +411,11 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 		 span->newer != U32_MAX)
 		span->newer--;
 	/* Spans with nothing left in swap at the old end are history. */
-	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++)
-		;
+	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++) {
+		level = ts_mrc_span_level(g, i);
+		if (!WARN_ON_ONCE(!g->nr_of_width[level]))
+			g->nr_of_width[level]--;
+	}
 	if (i) {
 		memmove(&g->spans[0], &g->spans[i],
 			(g->nr_spans - i) * sizeof(g->spans[0]));
@@ -562,6 +582,13 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 	if (old && !(old & TS_MRC_POPPED))
 		return;
 	for (i = 0; i < nr; i++) {
+		/*
+		 * Nothing else writes the state of a slot whose folio is
+		 * in the swap cache (a swap-in, a free): an atomic exchange
+		 * only where there is a state to give up.
+		 */
+		if (!atomic64_read(&mrc->slot_stamp[first + i]))
+			continue;
 		old = atomic64_xchg(&mrc->slot_stamp[first + i], 0);
 		if (old)
 			ts_mrc_settle(mrc, old);
@@ -592,6 +619,7 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 		}
 		g->cgroup_id = cgid;
 		g->nr_spans = 0;
+		memset(g->nr_of_width, 0, sizeof(g->nr_of_width));
 		ts_mrc_reset_locked(g);
 	}
 	for (i = 0; i < nr; i++) {
