@@ -583,8 +583,9 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 		return;
 	for (i = 0; i < nr; i++) {
 		/*
-		 * Nothing else writes the state of a slot whose folio is
-		 * in the swap cache (a swap-in, a free): an atomic exchange
+		 * Nothing else writes the state of a slot that reclaim is
+		 * taking out of memory: no swap-in of it can begin, nor can
+		 * it be freed, before put_swap_folio(). An atomic exchange
 		 * only where there is a state to give up.
 		 */
 		if (!atomic64_read(&mrc->slot_stamp[first + i]))
