@@ -237,20 +237,25 @@ static inline void ts_kiocb_end_async_write(struct kiocb *iocb)
 static inline unsigned long ts_ftrace_arg(struct ftrace_regs *fregs,
 					  unsigned int n)
 {
-#ifdef ftrace_regs_get_argument
+#if defined(ftrace_regs_get_argument)
 	return ftrace_regs_get_argument(fregs, n);
-#else
+#elif defined(CONFIG_X86)
 	return regs_get_kernel_argument(&fregs->regs, n);
+#else
+#error "ts_ftrace_arg: no way to read an ftrace hook's arguments here"
 #endif
 }
 #else
 #define TS_FTRACE_HOOK_FLAGS	(FTRACE_OPS_FL_SAVE_REGS | \
 				 FTRACE_OPS_FL_PERMANENT)
 
+/* Registered with FTRACE_OPS_FL_SAVE_REGS: NULL only if ftrace broke it. */
 static inline unsigned long ts_ftrace_arg(struct ftrace_regs *fregs,
 					  unsigned int n)
 {
-	return regs_get_kernel_argument(ftrace_get_regs(fregs), n);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+
+	return WARN_ON_ONCE(!regs) ? 0 : regs_get_kernel_argument(regs, n);
 }
 #endif
 

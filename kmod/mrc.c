@@ -28,9 +28,10 @@
  * Its distance is taken when its swap-in begins, at swap_read_folio()
  * (swap_readpage() on 6.1, another hook), whether the data then comes
  * from the device or not; the device's read of it says whether the kernel
- * faulted it or read it ahead. One that no read of the device follows is
- * counted when its slot is next evicted or freed, as a fault that
- * "bypassed" the device. Reads by swap readahead are not faults: they are
+ * faulted it or read it ahead. One that no read of the device follows (its
+ * slot still announced by the swap-out hook: zswap, the zeromap) counts
+ * there and then as a fault that "bypassed" the device; with the hook off,
+ * when its slot is next evicted or freed. Reads by swap readahead are not faults: they are
  * counted apart, and a readahead page used later is a fault the device
  * never sees (Documentation/admin-guide.rst).
  */
@@ -585,8 +586,9 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 		/*
 		 * Nothing else writes the state of a slot that reclaim is
 		 * taking out of memory: no swap-in of it can begin, nor can
-		 * it be freed, before put_swap_folio(). An atomic exchange
-		 * only where there is a state to give up.
+		 * it be freed, before put_swap_folio() drops SWAP_HAS_CACHE
+		 * (6.12 calls the hook after the folio left the swap cache).
+		 * An atomic exchange only where there is a state to give up.
 		 */
 		if (!atomic64_read(&mrc->slot_stamp[first + i]))
 			continue;
@@ -666,7 +668,7 @@ void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
 void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device)
 {
 	bool swapoff = oom_task_origin(current);
-	u64 old, distance = U64_MAX;
+	u64 old, distance = TS_MRC_NO_DISTANCE;
 	struct ts_mrc_group *g;
 	unsigned long flags;
 
@@ -679,22 +681,22 @@ void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device)
 	g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
 	if (g) {
 		spin_lock_irqsave(&g->lock, flags);
-		if (!g->dead)
-			distance = ts_mrc_pop_stamp_locked(g,
-							   old & TS_MRC_CLOCK_MASK);
-		if (swapoff)
-			distance = TS_MRC_NOT_A_FAULT;
-		distance = min_t(u64, distance, TS_MRC_NO_DISTANCE);
-		if (!g->dead && !from_device)
-			ts_mrc_count_locked(g, distance, false, true);
+		if (!g->dead) {
+			distance = min_t(u64, TS_MRC_NO_DISTANCE,
+					 ts_mrc_pop_stamp_locked(g, old &
+							TS_MRC_CLOCK_MASK));
+			if (swapoff)
+				distance = TS_MRC_NOT_A_FAULT;
+			if (!from_device)
+				ts_mrc_count_locked(g, distance, false, true);
+		}
 		spin_unlock_irqrestore(&g->lock, flags);
 	}
 	rcu_read_unlock();
 	if (swapoff)
 		distance = TS_MRC_NOT_A_FAULT;
 	atomic64_set(&mrc->slot_stamp[slot], !from_device ? 0 :
-		     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED |
-		     min_t(u64, distance, TS_MRC_NO_DISTANCE));
+		     (old & ~TS_MRC_CLOCK_MASK) | TS_MRC_POPPED | distance);
 }
 
 /*

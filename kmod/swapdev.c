@@ -156,7 +156,9 @@ struct ts_swapdev {
 	 * is not announced passed swap_writepage() unseen: the hook is lost
 	 * (hook_lost), and reconciliation stays off until the module is
 	 * reloaded. Both under store->lock. The mark of a slot that the swap
-	 * code frees unwritten (zswap, the zeromap) goes with the slot.
+	 * code frees unwritten (zswap, the zeromap) goes with the slot. The
+	 * curves read it too, at a swap-in: a slot still announced has its
+	 * data elsewhere, and the device will not read it.
 	 */
 	unsigned long *slot_announced;
 	bool hook_lost;
@@ -1338,9 +1340,10 @@ static int ts_percpu_counter_get(void *data, u64 *val)
 	u64 sum = 0;
 	int cpu;
 
+	/* Racing with the adds, as any counter read is. */
 	for_each_possible_cpu(cpu) {
 		mine = per_cpu_ptr(counter, cpu);
-		sum += *mine;
+		sum += READ_ONCE(*mine);
 	}
 	*val = sum;
 	return 0;
