@@ -452,6 +452,31 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 TS_DEFINE_BDEV_RELEASE(ts_swapdev_release, ts_swapdev_forget_swap_cache)
 
 /*
+ * The folio of @page, the first argument of a swap function an ftrace
+ * hook sits on, if it is in this device's swap cache: NULL if not. Its
+ * slots are *@first on, *@nr of them. The folio is locked in the swap
+ * cache where the hooks sit, which keeps its swap entry and mapping.
+ */
+static struct folio *ts_swapdev_hooked_folio(struct ts_swapdev *swapdev,
+					     struct page *page, u64 *first,
+					     u64 *nr)
+{
+	struct folio *folio;
+
+	if (!page)
+		return NULL;
+	folio = page_folio(page);
+	if (!folio_test_swapcache(folio) ||
+	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
+		return NULL;
+	*first = swp_offset(ts_folio_swap_entry(folio));
+	if (*first >= swapdev->nr_slots)
+		return NULL;
+	*nr = min_t(u64, folio_nr_pages(folio), swapdev->nr_slots - *first);
+	return folio;
+}
+
+/*
  * At the entry of swap_writepage(@page, wbc): a swap-out of @page's folio
  * begins, locked, in the swap cache, with its PTEs already swap entries.
  * Whether its data then reaches this device or stays in zswap or the
@@ -477,24 +502,15 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 	struct ts_store *store = swapdev->store;
 	struct folio *folio;
 	unsigned long flags;
-	swp_entry_t entry;
-	struct page *page;
 	u64 first, nr, i;
 
 	if (unlikely(READ_ONCE(swapdev->fail_swap_out_hook)))
 		return;
-	page = (struct page *)ts_ftrace_arg(fregs, 0);
-	if (!page)
+	folio = ts_swapdev_hooked_folio(swapdev,
+					(struct page *)ts_ftrace_arg(fregs, 0),
+					&first, &nr);
+	if (!folio)
 		return;
-	folio = page_folio(page);
-	if (!folio_test_swapcache(folio) ||
-	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
-		return;
-	entry = ts_folio_swap_entry(folio);
-	first = swp_offset(entry);
-	if (first >= swapdev->nr_slots)
-		return;
-	nr = min_t(u64, folio_nr_pages(folio), swapdev->nr_slots - first);
 
 	spin_lock_irqsave(&store->lock, flags);
 	bitmap_clear(swapdev->slot_complete, first, nr);
@@ -509,7 +525,7 @@ static void ts_swapdev_swap_out_begins(unsigned long ip,
 		ts_swapdev_mapper_forget(swapdev, first + i);
 	ts_swapdev_count(swapdev, TS_SWAPDEV_SWAP_OUTS_SEEN, nr);
 	/* Even if no write follows (the zeromap): the eviction hook needs it. */
-	ts_swapdev_learn_swap_type(swapdev, entry);
+	ts_swapdev_learn_swap_type(swapdev, ts_folio_swap_entry(folio));
 }
 
 /*
@@ -556,21 +572,12 @@ static void ts_swapdev_swap_in_begins(unsigned long ip,
 {
 	struct ts_swapdev *swapdev = container_of(ops, struct ts_swapdev,
 						  swap_in_ops);
-	struct folio *folio;
-	struct page *page;
 	u64 first, nr, i;
 
-	page = (struct page *)ts_ftrace_arg(fregs, 0);
-	if (!page)
+	if (!ts_swapdev_hooked_folio(swapdev,
+				     (struct page *)ts_ftrace_arg(fregs, 0),
+				     &first, &nr))
 		return;
-	folio = page_folio(page);
-	if (!folio_test_swapcache(folio) ||
-	    swapcache_mapping(folio) != READ_ONCE(swapdev->bdev_mapping))
-		return;
-	first = swp_offset(ts_folio_swap_entry(folio));
-	if (first >= swapdev->nr_slots)
-		return;
-	nr = min_t(u64, folio_nr_pages(folio), swapdev->nr_slots - first);
 	for (i = 0; i < nr; i++)
 		ts_mrc_swap_in_begins(swapdev->mrc, first + i,
 				      !test_bit(first + i,
