@@ -31,9 +31,9 @@
  * faulted it or read it ahead. One that no read of the device follows (its
  * slot still announced by the swap-out hook: zswap, the zeromap) counts
  * there and then as a fault that "bypassed" the device; with the hook off,
- * when its slot is next evicted or freed. Reads by swap readahead are not faults: they are
- * counted apart, and a readahead page used later is a fault the device
- * never sees (Documentation/admin-guide.rst).
+ * when its slot is next evicted or freed. Reads by swap readahead are not
+ * faults: they are counted apart, and a readahead page used later is a
+ * fault the device never sees (Documentation/admin-guide.rst).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -667,16 +667,17 @@ void ts_mrc_evicted(struct ts_mrc *mrc, struct folio *folio, u64 first,
  */
 void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device)
 {
-	bool swapoff = oom_task_origin(current);
 	u64 old, distance = TS_MRC_NO_DISTANCE;
 	struct ts_mrc_group *g;
 	unsigned long flags;
+	bool swapoff;
 
 	if (!mrc || slot >= mrc->nr_slots)
 		return;
 	old = atomic64_read(&mrc->slot_stamp[slot]);
 	if (!old || (old & TS_MRC_POPPED))
 		return;
+	swapoff = oom_task_origin(current);
 	rcu_read_lock();
 	g = xa_load(&mrc->groups, old >> TS_MRC_ID_SHIFT);
 	if (g) {
@@ -685,9 +686,7 @@ void ts_mrc_swap_in_begins(struct ts_mrc *mrc, u64 slot, bool from_device)
 			distance = min_t(u64, TS_MRC_NO_DISTANCE,
 					 ts_mrc_pop_stamp_locked(g, old &
 							TS_MRC_CLOCK_MASK));
-			if (swapoff)
-				distance = TS_MRC_NOT_A_FAULT;
-			if (!from_device)
+			if (!from_device && !swapoff)
 				ts_mrc_count_locked(g, distance, false, true);
 		}
 		spin_unlock_irqrestore(&g->lock, flags);

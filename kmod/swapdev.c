@@ -371,12 +371,9 @@ static void ts_swap_io_endio(struct bio *bio)
 	bool write = op_is_write(bio_op(bio));
 
 	if (bio->bi_status) {
-		if (write)
-			ts_swapdev_count(swapdev, TS_SWAPDEV_WRITE_ERRORS,
-					 io->run.nr_slots);
-		else
-			ts_swapdev_count(swapdev, TS_SWAPDEV_READ_ERRORS,
-					 io->run.nr_slots);
+		ts_swapdev_count(swapdev, write ? TS_SWAPDEV_WRITE_ERRORS :
+						  TS_SWAPDEV_READ_ERRORS,
+				 io->run.nr_slots);
 		/* Racy like bio_chain's own propagation: any error will do. */
 		if (!upper->bi_status)
 			upper->bi_status = bio->bi_status;
@@ -584,6 +581,10 @@ static void ts_swapdev_swap_in_begins(unsigned long ip,
 						swapdev->slot_announced));
 }
 
+/*
+ * Call @func at the entry of the first of @names this kernel has (ftrace):
+ * 0, or the error of the last one tried.
+ */
 static int ts_swapdev_hook(struct ftrace_ops *ops, ftrace_func_t func,
 			   const char *const *names, unsigned int nr_names)
 {
@@ -679,17 +680,13 @@ static void ts_swapdev_report_lost_hook(struct ts_swapdev *swapdev, u64 slot)
 
 static void ts_swapdev_watch_swap_outs(struct ts_swapdev *swapdev)
 {
-	struct ftrace_ops *ops = &swapdev->swap_out_ops;
+	static const char *const swap_out[] = { TS_SWAP_OUT_FUNCTION };
 	int ret;
 
-	ops->func = ts_swapdev_swap_out_begins;
-	ops->flags = TS_FTRACE_HOOK_FLAGS;
-	ret = ftrace_set_filter(ops, TS_SWAP_OUT_FUNCTION,
-				strlen(TS_SWAP_OUT_FUNCTION), 0);
-	if (!ret)
-		ret = register_ftrace_function(ops);
+	ret = ts_swapdev_hook(&swapdev->swap_out_ops,
+			      ts_swapdev_swap_out_begins, swap_out,
+			      ARRAY_SIZE(swap_out));
 	if (ret) {
-		ftrace_free_filter(ops);
 		pr_warn("%s: cannot watch swap-outs (ftrace on %s: %d): reconciliation stays off, since swap-outs to zswap or the zeromap would leave stale slots\n",
 			TS_SWAPDEV_NAME, TS_SWAP_OUT_FUNCTION, ret);
 		return;
@@ -701,8 +698,7 @@ static void ts_swapdev_unwatch_swap_outs(struct ts_swapdev *swapdev)
 {
 	if (!swapdev->watching_swap_outs)
 		return;
-	unregister_ftrace_function(&swapdev->swap_out_ops);
-	ftrace_free_filter(&swapdev->swap_out_ops);
+	ts_swapdev_unhook(&swapdev->swap_out_ops);
 	swapdev->watching_swap_outs = false;
 }
 
@@ -816,7 +812,8 @@ static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
 		}
 		if (old != TS_NO_BLOCK) {
 			ts_store_put_locked(store, old);
-			ts_swapdev_count(swapdev, TS_SWAPDEV_REDIRECTED_WRITES, 1);
+			ts_swapdev_count(swapdev,
+					 TS_SWAPDEV_REDIRECTED_WRITES, 1);
 		} else {
 			swapdev->slots_in_use++;
 		}
@@ -900,7 +897,8 @@ static unsigned long ts_swapdev_map_writes(struct ts_swapdev *swapdev,
 		ts_swapdev_report_lost_hook(swapdev, lost_slot);
 	if (unlikely(nospc))
 		ts_swapdev_count(swapdev, TS_SWAPDEV_STORE_FULL, nospc);
-	ts_swapdev_count(swapdev, TS_SWAPDEV_WRITES, n - nospc - hweight_long(*mapped));
+	ts_swapdev_count(swapdev, TS_SWAPDEV_WRITES,
+			 n - nospc - hweight_long(*mapped));
 	return swap_outs;
 }
 
@@ -1099,13 +1097,14 @@ static void ts_swap_run_submit(struct ts_swapdev *swapdev, struct bio *upper,
 	 * copy an integrity payload, which swap I/O does not carry.
 	 */
 	if (WARN_ON_ONCE(!bio)) {
+		bool write = op_is_write(bio_op(upper));
+
 		upper->bi_status = BLK_STS_RESOURCE;
-		if (op_is_write(bio_op(upper))) {
-			ts_swapdev_count(swapdev, TS_SWAPDEV_WRITE_ERRORS, run->nr_slots);
+		ts_swapdev_count(swapdev, write ? TS_SWAPDEV_WRITE_ERRORS :
+						  TS_SWAPDEV_READ_ERRORS,
+				 run->nr_slots);
+		if (write)
 			ts_swapdev_written(swapdev, run, false);
-		} else {
-			ts_swapdev_count(swapdev, TS_SWAPDEV_READ_ERRORS, run->nr_slots);
-		}
 		run->nr_slots = 0;
 		return;
 	}
