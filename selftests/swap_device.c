@@ -79,9 +79,15 @@ FIXTURE_TEARDOWN(swap)
 /* Shell steps for the bad stores below, on /dev/loop7. */
 #define LOOP7		"rm -f /tmp/l7.img && truncate -s 16M /tmp/l7.img && losetup /dev/loop7 /tmp/l7.img"
 #define FORMAT7		TSCTL " format /dev/loop7 >/dev/null"
-#define DD7		"dd of=/dev/loop7 conv=notrunc status=none"
+#define DD7		"dd of=/dev/loop7 conv=notrunc,fsync status=none"
 #define RANDOM_BLOCK0	"head -c 4096 /dev/urandom | " DD7
-#define FLIP_UUID	"printf '\\001' | " DD7 " bs=1 seek=20"
+/*
+ * Flips the low bit of the uuid's fifth byte (superblock offset 20). Writing
+ * a constant there instead left the block unchanged whenever the random uuid
+ * already held it: one format in 256 then loaded.
+ */
+#define FLIP_UUID	"b=$(od -An -tu1 -j20 -N1 /dev/loop7) && " \
+			"printf \"\\\\$(printf %o $((b ^ 1)))\" | " DD7 " bs=1 seek=20"
 #define TRASH_METADATA	"head -c 1M /dev/urandom | " DD7 " bs=4096 seek=1"
 
 static const struct {
