@@ -4,8 +4,8 @@
 
     plot.py swap|vhost|dp|locality|mrc|e2e|mapper|remote LOG OUT.png
 
-swap: the per-round out+in throughput of /dev/tsswap0 and of the plain swap
-partition. vhost: IOPS of fio through /dev/vhost-blk and natively, per
+swap: the per-round out+in throughput of /dev/tsswap0, of the plain swap
+partition and of dm-linear over it. vhost: IOPS of fio through /dev/vhost-blk and natively, per
 queue depth and direction. dp: dpbench's guest page-out with reconciliation
 off and on, per profile: throughput, write latency, host swap-ins and bytes
 written to the guest image; and the read-back's throughput; and, when the
@@ -37,7 +37,7 @@ def plot_swap(log, out):
     rounds = {}
     ratio = None
     for line in open(log, errors="replace"):
-        m = re.match(r"# (tsswap0|plain): round \d+: reclaimers (\d+), "
+        m = re.match(r"# (tsswap0|plain|linear): round \d+: reclaimers (\d+), "
                      r"out ([\d.]+) MiB/s, in ([\d.]+) MiB/s", line)
         if m:
             key = (m.group(1), int(m.group(2)))
@@ -51,13 +51,16 @@ def plot_swap(log, out):
 
     counts = sorted({n for _, n in rounds})
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    width = 0.38
+    devices = [d for d in (("tsswap0", "tab:blue"), ("linear", "tab:olive"),
+                           ("plain", "tab:grey"))
+               if any(k[0] == d[0] for k in rounds)]
+    width = 0.8 / len(devices)
     for col, (ax, phase) in enumerate(zip(axes, ("swap-out", "swap-in"))):
-        for i, (name, colour) in enumerate((("tsswap0", "tab:blue"),
-                                            ("plain", "tab:grey"))):
+        for i, (name, colour) in enumerate(devices):
             meds = [statistics.median(r[col] for r in rounds[(name, n)])
                     if (name, n) in rounds else 0 for n in counts]
-            xs = [x + (i - 0.5) * width for x in range(len(counts))]
+            xs = [x + (i - (len(devices) - 1) / 2) * width
+                  for x in range(len(counts))]
             ax.bar(xs, meds, width, color=colour, label=name)
         ax.set_xticks(range(len(counts)))
         ax.set_xticklabels([f"{n} reclaimer{'s' if n > 1 else ''}"

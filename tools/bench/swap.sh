@@ -3,11 +3,14 @@
 #
 # bench-swap, run inside the test kernel: swap throughput through
 # /dev/tsswap0 (store on /dev/vdb) against a plain swap partition on /dev/vda,
-# the same kind of virtio disk, alternating (in turns, ABBA) so both see the
-# same conditions, with 1, 2 and 4 reclaimers pushing memory out at once.
+# the same kind of virtio disk, in turns so that all see the same
+# conditions, with 1, 2 and 4 reclaimers pushing memory out at once. A third
+# device, dm-linear over all of /dev/vda, is swap through a stacked bio-based
+# device that does nothing per page: what stacking alone costs (a clone and
+# a second pass through the block layer per bio), the floor for tsswap0.
 #
 # TS_BENCH_MIB (512) is pushed out and read back per round, TS_BENCH_ROUNDS
-# (7) rounds per device and number of reclaimers, TS_BENCH_RECLAIMERS the
+# (6) rounds per device and number of reclaimers, TS_BENCH_RECLAIMERS the
 # numbers of reclaimers ("1,2,4"). TS_BENCH_PROFILE=1 adds profiled rounds
 # per device at the largest number of reclaimers (perf record -a -g,
 # cpu-clock), one recording swap-out, one swap-in, and prints where the
@@ -15,7 +18,7 @@
 # TS_BENCH_MODULE_ARGS, comma-separated, go to insmod (e.g. "mrc=0").
 
 MIB=${TS_BENCH_MIB:-512}
-ROUNDS=${TS_BENCH_ROUNDS:-7}
+ROUNDS=${TS_BENCH_ROUNDS:-6}
 RECLAIMERS=$(echo "${TS_BENCH_RECLAIMERS:-1,2,4}" | tr , ' ')
 BENCH="$TS_DIR/build/tools/swapbench"
 
@@ -31,6 +34,19 @@ done
 insmod "$TS_MODULE" backing=/dev/vdb $(echo "${TS_BENCH_MODULE_ARGS:-}" | tr , ' ') ||
 	exit 1
 mkswap -q /dev/tsswap0 >/dev/null && mkswap -q /dev/vda >/dev/null || exit 1
+modprobe dm-mod
+export DM_DISABLE_UDEV=1
+VDA_SECTORS=$(blockdev --getsz /dev/vda)
+
+# One round on the linear device, which exists only for it: it claims
+# /dev/vda, which plain swap's swapon claims too. Its swap area is plain
+# swap's, the same sectors of vda.
+linear_run() {
+	dmsetup --noudevsync create ts-linear \
+		--table "0 $VDA_SECTORS linear /dev/vda 0" || exit 1
+	run /dev/mapper/ts-linear "$@"
+	dmsetup --noudevsync remove ts-linear || exit 1
+}
 
 # One round on swap device $1, labelled $2, $3 reclaimers; appends
 # "out in out+in" to $4. $5, if set, is a command that wraps swapbench.
@@ -60,29 +76,38 @@ ratio() {
 # later rounds do not pay. One round per device first, not counted.
 run /dev/tsswap0 "warm-up tsswap0" 1 /dev/null
 run /dev/vda "warm-up plain" 1 /dev/null
+linear_run "warm-up linear" 1 /dev/null
+
+ts() { run /dev/tsswap0 tsswap0 "$1" /tmp/ts.res; }
+plain() { run /dev/vda plain "$1" /tmp/plain.res; }
+linear() { linear_run linear "$1" /tmp/linear.res; }
 
 rm -f /tmp/ratios
 for n in $RECLAIMERS; do
-	rm -f /tmp/ts.res /tmp/plain.res
+	rm -f /tmp/ts.res /tmp/plain.res /tmp/linear.res
 	i=0
 	while [ $i -lt "$ROUNDS" ]; do
-		# Which goes first alternates, so that drift cancels out.
-		if [ $((i % 2)) = 0 ]; then
-			run /dev/tsswap0 tsswap0 "$n" /tmp/ts.res
-			run /dev/vda plain "$n" /tmp/plain.res
-		else
-			run /dev/vda plain "$n" /tmp/plain.res
-			run /dev/tsswap0 tsswap0 "$n" /tmp/ts.res
-		fi
+		# Each device goes first, second and last in turn, and each
+		# follows each of the others as often, so that drift cancels.
+		case $((i % 6)) in
+		0) ts "$n"; plain "$n"; linear "$n" ;;
+		1) plain "$n"; linear "$n"; ts "$n" ;;
+		2) linear "$n"; ts "$n"; plain "$n" ;;
+		3) ts "$n"; linear "$n"; plain "$n" ;;
+		4) linear "$n"; plain "$n"; ts "$n" ;;
+		5) plain "$n"; ts "$n"; linear "$n" ;;
+		esac
 		i=$((i + 1))
 	done
 	for col in 1 2 3; do
 		name=$(echo "out in out+in" | cut -d' ' -f$col)
 		t=$(median /tmp/ts.res $col)
 		p=$(median /tmp/plain.res $col)
+		l=$(median /tmp/linear.res $col)
 		r=$(ratio "$t" "$p")
-		echo "# reclaimers $n: median $name MiB/s: tsswap0 $t, plain $p, ratio $r"
+		echo "# reclaimers $n: median $name MiB/s: tsswap0 $t, plain $p, linear $l, ratio $r, linear/plain $(ratio "$l" "$p"), tsswap0/linear $(ratio "$t" "$l")"
 		echo "$n $name $r" >>/tmp/ratios
+		echo "$n linear-$name $(ratio "$l" "$p")" >>/tmp/ratios
 	done
 done
 
@@ -138,4 +163,4 @@ got() {
 		END { print r == "" ? 0 : r }' /tmp/ratios
 }
 first=$(echo $RECLAIMERS | awk '{ print $1 }')
-echo "swapbench ratio=$(got "$first" out+in) out=$(got "$first" out) in=$(got "$first" in) out4=$(got 4 out) in4=$(got 4 in)"
+echo "swapbench ratio=$(got "$first" out+in) out=$(got "$first" out) in=$(got "$first" in) out4=$(got 4 out) in4=$(got 4 in) linear_out=$(got "$first" linear-out) linear_in=$(got "$first" linear-in)"
