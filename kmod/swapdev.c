@@ -121,6 +121,12 @@ struct ts_swapdev {
 	 * swap-out of the page begins, whether or not it will reach us, and
 	 * while a write is in flight or failed. Reconciliation may reference
 	 * a slot's block only while this is set.
+	 *
+	 * This bitmap, slot_announced and slot_mapped are written only under
+	 * store->lock, so with the non-atomic bit operations: a locked
+	 * read-modify-write costs several plain ones, and a swap-out of a
+	 * huge page changes three bits of each of its 512 slots. A reader
+	 * without the lock (the swap-in hook) loads a word whole.
 	 */
 	unsigned long *slot_complete;
 
@@ -263,6 +269,9 @@ static struct ts_swapdev *ts_swapdev_of(struct bio *bio)
  */
 #define TS_LOCK_BATCH	32
 
+/* Slots whose bits are cleared under one hold of store->lock at swapoff. */
+#define TS_CLEAR_BATCH	SZ_64K
+
 /*
  * The write of @run is over. A slot becomes complete only if the write was
  * a swap-out, succeeded, and the slot still maps the block written: a
@@ -287,7 +296,7 @@ static void ts_swapdev_written(struct ts_swapdev *swapdev,
 			block = run->first_block + i;
 			if (ok && run->swap_out && !swapdev->hook_lost &&
 			    swapdev->slot_block[slot] == block)
-				set_bit(slot, swapdev->slot_complete);
+				__set_bit(slot, swapdev->slot_complete);
 			ts_store_put_locked(store, block);
 		}
 		spin_unlock_irqrestore(&store->lock, flags);
@@ -428,7 +437,8 @@ static bool ts_swapdev_note_swap_out(struct ts_swapdev *swapdev,
 static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 {
 	struct ts_swapdev *swapdev = disk->private_data;
-	unsigned long i;
+	struct ts_store *store = swapdev->store;
+	unsigned long i, n;
 
 	if (disk->part0->bd_holder)
 		return;
@@ -437,11 +447,18 @@ static void ts_swapdev_forget_swap_cache(struct gendisk *disk)
 	 * Swapoff freed every slot, which cleared their bits; clear them
 	 * anyway, since the hook cannot tell our swap-outs from others'
 	 * until a write teaches it the next swap type. Nothing sets them
-	 * now: the swap area is gone.
+	 * now: the swap area is gone. Under the lock all the same, as every
+	 * write of them is (see slot_complete), a bounded piece at a time.
 	 */
-	bitmap_zero(swapdev->slot_complete, swapdev->nr_slots);
-	bitmap_zero(swapdev->slot_announced, swapdev->nr_slots);
-	bitmap_zero(swapdev->slot_mapped, swapdev->nr_slots);
+	for (i = 0; i < swapdev->nr_slots; i += TS_CLEAR_BATCH) {
+		n = min_t(u64, TS_CLEAR_BATCH, swapdev->nr_slots - i);
+		spin_lock_irq(&store->lock);
+		bitmap_clear(swapdev->slot_complete, i, n);
+		bitmap_clear(swapdev->slot_announced, i, n);
+		bitmap_clear(swapdev->slot_mapped, i, n);
+		spin_unlock_irq(&store->lock);
+		cond_resched();
+	}
 	for (i = 0; i < swapdev->nr_regions; i++)
 		WRITE_ONCE(swapdev->regions[i].mapping, NULL);
 }
@@ -662,7 +679,7 @@ static bool ts_swapdev_consume_announce_locked(struct ts_swapdev *swapdev,
 					       u64 slot)
 {
 	if (!swapdev->watching_swap_outs ||
-	    test_and_clear_bit(slot, swapdev->slot_announced))
+	    __test_and_clear_bit(slot, swapdev->slot_announced))
 		return false;
 	ts_swapdev_count(swapdev, TS_SWAPDEV_UNSEEN_SWAP_OUTS, 1);
 	if (swapdev->hook_lost)
@@ -800,8 +817,8 @@ static u32 ts_swapdev_map_write_locked(struct ts_swapdev *swapdev, u64 slot,
 	if (swap_out && ts_swapdev_consume_announce_locked(swapdev, slot))
 		*lost = true;
 	old = swapdev->slot_block[slot];
-	clear_bit(slot, swapdev->slot_complete);
-	clear_bit(slot, swapdev->slot_mapped);
+	__clear_bit(slot, swapdev->slot_complete);
+	__clear_bit(slot, swapdev->slot_mapped);
 	if (old != TS_NO_BLOCK && store->refcount[old] == 1) {
 		block = old;
 	} else {
@@ -947,8 +964,8 @@ static bool ts_swapdev_unmap_locked(struct ts_swapdev *swapdev, u64 slot)
 {
 	u32 block = swapdev->slot_block[slot];
 
-	clear_bit(slot, swapdev->slot_complete);
-	clear_bit(slot, swapdev->slot_mapped);
+	__clear_bit(slot, swapdev->slot_complete);
+	__clear_bit(slot, swapdev->slot_mapped);
 	if (block == TS_NO_BLOCK)
 		return false;
 	WRITE_ONCE(swapdev->slot_block[slot], TS_NO_BLOCK);
@@ -979,7 +996,7 @@ bool ts_swapdev_slot_to_image(struct ts_swapdev *swapdev, u64 slot)
 	if (room) {
 		lost = ts_swapdev_consume_announce_locked(swapdev, slot);
 		ts_swapdev_unmap_locked(swapdev, slot);
-		set_bit(slot, swapdev->slot_mapped);
+		__set_bit(slot, swapdev->slot_mapped);
 		store->reserved++;
 	}
 	spin_unlock_irqrestore(&store->lock, flags);
@@ -998,7 +1015,7 @@ void ts_swapdev_unreserve(struct ts_swapdev *swapdev, u64 slot)
 	unsigned long flags;
 
 	spin_lock_irqsave(&store->lock, flags);
-	clear_bit(slot, swapdev->slot_mapped);
+	__clear_bit(slot, swapdev->slot_mapped);
 	if (!WARN_ON_ONCE(!store->reserved))
 		store->reserved--;
 	spin_unlock_irqrestore(&store->lock, flags);
@@ -1045,7 +1062,7 @@ void ts_swapdev_slot_to_block(struct ts_swapdev *swapdev, u64 slot, u32 block)
 	spin_lock_irqsave(&store->lock, flags);
 	if (WARN_ON_ONCE(swapdev->slot_block[slot] != TS_NO_BLOCK))
 		ts_swapdev_unmap_locked(swapdev, slot);
-	clear_bit(slot, swapdev->slot_mapped);
+	__clear_bit(slot, swapdev->slot_mapped);
 	if (!WARN_ON_ONCE(!store->reserved))
 		store->reserved--;
 	ts_store_get_locked(store, block);
@@ -1272,7 +1289,7 @@ static void ts_swapdev_slot_free_notify(struct block_device *bdev,
 	 * cannot be freed between the hook and the write: the folio in the
 	 * swap cache holds it.
 	 */
-	clear_bit(slot, swapdev->slot_announced);
+	__clear_bit(slot, swapdev->slot_announced);
 	if (ts_swapdev_unmap_locked(swapdev, slot))
 		ts_swapdev_count(swapdev, TS_SWAPDEV_FREES, 1);
 	spin_unlock_irqrestore(&store->lock, flags);
