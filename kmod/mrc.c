@@ -76,7 +76,7 @@
  * 1 / TS_MRC_SPANS_PER_WIDTH of the newer spans' pages.
  */
 #define TS_MRC_SPANS_PER_WIDTH	4
-#define TS_MRC_MAX_SPANS	((TS_MRC_CLOCK_BITS + 1) * TS_MRC_SPANS_PER_WIDTH + 2)
+#define TS_MRC_NR_WIDTHS	(TS_MRC_CLOCK_BITS + 1)
 
 /*
  * Groups tracked at most: about 7 KiB each. Cgroups beyond it are not
@@ -118,6 +118,18 @@ struct ts_mrc_span {
 	u32 newer;
 };
 
+/*
+ * The spans of one width, 2^level stamps, oldest first from span[oldest],
+ * a ring: all of them are older than every narrower span, so a group's
+ * spans are its widths' in turn, the widest first. A merge takes the two
+ * oldest of a width and makes them the newest of the next: no span moves.
+ */
+struct ts_mrc_width {
+	struct ts_mrc_span span[TS_MRC_SPANS_PER_WIDTH];
+	u8 oldest;
+	u8 nr;
+};
+
 struct ts_mrc_group {
 	struct rcu_head rcu;		/* kfree_rcu() wants it near the start */
 	unsigned short memcg_id;	/* the key in ts_mrc.groups */
@@ -128,9 +140,8 @@ struct ts_mrc_group {
 	u64 clock;			/* the next stamp */
 	u64 in_swap;			/* sum of the spans' live */
 	unsigned int nr_spans;
-	/* How many spans have each width, 2^level: see push_stamp. */
-	u8 nr_of_width[TS_MRC_CLOCK_BITS + 1];
-	struct ts_mrc_span spans[TS_MRC_MAX_SPANS];
+	unsigned int nr_widths;		/* the widest in use, plus one */
+	struct ts_mrc_width width[TS_MRC_NR_WIDTHS];
 
 	/* The current window (cur) and the one before, which lasted prev_ns. */
 	struct ts_mrc_window win[2];
@@ -285,9 +296,13 @@ static void ts_mrc_reset_locked(struct ts_mrc_group *g)
 	g->cur_start_ns = ts_mrc_now();
 }
 
-static u64 ts_mrc_span_end(struct ts_mrc_group *g, unsigned int i)
+/* The @i-th oldest span of width @level. */
+static struct ts_mrc_span *ts_mrc_span(struct ts_mrc_group *g,
+				       unsigned int level, unsigned int i)
 {
-	return i + 1 < g->nr_spans ? g->spans[i + 1].first : g->clock;
+	struct ts_mrc_width *w = &g->width[level];
+
+	return &w->span[(w->oldest + i) % TS_MRC_SPANS_PER_WIDTH];
 }
 
 /* @old takes in the next span, @new: its pages and its newest bound. */
@@ -300,63 +315,63 @@ static void ts_mrc_span_absorb(struct ts_mrc_span *old,
 	old->live += new->live;
 }
 
-/* The width level of span @i: spans are 2^level stamps wide. */
-static unsigned int ts_mrc_span_level(struct ts_mrc_group *g, unsigned int i)
+static void ts_mrc_spans_clear_locked(struct ts_mrc_group *g)
 {
-	u64 width = ts_mrc_span_end(g, i) - g->spans[i].first;
+	unsigned int level;
 
-	return min_t(unsigned int, ilog2(width), TS_MRC_CLOCK_BITS);
-}
-
-/* Count the spans of each width again (a merge out of the usual order). */
-static void ts_mrc_count_widths_locked(struct ts_mrc_group *g)
-{
-	unsigned int i;
-
-	memset(g->nr_of_width, 0, sizeof(g->nr_of_width));
-	for (i = 0; i < g->nr_spans; i++)
-		g->nr_of_width[ts_mrc_span_level(g, i)]++;
+	for (level = 0; level < g->nr_widths; level++)
+		g->width[level].nr = 0;
+	g->nr_widths = 0;
+	g->nr_spans = 0;
 }
 
 /*
- * A new stamp joins as a span of its own; then, from the narrowest up, a
- * width that has more than TS_MRC_SPANS_PER_WIDTH spans has its two
- * oldest merged, which may make one too many of twice the width. Widths
- * only grow towards the old end, so each width's spans are adjacent, and
- * the counts per width say where: no span is looked at but the two that
- * merge. This runs for every page that leaves memory, with interrupts off.
+ * A new stamp joins as a span of its own, the newest of width 1. A width
+ * that would hold more than TS_MRC_SPANS_PER_WIDTH spans first has its
+ * two oldest merged into the newest of twice the width, which may carry
+ * on up. About one merge per stamp, no span moved or looked at but the
+ * two that merge: this runs for every page that leaves memory, with
+ * interrupts off.
  */
 static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
 {
-	unsigned int level = 0, newer = 0, oldest;
+	struct ts_mrc_span span = { .first = g->clock++, .live = 1 };
+	struct ts_mrc_span merged;
+	struct ts_mrc_width *w;
+	unsigned int level;
 
-	g->spans[g->nr_spans].first = g->clock++;
-	g->spans[g->nr_spans].newer = 0;
-	g->spans[g->nr_spans].live = 1;
-	g->nr_spans++;
+	BUILD_BUG_ON(!is_power_of_2(TS_MRC_SPANS_PER_WIDTH));
 	g->in_swap++;
-	g->nr_of_width[0]++;
-
-	/* newer: the spans narrower than this level's, after them. */
-	while (level < TS_MRC_CLOCK_BITS &&
-	       g->nr_of_width[level] > TS_MRC_SPANS_PER_WIDTH) {
-		oldest = g->nr_spans - newer - g->nr_of_width[level];
-		ts_mrc_span_absorb(&g->spans[oldest], &g->spans[oldest + 1]);
-		memmove(&g->spans[oldest + 1], &g->spans[oldest + 2],
-			(g->nr_spans - oldest - 2) * sizeof(g->spans[0]));
+	for (level = 0; ; level++) {
+		w = &g->width[level];
+		if (level == g->nr_widths) {
+			w->oldest = 0;
+			w->nr = 0;
+			g->nr_widths++;
+		}
+		if (w->nr < TS_MRC_SPANS_PER_WIDTH)
+			break;
+		merged = *ts_mrc_span(g, level, 0);
+		ts_mrc_span_absorb(&merged, ts_mrc_span(g, level, 1));
+		w->oldest = (w->oldest + 2) % TS_MRC_SPANS_PER_WIDTH;
+		w->nr -= 2;
 		g->nr_spans--;
-		g->nr_of_width[level] -= 2;
-		g->nr_of_width[++level]++;
-		newer = g->nr_spans - oldest - 1;
+		*ts_mrc_span(g, level, w->nr) = span;
+		w->nr++;
+		if (WARN_ON_ONCE(level == TS_MRC_NR_WIDTHS - 1)) {
+			/* 2^47 stamps: the merged span stays the oldest. */
+			w->oldest = (w->oldest + TS_MRC_SPANS_PER_WIDTH - 1) %
+				    TS_MRC_SPANS_PER_WIDTH;
+			*ts_mrc_span(g, level, 0) = merged;
+			w->nr++;
+			g->nr_spans++;
+			return;
+		}
+		span = merged;
 	}
-	/* Bounded by the clock's width; full only if widths were not kept. */
-	if (WARN_ON_ONCE(g->nr_spans == TS_MRC_MAX_SPANS)) {
-		ts_mrc_span_absorb(&g->spans[0], &g->spans[1]);
-		memmove(&g->spans[1], &g->spans[2],
-			(g->nr_spans - 2) * sizeof(g->spans[0]));
-		g->nr_spans--;
-		ts_mrc_count_widths_locked(g);
-	}
+	*ts_mrc_span(g, level, w->nr) = span;
+	w->nr++;
+	g->nr_spans++;
 }
 
 /*
@@ -366,36 +381,47 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
  */
 static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 {
-	unsigned int lo = 0, hi = g->nr_spans, i, mid, level;
-	struct ts_mrc_span *span;
+	unsigned int level, i, at, l, top = g->nr_widths;
+	struct ts_mrc_width *w;
+	struct ts_mrc_span *span = NULL;
 	u64 after = 0, newest;
 
-	if (!hi || stamp < g->spans[0].first || stamp >= g->clock)
+	if (stamp >= g->clock)
 		return U64_MAX;
-	/* The last span that begins at or before stamp. */
-	while (hi - lo > 1) {
-		mid = (lo + hi) / 2;
-		if (g->spans[mid].first <= stamp)
-			lo = mid;
-		else
-			hi = mid;
+	/*
+	 * The newest span that begins at or before @stamp: in the narrowest
+	 * width whose oldest span does.
+	 */
+	for (level = 0; level < top; level++) {
+		w = &g->width[level];
+		if (!w->nr || ts_mrc_span(g, level, 0)->first > stamp)
+			continue;
+		for (at = w->nr - 1; ts_mrc_span(g, level, at)->first > stamp;)
+			at--;
+		span = ts_mrc_span(g, level, at);
+		break;
 	}
-	span = &g->spans[lo];
-	if (!span->live)
+	if (!span || !span->live)
 		return U64_MAX;
 	/*
 	 * The newer spans' pages: summed, or what the older ones leave of
-	 * all in swap, whichever is fewer spans to add. Pages tend to come
+	 * all in swap, whichever is fewer widths to add. Pages tend to come
 	 * back oldest first (a scan in the order they left), and the spans
 	 * are summed with interrupts off.
 	 */
-	if (g->nr_spans - lo - 1 <= lo) {
-		for (i = lo + 1; i < g->nr_spans; i++)
-			after += g->spans[i].live;
+	if (level <= top - 1 - level) {
+		for (i = at + 1; i < w->nr; i++)
+			after += ts_mrc_span(g, level, i)->live;
+		for (l = 0; l < level; l++)
+			for (i = 0; i < g->width[l].nr; i++)
+				after += ts_mrc_span(g, l, i)->live;
 	} else {
 		after = g->in_swap - span->live;
-		for (i = 0; i < lo; i++)
-			after -= g->spans[i].live;
+		for (i = 0; i < at; i++)
+			after -= ts_mrc_span(g, level, i)->live;
+		for (l = level + 1; l < top; l++)
+			for (i = 0; i < g->width[l].nr; i++)
+				after -= ts_mrc_span(g, l, i)->live;
 	}
 	/*
 	 * Of the rest of its own span, an even share of those up to the
@@ -412,15 +438,17 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 		 span->newer != U32_MAX)
 		span->newer--;
 	/* Spans with nothing left in swap at the old end are history. */
-	for (i = 0; i < g->nr_spans - 1 && !g->spans[i].live; i++) {
-		level = ts_mrc_span_level(g, i);
-		if (!WARN_ON_ONCE(!g->nr_of_width[level]))
-			g->nr_of_width[level]--;
-	}
-	if (i) {
-		memmove(&g->spans[0], &g->spans[i],
-			(g->nr_spans - i) * sizeof(g->spans[0]));
-		g->nr_spans -= i;
+	while (g->nr_spans > 1) {
+		w = &g->width[g->nr_widths - 1];
+		if (w->nr && ts_mrc_span(g, g->nr_widths - 1, 0)->live)
+			break;
+		if (w->nr) {
+			w->oldest = (w->oldest + 1) % TS_MRC_SPANS_PER_WIDTH;
+			w->nr--;
+			g->nr_spans--;
+		}
+		if (!w->nr)
+			g->nr_widths--;
 	}
 	return after;
 }
@@ -621,8 +649,7 @@ static void ts_mrc_stamp_folio(struct ts_mrc *mrc, struct folio *folio,
 			goto untracked;
 		}
 		g->cgroup_id = cgid;
-		g->nr_spans = 0;
-		memset(g->nr_of_width, 0, sizeof(g->nr_of_width));
+		ts_mrc_spans_clear_locked(g);
 		ts_mrc_reset_locked(g);
 	}
 	for (i = 0; i < nr; i++) {

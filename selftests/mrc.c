@@ -422,6 +422,55 @@ TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
 }
 
 /*
+ * A distance counts exactly the group's pages in swap that left after the
+ * page, in its own span and in every newer one. Pages leave in address
+ * order (clean, one MADV_PAGEOUT each, as above); then every other one is
+ * read back from the newest down: the k-th such fault has the k odd pages
+ * above it still in swap, so the distances are 1 to pages / 2, once each.
+ * The newest spans are narrow and exact, so a count that missed a span of
+ * the page's own width, or a newer one, is off by pages here.
+ */
+TEST_F_TIMEOUT(mrc, distances_count_every_newer_page, 300)
+{
+	size_t pages = 4096, i, resident;
+	struct ts_mrc_curve c;
+	double d, got;
+	int status;
+	char *mem;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		mem = child_pages_in_swap(GROUP_A, pages, 1);
+		read_pages(mem, pages);
+		for (i = 0; i < pages; i++)
+			madvise(mem + i * PAGE, PAGE, MADV_PAGEOUT);
+		resident = ts_resident_pages(mem, pages * PAGE);
+		if (resident > pages / 100)
+			_exit(13);
+		if (ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c))
+			_exit(14);
+		for (i = pages - 2; i < pages; i -= 2)
+			read_pages(mem + i * PAGE, 1);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
+	log_curve(_metadata, GROUP_A, &c);
+	ASSERT_LE(pages / 2 * 99 / 100, c.m.faults);
+	/* d faults with a distance in [d, 2d), one at each. */
+	for (d = 1; d < pages / 2; d *= 2) {
+		got = faults_between(&c, d, 2 * d);
+		EXPECT_GE(0.1 * d + 2, got > d ? got - d : d - got)
+			TH_LOG("%.0f faults at %.0f to %.0f pages, want %.0f",
+			       got, d, 2 * d - 1, d);
+	}
+}
+
+/*
  * Swapoff reads every page back, needed or not: no fault of the group's.
  * Its pages leave the group's swap all the same.
  */
