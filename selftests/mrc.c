@@ -381,41 +381,56 @@ TEST_F_TIMEOUT(mrc, clean_evictions_are_seen, 300)
 }
 
 /*
- * Pages evicted in a known order and faulted back newest first: each
- * comes back after every page evicted later already did, at distance 0.
- * Old stamps share wide spans; a span must not count its own pages that
- * are back already (up to a quarter of its width). The order: pages read
- * back from swap keep their slots and are clean, so MADV_PAGEOUT of one
- * page evicts it at once, with no write.
+ * In a child in GROUP_A: @pages pages leave memory in address order, then
+ * every @step-th of them comes back, from the newest down (the last one
+ * first). The order: pages read back from swap keep their slots and are
+ * clean, so MADV_PAGEOUT of one page evicts it at once, with no write. The
+ * curve is reset in between, and read into @c at the end. 0 or the
+ * child's failure.
  */
-TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
+static int evict_in_order_fault_newest_first(size_t pages, size_t step,
+					     struct ts_mrc_curve *c)
 {
-	size_t pages = 8192, i, resident;
-	struct ts_mrc_curve c;
+	size_t i;
 	int status;
 	char *mem;
 	pid_t pid;
 
 	pid = fork();
-	ASSERT_LE(0, pid);
+	if (pid < 0)
+		return -1;
 	if (!pid) {
 		mem = child_pages_in_swap(GROUP_A, pages, 1);
 		read_pages(mem, pages);
 		for (i = 0; i < pages; i++)
 			madvise(mem + i * PAGE, PAGE, MADV_PAGEOUT);
-		resident = ts_resident_pages(mem, pages * PAGE);
-		if (resident > pages / 10)
+		if (ts_resident_pages(mem, pages * PAGE) > pages / 100)
 			_exit(13);
-		if (ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c))
+		if (ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, c))
 			_exit(14);
-		for (i = pages; i--;)
+		for (i = pages - step; i < pages; i -= step)
 			read_pages(mem + i * PAGE, 1);
 		_exit(0);
 	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_TRUE(WIFEXITED(status));
-	ASSERT_EQ(0, WEXITSTATUS(status));
-	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	if (WEXITSTATUS(status))
+		return WEXITSTATUS(status);
+	return ts_mrc_read(GROUP_A, 0, c) ? -1 : 0;
+}
+
+/*
+ * Pages evicted in a known order and faulted back newest first: each
+ * comes back after every page evicted later already did, at distance 0.
+ * Old stamps share wide spans; a span must not count its own pages that
+ * are back already (up to a quarter of its width).
+ */
+TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
+{
+	size_t pages = 8192;
+	struct ts_mrc_curve c;
+
+	ASSERT_EQ(0, evict_in_order_fault_newest_first(pages, 1, &c));
 	log_curve(_metadata, GROUP_A, &c);
 	ASSERT_LE(pages * 8 / 10, c.m.faults);
 	EXPECT_GE(0.05 * c.m.faults, ts_mrc_misses_at(&c, 8));
@@ -424,41 +439,19 @@ TEST_F_TIMEOUT(mrc, reverse_order_faults_are_near, 300)
 /*
  * A distance counts exactly the group's pages in swap that left after the
  * page, in its own span and in every newer one. Pages leave in address
- * order (clean, one MADV_PAGEOUT each, as above); then every other one is
- * read back from the newest down: the k-th such fault has the k odd pages
- * above it still in swap, so the distances are 1 to pages / 2, once each.
- * The newest spans are narrow and exact, so a count that missed a span of
- * the page's own width, or a newer one, is off by pages here.
+ * order, then every other one comes back from the newest down: the k-th
+ * fault has the k odd pages above it still in swap, so the distances are
+ * 1 to pages / 2, once each. The newest spans are narrow and exact, so a
+ * count that missed a span of the page's own width, or a newer one, is off
+ * by pages here.
  */
 TEST_F_TIMEOUT(mrc, distances_count_every_newer_page, 300)
 {
-	size_t pages = 4096, i, resident;
+	size_t pages = 4096;
 	struct ts_mrc_curve c;
 	double d, got;
-	int status;
-	char *mem;
-	pid_t pid;
 
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (!pid) {
-		mem = child_pages_in_swap(GROUP_A, pages, 1);
-		read_pages(mem, pages);
-		for (i = 0; i < pages; i++)
-			madvise(mem + i * PAGE, PAGE, MADV_PAGEOUT);
-		resident = ts_resident_pages(mem, pages * PAGE);
-		if (resident > pages / 100)
-			_exit(13);
-		if (ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c))
-			_exit(14);
-		for (i = pages - 2; i < pages; i -= 2)
-			read_pages(mem + i * PAGE, 1);
-		_exit(0);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_TRUE(WIFEXITED(status));
-	ASSERT_EQ(0, WEXITSTATUS(status));
-	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
+	ASSERT_EQ(0, evict_in_order_fault_newest_first(pages, 2, &c));
 	log_curve(_metadata, GROUP_A, &c);
 	ASSERT_LE(pages / 2 * 99 / 100, c.m.faults);
 	/* d faults with a distance in [d, 2d), one at each. */
