@@ -14,6 +14,7 @@
 #                         (VM=1: and a real guest, in the 6.12 kernel)
 #   make lint             checkpatch --strict and sparse on our sources
 #   make bench-swap       swap throughput: /dev/tsswap0 against plain swap
+#                         and dm-linear over it (stacking alone)
 #   make bench-vhost      fio through /dev/vhost-blk against native I/O
 #   make bench-dp         double paging: a guest's page-out, reconciliation
 #                         off against on, HDD- and SSD-like (tools/dpbench),
