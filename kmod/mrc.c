@@ -305,6 +305,17 @@ static struct ts_mrc_span *ts_mrc_span(struct ts_mrc_group *g,
 	return &w->span[(w->oldest + i) % TS_MRC_SPANS_PER_WIDTH];
 }
 
+/* Pages in swap of the spans @from to @to - 1 of width @level, oldest 0. */
+static u64 ts_mrc_width_live(struct ts_mrc_group *g, unsigned int level,
+			     unsigned int from, unsigned int to)
+{
+	u64 live = 0;
+
+	for (; from < to; from++)
+		live += ts_mrc_span(g, level, from)->live;
+	return live;
+}
+
 /* @old takes in the next span, @new: its pages and its newest bound. */
 static void ts_mrc_span_absorb(struct ts_mrc_span *old,
 			       const struct ts_mrc_span *new)
@@ -381,10 +392,10 @@ static void ts_mrc_push_stamp_locked(struct ts_mrc_group *g)
  */
 static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 {
-	unsigned int level, i, at, l, top = g->nr_widths;
+	unsigned int level, at, l, top = g->nr_widths;
 	struct ts_mrc_width *w;
 	struct ts_mrc_span *span = NULL;
-	u64 after = 0, newest;
+	u64 after, newest;
 
 	if (stamp >= g->clock)
 		return U64_MAX;
@@ -410,18 +421,14 @@ static u64 ts_mrc_pop_stamp_locked(struct ts_mrc_group *g, u64 stamp)
 	 * are summed with interrupts off.
 	 */
 	if (level <= top - 1 - level) {
-		for (i = at + 1; i < w->nr; i++)
-			after += ts_mrc_span(g, level, i)->live;
+		after = ts_mrc_width_live(g, level, at + 1, w->nr);
 		for (l = 0; l < level; l++)
-			for (i = 0; i < g->width[l].nr; i++)
-				after += ts_mrc_span(g, l, i)->live;
+			after += ts_mrc_width_live(g, l, 0, g->width[l].nr);
 	} else {
-		after = g->in_swap - span->live;
-		for (i = 0; i < at; i++)
-			after -= ts_mrc_span(g, level, i)->live;
+		after = g->in_swap - span->live -
+			ts_mrc_width_live(g, level, 0, at);
 		for (l = level + 1; l < top; l++)
-			for (i = 0; i < g->width[l].nr; i++)
-				after -= ts_mrc_span(g, l, i)->live;
+			after -= ts_mrc_width_live(g, l, 0, g->width[l].nr);
 	}
 	/*
 	 * Of the rest of its own span, an even share of those up to the
