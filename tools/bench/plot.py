@@ -5,23 +5,23 @@
     plot.py swap|vhost|dp|locality|mrc|e2e|mapper|remote LOG OUT.png
 
 swap: the per-round out+in throughput of /dev/tsswap0, of the plain swap
-partition and of dm-linear over it. vhost: IOPS of fio through /dev/vhost-blk and natively, per
-queue depth and direction. dp: dpbench's guest page-out with reconciliation
-off and on, per profile: throughput, write latency, host swap-ins and bytes
-written to the guest image; and the read-back's throughput; and, when the
-run had the end-to-end workload, its plot (e2e below) in OUT-e2e.png.
-locality: the
-sequential read throughput of a reconciled range before compaction, after
-it, after cleaning, and of a range never reconciled. mrc: the swap-ins a
-miss-ratio curve predicted at each memory.max against those measured, and
-swap throughput with the curves on and off. e2e: dpe2e's whole workload per
-profile and configuration: operations per second over time, the CDF of
-operation latency, and each second's p99 and maximum latency. mapper:
-mapperbench's page cache swapped out and in with the swap mapper off and
-on, per profile: swap-in throughput, bytes the swap-out wrote to the
-store, swap-out time and its CPU time with the share spent hashing.
-remote: swap throughput and dpbench's page-out with the store local and
-over NVMe/TCP and NBD at each round-trip time (medians of the rounds).
+partition and of dm-linear over it. vhost: IOPS of fio through
+/dev/vhost-blk and natively, per queue depth and direction. dp: dpbench's
+guest page-out with reconciliation off and on, per profile: throughput,
+write latency, host swap-ins and bytes written to the guest image; and the
+read-back's throughput; and, when the run had the end-to-end workload, its
+plot (e2e below) in OUT-e2e.png. locality: the sequential read throughput
+of a reconciled range before compaction, after it, after cleaning, and of a
+range never reconciled. mrc: the swap-ins a miss-ratio curve predicted at
+each memory.max against those measured, and swap throughput with the curves
+on and off. e2e: dpe2e's whole workload per profile and configuration:
+operations per second over time, the CDF of operation latency, and each
+second's p99 and maximum latency. mapper: mapperbench's page cache swapped
+out and in with the swap mapper off and on, per profile: swap-in
+throughput, bytes the swap-out wrote to the store, swap-out time and its
+CPU time with the share spent hashing. remote: swap throughput and
+dpbench's page-out with the store local and over NVMe/TCP and NBD at each
+round-trip time (medians of the rounds).
 """
 import re
 import statistics
