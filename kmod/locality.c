@@ -50,13 +50,15 @@ static void ts_cleaner_wake(void)
 
 static int ts_bool_knob_set(const char *val, const struct kernel_param *kp)
 {
-	int ret = param_set_bool(val, kp);
+	bool on;
 
-	if (ret)
-		pr_err("%s=%s: not a boolean\n", kp->name, val);
-	else
-		ts_cleaner_wake();
-	return ret;
+	if (ts_param_parse_bool(val, &on)) {
+		pr_err("%s=%s: not 0 or 1\n", kp->name, val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*(bool *)kp->arg, on);
+	ts_cleaner_wake();
+	return 0;
 }
 
 static int ts_uint_knob_set(const char *val, const struct kernel_param *kp)
@@ -71,6 +73,7 @@ static int ts_uint_knob_set(const char *val, const struct kernel_param *kp)
 }
 
 static const struct kernel_param_ops ts_bool_knob_ops = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
 	.set = ts_bool_knob_set,
 	.get = param_get_bool,
 };

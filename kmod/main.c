@@ -21,6 +21,36 @@
 
 struct dentry *ts_debugfs_root;
 
+/* Longer would hold I/O, and whatever waits behind it, for minutes. */
+#define TS_DEBUGFS_DELAY_MAX_MS	(60 * MSEC_PER_SEC)
+
+static int ts_debugfs_delay_get(void *data, u64 *val)
+{
+	*val = READ_ONCE(*(u32 *)data);
+	return 0;
+}
+
+static int ts_debugfs_delay_set(void *data, u64 val)
+{
+	if (val > TS_DEBUGFS_DELAY_MAX_MS)
+		return -EINVAL;
+	WRITE_ONCE(*(u32 *)data, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ts_debugfs_delay_fops, ts_debugfs_delay_get,
+			 ts_debugfs_delay_set, "%llu\n");
+
+/*
+ * A fault-injection delay in milliseconds, @ms, as debugfs file @name in
+ * @dir: read-write for root, 0 to 60000, larger values fail with EINVAL.
+ */
+struct dentry *ts_debugfs_create_delay_ms(const char *name,
+					  struct dentry *dir, u32 *ms)
+{
+	return debugfs_create_file_unsafe(name, 0600, dir, ms,
+					  &ts_debugfs_delay_fops);
+}
+
 static struct ts_store *ts_store;
 static struct ts_swapdev *ts_swapdev;
 
@@ -31,6 +61,30 @@ static char backing[PATH_MAX];
  * operator is better served by a failed insmod naming the parameter than by
  * a half-configured module.
  */
+/*
+ * A boolean module parameter, as the documentation promises it: 1, y or Y
+ * for on, 0, n or N for off, a newline after it allowed (sysfs writes end
+ * in one), and nothing (a bare name on the insmod line, with
+ * KERNEL_PARAM_OPS_FL_NOARG) for on. Stricter than kstrtobool(), which
+ * looks at the first character only and so reads "mrc=foo" as off.
+ */
+int ts_param_parse_bool(const char *val, bool *on)
+{
+	size_t len;
+
+	if (!val) {
+		*on = true;
+		return 0;
+	}
+	len = strlen(val);
+	if (len && val[len - 1] == '\n')
+		len--;
+	if (len != 1 || !strchr("01yYnN", val[0]))
+		return -EINVAL;
+	*on = strchr("1yY", val[0]);
+	return 0;
+}
+
 static int backing_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");

@@ -105,7 +105,27 @@
 #define TS_MAP_WINDOW_START	4
 
 bool ts_swap_mapper_param;
-module_param_named(swap_mapper, ts_swap_mapper_param, bool, 0444);
+
+static int swap_mapper_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+
+	if (ts_param_parse_bool(val, &on)) {
+		pr_err("swap_mapper=%s: not 0 or 1 (swap mapper off or on)\n",
+		       val);
+		return -EINVAL;
+	}
+	*(bool *)kp->arg = on;
+	return 0;
+}
+
+static const struct kernel_param_ops swap_mapper_ops = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
+	.set = swap_mapper_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(swap_mapper, &swap_mapper_ops, &ts_swap_mapper_param, 0444);
 MODULE_PARM_DESC(swap_mapper,
 		 "Map swap-outs of pages read unchanged from a guest disk to the disk's blocks instead of writing them (default off)");
 
@@ -1646,24 +1666,6 @@ static int ts_map_stats_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(ts_map_stats);
 
-/* @data: the mapper's delay_reads_ms or delay_copies_ms. */
-static int ts_map_delay_get(void *data, u64 *val)
-{
-	*val = READ_ONCE(*(u32 *)data);
-	return 0;
-}
-
-static int ts_map_delay_set(void *data, u64 val)
-{
-	if (val > MSEC_PER_SEC * 60)
-		return -EINVAL;
-	WRITE_ONCE(*(u32 *)data, val);
-	return 0;
-}
-
-DEFINE_DEBUGFS_ATTRIBUTE(ts_map_delay_fops, ts_map_delay_get,
-			 ts_map_delay_set, "%llu\n");
-
 static void ts_mapper_free(struct ts_mapper *mapper)
 {
 	if (mapper->sha_tfm)
@@ -1759,15 +1761,13 @@ int ts_mapper_start(struct ts_store *store, struct ts_swapdev *swapdev,
 						      ts_debugfs_root, mapper,
 						      &ts_map_stats_fops);
 		mapper->debugfs_delay_reads =
-			debugfs_create_file_unsafe("swap_mapper_delay_reads_ms",
-						   0600, ts_debugfs_root,
-						   &mapper->delay_reads_ms,
-						   &ts_map_delay_fops);
+			ts_debugfs_create_delay_ms("swap_mapper_delay_reads_ms",
+						   ts_debugfs_root,
+						   &mapper->delay_reads_ms);
 		mapper->debugfs_delay_copies =
-			debugfs_create_file_unsafe("swap_mapper_delay_copies_ms",
-						   0600, ts_debugfs_root,
-						   &mapper->delay_copies_ms,
-						   &ts_map_delay_fops);
+			ts_debugfs_create_delay_ms("swap_mapper_delay_copies_ms",
+						   ts_debugfs_root,
+						   &mapper->delay_copies_ms);
 	}
 	ts_mapper = mapper;
 	ts_swapdev_set_mapper(swapdev, &mapper->ops);

@@ -192,7 +192,7 @@ static int mrc_set(const char *val, const struct kernel_param *kp)
 {
 	bool on;
 
-	if (kstrtobool(val, &on)) {
+	if (ts_param_parse_bool(val, &on)) {
 		pr_err("mrc=%s: not 0 or 1 (miss-ratio curves off or on)\n",
 		       val);
 		return -EINVAL;
@@ -202,6 +202,7 @@ static int mrc_set(const char *val, const struct kernel_param *kp)
 }
 
 static const struct kernel_param_ops mrc_ops = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
 	.set = mrc_set,
 	.get = param_get_bool,
 };
@@ -946,7 +947,8 @@ static int ts_mrc_groups_show(struct seq_file *s, void *v)
 	struct tesseract_mrc m = {};
 	struct ts_mrc_group *g;
 	unsigned long index, flags;
-	unsigned int b;
+	unsigned int b, pairs;
+	bool dead;
 	u64 *hist;
 
 	hist = kcalloc(TESSERACT_MRC_BUCKETS, sizeof(*hist), GFP_KERNEL);
@@ -955,15 +957,20 @@ static int ts_mrc_groups_show(struct seq_file *s, void *v)
 	rcu_read_lock();
 	xa_for_each(&mrc->groups, index, g) {
 		spin_lock_irqsave(&g->lock, flags);
-		ts_mrc_report_locked(g, &m, hist);
+		/* Being freed: gone for the ioctl too. */
+		dead = g->dead;
+		if (!dead)
+			ts_mrc_report_locked(g, &m, hist);
 		spin_unlock_irqrestore(&g->lock, flags);
+		if (dead)
+			continue;
 		seq_printf(s, "cgroup %llu memcg %lu window_ms %llu evictions %llu faults %llu unstamped_faults %llu readahead_reads %llu bypassed %llu in_swap %llu\n",
 			   m.cgroup_id, index, div_u64(m.window_ns, NSEC_PER_MSEC),
 			   m.evictions, m.faults, m.unstamped_faults,
 			   m.readahead_reads, m.bypassed, m.in_swap);
-		for (b = 0; b < TESSERACT_MRC_BUCKETS; b++)
+		for (b = pairs = 0; b < TESSERACT_MRC_BUCKETS; b++)
 			if (hist[b])
-				seq_printf(s, " %llu:%llu",
+				seq_printf(s, "%s%llu:%llu", pairs++ ? " " : "",
 					   TESSERACT_MRC_BUCKET_LO(b), hist[b]);
 		seq_putc(s, '\n');
 	}

@@ -61,9 +61,10 @@ static int ts_reconcile_param_set(const char *val,
 	int ret;
 
 	/* A bare "reconcile" at load means on, as for any bool. */
-	ret = kstrtobool(val ?: "1", &on);
+	ret = ts_param_parse_bool(val, &on);
 	if (ret) {
-		pr_err("reconcile: not a boolean\n");
+		pr_err("reconcile=%s: not 0 or 1 (reconciliation off or on)\n",
+		       val);
 		return ret;
 	}
 	if (on && ts_reconcile_refused) {
@@ -907,21 +908,28 @@ static void ts_disk_commit_work(struct work_struct *work)
 /*
  * Blocks whose references went back to the store, a batch per hold of its
  * lock: swap-outs and slot frees spin on it meanwhile. TS_NO_BLOCK entries
- * are skipped.
+ * (records that dropped no block) are skipped, and count in neither
+ * statistic: a batch of only those takes no lock.
  */
 static void ts_store_release(struct ts_store *store, const u32 *blocks,
 			     unsigned int nr)
 {
-	unsigned int i = 0, n;
+	unsigned int i = 0, n, k, batch;
 	unsigned long flags;
 	u64 start, held;
 
 	while (i < nr) {
 		n = min(nr - i, TS_STORE_LOCK_BATCH);
+		for (batch = 0, k = i; k < i + n; k++)
+			batch += blocks[k] != TS_NO_BLOCK;
+		if (!batch) {
+			i += n;
+			continue;
+		}
 		spin_lock_irqsave(&store->lock, flags);
 		start = ktime_get_ns();
-		if (n > store->release_batch_max)
-			WRITE_ONCE(store->release_batch_max, n);
+		if (batch > store->release_batch_max)
+			WRITE_ONCE(store->release_batch_max, batch);
 		for (; n; n--, i++) {
 			if (blocks[i] == TS_NO_BLOCK)
 				continue;

@@ -1458,13 +1458,21 @@ static void ts_swapdev_release_holds(struct ts_swapdev *swapdev)
 	spin_unlock_irqrestore(&store->lock, flags);
 }
 
-static int ts_release_holds_set(void *data, u64 val)
+/* Whatever is written: a number is not needed to say "all". */
+static ssize_t ts_release_holds_write(struct file *file,
+				      const char __user *buf, size_t len,
+				      loff_t *ppos)
 {
-	ts_swapdev_release_holds(data);
-	return 0;
+	ts_swapdev_release_holds(file->private_data);
+	return len;
 }
-DEFINE_DEBUGFS_ATTRIBUTE(ts_release_holds_fops, NULL, ts_release_holds_set,
-			 "%llu\n");
+
+static const struct file_operations ts_release_holds_fops = {
+	.owner	= THIS_MODULE,
+	.open	= simple_open,
+	.write	= ts_release_holds_write,
+	.llseek	= noop_llseek,
+};
 
 static int ts_swap_out_hook_show(struct seq_file *m, void *v)
 {
@@ -1504,10 +1512,10 @@ static void ts_swapdev_debugfs_init(struct ts_swapdev *swapdev)
 	debugfs_create_u32("release_batch_max", 0444, dir,
 			   &swapdev->store->release_batch_max);
 	debugfs_create_file_unsafe("hold", 0600, dir, swapdev, &ts_hold_fops);
-	debugfs_create_file_unsafe("release_holds", 0200, dir, swapdev,
-				   &ts_release_holds_fops);
-	debugfs_create_u32("delay_writes_ms", 0600, dir,
-			   &swapdev->delay_writes_ms);
+	debugfs_create_file("release_holds", 0200, dir, swapdev,
+			    &ts_release_holds_fops);
+	ts_debugfs_create_delay_ms("delay_writes_ms", dir,
+				   &swapdev->delay_writes_ms);
 	debugfs_create_bool("fail_swap_out_hook", 0600, dir,
 			    &swapdev->fail_swap_out_hook);
 	debugfs_create_file("swap_out_hook", 0444, dir, swapdev,

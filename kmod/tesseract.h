@@ -21,6 +21,8 @@ struct dentry;
 
 /* Root of /sys/kernel/debug/tesseract/; an ERR_PTR if debugfs is off. */
 extern struct dentry *ts_debugfs_root;
+struct dentry *ts_debugfs_create_delay_ms(const char *name,
+					  struct dentry *dir, u32 *ms);
 
 /* Store blocks and swap slots are 4 KiB, whatever the page size. */
 #define TS_BLOCK_SHIFT		12
@@ -289,6 +291,8 @@ int ts_mrc_ioctl(struct tesseract_mrc *m);
  */
 struct ts_disk;
 struct mm_struct;
+
+int ts_param_parse_bool(const char *val, bool *on);
 
 extern bool ts_reconcile_param;
 

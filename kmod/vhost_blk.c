@@ -1006,10 +1006,16 @@ static ssize_t vhost_blk_write_mapped(struct vhost_blk *blk,
 				vhost_blk_count(blk,
 						VHOST_BLK_DROPPED_REFERENCES, 1);
 			ret = 0;
-		} else if (ts_disk_has_refs(be->disk, x, x)) {
-			ret = vhost_blk_copy_back(blk, be, x);
-			if (ret)
-				goto fail;
+		} else {
+			/* As the pre-check counts it, had it taken the write. */
+			if (reconcile)
+				vhost_blk_count_outcome(blk, TS_OUTCOME_UNALIGNED,
+							1);
+			if (ts_disk_has_refs(be->disk, x, x)) {
+				ret = vhost_blk_copy_back(blk, be, x);
+				if (ret)
+					goto fail;
+			}
 		}
 		iov_iter_advance(&req->iter, n);
 		vhost_blk_cursor_advance(&c, n);
@@ -1534,6 +1540,8 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 	u64 pos;
 	int err;
 
+	/* Counted whatever its outcome, as the other types are. */
+	vhost_blk_count(blk, write ? VHOST_BLK_REQ_OUT : VHOST_BLK_REQ_IN, 1);
 	/* Data only where the spec puts it: nothing extra either way. */
 	if (write) {
 		if (c->in_len != 1)
@@ -1544,7 +1552,6 @@ static int vhost_blk_rw(struct vhost_blk_queue *queue,
 			return VIRTIO_BLK_S_IOERR;
 		len = c->in_len - 1;
 	}
-	vhost_blk_count(blk, write ? VHOST_BLK_REQ_OUT : VHOST_BLK_REQ_IN, 1);
 	if (!len || len % VHOST_BLK_SECTOR_SIZE ||
 	    !vhost_blk_segments(src, nr, skip, len) ||
 	    !vhost_blk_in_capacity(be, sector, len >> VHOST_BLK_SECTOR_SHIFT))
@@ -2156,10 +2163,11 @@ static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
 	long ret;
 	int i;
 
-	if (features & ~offered)
-		return -EOPNOTSUPP;
 	mutex_lock(&blk->dev.mutex);
+	/* The owner's first: anyone else learns nothing of the value. */
 	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret && (features & ~offered))
+		ret = -EOPNOTSUPP;
 	if (ret)
 		goto unlock;
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
@@ -2200,29 +2208,26 @@ static long vhost_blk_set_flag(struct vhost_blk *blk, bool *flag, int on)
 {
 	long ret;
 
-	if (on != 0 && on != 1)
-		return -EINVAL;
 	mutex_lock(&blk->dev.mutex);
 	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret && on != 0 && on != 1)
+		ret = -EINVAL;
 	if (!ret)
 		WRITE_ONCE(*flag, on);
 	mutex_unlock(&blk->dev.mutex);
 	return ret;
 }
 
-/*
- * There are none to set (the value is checked first, as for
- * VHOST_SET_FEATURES), but setting none is configuring all the same.
- */
+/* There are none to set, but setting none is configuring all the same. */
 static long vhost_blk_set_backend_features(struct vhost_blk *blk,
 					   u64 features)
 {
 	long ret;
 
-	if (features)
-		return -EOPNOTSUPP;
 	mutex_lock(&blk->dev.mutex);
 	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret && features)
+		ret = -EOPNOTSUPP;
 	mutex_unlock(&blk->dev.mutex);
 	return ret;
 }
@@ -2273,12 +2278,11 @@ static long vhost_blk_set_disk_id(struct vhost_blk *blk, u64 id,
 
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
-	if (id & VHOST_BLK_DISK_ID_DERIVED)
-		return -EINVAL;
-	if (token && !memchr_inv(token, 0, VHOST_BLK_TOKEN_BYTES))
-		return -EINVAL;
 	mutex_lock(&blk->dev.mutex);
 	ret = vhost_dev_check_owner(&blk->dev);
+	if (!ret && ((id & VHOST_BLK_DISK_ID_DERIVED) ||
+		     (token && !memchr_inv(token, 0, VHOST_BLK_TOKEN_BYTES))))
+		ret = -EINVAL;
 	if (!ret && blk->backend)
 		ret = -EBUSY;
 	if (!ret) {

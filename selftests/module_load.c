@@ -67,21 +67,61 @@ TEST(parameters_set_at_load)
 	ASSERT_EQ(0, ts_module_unload());
 }
 
-/* A bool parameter named alone at load means on: reconcile's own setter too. */
+static const char *const bool_params[] = {
+	"reconcile", "cleaner", "compactor", "mrc", "swap_mapper",
+};
+
+/* Each bool parameter reads @want ("Y" or "N"). */
+static void bool_params_read(struct __test_metadata *_metadata,
+			     const char *want)
+{
+	char path[128], val[8];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bool_params); i++) {
+		snprintf(path, sizeof(path), TS_SYSMOD "/parameters/%s",
+			 bool_params[i]);
+		ASSERT_EQ(0, ts_read_str(path, val, sizeof(val)));
+		EXPECT_STREQ(want, val) TH_LOG("%s", bool_params[i]);
+	}
+}
+
+/* A bool parameter named alone at load means on, whatever its setter. */
 TEST(bare_bool_parameter_means_on)
 {
+	ts_module_ensure_unloaded();
+	ASSERT_EQ(0, ts_module_load("reconcile=0 cleaner=n compactor=N mrc=0 swap_mapper=0"));
+	bool_params_read(_metadata, "N");
+	ASSERT_EQ(0, ts_module_unload());
+	ASSERT_EQ(0, ts_module_load("reconcile cleaner compactor mrc swap_mapper"));
+	bool_params_read(_metadata, "Y");
+	ASSERT_EQ(0, ts_module_unload());
+}
+
+/*
+ * At run time a bool takes 0/1/y/n/Y/N with echo's newline, and nothing
+ * else: kstrtobool() would read "foo" as off and "yes please" as on.
+ */
+TEST(bool_parameter_written_strictly)
+{
+	static const char *const bad[] = { "on\n", "true\n", "foo\n", "yes\n",
+					   "2\n", "\n", "11\n" };
+	const char *cleaner = TS_SYSMOD "/parameters/cleaner";
 	char val[8];
+	size_t i;
 
 	ts_module_ensure_unloaded();
-	ASSERT_EQ(0, ts_module_load("reconcile=0"));
-	ASSERT_EQ(0, ts_read_str(TS_SYSMOD "/parameters/reconcile", val,
-				 sizeof(val)));
-	EXPECT_STREQ("N", val);
-	ASSERT_EQ(0, ts_module_unload());
-	ASSERT_EQ(0, ts_module_load("reconcile"));
-	ASSERT_EQ(0, ts_read_str(TS_SYSMOD "/parameters/reconcile", val,
-				 sizeof(val)));
+	ASSERT_EQ(0, ts_module_load(""));
+	ASSERT_EQ(0, ts_write_str(cleaner, "Y\n"));
+	ASSERT_EQ(0, ts_read_str(cleaner, val, sizeof(val)));
 	EXPECT_STREQ("Y", val);
+	ASSERT_EQ(0, ts_write_str(cleaner, "0"));
+	for (i = 0; i < ARRAY_SIZE(bad); i++)
+		EXPECT_EQ(-EINVAL, ts_write_str(cleaner, bad[i]))
+			TH_LOG("cleaner <- \"%.*s\"", (int)strcspn(bad[i], "\n"),
+			       bad[i]);
+	ASSERT_EQ(0, ts_read_str(cleaner, val, sizeof(val)));
+	EXPECT_STREQ("N", val);
 	ASSERT_EQ(0, ts_module_unload());
 }
 
@@ -285,6 +325,11 @@ static const struct {
 	{ "cleaner_nice=20", -EINVAL, "cleaner_nice=20: not a nice value" },
 	{ "busy_poll_us=10001", -EINVAL,
 	  "busy_poll_us=10001: not a time from 0 (off) to 10000" },
+	{ "mrc=foo", -EINVAL, "mrc=foo: not 0 or 1" },
+	{ "reconcile=on", -EINVAL, "reconcile=on: not 0 or 1" },
+	{ "cleaner=true", -EINVAL, "cleaner=true: not 0 or 1" },
+	{ "compactor=yes", -EINVAL, "compactor=yes: not 0 or 1" },
+	{ "swap_mapper=2", -EINVAL, "swap_mapper=2: not 0 or 1" },
 };
 
 TEST(bad_parameters_refused)

@@ -561,6 +561,64 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 }
 
 /* A reset empties the curve and leaves the pages in swap counted. */
+/*
+ * debugfs mrc/groups holds @c's group as the ABI page says: its line, then
+ * "<distance>:<faults>" pairs separated by single spaces, no space first,
+ * the same buckets and counts as the ioctl.
+ */
+static void groups_file_matches(struct __test_metadata *_metadata,
+				const struct ts_mrc_curve *c)
+{
+	char *text, *line, *hist, *tok, *save, head[64];
+	unsigned long long lo, n;
+	unsigned int b = 0, pairs = 0;
+	ssize_t got;
+	size_t len;
+	int fd;
+
+	text = malloc(1 << 20);
+	ASSERT_NE(NULL, text);
+	fd = open(TS_DEBUGFS "/mrc/groups", O_RDONLY);
+	ASSERT_LE(0, fd);
+	for (len = 0; len < (1 << 20) - 1; len += got) {
+		got = read(fd, text + len, (1 << 20) - 1 - len);
+		ASSERT_LE(0, got);
+		if (!got)
+			break;
+	}
+	close(fd);
+	text[len] = '\0';
+	snprintf(head, sizeof(head), "cgroup %llu memcg ",
+		 (unsigned long long)c->m.cgroup_id);
+	line = strstr(text, head);
+	ASSERT_NE(NULL, line) TH_LOG("no line for cgroup %llu",
+				     (unsigned long long)c->m.cgroup_id);
+	ASSERT_TRUE(line == text || line[-1] == '\n');
+	hist = strchr(line, '\n');
+	ASSERT_NE(NULL, hist);
+	hist++;
+	hist[strcspn(hist, "\n")] = '\0';
+	EXPECT_NE(' ', hist[0]) TH_LOG("histogram line: \"%.40s\"", hist);
+	EXPECT_EQ(NULL, strstr(hist, "  "));
+	for (tok = strtok_r(hist, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
+		ASSERT_EQ(2, sscanf(tok, "%llu:%llu", &lo, &n)) TH_LOG("%s", tok);
+		while (b < TESSERACT_MRC_BUCKETS && !c->hist[b])
+			b++;
+		ASSERT_GT((unsigned int)TESSERACT_MRC_BUCKETS, b);
+		EXPECT_EQ((unsigned long long)TESSERACT_MRC_BUCKET_LO(b), lo);
+		EXPECT_EQ((unsigned long long)c->hist[b], n);
+		b++;
+		pairs++;
+	}
+	while (b < TESSERACT_MRC_BUCKETS && !c->hist[b])
+		b++;
+	EXPECT_EQ((unsigned int)TESSERACT_MRC_BUCKETS, b)
+		TH_LOG("after %u pairs", pairs);
+	EXPECT_LT(0U, pairs);
+	free(text);
+}
+
 TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 {
 	struct workload w = small_cycle(3);
@@ -571,6 +629,8 @@ TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 
 	pid = workload_start(&w);
 	ASSERT_EQ(0, workload_wait(pid));
+	ASSERT_EQ(0, ts_mrc_read(GROUP_A, 0, &c));
+	groups_file_matches(_metadata, &c);
 	ASSERT_EQ(0, ts_mrc_read(GROUP_A, TESSERACT_MRC_RESET, &c));
 	log_curve(_metadata, "before reset", &c);
 	ASSERT_LT(0ULL, c.m.faults);

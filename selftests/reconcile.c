@@ -165,6 +165,8 @@ TEST_F_TIMEOUT(rc, writes_of_swapped_pages_become_references, 300)
 /* Resident pages and misaligned buffers take the ordinary path. */
 TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
 {
+	long long unaligned, reconciled;
+
 	ts_fill_pages(self->buf, PAGES, 2, 1);
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_OUT, 0, self->buf,
 				   PAGES, false));
@@ -187,6 +189,23 @@ TEST_F_TIMEOUT(rc, fallbacks_are_counted_by_reason, 300)
 	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
 				   16, false));
 	EXPECT_EQ(0UL, ts_bad_pages(self->check, 16, 2, 2));
+
+	/*
+	 * A piece of less than a page counts as unaligned on the reconciling
+	 * path too, as on the ordinary one: a page and a half, the page
+	 * swapped out and referenced, the half page written.
+	 */
+	unaligned = ts_vhost_counter("fallback_unaligned");
+	reconciled = ts_vhost_counter("reconciled_pages");
+	ts_fill_pages(self->buf + PAGE, 1, 2, 4);
+	ASSERT_EQ(0UL, ts_fill_and_push(CGROUP, self->buf, 1, 2, 4));
+	ASSERT_EQ(0, vblk_rw(&self->dev, 0, VIRTIO_BLK_T_OUT, 0, self->buf,
+			     PAGE + PAGE / 2, 0, false));
+	EXPECT_EQ(reconciled + 1, ts_vhost_counter("reconciled_pages"));
+	EXPECT_EQ(unaligned + 1, ts_vhost_counter("fallback_unaligned"));
+	ASSERT_EQ(0, vblk_io_pages(&self->dev, VIRTIO_BLK_T_IN, 0, self->check,
+				   2, false));
+	EXPECT_EQ(0, memcmp(self->check, self->buf, PAGE + PAGE / 2));
 }
 
 /*

@@ -327,8 +327,21 @@ TEST_F_TIMEOUT(swap, redirect_on_write, 120)
 	EXPECT_TRUE(ts_check_page(back, 3, 10, 2));
 
 	/* Without the hold the slot's own block is rewritten in place. */
-	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/release_holds", "1"));
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/hold", "10"));
+	EXPECT_EQ(2, ts_swapdev_counter("hold"));
+	/* Anything written releases them all, a number or not. */
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/release_holds", "all\n"));
+	EXPECT_EQ(0, ts_swapdev_counter("hold"));
 	EXPECT_EQ(used0, ts_swapdev_counter("blocks_in_use"));
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/hold", "10"));
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/release_holds", "\n"));
+	EXPECT_EQ(0, ts_swapdev_counter("hold"));
+	/* A fault-injection delay is bounded: a minute, not 49 days. */
+	EXPECT_EQ(-EINVAL, ts_write_str(TS_DEBUGFS "/tsswap0/delay_writes_ms",
+					"60001"));
+	EXPECT_EQ(-EINVAL, ts_write_str(TS_DEBUGFS "/tsswap0/delay_writes_ms",
+					"4294967295"));
+	EXPECT_EQ(0, ts_swapdev_counter("delay_writes_ms"));
 	ts_fill_page(buf, 3, 10, 3);
 	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 10 * PAGE));
 	EXPECT_EQ(redirected0 + 1, ts_swapdev_counter("redirected_writes"));

@@ -309,19 +309,23 @@ TEST(device_node_and_features)
 	EXPECT_EQ(all_features, features & all_features);
 	EXPECT_EQ(0ULL, features & (1ULL << VIRTIO_BLK_F_RO));
 	EXPECT_EQ(0ULL, features & (1ULL << VHOST_F_LOG_ALL));
-	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_FEATURES, &bad));
-	EXPECT_EQ(EOPNOTSUPP, errno);
 	/* No backend features: they all concern the IOTLB. */
 	ASSERT_EQ(0, ioctl(fd, VHOST_GET_BACKEND_FEATURES, &features));
 	EXPECT_EQ(0ULL, features);
+	/* Only the owner configures, and before any value is looked at. */
+	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_FEATURES, &bad));
+	EXPECT_EQ(EPERM, errno);
 	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_BACKEND_FEATURES, &bad));
-	EXPECT_EQ(EOPNOTSUPP, errno);
-	/* Only the owner may attach a backend. */
+	EXPECT_EQ(EPERM, errno);
 	EXPECT_EQ(-1, ioctl(fd, VHOST_BLK_SET_BACKEND, &backend));
 	EXPECT_EQ(EPERM, errno);
 	ASSERT_EQ(0, ioctl(fd, VHOST_SET_OWNER, NULL));
 	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_OWNER, NULL));
 	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_FEATURES, &bad));
+	EXPECT_EQ(EOPNOTSUPP, errno);
+	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_BACKEND_FEATURES, &bad));
+	EXPECT_EQ(EOPNOTSUPP, errno);
 	close(fd);
 	EXPECT_EQ(0, ts_module_unload());
 }
@@ -419,7 +423,8 @@ static int non_owner_configures(int fd, int img)
 	struct vhost_vring_state num = { .index = 0, .num = 16 };
 	struct vhost_memory mem = { .nregions = 0 };
 	__u64 features = 1ULL << VIRTIO_F_VERSION_1, none = 0;
-	int off = 0, bad = 0;
+	__u64 unknown = 1ULL << 63;
+	int off = 0, two = 2, bad = 0;
 
 	bad += non_owner_try("VHOST_BLK_SET_SERIAL", fd, VHOST_BLK_SET_SERIAL,
 			     (void *)serial);
@@ -438,6 +443,15 @@ static int non_owner_configures(int fd, int img)
 	bad += non_owner_try("VHOST_SET_VRING_NUM", fd, VHOST_SET_VRING_NUM,
 			     &num);
 	bad += non_owner_try("VHOST_RESET_OWNER", fd, VHOST_RESET_OWNER, NULL);
+	/* Nor does a non-owner learn which values the owner would get. */
+	bad += non_owner_try("VHOST_SET_FEATURES (unknown bit)", fd,
+			     VHOST_SET_FEATURES, &unknown);
+	bad += non_owner_try("VHOST_SET_BACKEND_FEATURES (unknown bit)", fd,
+			     VHOST_SET_BACKEND_FEATURES, &unknown);
+	bad += non_owner_try("VHOST_BLK_SET_RECONCILE (2)", fd,
+			     VHOST_BLK_SET_RECONCILE, &two);
+	bad += non_owner_try("VHOST_BLK_SET_SWAP_MAPPER (2)", fd,
+			     VHOST_BLK_SET_SWAP_MAPPER, &two);
 	/* Reading is not configuring. */
 	if (ioctl(fd, VHOST_GET_FEATURES, &features)) {
 		fprintf(stderr, "# non-owner VHOST_GET_FEATURES: %s\n",
@@ -899,6 +913,8 @@ TEST_F(file, hostile_length_overflow)
 
 TEST_F(file, hostile_data_direction)
 {
+	long long in0 = stat_ll("requests_in"), out0 = stat_ll("requests_out");
+	long long errors0 = stat_ll("errors");
 	struct vblk_queue *q = &self->d.q[0];
 	struct crafted c;
 
@@ -920,6 +936,10 @@ TEST_F(file, hostile_data_direction)
 	put_desc(q, 2, c.status, 1, VRING_DESC_F_WRITE, 0);
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, crafted_run(&self->d, 0, &c));
 	EXPECT_EQ(0x77, c.data[0]);
+	/* Counted by type whatever their outcome, as the ABI says. */
+	EXPECT_EQ(in0 + 1, stat_ll("requests_in"));
+	EXPECT_EQ(out0 + 1, stat_ll("requests_out"));
+	EXPECT_EQ(errors0 + 2, stat_ll("errors"));
 	other_queue_works(_metadata, &self->d);
 }
 

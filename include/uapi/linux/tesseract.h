@@ -55,8 +55,9 @@
  * they outlive a VMM that closes the device. Set before VHOST_BLK_SET_BACKEND
  * (-EBUSY while a backend is attached). 0, the default, derives the id from
  * the backend: VHOST_BLK_DISK_ID_DERIVED plus the device number of a block
- * device, or of a file's filesystem and the file's inode number. Ids a VMM
- * chooses must be non-zero and must not have VHOST_BLK_DISK_ID_DERIVED set.
+ * device, or of a file's filesystem and the low 32 bits of the file's inode
+ * number. Ids a VMM chooses must be non-zero and must not have
+ * VHOST_BLK_DISK_ID_DERIVED set.
  * GET returns the id in use (0 if no backend is attached).
  *
  * An id is a name, not a credential: the store records with a disk's
