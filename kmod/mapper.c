@@ -523,8 +523,12 @@ static struct ts_map_disk *ts_map_fp_valid_locked(struct ts_mapper *mapper,
 /*
  * A swap-out of @page to @slot: map the slot to a disk block that holds
  * the page's bytes, if a fingerprint proves one (M1, M2), instead of
- * writing it. The folio is locked and under writeback: its bytes do not
- * change meanwhile. True if the slot is mapped; no I/O is needed then.
+ * writing it. The folio is under writeback, no longer locked (the swap
+ * code unlocks it before it submits the bio): a fault may map it again and
+ * a write change it, even between the two hashes. Then the folio is dirty
+ * and stays in the swap cache, where swap-ins find it, until it is written
+ * again, whose hook forgets this mapping first, or its slot is freed. True
+ * if the slot is mapped; no I/O is needed then.
  *
  * Only anonymous pages: a shmem folio here has left its file already
  * (shmem_writepage()), and it might be a page of an image on tmpfs, which
@@ -957,14 +961,21 @@ static u32 ts_map_walk_resume_locked(struct ts_mapper *mapper, u32 b, u32 s)
 /*
  * Whether a slot maps to @code, a block that no slot can map to anew: its
  * bucket walked TS_MAP_WALK_BATCH slots per hold of the lock (all slots
- * of one block share a bucket, and there may be a million).
+ * of one block share a bucket, and there may be a million). With @block,
+ * the copy's store block is taken in the same hold of the lock as the
+ * slot is found (near @x), so that its reservation, and so a free block,
+ * is still there: slots freed meanwhile give theirs back (M3). *@block is
+ * TS_NO_BLOCK if none is found.
  */
-static bool ts_map_code_mapped(struct ts_mapper *mapper, u64 code)
+static bool ts_map_code_mapped_alloc(struct ts_mapper *mapper, u64 code,
+				     u64 x, u32 *block)
 {
 	u32 b = ts_map_pair_bucket(mapper, code), s = TS_MAP_NONE, seen;
 	unsigned long flags;
 	bool found = false;
 
+	if (block)
+		*block = TS_NO_BLOCK;
 	do {
 		spin_lock_irqsave(&mapper->lock, flags);
 		s = ts_map_walk_resume_locked(mapper, b, s);
@@ -975,11 +986,21 @@ static bool ts_map_code_mapped(struct ts_mapper *mapper, u64 code)
 				break;
 			}
 		}
+		/* The slot's reservation guarantees one: a bug if not. */
+		if (found && block &&
+		    WARN_ON_ONCE(!ts_swapdev_alloc_copy(mapper->swapdev, x,
+							block)))
+			*block = TS_NO_BLOCK;
 		spin_unlock_irqrestore(&mapper->lock, flags);
 		if (!found && s != TS_MAP_NONE)
 			cond_resched();
 	} while (!found && s != TS_MAP_NONE);
 	return found;
+}
+
+static bool ts_map_code_mapped(struct ts_mapper *mapper, u64 code)
+{
+	return ts_map_code_mapped_alloc(mapper, code, 0, NULL);
 }
 
 /*
@@ -1028,9 +1049,10 @@ static int ts_map_copy_block(struct ts_mapper *mapper, struct ts_map_disk *md,
 	if (ret)
 		goto free;
 	xxh = ts_map_xxh(mapper, page_address(page));
-	if (!ts_swapdev_alloc_copy(mapper->swapdev, x, &block)) {
-		/* The slots' reservations guarantee one: a bug. */
-		WARN_ON_ONCE(1);
+	/* The image read took long: the slots may all be gone by now. */
+	if (!ts_map_code_mapped_alloc(mapper, code, x, &block))
+		goto free;
+	if (block == TS_NO_BLOCK) {
 		ret = -ENOSPC;
 		goto free;
 	}
@@ -1505,13 +1527,15 @@ static void ts_map_reap_work(struct work_struct *work)
  * image's i_rwsem held (generic_perform_write()). A read of a block
  * device, and a buffered read of ext4 and of tmpfs, take no lock that a
  * writer holds over such a fault; XFS's takes its iolock, and others were
- * not checked.
+ * not checked. Nor does ext4 on DAX: its reads take i_rwsem shared, and
+ * its writes copy from the guest's pages holding it (ext4_dax_read_iter(),
+ * ext4_dax_write_iter()). ext2 and ext3 share ext4's magic number.
  */
 static bool ts_map_image_readable_anytime(struct inode *inode)
 {
 	if (S_ISBLK(inode->i_mode))
 		return true;
-	if (!S_ISREG(inode->i_mode))
+	if (!S_ISREG(inode->i_mode) || IS_DAX(inode))
 		return false;
 	switch (inode->i_sb->s_magic) {
 	case EXT4_SUPER_MAGIC:
