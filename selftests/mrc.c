@@ -572,9 +572,9 @@ static void groups_file_matches(struct __test_metadata *_metadata,
 	char *text, *line, *hist, *tok, *save, head[64];
 	unsigned long long lo, n;
 	unsigned int b = 0, pairs = 0;
+	int fd, fields;
 	ssize_t got;
 	size_t len;
-	int fd;
 
 	text = malloc(1 << 20);
 	ASSERT_NE(NULL, text);
@@ -602,7 +602,8 @@ static void groups_file_matches(struct __test_metadata *_metadata,
 	EXPECT_EQ(NULL, strstr(hist, "  "));
 	for (tok = strtok_r(hist, " ", &save); tok;
 	     tok = strtok_r(NULL, " ", &save)) {
-		ASSERT_EQ(2, sscanf(tok, "%llu:%llu", &lo, &n)) TH_LOG("%s", tok);
+		fields = sscanf(tok, "%llu:%llu", &lo, &n);
+		ASSERT_EQ(2, fields) TH_LOG("%s", tok);
 		while (b < TESSERACT_MRC_BUCKETS && !c->hist[b])
 			b++;
 		ASSERT_GT((unsigned int)TESSERACT_MRC_BUCKETS, b);
