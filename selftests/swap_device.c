@@ -342,6 +342,8 @@ TEST_F_TIMEOUT(swap, redirect_on_write, 120)
 	EXPECT_EQ(-EINVAL, ts_write_str(TS_DEBUGFS "/tsswap0/delay_writes_ms",
 					"4294967295"));
 	EXPECT_EQ(0, ts_swapdev_counter("delay_writes_ms"));
+	/* Taken anyway (a regression): the writes below must not sleep. */
+	ASSERT_EQ(0, ts_write_str(TS_DEBUGFS "/tsswap0/delay_writes_ms", "0"));
 	ts_fill_page(buf, 3, 10, 3);
 	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 10 * PAGE));
 	EXPECT_EQ(redirected0 + 1, ts_swapdev_counter("redirected_writes"));
