@@ -53,7 +53,8 @@ static int ts_bool_knob_set(const char *val, const struct kernel_param *kp)
 	bool on;
 
 	if (ts_param_parse_bool(val, &on)) {
-		pr_err("%s=%s: not 0 or 1\n", kp->name, val);
+		pr_err("%s=%.*s: not 0 or 1\n", kp->name,
+		       (int)strcspn(val, "\n"), val);
 		return -EINVAL;
 	}
 	WRITE_ONCE(*(bool *)kp->arg, on);
@@ -85,11 +86,13 @@ static const struct kernel_param_ops ts_uint_knob_ops = {
 
 static bool cleaner;
 module_param_cb(cleaner, &ts_bool_knob_ops, &cleaner, 0644);
+__MODULE_PARM_TYPE(cleaner, "bool");
 MODULE_PARM_DESC(cleaner,
 		 "Copy referenced blocks of idle disks back into their images in the background (default: off)");
 
 static bool compactor;
 module_param_cb(compactor, &ts_bool_knob_ops, &compactor, 0644);
+__MODULE_PARM_TYPE(compactor, "bool");
 MODULE_PARM_DESC(compactor,
 		 "Rewrite referenced blocks of idle disks into guest order in the store in the background, while the cleaner is off (default: off)");
 

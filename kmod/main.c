@@ -57,16 +57,12 @@ static struct ts_swapdev *ts_swapdev;
 static char backing[PATH_MAX];
 
 /*
- * Reject a bad path at insmod time: later parts open it by name, and an
- * operator is better served by a failed insmod naming the parameter than by
- * a half-configured module.
- */
-/*
  * A boolean module parameter, as the documentation promises it: 1, y or Y
  * for on, 0, n or N for off, a newline after it allowed (sysfs writes end
  * in one), and nothing (a bare name on the insmod line, with
  * KERNEL_PARAM_OPS_FL_NOARG) for on. Stricter than kstrtobool(), which
- * looks at the first character only and so reads "mrc=foo" as off.
+ * looks at the first character only (two for "on" and "off") and so reads
+ * "mrc=foo" as off.
  */
 int ts_param_parse_bool(const char *val, bool *on)
 {
@@ -81,10 +77,15 @@ int ts_param_parse_bool(const char *val, bool *on)
 		len--;
 	if (len != 1 || !strchr("01yYnN", val[0]))
 		return -EINVAL;
-	*on = strchr("1yY", val[0]);
+	*on = !!strchr("1yY", val[0]);
 	return 0;
 }
 
+/*
+ * Reject a bad path at insmod time: later parts open it by name, and an
+ * operator is better served by a failed insmod naming the parameter than by
+ * a half-configured module.
+ */
 static int backing_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");

@@ -126,6 +126,7 @@ static const struct kernel_param_ops swap_mapper_ops = {
 };
 
 module_param_cb(swap_mapper, &swap_mapper_ops, &ts_swap_mapper_param, 0444);
+__MODULE_PARM_TYPE(swap_mapper, "bool");
 MODULE_PARM_DESC(swap_mapper,
 		 "Map swap-outs of pages read unchanged from a guest disk to the disk's blocks instead of writing them (default off)");
 
@@ -1527,9 +1528,10 @@ static void ts_map_reap_work(struct work_struct *work)
  * image's i_rwsem held (generic_perform_write()). A read of a block
  * device, and a buffered read of ext4 and of tmpfs, take no lock that a
  * writer holds over such a fault; XFS's takes its iolock, and others were
- * not checked. Nor does ext4 on DAX: its reads take i_rwsem shared, and
- * its writes copy from the guest's pages holding it (ext4_dax_read_iter(),
- * ext4_dax_write_iter()). ext2 and ext3 share ext4's magic number.
+ * not checked. ext4 on DAX is not safe either: its reads take i_rwsem
+ * shared, and its writes copy from the guest's pages holding it
+ * (ext4_dax_read_iter(), ext4_dax_write_iter()). ext2 and ext3 share
+ * ext4's magic number.
  */
 static bool ts_map_image_readable_anytime(struct inode *inode)
 {

@@ -208,6 +208,7 @@ static const struct kernel_param_ops mrc_ops = {
 };
 
 module_param_cb(mrc, &mrc_ops, &ts_mrc_param, 0444);
+__MODULE_PARM_TYPE(mrc, "bool");
 MODULE_PARM_DESC(mrc,
 		 "Miss-ratio curves per cgroup from swap traffic: 8 bytes per swap slot (default 1: on)");
 

@@ -63,8 +63,8 @@ static int ts_reconcile_param_set(const char *val,
 	/* A bare "reconcile" at load means on, as for any bool. */
 	ret = ts_param_parse_bool(val, &on);
 	if (ret) {
-		pr_err("reconcile=%s: not 0 or 1 (reconciliation off or on)\n",
-		       val);
+		pr_err("reconcile=%.*s: not 0 or 1 (reconciliation off or on)\n",
+		       (int)strcspn(val, "\n"), val);
 		return ret;
 	}
 	if (on && ts_reconcile_refused) {
@@ -83,6 +83,7 @@ static const struct kernel_param_ops ts_reconcile_param_ops = {
 
 module_param_cb(reconcile, &ts_reconcile_param_ops, &ts_reconcile_param,
 		0644);
+__MODULE_PARM_TYPE(reconcile, "bool");
 MODULE_PARM_DESC(reconcile,
 		 "Turn guest writes of host-swapped pages into references to their swap blocks (default: on; refused on a volatile store)");
 
@@ -924,6 +925,7 @@ static void ts_store_release(struct ts_store *store, const u32 *blocks,
 			batch += blocks[k] != TS_NO_BLOCK;
 		if (!batch) {
 			i += n;
+			cond_resched();
 			continue;
 		}
 		spin_lock_irqsave(&store->lock, flags);

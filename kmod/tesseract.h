@@ -23,6 +23,8 @@ struct dentry;
 extern struct dentry *ts_debugfs_root;
 struct dentry *ts_debugfs_create_delay_ms(const char *name,
 					  struct dentry *dir, u32 *ms);
+/* A bool module parameter's value, @val NULL for a bare name: 0 or -EINVAL. */
+int ts_param_parse_bool(const char *val, bool *on);
 
 /* Store blocks and swap slots are 4 KiB, whatever the page size. */
 #define TS_BLOCK_SHIFT		12
@@ -291,8 +293,6 @@ int ts_mrc_ioctl(struct tesseract_mrc *m);
  */
 struct ts_disk;
 struct mm_struct;
-
-int ts_param_parse_bool(const char *val, bool *on);
 
 extern bool ts_reconcile_param;
 

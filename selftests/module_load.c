@@ -140,6 +140,14 @@ TEST(parameters_described)
 			 ts_module_path(), params[i]);
 		EXPECT_EQ(0, ts_system(cmd)) TH_LOG("%s undescribed", params[i]);
 	}
+	/* modinfo names the type of each bool, whatever its setter. */
+	for (i = 0; i < ARRAY_SIZE(bool_params); i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "modinfo -F parm '%s' | grep -q '^%s:.* (bool)$'",
+			 ts_module_path(), bool_params[i]);
+		EXPECT_EQ(0, ts_system(cmd)) TH_LOG("%s: no (bool)",
+						    bool_params[i]);
+	}
 }
 
 /*

@@ -560,7 +560,6 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 	EXPECT_GE(0.05 * all, ts_mrc_misses_at(&c, step2 * 1.2));
 }
 
-/* A reset empties the curve and leaves the pages in swap counted. */
 /*
  * debugfs mrc/groups holds @c's group as the ABI page says: its line, then
  * "<distance>:<faults>" pairs separated by single spaces, no space first,
@@ -620,6 +619,7 @@ static void groups_file_matches(struct __test_metadata *_metadata,
 	free(text);
 }
 
+/* A reset empties the curve and leaves the pages in swap counted. */
 TEST_F_TIMEOUT(mrc, reset_clears_the_curve, 300)
 {
 	struct workload w = small_cycle(3);
