@@ -50,16 +50,11 @@ static void ts_cleaner_wake(void)
 
 static int ts_bool_knob_set(const char *val, const struct kernel_param *kp)
 {
-	bool on;
+	int ret = ts_param_set_bool(val, kp);
 
-	if (ts_param_parse_bool(val, &on)) {
-		pr_err("%s=%.*s: not 0 or 1\n", kp->name,
-		       (int)strcspn(val, "\n"), val);
-		return -EINVAL;
-	}
-	WRITE_ONCE(*(bool *)kp->arg, on);
-	ts_cleaner_wake();
-	return 0;
+	if (!ret)
+		ts_cleaner_wake();
+	return ret;
 }
 
 static int ts_uint_knob_set(const char *val, const struct kernel_param *kp)

@@ -82,6 +82,30 @@ int ts_param_parse_bool(const char *val, bool *on)
 }
 
 /*
+ * The setter of a bool module parameter, strict as above; a bad value
+ * fails with a log line naming the parameter (a sysfs write's newline
+ * left out of it).
+ */
+int ts_param_set_bool(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+
+	if (ts_param_parse_bool(val, &on)) {
+		pr_err("%s=%.*s: not 0 or 1\n", kp->name,
+		       (int)strcspn(val, "\n"), val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*(bool *)kp->arg, on);
+	return 0;
+}
+
+const struct kernel_param_ops ts_param_ops_bool = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
+	.set = ts_param_set_bool,
+	.get = param_get_bool,
+};
+
+/*
  * Reject a bad path at insmod time: later parts open it by name, and an
  * operator is better served by a failed insmod naming the parameter than by
  * a half-configured module.

@@ -106,26 +106,7 @@
 
 bool ts_swap_mapper_param;
 
-static int swap_mapper_set(const char *val, const struct kernel_param *kp)
-{
-	bool on;
-
-	if (ts_param_parse_bool(val, &on)) {
-		pr_err("swap_mapper=%s: not 0 or 1 (swap mapper off or on)\n",
-		       val);
-		return -EINVAL;
-	}
-	*(bool *)kp->arg = on;
-	return 0;
-}
-
-static const struct kernel_param_ops swap_mapper_ops = {
-	.flags = KERNEL_PARAM_OPS_FL_NOARG,
-	.set = swap_mapper_set,
-	.get = param_get_bool,
-};
-
-module_param_cb(swap_mapper, &swap_mapper_ops, &ts_swap_mapper_param, 0444);
+module_param_cb(swap_mapper, &ts_param_ops_bool, &ts_swap_mapper_param, 0444);
 __MODULE_PARM_TYPE(swap_mapper, "bool");
 MODULE_PARM_DESC(swap_mapper,
 		 "Map swap-outs of pages read unchanged from a guest disk to the disk's blocks instead of writing them (default off)");

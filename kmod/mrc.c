@@ -188,26 +188,7 @@ struct ts_mrc {
 /* The one swap device's curves, for /dev/tesseract; NULL when off. */
 static struct ts_mrc *ts_mrc_active;
 
-static int mrc_set(const char *val, const struct kernel_param *kp)
-{
-	bool on;
-
-	if (ts_param_parse_bool(val, &on)) {
-		pr_err("mrc=%s: not 0 or 1 (miss-ratio curves off or on)\n",
-		       val);
-		return -EINVAL;
-	}
-	*(bool *)kp->arg = on;
-	return 0;
-}
-
-static const struct kernel_param_ops mrc_ops = {
-	.flags = KERNEL_PARAM_OPS_FL_NOARG,
-	.set = mrc_set,
-	.get = param_get_bool,
-};
-
-module_param_cb(mrc, &mrc_ops, &ts_mrc_param, 0444);
+module_param_cb(mrc, &ts_param_ops_bool, &ts_mrc_param, 0444);
 __MODULE_PARM_TYPE(mrc, "bool");
 MODULE_PARM_DESC(mrc,
 		 "Miss-ratio curves per cgroup from swap traffic: 8 bytes per swap slot (default 1: on)");

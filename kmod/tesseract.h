@@ -10,6 +10,7 @@
 #include <linux/blk_types.h>
 #include <linux/fs.h>
 #include <linux/limits.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
@@ -25,6 +26,8 @@ struct dentry *ts_debugfs_create_delay_ms(const char *name,
 					  struct dentry *dir, u32 *ms);
 /* A bool module parameter's value, @val NULL for a bare name: 0 or -EINVAL. */
 int ts_param_parse_bool(const char *val, bool *on);
+int ts_param_set_bool(const char *val, const struct kernel_param *kp);
+extern const struct kernel_param_ops ts_param_ops_bool;
 
 /* Store blocks and swap slots are 4 KiB, whatever the page size. */
 #define TS_BLOCK_SHIFT		12
