@@ -64,7 +64,7 @@ static char backing[PATH_MAX];
  * looks at the first character only (two for "on" and "off") and so reads
  * "mrc=foo" as off.
  */
-int ts_param_parse_bool(const char *val, bool *on)
+static int ts_param_parse_bool(const char *val, bool *on)
 {
 	size_t len;
 
@@ -82,21 +82,29 @@ int ts_param_parse_bool(const char *val, bool *on)
 }
 
 /*
- * The setter of a bool module parameter, strict as above; a bad value
- * fails with a log line naming the parameter (a sysfs write's newline
- * left out of it).
+ * The value @val of bool module parameter @kp, strict as above, in *@on;
+ * -EINVAL and a log line naming the parameter (a sysfs write's newline
+ * left out of it) if it is none.
  */
+int ts_param_bool_value(const char *val, const struct kernel_param *kp,
+			bool *on)
+{
+	if (!ts_param_parse_bool(val, on))
+		return 0;
+	pr_err("%s=%.*s: not 0 or 1\n", kp->name, (int)strcspn(val, "\n"),
+	       val);
+	return -EINVAL;
+}
+
+/* The setter of a bool module parameter that needs nothing more. */
 int ts_param_set_bool(const char *val, const struct kernel_param *kp)
 {
 	bool on;
+	int ret = ts_param_bool_value(val, kp, &on);
 
-	if (ts_param_parse_bool(val, &on)) {
-		pr_err("%s=%.*s: not 0 or 1\n", kp->name,
-		       (int)strcspn(val, "\n"), val);
-		return -EINVAL;
-	}
-	WRITE_ONCE(*(bool *)kp->arg, on);
-	return 0;
+	if (!ret)
+		WRITE_ONCE(*(bool *)kp->arg, on);
+	return ret;
 }
 
 const struct kernel_param_ops ts_param_ops_bool = {

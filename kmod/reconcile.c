@@ -61,12 +61,9 @@ static int ts_reconcile_param_set(const char *val,
 	int ret;
 
 	/* A bare "reconcile" at load means on, as for any bool. */
-	ret = ts_param_parse_bool(val, &on);
-	if (ret) {
-		pr_err("reconcile=%.*s: not 0 or 1 (reconciliation off or on)\n",
-		       (int)strcspn(val, "\n"), val);
+	ret = ts_param_bool_value(val, kp, &on);
+	if (ret)
 		return ret;
-	}
 	if (on && ts_reconcile_refused) {
 		pr_err("reconcile: not on: the store is formatted volatile (tesseractctl format --volatile), and references to its blocks would not survive its device\n");
 		return -EINVAL;

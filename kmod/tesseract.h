@@ -25,7 +25,8 @@ extern struct dentry *ts_debugfs_root;
 struct dentry *ts_debugfs_create_delay_ms(const char *name,
 					  struct dentry *dir, u32 *ms);
 /* A bool module parameter's value, @val NULL for a bare name: 0 or -EINVAL. */
-int ts_param_parse_bool(const char *val, bool *on);
+int ts_param_bool_value(const char *val, const struct kernel_param *kp,
+			bool *on);
 int ts_param_set_bool(const char *val, const struct kernel_param *kp);
 extern const struct kernel_param_ops ts_param_ops_bool;
 
