@@ -568,34 +568,24 @@ TEST_F_TIMEOUT(mrc, two_hot_sets_show_two_steps, 300)
 static void groups_file_matches(struct __test_metadata *_metadata,
 				const struct ts_mrc_curve *c)
 {
-	char *text, *line, *hist, *tok, *save, head[64];
+	char hist[16384], head[64], *tok, *save;
 	unsigned long long lo, n;
 	unsigned int b = 0, pairs = 0;
-	int fd, fields;
-	ssize_t got;
-	size_t len;
+	bool found = false, got;
+	int fields;
+	FILE *f;
 
-	text = malloc(1 << 20);
-	ASSERT_NE(NULL, text);
-	fd = open(TS_DEBUGFS "/mrc/groups", O_RDONLY);
-	ASSERT_LE(0, fd);
-	for (len = 0; len < (1 << 20) - 1; len += got) {
-		got = read(fd, text + len, (1 << 20) - 1 - len);
-		ASSERT_LE(0, got);
-		if (!got)
-			break;
-	}
-	close(fd);
-	text[len] = '\0';
 	snprintf(head, sizeof(head), "cgroup %llu memcg ",
 		 (unsigned long long)c->m.cgroup_id);
-	line = strstr(text, head);
-	ASSERT_NE(NULL, line) TH_LOG("no line for cgroup %llu",
-				     (unsigned long long)c->m.cgroup_id);
-	ASSERT_TRUE(line == text || line[-1] == '\n');
-	hist = strchr(line, '\n');
-	ASSERT_NE(NULL, hist);
-	hist++;
+	f = fopen(TS_DEBUGFS "/mrc/groups", "r");
+	ASSERT_NE(NULL, f);
+	/* Histogram lines never start with "cgroup". */
+	while (!found && fgets(hist, sizeof(hist), f))
+		found = !strncmp(hist, head, strlen(head));
+	got = found && fgets(hist, sizeof(hist), f);
+	fclose(f);
+	ASSERT_TRUE(got) TH_LOG("no lines for cgroup %llu",
+				(unsigned long long)c->m.cgroup_id);
 	hist[strcspn(hist, "\n")] = '\0';
 	EXPECT_NE(' ', hist[0]) TH_LOG("histogram line: \"%.40s\"", hist);
 	EXPECT_EQ(NULL, strstr(hist, "  "));
@@ -616,7 +606,6 @@ static void groups_file_matches(struct __test_metadata *_metadata,
 	EXPECT_EQ((unsigned int)TESSERACT_MRC_BUCKETS, b)
 		TH_LOG("after %u pairs", pairs);
 	EXPECT_LT(0U, pairs);
-	free(text);
 }
 
 /* A reset empties the curve and leaves the pages in swap counted. */
